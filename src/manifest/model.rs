@@ -1,0 +1,301 @@
+//! The validated, domain-level pipeline description that the rest of retouch consumes.
+//!
+//! Nothing here is parsed from YAML directly: `manifest::load` turns the raw serde types into these
+//! after every check has passed, so a value of these types is always valid (ranges checked, paths
+//! resolved against the manifest's folder, defaults filled in). Later features add fields here; the
+//! engine must never see a `Raw*` type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A fully validated manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The manifest file as given on the command line.
+    pub path: PathBuf,
+    /// The folder holding the manifest; every relative path in it is relative to this folder.
+    pub base_dir: PathBuf,
+    /// Format version; only `1` exists.
+    pub version: u32,
+    /// Pipeline name, used in the report and summaries.
+    pub name: String,
+    /// Where the photos come from, in manifest order.
+    pub inputs: Vec<InputSpec>,
+    /// Glob patterns of inputs to leave out (matched against each input's path relative to its
+    /// glob's base folder, and against its file name).
+    pub exclude: Vec<String>,
+    /// Where results go and in which format.
+    pub output: OutputSpec,
+    /// The ordered steps every image goes through.
+    pub steps: Vec<Step>,
+    /// Run-time limits.
+    pub limits: Limits,
+    /// Where the CSV report is written (default `<output.dir>/report.csv`).
+    pub report: PathBuf,
+}
+
+/// One entry of `inputs:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSpec {
+    /// A local glob as written in the manifest (`../samples/**/*.jpg`), relative to `base_dir`
+    /// unless absolute. `sources` splits it into a literal base folder and a pattern.
+    LocalGlob { pattern: String },
+}
+
+/// `output:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputSpec {
+    /// Output folder, already joined onto `base_dir`.
+    pub dir: PathBuf,
+    pub format: OutputFormat,
+    /// 1..=100, used by jpeg and webp; default 90.
+    pub quality: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    Png,
+    Jpeg,
+    Webp,
+}
+
+impl OutputFormat {
+    /// The file extension written for this format (no dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+
+    /// The MIME type, for sinks that record one.
+    pub fn mime(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "image/png",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Webp => "image/webp",
+        }
+    }
+
+    /// Whether this format can carry an alpha channel.
+    pub fn has_alpha(self) -> bool {
+        !matches!(self, OutputFormat::Jpeg)
+    }
+}
+
+/// One step of the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// 0-based position in `steps:` (the report prints it 1-based).
+    pub index: usize,
+    pub op: Op,
+    /// The models this step may use, in manifest order. Never empty.
+    pub models: Vec<ModelRef>,
+    /// What happens when no permitted remote model can serve an image.
+    pub fallback: Fallback,
+    /// The op's parameters.
+    pub params: OpParams,
+}
+
+/// The operations retouch knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Op {
+    RemoveBg,
+    FixLighting,
+    Upscale,
+}
+
+impl Op {
+    pub const ALL: [Op; 3] = [Op::RemoveBg, Op::FixLighting, Op::Upscale];
+
+    /// The kebab-case name used in manifests and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::RemoveBg => "remove-bg",
+            Op::FixLighting => "fix-lighting",
+            Op::Upscale => "upscale",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A model a step may use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModelRef {
+    /// The built-in local implementation (free, always available).
+    Local,
+    /// A remote model, by its canonical catalog id.
+    Remote(String),
+}
+
+impl ModelRef {
+    pub fn is_local(&self) -> bool {
+        matches!(self, ModelRef::Local)
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelRef::Local => f.write_str("local"),
+            ModelRef::Remote(id) => f.write_str(id),
+        }
+    }
+}
+
+/// `fallback:` of a step: what to do when no permitted remote model can serve an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Run the built-in local implementation (the default).
+    #[default]
+    Local,
+    /// Leave the image as it is for this step (row status `skipped`).
+    Skip,
+    /// Fail the image.
+    Fail,
+}
+
+/// Per-op parameters; the variant always matches `Step::op`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpParams {
+    RemoveBg(RemoveBgParams),
+    FixLighting(FixLightingParams),
+    Upscale(UpscaleParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RemoveBgParams {
+    /// Flatten onto this colour instead of leaving transparency.
+    pub background: Option<Rgb>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FixLightingParams {
+    /// 0..=1 blend between the original (0) and the fully corrected image (1). Default 0.8.
+    pub strength: f32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpscaleParams {
+    pub target: UpscaleTarget,
+    /// 0..=1 amount of unsharp masking after resampling. Default 0 (none).
+    pub sharpen: f32,
+}
+
+/// How big an upscaled image becomes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UpscaleTarget {
+    /// Multiply both sides; > 1 and <= 8.
+    Factor(f32),
+    /// Scale so the sides reach these bounds: the short side at least `min_side`, and the long
+    /// side at most `max_side` (each optional, at least one given). Never shrinks; never more
+    /// than 8x.
+    Sides {
+        min_side: Option<u32>,
+        max_side: Option<u32>,
+    },
+}
+
+impl UpscaleTarget {
+    /// The output size for an input of `w`×`h`.
+    pub fn output_size(&self, w: u32, h: u32) -> (u32, u32) {
+        let scale = match *self {
+            UpscaleTarget::Factor(f) => f as f64,
+            UpscaleTarget::Sides { min_side, max_side } => {
+                let short = w.min(h).max(1) as f64;
+                let long = w.max(h).max(1) as f64;
+                let mut s = match (min_side, max_side) {
+                    (Some(min), _) => min as f64 / short,
+                    (None, Some(max)) => max as f64 / long,
+                    (None, None) => 1.0,
+                };
+                if let Some(max) = max_side {
+                    s = s.min(max as f64 / long);
+                }
+                s.clamp(1.0, 8.0)
+            }
+        };
+        let ow = ((w as f64) * scale).round().max(1.0) as u32;
+        let oh = ((h as f64) * scale).round().max(1.0) as u32;
+        (ow, oh)
+    }
+}
+
+/// An sRGB colour (`"#RRGGBB"` in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rgb(pub [u8; 3]);
+
+impl fmt::Display for Rgb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [r, g, b] = self.0;
+        write!(f, "#{r:02X}{g:02X}{b:02X}")
+    }
+}
+
+/// `limits:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Images in flight at once; 1..=1024, default 8.
+    pub concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { concurrency: 8 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn factor_scales_both_sides() {
+        assert_eq!(UpscaleTarget::Factor(2.0).output_size(300, 200), (600, 400));
+        assert_eq!(UpscaleTarget::Factor(1.5).output_size(101, 10), (152, 15));
+    }
+
+    #[test]
+    fn sides_reach_min_and_respect_max() {
+        let t = UpscaleTarget::Sides {
+            min_side: Some(1000),
+            max_side: None,
+        };
+        assert_eq!(t.output_size(500, 250), (4000, 2000));
+        let t = UpscaleTarget::Sides {
+            min_side: Some(1000),
+            max_side: Some(3000),
+        };
+        assert_eq!(t.output_size(500, 250), (3000, 1500));
+        let t = UpscaleTarget::Sides {
+            min_side: None,
+            max_side: Some(1000),
+        };
+        assert_eq!(t.output_size(500, 250), (1000, 500));
+        // Never shrinks, never beyond 8x.
+        assert_eq!(t.output_size(2000, 100), (2000, 100));
+        let t = UpscaleTarget::Sides {
+            min_side: Some(10_000),
+            max_side: None,
+        };
+        assert_eq!(t.output_size(100, 100), (800, 800));
+    }
+
+    #[test]
+    fn op_names_round_trip() {
+        for op in Op::ALL {
+            assert_eq!(Op::parse(op.as_str()), Some(op));
+        }
+        assert_eq!(Op::parse("removebg"), None);
+    }
+}

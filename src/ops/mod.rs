@@ -1,0 +1,1 @@
+//! Synchronous, pure image operations: one per file. Never sees Tokio or the manifest.
