@@ -6,8 +6,10 @@
 //! [`sinks`], and records one [`report`] row per image and step. The binary (`src/main.rs`,
 //! `src/cli/`) only wires this together and maps the outcome to an exit code.
 
+pub mod catalog;
 pub mod codec;
 pub mod manifest;
+pub mod money;
 pub mod ops;
 pub mod providers;
 pub mod report;

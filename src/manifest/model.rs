@@ -5,8 +5,12 @@
 //! resolved against the manifest's folder, defaults filled in). Later features add fields here; the
 //! engine must never see a `Raw*` type.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+
+pub use crate::catalog::Op;
+pub use crate::money::Usd;
 
 /// A fully validated manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +36,36 @@ pub struct Manifest {
     pub limits: Limits,
     /// Where the CSV report is written (default `<output.dir>/report.csv`).
     pub report: PathBuf,
+    /// Spending caps (all optional; no cap means unlimited).
+    pub budget: Budget,
+    /// AWS settings for remote models.
+    pub aws: AwsSettings,
+    /// A user catalog file (`catalog:`) that overrides or extends the built-in one, joined onto
+    /// `base_dir`.
+    pub catalog: Option<PathBuf>,
+    /// Price overrides per model (`prices: { nova-canvas: 0.05 }`), keyed by canonical model id,
+    /// USD per output image.
+    pub prices: BTreeMap<String, Usd>,
+}
+
+/// `budget:`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Budget {
+    /// Hard cap on what one run may be billed.
+    pub max_usd: Option<Usd>,
+    /// Hard cap on what one image (all its steps) may be billed in one run.
+    pub per_image_max_usd: Option<Usd>,
+    /// Hard cap on what all runs of this pipeline's state may be billed per UTC day.
+    pub daily_max_usd: Option<Usd>,
+}
+
+/// `aws:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AwsSettings {
+    /// Region for Bedrock (and S3); default from the environment / profile, else `us-east-1`.
+    pub region: Option<String>,
+    /// Named profile; otherwise the default credential chain.
+    pub profile: Option<String>,
 }
 
 /// One entry of `inputs:`.
@@ -96,37 +130,12 @@ pub struct Step {
     pub fallback: Fallback,
     /// The op's parameters.
     pub params: OpParams,
-}
-
-/// The operations retouch knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Op {
-    RemoveBg,
-    FixLighting,
-    Upscale,
-}
-
-impl Op {
-    pub const ALL: [Op; 3] = [Op::RemoveBg, Op::FixLighting, Op::Upscale];
-
-    /// The kebab-case name used in manifests and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::RemoveBg => "remove-bg",
-            Op::FixLighting => "fix-lighting",
-            Op::Upscale => "upscale",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Op> {
-        Op::ALL.into_iter().find(|op| op.as_str() == s)
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+    /// Prompt for remote models that take one (`prompt:`); adapters supply a sensible default.
+    pub prompt: Option<String>,
+    /// Negative prompt for remote models that take one (`negative_prompt:`).
+    pub negative_prompt: Option<String>,
+    /// How close a regenerating model must stay to the input (`similarity:`, 0.2..=1.0).
+    pub similarity: Option<f32>,
 }
 
 /// A model a step may use.
@@ -247,11 +256,23 @@ impl fmt::Display for Rgb {
 pub struct Limits {
     /// Images in flight at once; 1..=1024, default 8.
     pub concurrency: usize,
+    /// Requests per minute per remote model (`rpm: { nova-canvas: 60 }`), keyed by canonical
+    /// model id; models not listed use the catalog's default.
+    pub rpm: BTreeMap<String, u32>,
+    /// Attempts per remote call before falling back (`attempts:`, 1..=10, default 4).
+    pub attempts: u32,
+    /// Largest input accepted, in megapixels (`max_megapixels:`, default 100).
+    pub max_megapixels: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { concurrency: 8 }
+        Limits {
+            concurrency: 8,
+            rpm: BTreeMap::new(),
+            attempts: 4,
+            max_megapixels: 100,
+        }
     }
 }
 
@@ -271,12 +292,12 @@ mod tests {
             min_side: Some(1000),
             max_side: None,
         };
-        assert_eq!(t.output_size(500, 250), (4000, 2000));
+        assert_eq!(t.output_size(500, 250), (2000, 1000));
         let t = UpscaleTarget::Sides {
             min_side: Some(1000),
-            max_side: Some(3000),
+            max_side: Some(1500),
         };
-        assert_eq!(t.output_size(500, 250), (3000, 1500));
+        assert_eq!(t.output_size(500, 250), (1500, 750));
         let t = UpscaleTarget::Sides {
             min_side: None,
             max_side: Some(1000),
@@ -289,13 +310,5 @@ mod tests {
             max_side: None,
         };
         assert_eq!(t.output_size(100, 100), (800, 800));
-    }
-
-    #[test]
-    fn op_names_round_trip() {
-        for op in Op::ALL {
-            assert_eq!(Op::parse(op.as_str()), Some(op));
-        }
-        assert_eq!(Op::parse("removebg"), None);
     }
 }
