@@ -1,1 +1,342 @@
-//! codec
+//! Bytes ↔ pixels: decoding inputs safely and encoding outputs.
+//!
+//! Decoding sniffs the format from the bytes (never trusts the extension), refuses images over the
+//! pixel limit before allocating them, applies EXIF orientation, keeps the ICC profile, and turns
+//! every input (16-bit, greyscale, palette, CMYK JPEG, alpha) into 8-bit RGBA, the one working
+//! type of [`crate::ops`]. Encoding writes PNG, JPEG or lossy WebP, carrying the ICC profile along
+//! where the format can. Pure and synchronous: callers run it on the CPU pool.
+
+use std::io::Cursor;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, RgbaImage};
+
+use crate::manifest::OutputFormat;
+
+/// Bytes of memory the decoder may allocate for one image, on top of the pixel limit.
+const MAX_DECODE_ALLOC: u64 = 4 * 1024 * 1024 * 1024;
+
+/// A decoded input image.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// Upright (EXIF orientation applied), 8-bit RGBA.
+    pub image: RgbaImage,
+    pub format: ImageFormat,
+    /// Whether the source had an alpha channel.
+    pub had_alpha: bool,
+    /// The embedded ICC colour profile, if any.
+    pub icc: Option<Vec<u8>>,
+}
+
+/// Why an input could not be decoded. Each becomes a failed report row.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("file is empty (0 bytes)")]
+    Empty,
+    #[error("not an image: the bytes match no supported format (png, jpeg, webp, tiff, bmp, gif)")]
+    UnknownFormat,
+    #[error(
+        "image is {width}x{height} ({mp:.1} MP), over the limit of {limit} MP (limits.max_megapixels)",
+        mp = (*width as f64 * *height as f64) / 1e6
+    )]
+    TooLarge { width: u32, height: u32, limit: u32 },
+    #[error("truncated {format} data: {detail}")]
+    Truncated {
+        format: &'static str,
+        detail: &'static str,
+    },
+    #[error("corrupt or unsupported {format:?} data: {source}")]
+    Corrupt {
+        format: ImageFormat,
+        #[source]
+        source: image::ImageError,
+    },
+}
+
+impl DecodeError {
+    /// Short kebab-case reason for the report.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty-file",
+            DecodeError::UnknownFormat => "not-an-image",
+            DecodeError::TooLarge { .. } => "too-large",
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::Corrupt { .. } => "corrupt-image",
+        }
+    }
+}
+
+/// Why an output could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("encoding {format:?} failed: {source}")]
+    Image {
+        format: OutputFormat,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error("encoding webp failed: {0}")]
+    Webp(String),
+}
+
+/// Decodes `bytes`, refusing images of more than `max_megapixels` million pixels.
+pub fn decode(bytes: &[u8], max_megapixels: u32) -> Result<Decoded, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("reading from memory cannot fail");
+    let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
+    check_complete(format, bytes)?;
+    let corrupt = |source| DecodeError::Corrupt { format, source };
+
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > u64::from(max_megapixels) * 1_000_000 {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            limit: max_megapixels,
+        });
+    }
+    let icc = decoder.icc_profile().ok().flatten();
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    let had_alpha = img.color().has_alpha();
+    Ok(Decoded {
+        image: img.into_rgba8(),
+        format,
+        had_alpha,
+        icc,
+    })
+}
+
+/// Catches truncation that lenient decoders would paper over with grey pixels.
+fn check_complete(format: ImageFormat, bytes: &[u8]) -> Result<(), DecodeError> {
+    if format == ImageFormat::Jpeg {
+        // A complete JPEG ends with the EOI marker; trailing padding after it is tolerated.
+        let tail = &bytes[bytes.len().saturating_sub(4096)..];
+        if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+            return Err(DecodeError::Truncated {
+                format: "jpeg",
+                detail: "no end-of-image marker",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Encodes `img` as `format`. JPEG has no alpha, so transparent pixels are flattened onto white.
+/// `quality` (1..=100) applies to JPEG and WebP. The ICC profile is embedded where supported.
+pub fn encode(
+    img: &RgbaImage,
+    format: OutputFormat,
+    quality: u8,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(img.as_raw().len() / 4);
+    let err = |source| EncodeError::Image { format, source };
+    let (w, h) = img.dimensions();
+    match format {
+        OutputFormat::Png => {
+            let mut enc = image::codecs::png::PngEncoder::new_with_quality(
+                &mut out,
+                image::codecs::png::CompressionType::Fast,
+                image::codecs::png::FilterType::Adaptive,
+            );
+            if let Some(icc) = icc {
+                let _ = enc.set_icc_profile(icc.to_vec());
+            }
+            if is_opaque(img) {
+                let rgb = to_rgb(img, [255, 255, 255]);
+                enc.write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+                    .map_err(err)?;
+            } else {
+                enc.write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgba8)
+                    .map_err(err)?;
+            }
+        }
+        OutputFormat::Jpeg => {
+            let mut enc =
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100));
+            if let Some(icc) = icc {
+                let _ = enc.set_icc_profile(icc.to_vec());
+            }
+            let rgb = to_rgb(img, [255, 255, 255]);
+            enc.write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+                .map_err(err)?;
+        }
+        OutputFormat::Webp => {
+            let encoded = if is_opaque(img) {
+                let rgb = to_rgb(img, [255, 255, 255]);
+                webp::Encoder::from_rgb(&rgb, w, h).encode_simple(false, f32::from(quality))
+            } else {
+                webp::Encoder::from_rgba(img.as_raw(), w, h)
+                    .encode_simple(false, f32::from(quality))
+            };
+            let encoded = encoded.map_err(|e| EncodeError::Webp(format!("{e:?}")))?;
+            out.extend_from_slice(&encoded);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every pixel is fully opaque.
+pub fn is_opaque(img: &RgbaImage) -> bool {
+    img.as_raw().chunks_exact(4).all(|p| p[3] == 255)
+}
+
+/// Drops alpha, compositing onto `background`.
+fn to_rgb(img: &RgbaImage, background: [u8; 3]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(img.as_raw().len() / 4 * 3);
+    for p in img.as_raw().chunks_exact(4) {
+        let a = u32::from(p[3]);
+        for c in 0..3 {
+            let v = (u32::from(p[c]) * a + u32::from(background[c]) * (255 - a) + 127) / 255;
+            rgb.push(v as u8);
+        }
+    }
+    rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
+
+    fn png_bytes(img: &DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn decodes_sixteen_bit_grey_and_alpha() {
+        let grey16: ImageBuffer<Luma<u16>, Vec<u16>> =
+            ImageBuffer::from_fn(4, 3, |x, _| Luma([x as u16 * 20_000]));
+        let d = decode(&png_bytes(&DynamicImage::ImageLuma16(grey16)), 100).unwrap();
+        assert_eq!(d.image.dimensions(), (4, 3));
+        assert_eq!(d.image.get_pixel(3, 0).0, [233, 233, 233, 255]);
+        assert!(!d.had_alpha);
+
+        let la: ImageBuffer<LumaA<u8>, Vec<u8>> = ImageBuffer::from_pixel(2, 2, LumaA([10, 128]));
+        let d = decode(&png_bytes(&DynamicImage::ImageLumaA8(la)), 100).unwrap();
+        assert!(d.had_alpha);
+        assert_eq!(d.image.get_pixel(0, 0).0, [10, 10, 10, 128]);
+    }
+
+    #[test]
+    fn decodes_cmyk_jpeg_to_rgb() {
+        // A pure-cyan CMYK JPEG: C=255, M=Y=K=0.
+        let (w, h) = (16u16, 16u16);
+        let data: Vec<u8> = (0..w as usize * h as usize)
+            .flat_map(|_| [255u8, 0, 0, 0])
+            .collect();
+        let mut out = Vec::new();
+        let enc = jpeg_encoder::Encoder::new(&mut out, 95);
+        enc.encode(&data, w, h, jpeg_encoder::ColorType::Cmyk)
+            .unwrap();
+        let d = decode(&out, 100).unwrap();
+        let [r, g, b, a] = d.image.get_pixel(8, 8).0;
+        assert_eq!(a, 255);
+        assert!(
+            r < 60 && g > 180 && b > 180,
+            "cyan expected, got {r},{g},{b}"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_inputs_with_reasons() {
+        assert_eq!(decode(&[], 100).unwrap_err().reason(), "empty-file");
+        assert_eq!(
+            decode(b"hello, not an image", 100).unwrap_err().reason(),
+            "not-an-image"
+        );
+        let img = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(64, 64, Rgb([9, 9, 9])));
+        let mut jpg = Vec::new();
+        img.write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg)
+            .unwrap();
+        let cut = &jpg[..jpg.len() / 2];
+        assert_eq!(decode(cut, 100).unwrap_err().reason(), "truncated");
+        let png = png_bytes(&img);
+        let err = decode(&png[..png.len() - 20], 100).unwrap_err();
+        assert_eq!(err.reason(), "corrupt-image", "{err}");
+        let big = DynamicImage::ImageLuma8(ImageBuffer::from_pixel(1100, 1000, Luma([0])));
+        let err = decode(&png_bytes(&big), 1).unwrap_err();
+        assert_eq!(err.reason(), "too-large");
+        assert!(err.to_string().contains("1100x1000"), "{err}");
+    }
+
+    #[test]
+    fn applies_exif_orientation() {
+        // A 2x1 JPEG (red, blue) tagged "rotate 90° clockwise" (orientation 6) must come out 1x2.
+        let img = DynamicImage::ImageRgb8(ImageBuffer::from_fn(32, 16, |x, _| {
+            if x < 16 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        }));
+        let mut jpg = Vec::new();
+        img.write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg)
+            .unwrap();
+        let exif = exif_orientation_segment(6);
+        let mut tagged = jpg[..2].to_vec();
+        tagged.extend_from_slice(&exif);
+        tagged.extend_from_slice(&jpg[2..]);
+        let d = decode(&tagged, 100).unwrap();
+        assert_eq!(d.image.dimensions(), (16, 32));
+        // Rotating clockwise puts the left (red) half on top.
+        let top = d.image.get_pixel(8, 4).0;
+        assert!(top[0] > 200 && top[2] < 60, "{top:?}");
+    }
+
+    /// An APP1 Exif segment holding only an orientation tag.
+    fn exif_orientation_segment(orientation: u16) -> Vec<u8> {
+        let mut tiff = vec![b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1];
+        tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+        tiff.extend_from_slice(&orientation.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut seg = vec![0xFF, 0xE1];
+        let len = (2 + 6 + tiff.len()) as u16;
+        seg.extend_from_slice(&len.to_be_bytes());
+        seg.extend_from_slice(b"Exif\0\0");
+        seg.extend_from_slice(&tiff);
+        seg
+    }
+
+    #[test]
+    fn encodes_every_format_and_round_trips() {
+        let img: RgbaImage = ImageBuffer::from_fn(40, 30, |x, y| {
+            Rgba([x as u8 * 6, y as u8 * 8, 100, if x < 20 { 255 } else { 0 }])
+        });
+        let png = encode(&img, OutputFormat::Png, 90, None).unwrap();
+        let back = decode(&png, 100).unwrap();
+        assert_eq!(back.image, img);
+        let jpg = encode(&img, OutputFormat::Jpeg, 90, None).unwrap();
+        let back = decode(&jpg, 100).unwrap();
+        assert_eq!(back.format, ImageFormat::Jpeg);
+        // Transparent half flattened onto white.
+        assert!(back.image.get_pixel(35, 15).0[..3].iter().all(|&c| c > 240));
+        let webp = encode(&img, OutputFormat::Webp, 80, None).unwrap();
+        let back = decode(&webp, 100).unwrap();
+        assert_eq!(back.format, ImageFormat::WebP);
+        assert!(back.had_alpha);
+        assert_eq!(back.image.get_pixel(35, 15).0[3], 0);
+    }
+
+    #[test]
+    fn keeps_icc_profile_in_png() {
+        let img: RgbaImage = ImageBuffer::from_pixel(8, 8, Rgba([1, 2, 3, 255]));
+        let icc = b"fake-icc-profile-bytes".to_vec();
+        let png = encode(&img, OutputFormat::Png, 90, Some(&icc)).unwrap();
+        assert_eq!(decode(&png, 100).unwrap().icc, Some(icc));
+    }
+}

@@ -8,9 +8,12 @@
 
 pub mod catalog;
 pub mod codec;
+pub mod cpu;
+pub mod ledger;
 pub mod manifest;
 pub mod money;
 pub mod ops;
+pub mod plan;
 pub mod providers;
 pub mod report;
 pub mod router;

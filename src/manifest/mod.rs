@@ -17,6 +17,6 @@ pub struct ManifestErrors {
 }
 
 /// Reads and validates the manifest at `path`.
-pub fn load(path: &Path) -> Result<Manifest, ManifestErrors> {
-    todo!("{}", path.display())
+pub fn load(path: &Path, catalog: &crate::catalog::Catalog) -> Result<Manifest, ManifestErrors> {
+    todo!("{} {catalog:?}", path.display())
 }

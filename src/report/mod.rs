@@ -1,1 +1,9 @@
-//! report
+//! What a run tells its user: the per-image-and-step CSV and the end-of-run summary.
+//!
+//! Renders [`crate::ledger::StepRecord`]s; never decides anything about them.
+
+mod csv_report;
+mod summary;
+
+pub use csv_report::{COLUMNS, CsvReport, ReportError};
+pub use summary::{StepLatency, Summary};

@@ -1,0 +1,118 @@
+//! `retouch run`: load, list, plan, run, summarise.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use retouch::plan::Plan;
+use retouch::report::CsvReport;
+use retouch::scheduler::{self, RunConfig};
+
+use super::args::{Args, RunArgs};
+use super::code;
+use super::progress::Progress;
+
+pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
+    let Some(mut manifest) = super::check::load_manifest(&args.manifest) else {
+        return Ok(code::USAGE);
+    };
+    if let Some(report) = &args.report {
+        manifest.report = report.clone();
+    }
+    let concurrency = args
+        .concurrency
+        .map(|c| c as usize)
+        .unwrap_or(manifest.limits.concurrency);
+    let listing = match retouch::sources::list(&manifest) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(code::USAGE);
+        }
+    };
+    let run_id = run_id();
+    let report = CsvReport::create(&manifest.report, &run_id)
+        .with_context(|| "cannot start the report".to_string())?;
+    let plan = Plan::new(Arc::new(manifest), listing);
+    let progress = Arc::new(Progress::new(plan.images.len() as u64, global.quiet));
+    let cancel = CancellationToken::new();
+    let signals = tokio::spawn(watch_ctrl_c(cancel.clone(), progress.clone()));
+
+    let config = RunConfig {
+        run_id,
+        concurrency,
+    };
+    let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
+    signals.abort();
+    progress.finish();
+    if !global.quiet {
+        println!("{}", outcome.summary);
+    }
+    Ok(if outcome.cancelled {
+        code::INTERRUPTED
+    } else if outcome.summary.all_ok() {
+        code::OK
+    } else {
+        code::SOME_FAILED
+    })
+}
+
+/// First Ctrl-C: stop starting images, let in-flight ones finish, write the report.
+/// Second Ctrl-C: exit at once.
+async fn watch_ctrl_c(cancel: CancellationToken, progress: Arc<Progress>) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    cancel.cancel();
+    progress.println(
+        "interrupted: finishing images in flight and writing the report (Ctrl-C again to quit now)",
+    );
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(code::INTERRUPTED);
+    }
+}
+
+/// `20261122T010418Z-3f9a`: sortable, unique enough across concurrent runs.
+fn run_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let salt = (now.subsec_nanos() ^ std::process::id().rotate_left(16)) & 0xFFFF;
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z-{salt:04x}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_779), (2026, 11, 22));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

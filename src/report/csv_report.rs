@@ -1,0 +1,220 @@
+//! The report CSV: one row per image and step, written as images finish and flushed, then
+//! rewritten in input order when the run ends.
+//!
+//! While a run is going, rows are appended in completion order and flushed after every image, so
+//! an interrupted run leaves a valid CSV. [`CsvReport::finish`] rewrites the file atomically in
+//! input-then-step order, so a finished run's report is deterministic.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::ledger::StepRecord;
+
+/// The report's columns, in order. Later features may append columns, never reorder these.
+pub const COLUMNS: [&str; 16] = [
+    "run_id",
+    "image",
+    "step",
+    "op",
+    "model",
+    "reason",
+    "status",
+    "cost_usd",
+    "latency_ms",
+    "attempts",
+    "in_w",
+    "in_h",
+    "out_w",
+    "out_h",
+    "output",
+    "error",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write report {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write report {path}: {source}")]
+    Csv {
+        path: PathBuf,
+        #[source]
+        source: csv::Error,
+    },
+}
+
+/// An open report. Owned by the run's report task; dropped (after `finish`) when the run ends.
+pub struct CsvReport {
+    path: PathBuf,
+    run_id: String,
+    writer: csv::Writer<BufWriter<File>>,
+    /// Every row so far, for the final ordered rewrite (a few dozen bytes per row).
+    rows: Vec<StepRecord>,
+}
+
+impl CsvReport {
+    /// Creates (truncates) the report at `path` and writes the header.
+    pub fn create(path: &Path, run_id: &str) -> Result<CsvReport, ReportError> {
+        let io = |source| ReportError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let file = File::create(path).map_err(io)?;
+        let mut report = CsvReport {
+            path: path.to_owned(),
+            run_id: run_id.to_owned(),
+            writer: csv::Writer::from_writer(BufWriter::new(file)),
+            rows: Vec::new(),
+        };
+        report.write_header()?;
+        report.flush()?;
+        Ok(report)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends the rows of one finished image and flushes them to disk.
+    pub fn append(&mut self, rows: &[StepRecord]) -> Result<(), ReportError> {
+        for row in rows {
+            write_row(&mut self.writer, &self.run_id, row).map_err(|e| self.csv_err(e))?;
+        }
+        self.rows.extend_from_slice(rows);
+        self.flush()
+    }
+
+    /// Rewrites the report in input order (atomically) and returns all rows in that order.
+    pub fn finish(mut self) -> Result<Vec<StepRecord>, ReportError> {
+        self.flush()?;
+        self.rows.sort_by_key(|r| (r.image_index, r.step));
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let io = |source| ReportError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        {
+            let mut w = csv::Writer::from_writer(BufWriter::new(tmp.as_file()));
+            w.write_record(COLUMNS).map_err(|e| self.csv_err(e))?;
+            for row in &self.rows {
+                write_row(&mut w, &self.run_id, row).map_err(|e| self.csv_err(e))?;
+            }
+            w.flush().map_err(io)?;
+        }
+        tmp.as_file().sync_data().map_err(io)?;
+        tmp.persist(&self.path).map_err(|e| io(e.error))?;
+        Ok(self.rows)
+    }
+
+    fn write_header(&mut self) -> Result<(), ReportError> {
+        self.writer
+            .write_record(COLUMNS)
+            .map_err(|e| self.csv_err(e))
+    }
+
+    fn flush(&mut self) -> Result<(), ReportError> {
+        self.writer.flush().map_err(|source| ReportError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn csv_err(&self, source: csv::Error) -> ReportError {
+        ReportError::Csv {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+fn write_row<W: Write>(w: &mut csv::Writer<W>, run_id: &str, r: &StepRecord) -> csv::Result<()> {
+    let dim = |v: Option<(u32, u32)>, first: bool| {
+        v.map(|(a, b)| if first { a } else { b }.to_string())
+            .unwrap_or_default()
+    };
+    w.write_record([
+        run_id,
+        &r.image,
+        &(r.step + 1).to_string(),
+        r.op.as_str(),
+        &r.model,
+        &r.reason,
+        r.status.as_str(),
+        &r.cost.to_string(),
+        &r.latency_ms.to_string(),
+        &r.attempts.to_string(),
+        &dim(r.input_size, true),
+        &dim(r.input_size, false),
+        &dim(r.output_size, true),
+        &dim(r.output_size, false),
+        &r.output,
+        &r.error,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Op;
+    use crate::ledger::Status;
+    use crate::money::Usd;
+
+    fn row(image_index: usize, step: usize) -> StepRecord {
+        StepRecord {
+            image_index,
+            image: format!("img{image_index}.jpg"),
+            step,
+            op: Op::Upscale,
+            model: "local".into(),
+            reason: "only-permitted".into(),
+            status: Status::Ok,
+            cost: Usd(400),
+            latency_ms: 12,
+            attempts: 1,
+            input_size: Some((10, 20)),
+            output_size: Some((20, 40)),
+            output: "out/a.png".into(),
+            error: "a, \"quoted\" error".into(),
+        }
+    }
+
+    #[test]
+    fn rows_are_flushed_as_written_and_sorted_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/report.csv");
+        let mut rep = CsvReport::create(&path, "run-1").unwrap();
+        rep.append(&[row(1, 0), row(1, 1)]).unwrap();
+        rep.append(&[row(0, 0), row(0, 1)]).unwrap();
+        // Before finish: readable, in completion order.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.lines().nth(1).unwrap().contains("img1.jpg"));
+        let rows = rep.finish().unwrap();
+        assert_eq!(rows.len(), 4);
+        let mut rdr = csv::Reader::from_path(&path).unwrap();
+        assert_eq!(rdr.headers().unwrap().iter().collect::<Vec<_>>(), COLUMNS);
+        let recs: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+        let order: Vec<(&str, &str)> = recs.iter().map(|r| (&r[1], &r[2])).collect();
+        assert_eq!(
+            order,
+            [
+                ("img0.jpg", "1"),
+                ("img0.jpg", "2"),
+                ("img1.jpg", "1"),
+                ("img1.jpg", "2")
+            ]
+        );
+        assert_eq!(&recs[0][7], "0.000400");
+        assert_eq!(&recs[0][15], "a, \"quoted\" error");
+        assert_eq!(&recs[0][10], "10");
+        assert_eq!(&recs[0][13], "40");
+    }
+}
