@@ -1,0 +1,5 @@
+//! Integration tests: one binary, driving the real `retouch` executable and library.
+
+mod harness;
+
+mod cli_run;
