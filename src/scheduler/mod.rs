@@ -1,1 +1,3 @@
 //! scheduler
+
+pub mod budget;
