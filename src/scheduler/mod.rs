@@ -1,3 +1,5 @@
 //! scheduler
 
 pub mod budget;
+pub mod health;
+pub mod retry;
