@@ -260,7 +260,6 @@ fn within(
 /// it unsettled releases the money as billed zero: that is only right for a call that was
 /// cancelled before it could be billed (shutdown, a task aborted); any call that reached the
 /// provider must be settled with what it cost.
-#[derive(Debug)]
 #[must_use = "settle the reservation with the billed amount; dropping it releases it as unbilled"]
 pub struct Reservation {
     /// `None` once settled, so `Drop` does not release it a second time.
@@ -287,6 +286,17 @@ impl Reservation {
         if let Some(budget) = self.budget.take() {
             budget.finish(&self.image_key, self.amount, billed);
         }
+    }
+}
+
+/// Not derived: the budget handle would print the whole ledger.
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation")
+            .field("image_key", &self.image_key)
+            .field("amount", &self.amount)
+            .field("settled", &self.budget.is_none())
+            .finish()
     }
 }
 

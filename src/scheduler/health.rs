@@ -63,7 +63,7 @@ pub struct HealthPermit {
 
 impl HealthPermit {
     /// Whether this call is one of the few probing a model not yet known to work.
-    pub fn isprobe(&self) -> bool {
+    pub fn is_probe(&self) -> bool {
         self.probe.is_some()
     }
 }
@@ -250,14 +250,14 @@ mod tests {
         let Admission::Go(first) = first else {
             panic!("first call must be admitted")
         };
-        assert!(first.isprobe());
+        assert!(first.is_probe());
         let health2 = health.clone();
         let waiter = tokio::spawn(async move { health2.admit("m").await });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!waiter.is_finished(), "second call must wait for the probe");
         drop(first); // transient failure: neither success nor open
         let second = waiter.await.unwrap();
-        assert!(matches!(&second, Admission::Go(p) if p.isprobe()));
+        assert!(matches!(&second, Admission::Go(p) if p.is_probe()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -276,7 +276,7 @@ mod tests {
                     let Admission::Go(permit) = health.admit("m").await else {
                         panic!("healthy model refused")
                     };
-                    assert!(!permit.isprobe());
+                    assert!(!permit.is_probe());
                     let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                     peak.fetch_max(now, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -292,7 +292,20 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 31, "all ran at once");
-        assert!(matches!(health.admit("m").await, Admission::Go(p) if !p.isprobe()));
+        assert!(matches!(health.admit("m").await, Admission::Go(p) if !p.is_probe()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_wait_gives_up_nothing() {
+        let health = Health::new(1);
+        let Admission::Go(probe) = health.admit("m").await else {
+            panic!("first call must be admitted")
+        };
+        let waited = tokio::time::timeout(Duration::from_millis(50), health.admit("m")).await;
+        assert!(waited.is_err(), "the single probe slot is taken");
+        drop(probe);
+        let next = tokio::time::timeout(Duration::from_millis(50), health.admit("m")).await;
+        assert!(matches!(next, Ok(Admission::Go(p)) if p.is_probe()));
     }
 
     #[tokio::test]
@@ -302,7 +315,7 @@ mod tests {
         let a = health.admit("m").await;
         let b = health.admit("m").await;
         assert!(
-            matches!((&a, &b), (Admission::Go(x), Admission::Go(y)) if !x.isprobe() && !y.isprobe())
+            matches!((&a, &b), (Admission::Go(x), Admission::Go(y)) if !x.is_probe() && !y.is_probe())
         );
     }
 }
