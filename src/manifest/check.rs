@@ -131,7 +131,12 @@ impl<'a> Checker<'a> {
             display_path(path),
             describe(v)
         );
-        self.error(path, message, None);
+        // An empty value is marked where the next token starts, often on the next line.
+        if v.is_null() {
+            self.key_error(path, message, None);
+        } else {
+            self.error(path, message, None);
+        }
     }
 
     /// `v` as a mapping whose keys are all in `allowed`; unknown keys are reported with a

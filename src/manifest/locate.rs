@@ -98,6 +98,7 @@ impl Builder {
                 if let Some(full) = &full {
                     self.spans.keys.entry(full.clone()).or_insert(pos);
                 }
+                self.pull_map_start(pos);
                 self.set_pending(key);
                 // A complex key's insides have no path.
                 None
@@ -135,6 +136,18 @@ impl Builder {
                 *next += 1;
                 Role::Value(path.as_ref().map(|p| format!("{p}[{index}]")))
             }
+        }
+    }
+
+    /// yaml-rust2 marks a block mapping after its first key has been scanned; the mapping starts
+    /// no later than its first key.
+    fn pull_map_start(&mut self, key_pos: Position) {
+        if let Some(Frame::Map {
+            path: Some(path), ..
+        }) = self.stack.last()
+            && let Some(start) = self.spans.values.get_mut(path)
+        {
+            *start = (*start).min(key_pos);
         }
     }
 
@@ -194,6 +207,8 @@ flow: {a: 1, b: [x, y]}
         assert_eq!(spans.key("steps[1].factor"), at(8, 5));
         assert_eq!(spans.value("steps[1].factor"), at(8, 13));
         assert_eq!(spans.value("flow.b[1]"), at(9, 21));
+        assert_eq!(spans.key("flow.b"), at(9, 14));
+        assert_eq!(spans.value("steps[1]"), at(7, 5));
         assert_eq!(spans.value("nope"), None);
     }
 

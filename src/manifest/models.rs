@@ -14,12 +14,13 @@ use crate::catalog::{ModelEntry, ModelKind};
 /// The reserved name of the built-in implementation.
 const LOCAL: &str = "local";
 
-/// The canonical id of a catalog model named by alias or id; unknown names are reported.
+/// The canonical id of a catalog model named by alias or id, used as a mapping key at `path`;
+/// unknown names are reported.
 pub fn canonical_id(ck: &mut Checker, name: &str, path: &str) -> Option<String> {
     match ck.catalog.resolve(name) {
         Some(entry) => Some(entry.id.clone()),
         None => {
-            unknown_model(ck, name, path, None);
+            unknown_model(ck, name, path, None, true);
             None
         }
     }
@@ -56,7 +57,7 @@ fn model_ref(ck: &mut Checker, v: &Value, path: &str, op: Option<Op>) -> Option<
         return Some(ModelRef::Local);
     }
     let Some(entry) = ck.catalog.resolve(name).cloned() else {
-        unknown_model(ck, name, path, op);
+        unknown_model(ck, name, path, op, false);
         return None;
     };
     let Some(op) = op else {
@@ -99,7 +100,8 @@ fn models_for(ck: &Checker, op: Op) -> Vec<String> {
 }
 
 /// Unknown model: did-you-mean over `local` and every alias; lists the models for `op` if known.
-fn unknown_model(ck: &mut Checker, name: &str, path: &str, op: Option<Op>) {
+/// `is_key`: the name is a mapping key (`prices:`), not a list item.
+fn unknown_model(ck: &mut Checker, name: &str, path: &str, op: Option<Op>, is_key: bool) {
     let aliases: Vec<String> = ck
         .catalog
         .entries()
@@ -112,11 +114,12 @@ fn unknown_model(ck: &mut Checker, name: &str, path: &str, op: Option<Op>) {
     };
     let candidates = std::iter::once(LOCAL).chain(aliases.iter().map(String::as_str));
     let help = suggest::help(name, candidates, valid);
-    ck.error(
-        path,
-        format!("unknown model `{name}` in {path}"),
-        Some(help),
-    );
+    let message = format!("unknown model `{name}` in {path}");
+    if is_key {
+        ck.key_error(path, message, Some(help));
+    } else {
+        ck.error(path, message, Some(help));
+    }
 }
 
 fn check_duplicates(ck: &mut Checker, refs: &[ModelRef], path: &str) -> bool {

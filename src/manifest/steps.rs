@@ -187,7 +187,7 @@ fn background(ck: &mut Checker, f: &Fields) -> Option<Option<Rgb>> {
     if v.is_null() {
         // `background: #FFFFFF` unquoted is a YAML comment, leaving nothing.
         let message = format!("{path} is empty (an unquoted `#` starts a YAML comment)");
-        ck.error(&path, message, Some(example.into()));
+        ck.key_error(&path, message, Some(example.into()));
         return None;
     }
     let s = ck.string(v, &path)?;
