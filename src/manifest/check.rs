@@ -135,7 +135,7 @@ impl<'a> Checker<'a> {
         if v.is_null() {
             self.key_error(path, message, None);
         } else {
-            self.error(path, message, None);
+            self.error(path, message, unquote_help(v, expected));
         }
     }
 
@@ -248,6 +248,14 @@ impl<'a> Checker<'a> {
         }
         Some(x)
     }
+}
+
+/// A quoted number where a number is expected: suggest dropping the quotes.
+fn unquote_help(v: &Value, expected: &str) -> Option<String> {
+    let s = v.as_str()?.trim();
+    let wants_number = expected.contains("number");
+    (wants_number && s.parse::<f64>().is_ok())
+        .then(|| format!("write the number without quotes: `{s}`"))
 }
 
 /// The key path for messages; the root is "the manifest".

@@ -17,6 +17,18 @@ use super::diagnostic::Position;
 pub struct Spans {
     keys: HashMap<String, Position>,
     values: HashMap<String, Position>,
+    duplicates: Vec<Duplicate>,
+}
+
+/// A key given twice in one mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Duplicate {
+    /// The mapping's key path.
+    pub parent: String,
+    pub key: String,
+    /// The second occurrence.
+    pub position: Position,
+    pub first: Position,
 }
 
 impl Spans {
@@ -35,6 +47,11 @@ impl Spans {
             .get(path)
             .or_else(|| self.values.get(path))
             .copied()
+    }
+
+    /// Keys given twice in the same mapping, in source order.
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.duplicates
     }
 
     /// Where the value of `path` starts (the key's position if the value is missing or empty).
@@ -94,9 +111,12 @@ impl Builder {
         let path = match self.role() {
             Role::Key(map_path) => {
                 let key = text.filter(|_| map_path.is_some());
-                let full = map_path.zip(key.clone()).map(|(p, k)| join_key(&p, &k));
-                if let Some(full) = &full {
-                    self.spans.keys.entry(full.clone()).or_insert(pos);
+                let full = map_path
+                    .as_ref()
+                    .zip(key.as_ref())
+                    .map(|(p, k)| join_key(p, k));
+                if let (Some(full), Some(parent), Some(key)) = (&full, &map_path, &key) {
+                    self.record_key(full, parent, key, pos);
                 }
                 self.pull_map_start(pos);
                 self.set_pending(key);
@@ -135,6 +155,20 @@ impl Builder {
                 let index = *next;
                 *next += 1;
                 Role::Value(path.as_ref().map(|p| format!("{p}[{index}]")))
+            }
+        }
+    }
+
+    fn record_key(&mut self, path: &str, parent: &str, key: &str, pos: Position) {
+        match self.spans.keys.get(path) {
+            Some(&first) => self.spans.duplicates.push(Duplicate {
+                parent: parent.to_owned(),
+                key: key.to_owned(),
+                position: pos,
+                first,
+            }),
+            None => {
+                self.spans.keys.insert(path.to_owned(), pos);
             }
         }
     }

@@ -25,7 +25,7 @@ use serde_yaml::Value;
 
 use crate::catalog::Catalog;
 use check::Checker;
-use locate::Spans;
+use locate::{Spans, join_key};
 
 /// Every top-level key, in the order the docs list them.
 const TOP_KEYS: &[&str] = &[
@@ -51,7 +51,7 @@ pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Manifest, Man
     let fail = |diagnostics| Err(ManifestErrors::new(path.to_owned(), diagnostics));
     let root: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
-        Err(e) => return fail(vec![syntax_error(&e)]),
+        Err(e) => return fail(syntax_errors(&e, &Spans::index(text))),
     };
     let base_dir = base_dir(path);
     let spans = Spans::index(text);
@@ -73,6 +73,30 @@ fn base_dir(path: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     }
+}
+
+/// serde_yaml stops at the first problem; for duplicate keys, which it reports without a
+/// position, the locator finds every one.
+fn syntax_errors(e: &serde_yaml::Error, spans: &Spans) -> Vec<Diagnostic> {
+    let duplicates = spans.duplicates();
+    if !e.to_string().contains("duplicate entry") || duplicates.is_empty() {
+        return vec![syntax_error(e)];
+    }
+    duplicates.iter().map(duplicate_key).collect()
+}
+
+fn duplicate_key(dup: &locate::Duplicate) -> Diagnostic {
+    let parent = match dup.parent.as_str() {
+        "" => String::new(),
+        p => format!(" in {p}"),
+    };
+    let (key, first) = (&dup.key, dup.first.line);
+    let message = format!("duplicate key `{key}`{parent} (first given on line {first})");
+    let location = Location {
+        key_path: join_key(&dup.parent, key),
+        position: Some(dup.position),
+    };
+    Diagnostic::new(message, location).with_help("give each key once")
 }
 
 fn syntax_error(e: &serde_yaml::Error) -> Diagnostic {

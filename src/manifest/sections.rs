@@ -91,7 +91,8 @@ fn glob_list(ck: &mut Checker, v: &Value, path: &str) -> Option<Vec<String>> {
 fn glob(ck: &mut Checker, v: &Value, path: &str) -> Option<String> {
     let pattern = ck.non_empty_string(v, path)?;
     if let Some(message) = unsupported_scheme(pattern) {
-        ck.error(path, format!("{message} ({path}: `{pattern}`)"), None);
+        let help = "copy the photos locally (e.g. `aws s3 sync`) and list a local glob".into();
+        ck.error(path, format!("{message} ({path}: `{pattern}`)"), Some(help));
         return None;
     }
     if let Err(e) = globset::Glob::new(pattern) {

@@ -58,7 +58,7 @@ fn syntax_error_uses_serde_yaml_location() {
     let d = &e.diagnostics[0];
     assert!(d.message.starts_with("invalid YAML:"), "{}", d.message);
     let pos = d.location.position.expect("syntax errors carry a position");
-    assert!(pos.line >= 2, "{pos:?}");
+    assert_eq!(pos, Position { line: 3, column: 7 });
     assert!(e.to_string().contains(&format!("--> {PATH}:{pos}")), "{e}");
 }
 
@@ -108,6 +108,13 @@ fn wrong_type_names_the_expected_type() {
         "wrong type for limits.concurrency: expected a whole number between 1 and 1024, \
          found a string (`eight`)"
     );
+    let d = only_error(
+        &with_extra("limits: {attempts: \"3\"}\n"),
+        "limits.attempts",
+        10,
+        20,
+    );
+    assert_eq!(help(&d), "write the number without quotes: `3`");
     let d = only_error(
         &with_steps("  - op: upscale\n    models: local\n    factor: 2\n"),
         "steps[0].models",
@@ -357,6 +364,7 @@ fn s3_inputs_are_not_supported_yet() {
         d.message,
         "S3 inputs are not supported yet (inputs[0]: `s3://bucket/photos/*.jpg`)"
     );
+    assert!(help(&d).contains("local glob"), "{}", help(&d));
 }
 
 #[test]
@@ -518,4 +526,17 @@ fn shipped_pipelines_parse() {
             .any(|s| s.models.iter().any(|m| !m.is_local()))
     );
     assert!(catalog.budget.max_usd.is_some());
+}
+
+#[test]
+fn duplicate_keys_point_at_the_second_one() {
+    let e = errors("version: 1\nname: a\noutput:\n  dir: x\n  dir: y\n");
+    assert_eq!(e.diagnostics.len(), 1, "{e}");
+    let d = &e.diagnostics[0];
+    assert_eq!(
+        d.message,
+        "duplicate key `dir` in output (first given on line 4)"
+    );
+    assert_eq!(d.location.key_path, "output.dir");
+    assert_eq!(d.location.position, Some(Position { line: 5, column: 3 }));
 }
