@@ -243,26 +243,8 @@ fn upscale_target(ck: &mut Checker, f: &Fields) -> Option<UpscaleTarget> {
     };
     let min_side = side(ck, "min_side");
     let max_side = side(ck, "max_side");
-    let has_sides = f.get("min_side").is_some() || f.get("max_side").is_some();
-    let example = "e.g. `factor: 2`, or `min_side: 2048` and/or `max_side: 4096`";
-    match (f.get("factor").is_some(), has_sides) {
-        (true, true) => {
-            let message = format!(
-                "{} sets both factor and min_side/max_side; use one or the other",
-                f.own_path()
-            );
-            ck.key_error(&f.path("factor"), message, Some(example.into()));
-            return None;
-        }
-        (false, false) => {
-            let message = format!(
-                "{} (upscale) needs `factor` or `min_side`/`max_side`",
-                f.own_path()
-            );
-            ck.key_error(f.own_path(), message, Some(example.into()));
-            return None;
-        }
-        _ => {}
+    if !check_one_target(ck, f) {
+        return None;
     }
     if let Some(f) = factor? {
         return Some(UpscaleTarget::Factor(f as f32));
@@ -271,12 +253,31 @@ fn upscale_target(ck: &mut Checker, f: &Fields) -> Option<UpscaleTarget> {
     if let (Some(min), Some(max)) = (min_side, max_side)
         && min > max
     {
-        let message = format!(
-            "{} has min_side {min} greater than max_side {max}",
-            f.own_path()
-        );
+        let step = f.own_path();
+        let message = format!("{step} has min_side {min} greater than max_side {max}");
         ck.key_error(&f.path("min_side"), message, None);
         return None;
     }
     Some(UpscaleTarget::Sides { min_side, max_side })
+}
+
+/// Exactly one of `factor` and the sides; reports both or neither.
+fn check_one_target(ck: &mut Checker, f: &Fields) -> bool {
+    let has_sides = f.get("min_side").is_some() || f.get("max_side").is_some();
+    let help = Some("e.g. `factor: 2`, or `min_side: 2048` and/or `max_side: 4096`".to_owned());
+    let step = f.own_path();
+    match (f.get("factor").is_some(), has_sides) {
+        (true, true) => {
+            let message =
+                format!("{step} sets both factor and min_side/max_side; use one or the other");
+            ck.key_error(&f.path("factor"), message, help);
+            false
+        }
+        (false, false) => {
+            let message = format!("{step} (upscale) needs `factor` or `min_side`/`max_side`");
+            ck.key_error(step, message, help);
+            false
+        }
+        _ => true,
+    }
 }
