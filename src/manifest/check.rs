@@ -1,0 +1,282 @@
+//! The validation context: collects diagnostics while typed getters walk a `serde_yaml::Value`.
+//!
+//! Owns the generic checks every section shares (mapping with known keys, required keys, types,
+//! ranges) and the wording of their messages. Section-specific rules live in `sections` and
+//! `steps`. A getter that returns `None` has always pushed a diagnostic, except for absent
+//! optional keys.
+
+use std::path::Path;
+
+use serde_yaml::{Mapping, Value};
+
+use super::diagnostic::{Diagnostic, Location};
+use super::locate::{Spans, join_key};
+use super::suggest;
+use crate::catalog::Catalog;
+
+/// State shared by all checks of one manifest.
+pub struct Checker<'a> {
+    pub catalog: &'a Catalog,
+    /// Folder relative paths are joined onto.
+    pub base_dir: &'a Path,
+    spans: &'a Spans,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A mapping whose keys have been checked against a list of valid keys.
+pub struct Fields<'v> {
+    path: String,
+    map: &'v Mapping,
+}
+
+impl<'v> Fields<'v> {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &str) -> Option<&'v Value> {
+        self.map.get(key)
+    }
+
+    /// The key path of `key` in this mapping.
+    pub fn path(&self, key: &str) -> String {
+        join_key(&self.path, key)
+    }
+
+    /// The key path of the mapping itself.
+    pub fn own_path(&self) -> &str {
+        &self.path
+    }
+
+    /// The keys present, in source order (non-string keys were reported and are skipped).
+    pub fn keys(&self) -> impl Iterator<Item = &'v str> {
+        self.map.keys().filter_map(Value::as_str)
+    }
+}
+
+/// An inclusive or exclusive bound for float checks.
+#[derive(Clone, Copy)]
+pub struct FloatRange {
+    pub min: f64,
+    /// Whether `min` itself is allowed.
+    pub min_inclusive: bool,
+    pub max: f64,
+}
+
+impl FloatRange {
+    pub const UNIT: FloatRange = FloatRange::inclusive(0.0, 1.0);
+
+    pub const fn inclusive(min: f64, max: f64) -> FloatRange {
+        FloatRange {
+            min,
+            min_inclusive: true,
+            max,
+        }
+    }
+
+    fn contains(&self, x: f64) -> bool {
+        let above = if self.min_inclusive {
+            x >= self.min
+        } else {
+            x > self.min
+        };
+        above && x <= self.max
+    }
+
+    fn describe(&self) -> String {
+        let op = if self.min_inclusive { ">=" } else { ">" };
+        format!("{op} {} and <= {}", self.min, self.max)
+    }
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(catalog: &'a Catalog, base_dir: &'a Path, spans: &'a Spans) -> Checker<'a> {
+        Checker {
+            catalog,
+            base_dir,
+            spans,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// Reports a problem with the value at `path` (positioned at the value).
+    pub fn error(&mut self, path: &str, message: String, help: Option<String>) {
+        let position = self.spans.value(path);
+        self.push(path, position, message, help);
+    }
+
+    /// Reports a problem with the key at `path` itself (positioned at the key).
+    pub fn key_error(&mut self, path: &str, message: String, help: Option<String>) {
+        let position = self.spans.key(path);
+        self.push(path, position, message, help);
+    }
+
+    fn push(
+        &mut self,
+        path: &str,
+        position: Option<super::Position>,
+        message: String,
+        help: Option<String>,
+    ) {
+        let location = Location {
+            key_path: path.to_owned(),
+            position,
+        };
+        let mut d = Diagnostic::new(message, location);
+        d.help = help;
+        self.diagnostics.push(d);
+    }
+
+    /// Reports that the value at `path` is not of the `expected` type.
+    pub fn type_error(&mut self, path: &str, v: &Value, expected: &str) {
+        let message = format!(
+            "wrong type for {}: expected {expected}, found {}",
+            display_path(path),
+            describe(v)
+        );
+        // An empty value is marked where the next token starts, often on the next line.
+        if v.is_null() {
+            self.key_error(path, message, None);
+        } else {
+            self.error(path, message, unquote_help(v, expected));
+        }
+    }
+
+    /// `v` as a mapping whose keys are all in `allowed`; unknown keys are reported with a
+    /// suggestion and the list of valid keys.
+    pub fn fields<'v>(&mut self, v: &'v Value, path: &str, allowed: &[&str]) -> Option<Fields<'v>> {
+        let Some(map) = v.as_mapping() else {
+            self.type_error(path, v, "a mapping");
+            return None;
+        };
+        for key in map.keys() {
+            match key.as_str() {
+                Some(k) if allowed.contains(&k) => {}
+                Some(k) => self.unknown_key(path, k, allowed),
+                None => self.error(
+                    path,
+                    format!(
+                        "keys in {} must be strings, found {}",
+                        display_path(path),
+                        describe(key)
+                    ),
+                    None,
+                ),
+            }
+        }
+        Some(Fields {
+            path: path.to_owned(),
+            map,
+        })
+    }
+
+    fn unknown_key(&mut self, parent: &str, key: &str, allowed: &[&str]) {
+        let message = if parent.is_empty() {
+            format!("unknown top-level key `{key}`")
+        } else {
+            format!("unknown key `{key}` in {parent}")
+        };
+        let valid = format!("valid keys here: {}", allowed.join(", "));
+        let help = suggest::help(key, allowed.iter().copied(), valid);
+        self.key_error(&join_key(parent, key), message, Some(help));
+    }
+
+    /// The value of a required `key`; a missing one is reported at the mapping.
+    pub fn required<'v>(&mut self, fields: &Fields<'v>, key: &str) -> Option<&'v Value> {
+        let v = fields.get(key);
+        if v.is_none() {
+            let parent = fields.own_path();
+            let message = if parent.is_empty() {
+                format!("missing required top-level key `{key}`")
+            } else {
+                format!("missing required key `{key}` in {parent}")
+            };
+            self.key_error(parent, message, None);
+        }
+        v
+    }
+
+    pub fn string<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v str> {
+        let s = v.as_str();
+        if s.is_none() {
+            self.type_error(path, v, "a string");
+        }
+        s
+    }
+
+    /// A string that is not empty.
+    pub fn non_empty_string<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v str> {
+        let s = self.string(v, path)?;
+        if s.trim().is_empty() {
+            self.error(path, format!("{path} must not be empty"), None);
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A list (YAML sequence).
+    pub fn list<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v [Value]> {
+        let s = v.as_sequence().map(Vec::as_slice);
+        if s.is_none() {
+            self.type_error(path, v, "a list");
+        }
+        s
+    }
+
+    /// A whole number in `min..=max`.
+    pub fn int(&mut self, v: &Value, path: &str, min: i64, max: i64) -> Option<i64> {
+        let Some(n) = v.as_i64() else {
+            let expected = format!("a whole number between {min} and {max}");
+            self.type_error(path, v, &expected);
+            return None;
+        };
+        if !(min..=max).contains(&n) {
+            let message = format!("{path} is {n}, but must be between {min} and {max}");
+            self.error(path, message, None);
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A number (integers accepted) within `range`.
+    pub fn float(&mut self, v: &Value, path: &str, range: FloatRange) -> Option<f64> {
+        let Some(x) = v.as_f64().filter(|x| x.is_finite()) else {
+            self.type_error(path, v, "a number");
+            return None;
+        };
+        if !range.contains(x) {
+            let message = format!("{path} is {x}, but must be {}", range.describe());
+            self.error(path, message, None);
+            return None;
+        }
+        Some(x)
+    }
+}
+
+/// A quoted number where a number is expected: suggest dropping the quotes.
+fn unquote_help(v: &Value, expected: &str) -> Option<String> {
+    let s = v.as_str()?.trim();
+    let wants_number = expected.contains("number");
+    (wants_number && s.parse::<f64>().is_ok())
+        .then(|| format!("write the number without quotes: `{s}`"))
+}
+
+/// The key path for messages; the root is "the manifest".
+fn display_path(path: &str) -> &str {
+    if path.is_empty() {
+        "the manifest"
+    } else {
+        path
+    }
+}
+
+/// A short description of a value's type (and the value, when short), for type errors.
+pub fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("a boolean (`{b}`)"),
+        Value::Number(n) => format!("a number (`{n}`)"),
+        Value::String(s) if s.chars().count() <= 40 => format!("a string (`{s}`)"),
+        Value::String(_) => "a string".into(),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("a value tagged `{}`", t.tag),
+    }
+}

@@ -1,0 +1,385 @@
+//! Checks for every top-level section except `steps:` (see `steps`), each turning a checked
+//! `serde_yaml::Value` into its domain type or pushing diagnostics.
+//!
+//! Paths are only joined onto the manifest's folder here; nothing touches the file system.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_yaml::Value;
+
+use super::check::{Checker, Fields, FloatRange};
+use super::model::{AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Usd};
+use super::suggest;
+
+pub const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality"];
+pub const LIMITS_KEYS: &[&str] = &["concurrency", "attempts", "max_megapixels", "rpm"];
+pub const BUDGET_KEYS: &[&str] = &["max_usd", "per_image_max_usd", "daily_max_usd"];
+pub const AWS_KEYS: &[&str] = &["region", "profile"];
+
+/// `version:` must be exactly 1.
+pub fn version(ck: &mut Checker, fields: &Fields) -> Option<u32> {
+    let v = ck.required(fields, "version")?;
+    let n = ck.int(v, "version", 0, i64::from(u32::MAX))?;
+    if n != 1 {
+        let help = "this version of retouch reads manifest version 1; set `version: 1`".into();
+        ck.error(
+            "version",
+            format!("unsupported manifest version {n} in version"),
+            Some(help),
+        );
+        return None;
+    }
+    Some(1)
+}
+
+/// `name:`: non-empty, `[A-Za-z0-9._-]+`.
+pub fn name(ck: &mut Checker, fields: &Fields) -> Option<String> {
+    let v = ck.required(fields, "name")?;
+    let s = ck.non_empty_string(v, "name")?;
+    let is_valid = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !is_valid {
+        let help = "use only letters, digits, `.`, `_` and `-`, e.g. `shoes-2024`".into();
+        ck.error(
+            "name",
+            format!("invalid pipeline name `{s}` in name"),
+            Some(help),
+        );
+        return None;
+    }
+    Some(s.to_owned())
+}
+
+/// `inputs:`: a non-empty list of local globs.
+pub fn inputs(ck: &mut Checker, fields: &Fields) -> Option<Vec<InputSpec>> {
+    let v = ck.required(fields, "inputs")?;
+    let globs = glob_list(ck, v, "inputs")?;
+    if globs.is_empty() {
+        let help = "list at least one glob, e.g. `inputs: [\"photos/**/*.jpg\"]`".into();
+        ck.error("inputs", "inputs must not be empty".into(), Some(help));
+        return None;
+    }
+    Some(
+        globs
+            .into_iter()
+            .map(|pattern| InputSpec::LocalGlob { pattern })
+            .collect(),
+    )
+}
+
+/// `exclude:`: an optional list of globs.
+pub fn exclude(ck: &mut Checker, fields: &Fields) -> Option<Vec<String>> {
+    match fields.get("exclude") {
+        None => Some(Vec::new()),
+        Some(v) => glob_list(ck, v, "exclude"),
+    }
+}
+
+/// A list of glob strings; every bad entry is reported.
+fn glob_list(ck: &mut Checker, v: &Value, path: &str) -> Option<Vec<String>> {
+    let items = ck.list(v, path)?;
+    let globs: Vec<Option<String>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| glob(ck, item, &format!("{path}[{i}]")))
+        .collect();
+    globs.into_iter().collect()
+}
+
+fn glob(ck: &mut Checker, v: &Value, path: &str) -> Option<String> {
+    let pattern = ck.non_empty_string(v, path)?;
+    if let Some(message) = unsupported_scheme(pattern) {
+        let help = "copy the photos locally (e.g. `aws s3 sync`) and list a local glob".into();
+        ck.error(path, format!("{message} ({path}: `{pattern}`)"), Some(help));
+        return None;
+    }
+    if let Err(e) = globset::Glob::new(pattern) {
+        let help =
+            "globs use `*`, `**`, `?`, `[abc]` and `{a,b}`; brackets and braces must be closed"
+                .into();
+        ck.error(
+            path,
+            format!("invalid glob `{pattern}` in {path}: {}", e.kind()),
+            Some(help),
+        );
+        return None;
+    }
+    Some(pattern.to_owned())
+}
+
+/// The one place that decides which input locations are not local globs. S3 support will
+/// replace this check with an `InputSpec` variant.
+fn unsupported_scheme(pattern: &str) -> Option<&'static str> {
+    pattern
+        .get(..5)
+        .is_some_and(|p| p.eq_ignore_ascii_case("s3://"))
+        .then_some("S3 inputs are not supported yet")
+}
+
+/// `output:`.
+pub fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
+    let v = ck.required(fields, "output")?;
+    let out = ck.fields(v, "output", OUTPUT_KEYS)?;
+    let dir = ck
+        .required(&out, "dir")
+        .and_then(|v| ck.non_empty_string(v, "output.dir"))
+        .map(|d| ck.base_dir.join(d));
+    let format = match out.get("format") {
+        None => Some(OutputFormat::Png),
+        Some(v) => output_format(ck, v),
+    };
+    let quality = match out.get("quality") {
+        None => Some(90),
+        Some(v) => ck.int(v, "output.quality", 1, 100).map(|q| q as u8),
+    };
+    Some(OutputSpec {
+        dir: dir?,
+        format: format?,
+        quality: quality?,
+    })
+}
+
+fn output_format(ck: &mut Checker, v: &Value) -> Option<OutputFormat> {
+    let s = ck.string(v, "output.format")?;
+    match s {
+        "png" => Some(OutputFormat::Png),
+        "jpeg" | "jpg" => Some(OutputFormat::Jpeg),
+        "webp" => Some(OutputFormat::Webp),
+        _ => {
+            let valid = ["png", "jpeg", "jpg", "webp"];
+            let help = suggest::help(s, valid, "valid formats: png, jpeg (or jpg), webp".into());
+            ck.error(
+                "output.format",
+                format!("unknown output format `{s}` in output.format"),
+                Some(help),
+            );
+            None
+        }
+    }
+}
+
+/// `limits:` (all optional).
+pub fn limits(ck: &mut Checker, fields: &Fields) -> Option<Limits> {
+    let Some(v) = fields.get("limits") else {
+        return Some(Limits::default());
+    };
+    let lim = ck.fields(v, "limits", LIMITS_KEYS)?;
+    let d = Limits::default();
+    let concurrency = opt_int(ck, &lim, "concurrency", 1, 1024, d.concurrency as i64);
+    let attempts = opt_int(ck, &lim, "attempts", 1, 10, i64::from(d.attempts));
+    let max_mp = opt_int(
+        ck,
+        &lim,
+        "max_megapixels",
+        1,
+        1000,
+        i64::from(d.max_megapixels),
+    );
+    let rpm = match lim.get("rpm") {
+        None => Some(BTreeMap::new()),
+        Some(v) => model_map(ck, v, "limits.rpm", |ck, v, path| {
+            ck.int(v, path, 1, 100_000).map(|n| n as u32)
+        }),
+    };
+    Some(Limits {
+        concurrency: concurrency? as usize,
+        rpm: rpm?,
+        attempts: attempts? as u32,
+        max_megapixels: max_mp? as u32,
+    })
+}
+
+fn opt_int(
+    ck: &mut Checker,
+    fields: &Fields,
+    key: &str,
+    min: i64,
+    max: i64,
+    default: i64,
+) -> Option<i64> {
+    match fields.get(key) {
+        None => Some(default),
+        Some(v) => ck.int(v, &fields.path(key), min, max),
+    }
+}
+
+/// `budget:` (all optional).
+pub fn budget(ck: &mut Checker, fields: &Fields) -> Option<Budget> {
+    let Some(v) = fields.get("budget") else {
+        return Some(Budget::default());
+    };
+    let b = ck.fields(v, "budget", BUDGET_KEYS)?;
+    let mut amount = |key: &str| match b.get(key) {
+        None => Some(None),
+        Some(v) => usd(ck, v, &b.path(key)).map(Some),
+    };
+    let max_usd = amount("max_usd");
+    let per_image = amount("per_image_max_usd");
+    let daily = amount("daily_max_usd");
+    Some(Budget {
+        max_usd: max_usd?,
+        per_image_max_usd: per_image?,
+        daily_max_usd: daily?,
+    })
+}
+
+/// A dollar amount >= 0.
+fn usd(ck: &mut Checker, v: &Value, path: &str) -> Option<Usd> {
+    let x = ck.float(v, path, FloatRange::inclusive(0.0, 1.0e9))?;
+    Usd::from_dollars(x)
+}
+
+/// `aws:` (all optional).
+pub fn aws(ck: &mut Checker, fields: &Fields) -> Option<AwsSettings> {
+    let Some(v) = fields.get("aws") else {
+        return Some(AwsSettings::default());
+    };
+    let a = ck.fields(v, "aws", AWS_KEYS)?;
+    let region = match a.get("region") {
+        None => Some(None),
+        Some(v) => region(ck, v).map(Some),
+    };
+    let profile = match a.get("profile") {
+        None => Some(None),
+        Some(v) => ck
+            .non_empty_string(v, "aws.profile")
+            .map(|p| Some(p.to_owned())),
+    };
+    Some(AwsSettings {
+        region: region?,
+        profile: profile?,
+    })
+}
+
+fn region(ck: &mut Checker, v: &Value) -> Option<String> {
+    let s = ck.string(v, "aws.region")?;
+    if !is_region_shaped(s) {
+        let help = "regions look like `us-east-1`, `eu-west-2` or `us-gov-west-1`".into();
+        ck.error(
+            "aws.region",
+            format!("invalid AWS region `{s}` in aws.region"),
+            Some(help),
+        );
+        return None;
+    }
+    Some(s.to_owned())
+}
+
+/// `xx-word(-word)*-N`, lowercase.
+fn is_region_shaped(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return false;
+    };
+    let is_lower = |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase());
+    first.len() == 2
+        && is_lower(first)
+        && !middle.is_empty()
+        && middle.iter().all(is_lower)
+        && !last.is_empty()
+        && last.chars().all(|c| c.is_ascii_digit())
+}
+
+/// `catalog:`: an optional path joined onto the manifest's folder (existence checked later).
+pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>> {
+    match fields.get("catalog") {
+        None => Some(None),
+        Some(v) => ck
+            .non_empty_string(v, "catalog")
+            .map(|p| Some(ck.base_dir.join(p))),
+    }
+}
+
+/// `prices:`: model name → USD per image, keyed by canonical id.
+pub fn prices(ck: &mut Checker, fields: &Fields) -> Option<BTreeMap<String, Usd>> {
+    match fields.get("prices") {
+        None => Some(BTreeMap::new()),
+        Some(v) => model_map(ck, v, "prices", usd),
+    }
+}
+
+/// `report:`: optional path; default `<output.dir>/report.csv`.
+pub fn report(ck: &mut Checker, fields: &Fields, output: Option<&OutputSpec>) -> Option<PathBuf> {
+    match fields.get("report") {
+        Some(v) => ck
+            .non_empty_string(v, "report")
+            .map(|p| ck.base_dir.join(p)),
+        None => output.map(|o| o.dir.join("report.csv")),
+    }
+}
+
+/// A mapping from model names (aliases or ids) to values, re-keyed by canonical id.
+fn model_map<T>(
+    ck: &mut Checker,
+    v: &Value,
+    path: &str,
+    value: impl Fn(&mut Checker, &Value, &str) -> Option<T>,
+) -> Option<BTreeMap<String, T>> {
+    let Some(map) = v.as_mapping() else {
+        ck.type_error(path, v, "a mapping of model names to values");
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (k, v) in map {
+        let Some(name) = k.as_str() else {
+            ck.error(path, format!("keys in {path} must be model names"), None);
+            ok = false;
+            continue;
+        };
+        let key_path = format!("{path}.{name}");
+        let id = super::models::canonical_id(ck, name, &key_path);
+        let val = value(ck, v, &key_path);
+        match (id, val) {
+            (Some(id), Some(val)) => {
+                if out.insert(id.clone(), val).is_some() {
+                    let message = format!(
+                        "model `{id}` appears twice in {path} (as `{name}` and another name)"
+                    );
+                    ck.key_error(&key_path, message, None);
+                    ok = false;
+                }
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_shapes() {
+        for good in [
+            "us-east-1",
+            "eu-central-1",
+            "us-gov-west-1",
+            "ap-southeast-2",
+        ] {
+            assert!(is_region_shaped(good), "{good}");
+        }
+        for bad in [
+            "us-east",
+            "useast1",
+            "US-EAST-1",
+            "u-east-1",
+            "us--1",
+            "",
+            "us-east-x",
+        ] {
+            assert!(!is_region_shaped(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_s3_is_an_unsupported_scheme() {
+        assert!(unsupported_scheme("s3://bucket/*.jpg").is_some());
+        assert!(unsupported_scheme("S3://bucket/*.jpg").is_some());
+        assert!(unsupported_scheme("s3").is_none());
+        assert!(unsupported_scheme("photos/*.jpg").is_none());
+    }
+}

@@ -1,0 +1,283 @@
+//! Checks for `steps:`: each step's op, models, fallback, shared prompt settings and the
+//! parameters of its op.
+//!
+//! Owns which parameter belongs to which op, so a parameter on the wrong op is reported by name.
+
+use serde_yaml::Value;
+
+use super::check::{Checker, Fields, FloatRange};
+use super::model::{
+    Fallback, FixLightingParams, Op, OpParams, RemoveBgParams, Rgb, Step, UpscaleParams,
+    UpscaleTarget,
+};
+use super::{models, suggest};
+
+/// Every key a step may have, in the order the docs list them.
+pub const STEP_KEYS: &[&str] = &[
+    "op",
+    "models",
+    "fallback",
+    "prompt",
+    "negative_prompt",
+    "similarity",
+    "background",
+    "strength",
+    "factor",
+    "min_side",
+    "max_side",
+    "sharpen",
+];
+
+/// Op-specific parameters and the op that takes each.
+const OP_PARAMS: &[(&str, Op)] = &[
+    ("background", Op::RemoveBg),
+    ("strength", Op::FixLighting),
+    ("factor", Op::Upscale),
+    ("min_side", Op::Upscale),
+    ("max_side", Op::Upscale),
+    ("sharpen", Op::Upscale),
+];
+
+const MAX_PROMPT_CHARS: usize = 1024;
+
+/// `steps:`: a non-empty list of steps, every one checked.
+pub fn steps(ck: &mut Checker, fields: &Fields) -> Option<Vec<Step>> {
+    let v = ck.required(fields, "steps")?;
+    let items = ck.list(v, "steps")?;
+    if items.is_empty() {
+        let help =
+            "add at least one step, e.g. `- { op: upscale, models: [local], factor: 2 }`".into();
+        ck.error("steps", "steps must not be empty".into(), Some(help));
+        return None;
+    }
+    let steps: Vec<Option<Step>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| step(ck, s, i))
+        .collect();
+    steps.into_iter().collect()
+}
+
+fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
+    let path = format!("steps[{index}]");
+    let f = ck.fields(v, &path, STEP_KEYS)?;
+    let op = ck.required(&f, "op").and_then(|v| op(ck, v, &f.path("op")));
+    let models = ck
+        .required(&f, "models")
+        .and_then(|v| models::step_models(ck, v, &f.path("models"), op));
+    let fallback = fallback(ck, &f);
+    let prompt = opt_prompt(ck, &f, "prompt");
+    let negative_prompt = opt_prompt(ck, &f, "negative_prompt");
+    let similarity = opt_float(ck, &f, "similarity", FloatRange::inclusive(0.2, 1.0));
+    let params = op.and_then(|op| params(ck, &f, op));
+    Some(Step {
+        index,
+        op: op?,
+        models: models?,
+        fallback: fallback?,
+        params: params?,
+        prompt: prompt?,
+        negative_prompt: negative_prompt?,
+        similarity: similarity?.map(|s| s as f32),
+    })
+}
+
+fn op(ck: &mut Checker, v: &Value, path: &str) -> Option<Op> {
+    let s = ck.string(v, path)?;
+    let op = Op::parse(s);
+    if op.is_none() {
+        let names = Op::ALL.map(Op::as_str);
+        let valid = format!("valid ops: {}", names.join(", "));
+        let help = suggest::help(s, names, valid);
+        ck.error(path, format!("unknown op `{s}` in {path}"), Some(help));
+    }
+    op
+}
+
+fn fallback(ck: &mut Checker, f: &Fields) -> Option<Fallback> {
+    let Some(v) = f.get("fallback") else {
+        return Some(Fallback::default());
+    };
+    let path = f.path("fallback");
+    match ck.string(v, &path)? {
+        "local" => Some(Fallback::Local),
+        "skip" => Some(Fallback::Skip),
+        "fail" => Some(Fallback::Fail),
+        other => {
+            let valid = ["local", "skip", "fail"];
+            let help = suggest::help(other, valid, "valid values: local, skip, fail".into());
+            ck.error(
+                &path,
+                format!("unknown fallback `{other}` in {path}"),
+                Some(help),
+            );
+            None
+        }
+    }
+}
+
+/// An optional prompt of 1..=1024 characters.
+fn opt_prompt(ck: &mut Checker, f: &Fields, key: &str) -> Option<Option<String>> {
+    let Some(v) = f.get(key) else {
+        return Some(None);
+    };
+    let path = f.path(key);
+    let s = ck.non_empty_string(v, &path)?;
+    let n = s.chars().count();
+    if n > MAX_PROMPT_CHARS {
+        let message =
+            format!("{path} is {n} characters long, but must be at most {MAX_PROMPT_CHARS}");
+        ck.error(&path, message, None);
+        return None;
+    }
+    Some(Some(s.to_owned()))
+}
+
+fn opt_float(ck: &mut Checker, f: &Fields, key: &str, range: FloatRange) -> Option<Option<f64>> {
+    match f.get(key) {
+        None => Some(None),
+        Some(v) => ck.float(v, &f.path(key), range).map(Some),
+    }
+}
+
+/// The parameters of `op`; parameters of other ops are reported.
+fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
+    let misplaced = check_misplaced(ck, f, op);
+    let params = match op {
+        Op::RemoveBg => {
+            background(ck, f).map(|background| OpParams::RemoveBg(RemoveBgParams { background }))
+        }
+        Op::FixLighting => opt_float(ck, f, "strength", FloatRange::UNIT).map(|s| {
+            OpParams::FixLighting(FixLightingParams {
+                strength: s.unwrap_or(0.8) as f32,
+            })
+        }),
+        Op::Upscale => upscale(ck, f).map(OpParams::Upscale),
+    };
+    params.filter(|_| misplaced)
+}
+
+/// Reports every parameter of another op; true when there is none.
+fn check_misplaced(ck: &mut Checker, f: &Fields, op: Op) -> bool {
+    let mut ok = true;
+    for key in f.keys() {
+        let Some(&(_, owner)) = OP_PARAMS.iter().find(|(k, o)| *k == key && *o != op) else {
+            continue;
+        };
+        let path = f.path(key);
+        let message =
+            format!("`{key}` in {path} is not a parameter of {op} steps; only {owner} takes it");
+        let help = format!(
+            "remove `{key}` from {}, or move it to a {owner} step",
+            f.own_path()
+        );
+        ck.key_error(&path, message, Some(help));
+        ok = false;
+    }
+    ok
+}
+
+fn background(ck: &mut Checker, f: &Fields) -> Option<Option<Rgb>> {
+    let Some(v) = f.get("background") else {
+        return Some(None);
+    };
+    let path = f.path("background");
+    let example =
+        "write the colour in quotes as \"#RRGGBB\" or \"#RGB\", e.g. `background: \"#FFFFFF\"`";
+    if v.is_null() {
+        // `background: #FFFFFF` unquoted is a YAML comment, leaving nothing.
+        let message = format!("{path} is empty (an unquoted `#` starts a YAML comment)");
+        ck.key_error(&path, message, Some(example.into()));
+        return None;
+    }
+    let s = ck.string(v, &path)?;
+    match parse_colour(s) {
+        Some(rgb) => Some(Some(rgb)),
+        None => {
+            ck.error(
+                &path,
+                format!("invalid colour `{s}` in {path}"),
+                Some(example.into()),
+            );
+            None
+        }
+    }
+}
+
+/// `#RGB` or `#RRGGBB`, any case.
+pub fn parse_colour(s: &str) -> Option<Rgb> {
+    let hex = s.strip_prefix('#')?;
+    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digit = |i: usize| u8::from_str_radix(&hex[i..=i], 16).ok();
+    match hex.len() {
+        3 => Some(Rgb([digit(0)? * 17, digit(1)? * 17, digit(2)? * 17])),
+        6 => {
+            let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+            Some(Rgb([byte(0)?, byte(2)?, byte(4)?]))
+        }
+        _ => None,
+    }
+}
+
+fn upscale(ck: &mut Checker, f: &Fields) -> Option<UpscaleParams> {
+    let sharpen = opt_float(ck, f, "sharpen", FloatRange::UNIT);
+    let target = upscale_target(ck, f);
+    Some(UpscaleParams {
+        target: target?,
+        sharpen: sharpen?.unwrap_or(0.0) as f32,
+    })
+}
+
+fn upscale_target(ck: &mut Checker, f: &Fields) -> Option<UpscaleTarget> {
+    let factor_range = FloatRange {
+        min: 1.0,
+        min_inclusive: false,
+        max: 8.0,
+    };
+    let factor = opt_float(ck, f, "factor", factor_range);
+    let side = |ck: &mut Checker, key: &str| match f.get(key) {
+        None => Some(None),
+        Some(v) => ck.int(v, &f.path(key), 16, 16384).map(|n| Some(n as u32)),
+    };
+    let min_side = side(ck, "min_side");
+    let max_side = side(ck, "max_side");
+    if !check_one_target(ck, f) {
+        return None;
+    }
+    if let Some(f) = factor? {
+        return Some(UpscaleTarget::Factor(f as f32));
+    }
+    let (min_side, max_side) = (min_side?, max_side?);
+    if let (Some(min), Some(max)) = (min_side, max_side)
+        && min > max
+    {
+        let step = f.own_path();
+        let message = format!("{step} has min_side {min} greater than max_side {max}");
+        ck.key_error(&f.path("min_side"), message, None);
+        return None;
+    }
+    Some(UpscaleTarget::Sides { min_side, max_side })
+}
+
+/// Exactly one of `factor` and the sides; reports both or neither.
+fn check_one_target(ck: &mut Checker, f: &Fields) -> bool {
+    let has_sides = f.get("min_side").is_some() || f.get("max_side").is_some();
+    let help = Some("e.g. `factor: 2`, or `min_side: 2048` and/or `max_side: 4096`".to_owned());
+    let step = f.own_path();
+    match (f.get("factor").is_some(), has_sides) {
+        (true, true) => {
+            let message =
+                format!("{step} sets both factor and min_side/max_side; use one or the other");
+            ck.key_error(&f.path("factor"), message, help);
+            false
+        }
+        (false, false) => {
+            let message = format!("{step} (upscale) needs `factor` or `min_side`/`max_side`");
+            ck.key_error(step, message, help);
+            false
+        }
+        _ => true,
+    }
+}
