@@ -19,6 +19,8 @@ pub struct Outcome {
     pub stdout: String,
     pub stderr: String,
     pub root: PathBuf,
+    /// Keeps the test folder alive while the outcome is inspected.
+    _dir: TempDir,
 }
 
 impl Test {
@@ -55,7 +57,7 @@ impl Test {
     }
 
     /// Runs the binary in the test folder.
-    pub fn run(&self, args: &[&str]) -> Outcome {
+    pub fn run(self, args: &[&str]) -> Outcome {
         let out = Command::new(env!("CARGO_BIN_EXE_retouch"))
             .args(args)
             .current_dir(self.root())
@@ -72,6 +74,7 @@ impl Test {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             root: self.root().to_owned(),
+            _dir: self.dir,
         }
     }
 }
