@@ -137,3 +137,101 @@ fn jpeg_output_and_summary() {
     assert!(out.stdout.contains("step 3 upscale"), "{}", out.stdout);
     assert!(out.stdout.contains("cost:   $0.000000"), "{}", out.stdout);
 }
+
+#[test]
+fn odd_colour_types_and_orientation_all_work() {
+    use image::{DynamicImage, ImageBuffer, Luma, LumaA, Rgba};
+    let dir = tempfile::tempdir().unwrap();
+    let save = |name: &str, img: DynamicImage| {
+        let path = dir.path().join(name);
+        img.save(&path).unwrap();
+        std::fs::read(path).unwrap()
+    };
+    let grey16 = save(
+        "g16.png",
+        DynamicImage::ImageLuma16(ImageBuffer::from_fn(60, 40, |x, _| Luma([x as u16 * 1000]))),
+    );
+    let grey_alpha = save(
+        "ga.png",
+        DynamicImage::ImageLumaA8(ImageBuffer::from_fn(60, 40, |x, _| LumaA([200, x as u8 * 4]))),
+    );
+    let rgba16 = save(
+        "rgba16.png",
+        DynamicImage::ImageRgba16(ImageBuffer::from_pixel(50, 30, Rgba([60_000, 100, 100, 65_535]))),
+    );
+    let mut cmyk = Vec::new();
+    jpeg_encoder::Encoder::new(&mut cmyk, 90)
+        .encode(&[0u8, 200, 200, 0].repeat(48 * 32), 48, 32, jpeg_encoder::ColorType::Cmyk)
+        .unwrap();
+    let out = Test::new()
+        .manifest(THREE_STEPS)
+        .file("photos/g16.png", &grey16)
+        .file("photos/ga.png", &grey_alpha)
+        .file("photos/rgba16.png", &rgba16)
+        .file("photos/cmyk.jpg", &cmyk)
+        .file("photos/palette.png", include_bytes!("fixtures/palette.png"))
+        .file("photos/rotated.jpg", include_bytes!("fixtures/rotated-6.jpg"))
+        .run(&["run", "pipelines/test.yaml", "-q"])
+        .success();
+    let (_, rows) = out.csv("out/report.csv");
+    assert_eq!(rows.len(), 6 * 3);
+    assert!(rows.iter().all(|r| &r[6] == "ok"), "{rows:?}");
+    // The rotated JPEG is stored 32x16 with orientation 6: upright it is 16x32, then 2x.
+    let rotated = image::open(out.root.join("out/rotated.png")).unwrap();
+    assert_eq!((rotated.width(), rotated.height()), (32, 64));
+    let cmyk_out = image::open(out.root.join("out/cmyk.png")).unwrap();
+    assert_eq!((cmyk_out.width(), cmyk_out.height()), (96, 64));
+}
+
+#[test]
+fn ctrl_c_stops_new_images_and_leaves_a_valid_report() {
+    let mut t = Test::new().manifest(&THREE_STEPS.replace("concurrency: 4", "concurrency: 1"));
+    for i in 0..400 {
+        t = t.image(&format!("photos/p{i:03}.jpg"), 160, 120);
+    }
+    let root = t.root().to_owned();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_retouch"))
+        .args(["run", "pipelines/test.yaml", "-q"])
+        .current_dir(&root)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some images are done, then interrupt.
+    let report = root.join("out/report.csv");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&report).map(|s| s.lines().count()).unwrap_or(0) < 10 {
+        assert!(std::time::Instant::now() < deadline, "run never produced rows");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut rdr = csv::Reader::from_path(&report).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert!(rows.len() >= 9 && rows.len() < 400 * 3, "{} rows", rows.len());
+    assert_eq!(rows.len() % 3, 0, "whole images only");
+    assert!(rows.iter().all(|r| &r[6] == "ok"));
+    // Every image with rows has a complete output; no temporary files are left behind.
+    for entry in std::fs::read_dir(root.join("out")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.ends_with(".tmp"), "left {name}");
+    }
+    for r in rows.iter().step_by(3) {
+        let written = std::path::Path::new(&r[14]);
+        let path = if written.is_absolute() { written.to_owned() } else { root.join(written) };
+        image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+#[test]
+fn no_progress_bar_when_stderr_is_not_a_terminal() {
+    let out = three_step_test().run(&["run", "pipelines/test.yaml"]).success();
+    assert!(!out.stderr.contains("images  "), "progress drawn into a pipe: {}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "escape codes in a pipe");
+}
