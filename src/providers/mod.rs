@@ -1,1 +1,2 @@
 //! providers
+pub mod bedrock;
