@@ -262,7 +262,7 @@ fn unknown_model_suggests_an_alias() {
     );
     assert_eq!(
         help(&d),
-        "did you mean `nova-canvas`? models that can do remove-bg: local, nova-canvas, titan-image-v2"
+        "did you mean `nova-canvas`? models that can do remove-bg: local, nova-canvas, titan-image-v2, stability-remove-bg"
     );
 }
 
@@ -276,7 +276,7 @@ fn text_model_is_rejected_with_the_models_for_the_op() {
     );
     assert_eq!(
         help(&d),
-        "models that can do fix-lighting: local, nova-canvas, titan-image-v2"
+        "models that can do fix-lighting: local, nova-canvas, titan-image-v2, titan-image-v1"
     );
 }
 
@@ -290,7 +290,7 @@ fn model_that_cannot_do_the_op_is_rejected() {
     );
     assert_eq!(
         help(&d),
-        "models that can do upscale: local, stability-fast-upscale"
+        "models that can do upscale: local, stability-fast-upscale, stability-conservative-upscale, stability-creative-upscale"
     );
 }
 

@@ -2,4 +2,5 @@
 //! models. Each classifies its own failures; none decides which backend to use (that is the
 //! router's job) or retries (the scheduler's).
 
+pub mod bedrock;
 pub mod local;

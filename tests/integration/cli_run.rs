@@ -31,36 +31,67 @@ fn three_step_test() -> Test {
 
 #[test]
 fn demo_like_pipeline_writes_outputs_and_report() {
-    let out = three_step_test().run(&["run", "pipelines/test.yaml", "-q"]).success();
+    let out = three_step_test()
+        .run(&["run", "pipelines/test.yaml", "-q"])
+        .success();
     let (header, rows) = out.csv("out/report.csv");
     assert_eq!(header.join(","), HEADER);
     assert_eq!(rows.len(), 3 * 3, "images x steps rows");
     // Rows come in input order, then step order.
-    let keys: Vec<(String, String)> = rows.iter().map(|r| (r[1].to_string(), r[2].to_string())).collect();
+    let keys: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r[1].to_string(), r[2].to_string()))
+        .collect();
     assert_eq!(keys[0], ("../photos/a/1.jpg".into(), "1".into()));
     assert_eq!(keys[2], ("../photos/a/1.jpg".into(), "3".into()));
     assert_eq!(keys[8], ("../photos/c.png".into(), "3".into()));
     let run_ids: std::collections::HashSet<&str> = rows.iter().map(|r| &r[0]).collect();
     assert_eq!(run_ids.len(), 1);
     for r in &rows {
-        assert_eq!((&r[4], &r[5], &r[6]), ("local", "only-permitted", "ok"), "{r:?}");
+        assert_eq!(
+            (&r[4], &r[5], &r[6]),
+            ("local", "only-permitted", "ok"),
+            "{r:?}"
+        );
         assert_eq!(&r[7], "0.000000");
         assert_eq!(&r[9], "1");
     }
     // Outputs mirror the input tree (a/1 and b/1 do not collide), PNG, 2x, with alpha.
-    for (rel, w, h) in [("out/a/1.png", 240, 180), ("out/b/1.png", 200, 200), ("out/c.png", 128, 160)] {
+    for (rel, w, h) in [
+        ("out/a/1.png", 240, 180),
+        ("out/b/1.png", 200, 200),
+        ("out/c.png", 128, 160),
+    ] {
         let img = image::open(out.root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
         assert_eq!((img.width(), img.height()), (w, h), "{rel}");
         assert!(img.color().has_alpha(), "{rel} keeps transparency");
     }
     let upscale_row = &rows[2];
-    assert_eq!((&upscale_row[10], &upscale_row[11], &upscale_row[12], &upscale_row[13]), ("120", "90", "240", "180"));
-    assert!(upscale_row[14].ends_with("out/a/1.png"), "{:?}", &upscale_row[14]);
+    assert_eq!(
+        (
+            &upscale_row[10],
+            &upscale_row[11],
+            &upscale_row[12],
+            &upscale_row[13]
+        ),
+        ("120", "90", "240", "180")
+    );
+    assert!(
+        upscale_row[14].ends_with("out/a/1.png"),
+        "{:?}",
+        &upscale_row[14]
+    );
 }
 
 #[test]
 fn one_corrupt_file_fails_alone_with_exit_code_1() {
-    let mut jpg = std::fs::read(three_step_test().image("x.jpg", 50, 50).root().join("x.jpg")).unwrap();
+    let mut jpg = std::fs::read(
+        three_step_test()
+            .image("x.jpg", 50, 50)
+            .root()
+            .join("x.jpg"),
+    )
+    .unwrap();
     jpg.truncate(jpg.len() / 2);
     let out = three_step_test()
         .file("photos/broken.jpg", &jpg)
@@ -75,13 +106,19 @@ fn one_corrupt_file_fails_alone_with_exit_code_1() {
         .filter(|r| &r[6] != "ok")
         .map(|r| (&r[1], &r[6], &r[5]))
         .collect();
-    let expect = |img: &'static str, reason: &'static str| (0..3).map(move |_| (img, "failed", reason));
+    let expect =
+        |img: &'static str, reason: &'static str| (0..3).map(move |_| (img, "failed", reason));
     let expected: Vec<_> = expect("../photos/broken.jpg", "truncated")
         .chain(expect("../photos/empty.png", "empty-file"))
         .chain(expect("../photos/text.jpg", "not-an-image"))
         .collect();
     assert_eq!(failed, expected);
-    assert!(rows.iter().filter(|r| &r[6] == "failed").all(|r| !r[15].is_empty()), "failed rows carry an error");
+    assert!(
+        rows.iter()
+            .filter(|r| &r[6] == "failed")
+            .all(|r| !r[15].is_empty()),
+        "failed rows carry an error"
+    );
     for rel in ["out/a/1.png", "out/b/1.png", "out/c.png"] {
         assert!(out.root.join(rel).exists(), "{rel} still written");
     }
@@ -90,18 +127,36 @@ fn one_corrupt_file_fails_alone_with_exit_code_1() {
 
 #[test]
 fn check_lists_inputs_and_routes_without_processing() {
-    let out = three_step_test().run(&["check", "pipelines/test.yaml"]).success();
+    let out = three_step_test()
+        .run(&["check", "pipelines/test.yaml"])
+        .success();
     assert!(out.stdout.contains("inputs:   3 images"), "{}", out.stdout);
-    assert!(out.stdout.contains("1. remove-bg     models [local] -> local (only-permitted)"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("1. remove-bg     models [local] -> local (only-permitted)"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("3. upscale"), "{}", out.stdout);
     assert!(!out.root.join("out").exists(), "check writes nothing");
 }
 
 #[test]
 fn no_matching_inputs_is_a_usage_error() {
-    let out = Test::new().manifest(THREE_STEPS).run(&["run", "pipelines/test.yaml"]).code(2);
-    assert!(out.stderr.contains("no input images match"), "{}", out.stderr);
-    assert!(out.stderr.contains("../photos/**/*.{jpg,png}"), "{}", out.stderr);
+    let out = Test::new()
+        .manifest(THREE_STEPS)
+        .run(&["run", "pipelines/test.yaml"])
+        .code(2);
+    assert!(
+        out.stderr.contains("no input images match"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("../photos/**/*.{jpg,png}"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -117,7 +172,15 @@ fn invalid_manifest_exits_2_before_reading_images() {
 #[test]
 fn flags_override_report_path_and_concurrency() {
     let out = three_step_test()
-        .run(&["run", "pipelines/test.yaml", "-q", "--concurrency", "1", "--report", "elsewhere/r.csv"])
+        .run(&[
+            "run",
+            "pipelines/test.yaml",
+            "-q",
+            "--concurrency",
+            "1",
+            "--report",
+            "elsewhere/r.csv",
+        ])
         .success();
     let (_, rows) = out.csv("elsewhere/r.csv");
     assert_eq!(rows.len(), 9);
@@ -133,7 +196,11 @@ fn jpeg_output_and_summary() {
         .success();
     let img = image::open(out.root.join("out/a/1.jpg")).unwrap();
     assert_eq!((img.width(), img.height()), (240, 180));
-    assert!(out.stdout.contains("images: 3 ok, 0 failed of 3"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("images: 3 ok, 0 failed of 3"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("step 3 upscale"), "{}", out.stdout);
     assert!(out.stdout.contains("cost:   $0.000000"), "{}", out.stdout);
 }
@@ -153,15 +220,26 @@ fn odd_colour_types_and_orientation_all_work() {
     );
     let grey_alpha = save(
         "ga.png",
-        DynamicImage::ImageLumaA8(ImageBuffer::from_fn(60, 40, |x, _| LumaA([200, x as u8 * 4]))),
+        DynamicImage::ImageLumaA8(ImageBuffer::from_fn(60, 40, |x, _| {
+            LumaA([200, x as u8 * 4])
+        })),
     );
     let rgba16 = save(
         "rgba16.png",
-        DynamicImage::ImageRgba16(ImageBuffer::from_pixel(50, 30, Rgba([60_000, 100, 100, 65_535]))),
+        DynamicImage::ImageRgba16(ImageBuffer::from_pixel(
+            50,
+            30,
+            Rgba([60_000, 100, 100, 65_535]),
+        )),
     );
     let mut cmyk = Vec::new();
     jpeg_encoder::Encoder::new(&mut cmyk, 90)
-        .encode(&[0u8, 200, 200, 0].repeat(48 * 32), 48, 32, jpeg_encoder::ColorType::Cmyk)
+        .encode(
+            &[0u8, 200, 200, 0].repeat(48 * 32),
+            48,
+            32,
+            jpeg_encoder::ColorType::Cmyk,
+        )
         .unwrap();
     let out = Test::new()
         .manifest(THREE_STEPS)
@@ -170,7 +248,10 @@ fn odd_colour_types_and_orientation_all_work() {
         .file("photos/rgba16.png", &rgba16)
         .file("photos/cmyk.jpg", &cmyk)
         .file("photos/palette.png", include_bytes!("fixtures/palette.png"))
-        .file("photos/rotated.jpg", include_bytes!("fixtures/rotated-6.jpg"))
+        .file(
+            "photos/rotated.jpg",
+            include_bytes!("fixtures/rotated-6.jpg"),
+        )
         .run(&["run", "pipelines/test.yaml", "-q"])
         .success();
     let (_, rows) = out.csv("out/report.csv");
@@ -190,7 +271,7 @@ fn ctrl_c_stops_new_images_and_leaves_a_valid_report() {
         t = t.image(&format!("photos/p{i:03}.jpg"), 160, 120);
     }
     let root = t.root().to_owned();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_retouch"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_retouch"))
         .args(["run", "pipelines/test.yaml", "-q"])
         .current_dir(&root)
         .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -201,8 +282,15 @@ fn ctrl_c_stops_new_images_and_leaves_a_valid_report() {
     // Wait until some images are done, then interrupt.
     let report = root.join("out/report.csv");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_to_string(&report).map(|s| s.lines().count()).unwrap_or(0) < 10 {
-        assert!(std::time::Instant::now() < deadline, "run never produced rows");
+    while std::fs::read_to_string(&report)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < 10
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run never produced rows"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let kill = std::process::Command::new("kill")
@@ -211,10 +299,19 @@ fn ctrl_c_stops_new_images_and_leaves_a_valid_report() {
         .unwrap();
     assert!(kill.success());
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut rdr = csv::Reader::from_path(&report).unwrap();
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
-    assert!(rows.len() >= 9 && rows.len() < 400 * 3, "{} rows", rows.len());
+    assert!(
+        rows.len() >= 9 && rows.len() < 400 * 3,
+        "{} rows",
+        rows.len()
+    );
     assert_eq!(rows.len() % 3, 0, "whole images only");
     assert!(rows.iter().all(|r| &r[6] == "ok"));
     // Every image with rows has a complete output; no temporary files are left behind.
@@ -224,14 +321,24 @@ fn ctrl_c_stops_new_images_and_leaves_a_valid_report() {
     }
     for r in rows.iter().step_by(3) {
         let written = std::path::Path::new(&r[14]);
-        let path = if written.is_absolute() { written.to_owned() } else { root.join(written) };
+        let path = if written.is_absolute() {
+            written.to_owned()
+        } else {
+            root.join(written)
+        };
         image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
 }
 
 #[test]
 fn no_progress_bar_when_stderr_is_not_a_terminal() {
-    let out = three_step_test().run(&["run", "pipelines/test.yaml"]).success();
-    assert!(!out.stderr.contains("images  "), "progress drawn into a pipe: {}", out.stderr);
+    let out = three_step_test()
+        .run(&["run", "pipelines/test.yaml"])
+        .success();
+    assert!(
+        !out.stderr.contains("images  "),
+        "progress drawn into a pipe: {}",
+        out.stderr
+    );
     assert!(!out.stderr.contains('\u{1b}'), "escape codes in a pipe");
 }

@@ -66,7 +66,10 @@ impl Test {
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("AWS_PROFILE")
             .env("AWS_CONFIG_FILE", self.root().join("no-aws-config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.root().join("no-aws-credentials"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.root().join("no-aws-credentials"),
+            )
             .output()
             .expect("run retouch");
         Outcome {

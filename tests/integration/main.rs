@@ -1,5 +1,8 @@
-//! Integration tests: one binary, driving the real `retouch` executable and library.
+//! Integration tests: one binary, driving the real `retouch` executable and library, and the real
+//! AWS SDK clients against in-process doubles on 127.0.0.1.
 
 mod harness;
+mod support;
 
+mod bedrock_adapters;
 mod cli_run;

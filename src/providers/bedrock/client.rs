@@ -1,0 +1,134 @@
+//! The Bedrock Runtime client: one `InvokeModel` call, bytes in, bytes out.
+//!
+//! Owns SDK configuration (region, profile, endpoint override, timeouts) and turns SDK errors
+//! into [`RemoteError`]s. The SDK's own retries are disabled (one attempt): the scheduler
+//! retries with its own backoff and rate limits, and double retrying would blur both.
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_bedrockruntime::config::{ProvideCredentials, Region};
+use aws_sdk_bedrockruntime::primitives::Blob;
+
+use super::RemoteError;
+
+/// How to reach Bedrock. Unset fields follow the standard AWS environment and config files
+/// (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`, …).
+#[derive(Debug, Clone)]
+pub struct ConnectSettings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Endpoint override (a test double, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// Per-attempt read timeout. AWS recommends at least 300 s for image models.
+    pub read_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Upper bound on resolving credentials at connect time, so a machine without any (and
+    /// without instance metadata) fails fast instead of hanging.
+    pub credentials_timeout: Duration,
+}
+
+impl Default for ConnectSettings {
+    fn default() -> ConnectSettings {
+        ConnectSettings {
+            region: None,
+            profile: None,
+            endpoint_url: None,
+            read_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            credentials_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why no client could be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "no AWS credentials found ({detail}); set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws sso login`"
+    )]
+    NoCredentials { detail: String },
+    #[error("no AWS region configured; set `aws.region` in the manifest or AWS_REGION")]
+    NoRegion,
+}
+
+/// A Bedrock Runtime client. Cheap to clone; share one per run.
+#[derive(Debug, Clone)]
+pub struct BedrockClient {
+    inner: aws_sdk_bedrockruntime::Client,
+}
+
+impl BedrockClient {
+    /// Loads AWS configuration and checks that credentials resolve (bounded by
+    /// `credentials_timeout`).
+    pub async fn connect(settings: &ConnectSettings) -> Result<BedrockClient, ConnectError> {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(timeouts);
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let sdk = loader.load().await;
+        if sdk.region().is_none() {
+            return Err(ConnectError::NoRegion);
+        }
+        check_credentials(&sdk, settings.credentials_timeout).await?;
+        Ok(BedrockClient {
+            inner: aws_sdk_bedrockruntime::Client::new(&sdk),
+        })
+    }
+
+    /// A client from a ready SDK config (tests point it at the in-process double).
+    pub fn from_conf(conf: aws_sdk_bedrockruntime::Config) -> BedrockClient {
+        BedrockClient {
+            inner: aws_sdk_bedrockruntime::Client::from_conf(conf),
+        }
+    }
+
+    /// One `InvokeModel` call with a JSON body; returns the response body.
+    pub async fn invoke(&self, invoke_id: &str, body: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+        let out = self
+            .inner
+            .invoke_model()
+            .model_id(invoke_id)
+            .content_type("application/json")
+            .accept("application/json")
+            .body(Blob::new(body))
+            .send()
+            .await
+            .map_err(RemoteError::from_sdk)?;
+        Ok(out.body.into_inner())
+    }
+}
+
+async fn check_credentials(
+    sdk: &aws_config::SdkConfig,
+    limit: Duration,
+) -> Result<(), ConnectError> {
+    let provider = sdk
+        .credentials_provider()
+        .ok_or_else(|| ConnectError::NoCredentials {
+            detail: "no credentials provider".into(),
+        })?;
+    match tokio::time::timeout(limit, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ConnectError::NoCredentials {
+            detail: e.to_string(),
+        }),
+        Err(_) => Err(ConnectError::NoCredentials {
+            detail: format!("credential lookup took over {} s", limit.as_secs()),
+        }),
+    }
+}

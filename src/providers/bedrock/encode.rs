@@ -1,0 +1,164 @@
+//! Request encoding: fits the image to the model's input rules and builds the exact JSON body.
+//!
+//! Synchronous and CPU-bound (resize + PNG encode + base64): call it from rayon, not Tokio.
+//! Bodies carry only documented fields: Nova/Titan `taskType` + params object
+//! (+ `imageGenerationConfig` except for BACKGROUND_REMOVAL); Stability flat snake_case.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use image::RgbaImage;
+use serde_json::{Map, Value, json};
+
+use super::pixels;
+use super::{AdapterError, EncodedRequest, Mapping, RemoteParams};
+use crate::catalog::{Family, Fit, ModelEntry, Op, OpSpec};
+
+/// Nova's and Titan's text fields are limited to these many characters.
+const NOVA_TEXT_MAX: usize = 1024;
+const TITAN_TEXT_MAX: usize = 512;
+
+/// Builds the request for doing `op` on `image` with `model`.
+pub fn encode_request(
+    model: &ModelEntry,
+    op: Op,
+    image: &RgbaImage,
+    params: &RemoteParams,
+) -> Result<EncodedRequest, AdapterError> {
+    let spec = model.spec(op).ok_or_else(|| AdapterError::Unsupported {
+        model: model.alias.clone(),
+        op,
+    })?;
+    let (w, h) = image.dimensions();
+    let fit = model.fit(op, w, h).map_err(|e| AdapterError::Excluded {
+        model: model.alias.clone(),
+        reason: e,
+    })?;
+    let sent = match fit {
+        Fit::AsIs => (w, h),
+        Fit::Resize { w, h } => (w, h),
+    };
+    let had_alpha = pixels::has_transparency(image);
+    let rgb = pixels::flatten_on_white(&pixels::resize(image, sent.0, sent.1));
+    let jpeg_ok = spec.input.formats.iter().any(|f| f == "jpeg");
+    let bytes = pixels::encode_rgb(&rgb, spec.input.max_bytes, jpeg_ok).ok_or_else(|| {
+        AdapterError::TooLarge {
+            model: model.alias.clone(),
+            max_bytes: spec.input.max_bytes,
+        }
+    })?;
+    let b64 = B64.encode(&bytes);
+    let expected_output = spec.output.output_size(sent.0, sent.1);
+    let body = match model.family {
+        Family::Nova | Family::Titan => {
+            nova_titan_body(model.family, spec, &b64, expected_output, params)?
+        }
+        Family::Stability => stability_body(op, spec, b64, params),
+    };
+    Ok(EncodedRequest {
+        invoke_id: model.invoke_id.clone(),
+        body: serde_json::to_vec(&body).expect("JSON values always serialise"),
+        mapping: Mapping {
+            original: (w, h),
+            sent,
+            expected_output,
+            had_alpha,
+            target: params.target,
+        },
+    })
+}
+
+fn nova_titan_body(
+    family: Family,
+    spec: &OpSpec,
+    b64: &str,
+    (ow, oh): (u32, u32),
+    params: &RemoteParams,
+) -> Result<Value, AdapterError> {
+    let task = spec.task.as_deref().unwrap_or_default();
+    let text_max = if family == Family::Nova {
+        NOVA_TEXT_MAX
+    } else {
+        TITAN_TEXT_MAX
+    };
+    match task {
+        "BACKGROUND_REMOVAL" => Ok(json!({
+            "taskType": task,
+            "backgroundRemovalParams": { "image": b64 },
+        })),
+        "IMAGE_VARIATION" => {
+            let mut vp = Map::new();
+            vp.insert("images".into(), json!([b64]));
+            let similarity = params.similarity.or(spec.params.similarity);
+            if let Some(s) = similarity {
+                vp.insert(
+                    "similarityStrength".into(),
+                    json!(round3(s.clamp(0.2, 1.0))),
+                );
+            }
+            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
+            let negative = params
+                .negative_prompt
+                .as_ref()
+                .or(spec.params.negative_prompt.as_ref());
+            insert_text(&mut vp, "text", prompt, text_max);
+            insert_text(&mut vp, "negativeText", negative, text_max);
+            let mut cfg = Map::new();
+            cfg.insert("numberOfImages".into(), json!(1));
+            cfg.insert("width".into(), json!(ow));
+            cfg.insert("height".into(), json!(oh));
+            if let Some(q) = &spec.params.quality {
+                cfg.insert("quality".into(), json!(q));
+            }
+            if let Some(seed) = params.seed {
+                cfg.insert("seed".into(), json!(seed.min(2_147_483_646)));
+            }
+            Ok(json!({
+                "taskType": task,
+                "imageVariationParams": vp,
+                "imageGenerationConfig": cfg,
+            }))
+        }
+        other => Err(AdapterError::UnknownTask {
+            task: other.to_string(),
+        }),
+    }
+}
+
+/// Inserts a non-empty text field, cut to `max` characters.
+fn insert_text(map: &mut Map<String, Value>, key: &str, text: Option<&String>, max: usize) {
+    if let Some(t) = text.map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        map.insert(key.into(), json!(t.chars().take(max).collect::<String>()));
+    }
+}
+
+/// Stability services: the prompt-driven ones (conservative/creative upscale) are those whose
+/// catalog spec has a default prompt; the others take only the image.
+fn stability_body(op: Op, spec: &OpSpec, b64: String, params: &RemoteParams) -> Value {
+    let mut body = Map::new();
+    body.insert("image".into(), json!(b64));
+    body.insert("output_format".into(), json!("png"));
+    let prompted = op == Op::Upscale && spec.params.prompt.is_some();
+    if prompted {
+        let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
+        body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
+        if let Some(c) = spec.params.creativity {
+            body.insert("creativity".into(), json!(round3(c)));
+        }
+        let negative = params
+            .negative_prompt
+            .as_ref()
+            .or(spec.params.negative_prompt.as_ref());
+        if let Some(n) = negative.filter(|n| !n.is_empty()) {
+            body.insert("negative_prompt".into(), json!(n));
+        }
+        if let Some(seed) = params.seed {
+            body.insert("seed".into(), json!(seed));
+        }
+    }
+    Value::Object(body)
+}
+
+/// f32 → f64 without the binary noise (0.9f32 would print as 0.8999999761581421).
+fn round3(v: f32) -> f64 {
+    (f64::from(v) * 1000.0).round() / 1000.0
+}

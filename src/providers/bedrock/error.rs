@@ -1,0 +1,214 @@
+//! Failure classification for Bedrock calls: what went wrong and what the scheduler should do.
+//!
+//! Owns `RemoteError`, its mapping from SDK errors and response bodies, and the retry policy
+//! per kind. The SDK's own retries are off (see `client`), so this is the only retry policy.
+
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
+
+/// The substring Bedrock puts in every content-filter message (input and output).
+pub const CONTENT_FILTER_TEXT: &str = "blocked by our content filters";
+/// The message for a retired (past end-of-life) or unknown model id.
+pub const INVALID_MODEL_TEXT: &str = "The provided model identifier is invalid";
+
+/// What the scheduler should do after a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAction {
+    /// Transient: retry the same model with backoff.
+    Retry,
+    /// This image failed on this model: try the next model (or local) now.
+    FallBack,
+    /// The model is unusable for the whole run (access, retired): stop sending it anything.
+    OpenCircuit,
+}
+
+/// A failed Bedrock call, classified.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RemoteError {
+    #[error("throttled by Bedrock")]
+    Throttled,
+    #[error("model not ready")]
+    ModelNotReady,
+    #[error("Bedrock server error (HTTP {status}): {message}")]
+    Server { status: u16, message: String },
+    #[error("timed out")]
+    Timeout,
+    #[error("network error: {message}")]
+    Network { message: String },
+    #[error("access denied: {message}")]
+    AccessDenied { message: String },
+    #[error("model not found: {message}")]
+    ModelNotFound { message: String },
+    #[error("model identifier is invalid (retired or unknown): {message}")]
+    InvalidModel { message: String },
+    #[error("service quota exceeded: {message}")]
+    QuotaExceeded { message: String },
+    #[error("blocked by content filter: {detail}")]
+    ContentFiltered { detail: String },
+    #[error("request rejected: {message}")]
+    Validation { message: String },
+    #[error("model failed on this input: {message}")]
+    ModelError { message: String },
+    /// Stability's `finish_reasons: ["Inference error"]`: a model-side hiccup worth a retry.
+    #[error("model inference error")]
+    InferenceError,
+    #[error("unreadable response: {message}")]
+    BadResponse { message: String },
+    #[error("client configuration or credentials problem: {message}")]
+    Config { message: String },
+}
+
+impl RemoteError {
+    /// What to do next.
+    pub fn action(&self) -> RetryAction {
+        use RemoteError::*;
+        match self {
+            Throttled
+            | ModelNotReady
+            | Server { .. }
+            | Timeout
+            | Network { .. }
+            | InferenceError => RetryAction::Retry,
+            AccessDenied { .. }
+            | ModelNotFound { .. }
+            | InvalidModel { .. }
+            | QuotaExceeded { .. }
+            | Config { .. } => RetryAction::OpenCircuit,
+            ContentFiltered { .. } | Validation { .. } | ModelError { .. } | BadResponse { .. } => {
+                RetryAction::FallBack
+            }
+        }
+    }
+
+    /// The report reason used when this error makes a step fall back.
+    pub fn reason(&self) -> &'static str {
+        use RemoteError::*;
+        match self {
+            Throttled => "fallback-throttled",
+            ModelNotReady => "fallback-model-not-ready",
+            Server { .. } => "fallback-server-error",
+            Timeout => "fallback-timeout",
+            Network { .. } => "fallback-network",
+            AccessDenied { .. } => "fallback-access-denied",
+            ModelNotFound { .. } => "fallback-model-not-found",
+            InvalidModel { .. } => "fallback-model-invalid",
+            QuotaExceeded { .. } => "fallback-quota-exceeded",
+            ContentFiltered { .. } => "fallback-content-filtered",
+            Validation { .. } => "fallback-validation",
+            ModelError { .. } | InferenceError => "fallback-model-error",
+            BadResponse { .. } => "fallback-bad-response",
+            Config { .. } => "fallback-client-config",
+        }
+    }
+
+    /// Classifies a `ValidationException` message: retired model, content filter, or plain.
+    pub fn from_validation(message: &str) -> RemoteError {
+        let message = message.to_string();
+        if message.contains(INVALID_MODEL_TEXT) {
+            RemoteError::InvalidModel { message }
+        } else if message.contains(CONTENT_FILTER_TEXT) {
+            RemoteError::ContentFiltered { detail: message }
+        } else {
+            RemoteError::Validation { message }
+        }
+    }
+
+    /// Classifies an SDK `InvokeModel` failure.
+    pub fn from_sdk<R: std::fmt::Debug>(err: SdkError<InvokeModelError, R>) -> RemoteError {
+        match err {
+            SdkError::ServiceError(ctx) => RemoteError::from_service(&ctx.into_err()),
+            SdkError::TimeoutError(_) => RemoteError::Timeout,
+            SdkError::DispatchFailure(d) if d.is_timeout() => RemoteError::Timeout,
+            SdkError::DispatchFailure(d) if d.is_user() || d.is_other() => RemoteError::Config {
+                message: format!("{:?}", d),
+            },
+            SdkError::DispatchFailure(d) => RemoteError::Network {
+                message: format!("{:?}", d),
+            },
+            SdkError::ResponseError(r) => RemoteError::BadResponse {
+                message: format!("{r:?}"),
+            },
+            SdkError::ConstructionFailure(c) => RemoteError::Config {
+                message: format!("{c:?}"),
+            },
+            other => RemoteError::Network {
+                message: other.to_string(),
+            },
+        }
+    }
+
+    fn from_service(e: &InvokeModelError) -> RemoteError {
+        use InvokeModelError as E;
+        let message = e.message().unwrap_or_default().to_string();
+        match e {
+            E::ThrottlingException(_) => RemoteError::Throttled,
+            E::ModelNotReadyException(_) => RemoteError::ModelNotReady,
+            E::InternalServerException(_) => RemoteError::Server {
+                status: 500,
+                message,
+            },
+            E::ServiceUnavailableException(_) => RemoteError::Server {
+                status: 503,
+                message,
+            },
+            E::ModelTimeoutException(_) => RemoteError::Timeout,
+            E::AccessDeniedException(_) => RemoteError::AccessDenied { message },
+            E::ResourceNotFoundException(_) => RemoteError::ModelNotFound { message },
+            E::ServiceQuotaExceededException(_) => RemoteError::QuotaExceeded { message },
+            E::ValidationException(_) => RemoteError::from_validation(&message),
+            E::ModelErrorException(_) => RemoteError::ModelError { message },
+            other => RemoteError::from_unmodelled(other.code(), message),
+        }
+    }
+
+    /// An error code the SDK does not model (newer service, proxy in between).
+    fn from_unmodelled(code: Option<&str>, message: String) -> RemoteError {
+        match code {
+            Some(c) if c.contains("Throttl") || c.contains("TooManyRequests") => {
+                RemoteError::Throttled
+            }
+            Some(c) if c.contains("AccessDenied") || c.contains("Unrecognized") => {
+                RemoteError::AccessDenied { message }
+            }
+            Some(c) if c.contains("Signature") || c.contains("Token") => {
+                RemoteError::AccessDenied { message }
+            }
+            _ => RemoteError::Server {
+                status: 0,
+                message: format!("{code:?}: {message}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_messages_are_told_apart() {
+        let retired = RemoteError::from_validation("The provided model identifier is invalid.");
+        assert_eq!(retired.action(), RetryAction::OpenCircuit);
+        let filtered = RemoteError::from_validation(
+            "This request has been blocked by our content filters. Please adjust your input image to submit a new request.",
+        );
+        assert_eq!(filtered.reason(), "fallback-content-filtered");
+        assert_eq!(filtered.action(), RetryAction::FallBack);
+        let plain = RemoteError::from_validation("extraneous key [x] is not permitted");
+        assert_eq!(
+            (plain.action(), plain.reason()),
+            (RetryAction::FallBack, "fallback-validation")
+        );
+    }
+
+    #[test]
+    fn actions_per_kind() {
+        assert_eq!(RemoteError::Throttled.action(), RetryAction::Retry);
+        assert_eq!(RemoteError::InferenceError.action(), RetryAction::Retry);
+        let denied = RemoteError::AccessDenied {
+            message: String::new(),
+        };
+        assert_eq!(denied.action(), RetryAction::OpenCircuit);
+        assert_eq!(denied.reason(), "fallback-access-denied");
+    }
+}

@@ -1,0 +1,78 @@
+//! Amazon Bedrock backend: request adapters per model family and the runtime client.
+//!
+//! Split so CPU work stays off Tokio: [`encode_request`] and [`decode_response`] are pure and
+//! synchronous (run them on rayon); only [`BedrockClient::invoke`] is async. Failures are
+//! classified here ([`RemoteError::action`]); the scheduler owns retries and fallbacks. This is
+//! the only module that imports the Bedrock SDK.
+
+mod client;
+mod decode;
+mod encode;
+mod error;
+mod pixels;
+
+use image::RgbaImage;
+
+pub use client::{BedrockClient, ConnectError, ConnectSettings};
+pub use decode::decode_response;
+pub use encode::encode_request;
+pub use error::{RemoteError, RetryAction};
+pub use pixels::apply_alpha;
+
+use crate::catalog::{Exclusion, Op};
+
+/// Step parameters that reach the model; `None` means the catalog's default for the op.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RemoteParams {
+    pub prompt: Option<String>,
+    pub negative_prompt: Option<String>,
+    pub similarity: Option<f32>,
+    /// Upscale: the final size the step wants; the model's output is resized to it.
+    pub target: Option<(u32, u32)>,
+    pub seed: Option<u32>,
+}
+
+/// A ready-to-send request and what [`decode_response`] needs to map the answer back.
+#[derive(Debug, Clone)]
+pub struct EncodedRequest {
+    pub invoke_id: String,
+    pub body: Vec<u8>,
+    pub mapping: Mapping,
+}
+
+/// How the sent image relates to the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    pub original: (u32, u32),
+    /// Size after fitting to the model's input rules.
+    pub sent: (u32, u32),
+    /// The size the model should return (catalog output rule).
+    pub expected_output: (u32, u32),
+    /// The original had transparency (flattened for sending, re-applied to the result).
+    pub had_alpha: bool,
+    pub target: Option<(u32, u32)>,
+}
+
+/// A decoded result, already mapped back to the size the step expects.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub image: RgbaImage,
+    /// Images the response returned (each is billed).
+    pub images_billed: u32,
+}
+
+/// Why a request could not be built (nothing was sent, nothing is billed).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdapterError {
+    #[error("model `{model}` cannot do {op}")]
+    Unsupported { model: String, op: Op },
+    #[error("model `{model}` cannot take this image: {reason}")]
+    Excluded { model: String, reason: Exclusion },
+    #[error("model `{model}`: encoded image exceeds {max_bytes} bytes")]
+    TooLarge { model: String, max_bytes: u64 },
+    #[error("catalog task `{task}` has no adapter")]
+    UnknownTask { task: String },
+}
+
+#[cfg(test)]
+mod tests;

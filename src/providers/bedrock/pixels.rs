@@ -1,0 +1,106 @@
+//! Pixel plumbing for the Bedrock adapters: resize, flatten onto white, encode, apply alpha.
+//!
+//! Synchronous and pure (runs on rayon with the rest of encode/decode). Owns nothing about
+//! request bodies; `apply_alpha` is local because `ops::remove_bg` does not exist yet.
+
+use std::io::Cursor;
+
+use image::imageops::{self, FilterType};
+use image::{GrayImage, ImageFormat, RgbImage, RgbaImage};
+
+/// Resamples to exactly `w`×`h` (a no-op copy when the size already matches).
+pub fn resize(img: &RgbaImage, w: u32, h: u32) -> RgbaImage {
+    if img.dimensions() == (w, h) {
+        return img.clone();
+    }
+    imageops::resize(img, w, h, FilterType::CatmullRom)
+}
+
+/// Whether any pixel is not fully opaque.
+pub fn has_transparency(img: &RgbaImage) -> bool {
+    img.pixels().any(|p| p[3] != 255)
+}
+
+/// Composites onto white and drops alpha: Nova and Titan accept 8-bit RGB only.
+pub fn flatten_on_white(img: &RgbaImage) -> RgbImage {
+    RgbImage::from_fn(img.width(), img.height(), |x, y| {
+        let p = img.get_pixel(x, y);
+        let a = u32::from(p[3]);
+        let mix = |c: u8| ((u32::from(c) * a + 255 * (255 - a) + 127) / 255) as u8;
+        image::Rgb([mix(p[0]), mix(p[1]), mix(p[2])])
+    })
+}
+
+/// The alpha channel, resampled to `w`×`h`.
+pub fn alpha_at(img: &RgbaImage, w: u32, h: u32) -> GrayImage {
+    let a = GrayImage::from_fn(img.width(), img.height(), |x, y| {
+        image::Luma([img.get_pixel(x, y)[3]])
+    });
+    if a.dimensions() == (w, h) {
+        a
+    } else {
+        imageops::resize(&a, w, h, FilterType::Triangle)
+    }
+}
+
+/// `img` with its alpha multiplied by `alpha` (same size): keeps existing transparency.
+pub fn apply_alpha(img: &RgbaImage, alpha: &GrayImage) -> RgbaImage {
+    let mut out = img.clone();
+    for (p, a) in out.pixels_mut().zip(alpha.pixels()) {
+        p[3] = ((u32::from(p[3]) * u32::from(a[0]) + 127) / 255) as u8;
+    }
+    out
+}
+
+/// Encodes RGB as PNG, or as JPEG (quality 92) if the PNG exceeds `max_bytes`.
+/// `None` when even the JPEG is too large.
+pub fn encode_rgb(img: &RgbImage, max_bytes: u64, jpeg_ok: bool) -> Option<Vec<u8>> {
+    let png = encode(img, ImageFormat::Png)?;
+    if png.len() as u64 <= max_bytes {
+        return Some(png);
+    }
+    if !jpeg_ok {
+        return None;
+    }
+    let mut buf = Vec::new();
+    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 92);
+    img.write_with_encoder(enc).ok()?;
+    (buf.len() as u64 <= max_bytes).then_some(buf)
+}
+
+fn encode(img: &RgbImage, format: ImageFormat) -> Option<Vec<u8>> {
+    let mut buf = Cursor::new(Vec::new());
+    img.write_to(&mut buf, format).ok()?;
+    Some(buf.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_and_alpha_round_trip() {
+        let mut img = RgbaImage::from_pixel(4, 2, image::Rgba([0, 0, 0, 255]));
+        img.put_pixel(0, 0, image::Rgba([0, 0, 0, 0]));
+        assert!(has_transparency(&img));
+        let flat = flatten_on_white(&img);
+        assert_eq!(flat.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(flat.get_pixel(1, 0).0, [0, 0, 0]);
+        let half = GrayImage::from_pixel(4, 2, image::Luma([128]));
+        let out = apply_alpha(&img, &half);
+        assert_eq!((out.get_pixel(0, 0)[3], out.get_pixel(1, 0)[3]), (0, 128));
+        assert_eq!(alpha_at(&img, 8, 4).dimensions(), (8, 4));
+    }
+
+    #[test]
+    fn falls_back_to_jpeg_when_png_is_too_big() {
+        let noise = RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 37 + y * 91) as u8, (x * y) as u8, 7])
+        });
+        let png = encode_rgb(&noise, u64::MAX, true).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let jpeg = encode_rgb(&noise, png.len() as u64 - 1, true).unwrap();
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+        assert!(encode_rgb(&noise, 10, true).is_none());
+    }
+}

@@ -1,0 +1,467 @@
+//! Strict request validation for the Bedrock double, written from the reference fact sheet
+//! independently of the catalog (so adapter bugs are caught, not mirrored).
+//!
+//! Each model's body is checked for unknown and missing fields, ranges and image limits; any
+//! violation is a `ValidationException` message. A valid body becomes a [`Job`].
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use image::{DynamicImage, ImageFormat};
+use serde_json::{Map, Value};
+
+/// Which model a request addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    NovaCanvas,
+    TitanV2,
+    TitanV1,
+    StabRemoveBg,
+    StabFast,
+    StabConservative,
+    StabCreative,
+}
+
+impl Kind {
+    pub fn is_stability(self) -> bool {
+        matches!(
+            self,
+            Kind::StabRemoveBg | Kind::StabFast | Kind::StabConservative | Kind::StabCreative
+        )
+    }
+}
+
+/// A validated request: what to render.
+pub enum Job {
+    RemoveBg {
+        img: DynamicImage,
+        format: String,
+    },
+    Variation {
+        img: DynamicImage,
+        w: u32,
+        h: u32,
+        n: u32,
+    },
+    Upscale {
+        img: DynamicImage,
+        w: u32,
+        h: u32,
+        format: String,
+    },
+}
+
+/// Input image rules (inclusive bounds; aspect is width / height).
+struct Rules {
+    min_side: u32,
+    max_side: u32,
+    min_px: u64,
+    max_px: u64,
+    aspect: (f64, f64),
+    max_bytes: usize,
+    webp: bool,
+    rgb8_only: bool,
+}
+
+const NOVA_IN: Rules = Rules {
+    min_side: 320,
+    max_side: 4096,
+    min_px: 0,
+    max_px: 4_194_303,
+    aspect: (0.25, 4.0),
+    max_bytes: 25_000_000,
+    webp: false,
+    rgb8_only: true,
+};
+const TITAN_IN: Rules = Rules {
+    min_side: 256,
+    max_side: 1408,
+    min_px: 0,
+    max_px: 1408 * 1408,
+    aspect: (0.25, 4.0),
+    max_bytes: 5_000_000,
+    webp: false,
+    rgb8_only: false,
+};
+const STAB_EDIT_IN: Rules = Rules {
+    min_side: 64,
+    max_side: u32::MAX,
+    min_px: 0,
+    max_px: 9_437_184,
+    aspect: (0.4, 2.5),
+    max_bytes: 25_000_000,
+    webp: true,
+    rgb8_only: false,
+};
+const STAB_FAST_IN: Rules = Rules {
+    min_side: 32,
+    max_side: 1536,
+    min_px: 1024,
+    max_px: 1_048_576,
+    aspect: (0.0, f64::MAX),
+    max_bytes: 25_000_000,
+    webp: true,
+    rgb8_only: false,
+};
+const STAB_CREATIVE_IN: Rules = Rules {
+    min_side: 64,
+    max_side: u32::MAX,
+    min_px: 4096,
+    max_px: 1_048_576,
+    aspect: (0.4, 2.5),
+    max_bytes: 25_000_000,
+    webp: true,
+    rgb8_only: false,
+};
+
+pub const TITAN_SIZES: [(u32, u32); 25] = [
+    (1024, 1024),
+    (768, 1152),
+    (1152, 768),
+    (768, 1280),
+    (1280, 768),
+    (896, 1152),
+    (1152, 896),
+    (768, 1408),
+    (1408, 768),
+    (640, 1408),
+    (1408, 640),
+    (1152, 640),
+    (1173, 640),
+    (768, 768),
+    (512, 512),
+    (384, 576),
+    (576, 384),
+    (384, 640),
+    (640, 384),
+    (448, 576),
+    (576, 448),
+    (384, 704),
+    (704, 384),
+    (320, 704),
+    (704, 320),
+];
+
+type Obj = Map<String, Value>;
+
+fn malformed(detail: impl std::fmt::Display) -> String {
+    format!("Malformed input request: {detail}, please reformat your input and try again.")
+}
+
+/// Validates a body for `kind`.
+pub fn validate(kind: Kind, body: &Value) -> Result<Job, String> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| malformed("#: expected type: JSONObject"))?;
+    match kind {
+        Kind::NovaCanvas | Kind::TitanV2 | Kind::TitanV1 => validate_task(kind, obj),
+        _ => validate_stability(kind, obj),
+    }
+}
+
+fn check_keys(obj: &Obj, path: &str, allowed: &[&str], required: &[&str]) -> Result<(), String> {
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(malformed(format!(
+            "{path}: extraneous key [{k}] is not permitted"
+        )));
+    }
+    if let Some(k) = required.iter().find(|k| !obj.contains_key(**k)) {
+        return Err(malformed(format!("{path}: required key [{k}] not found")));
+    }
+    Ok(())
+}
+
+fn sub<'a>(obj: &'a Obj, key: &str) -> Result<&'a Obj, String> {
+    obj[key]
+        .as_object()
+        .ok_or_else(|| malformed(format!("#/{key}: expected type: JSONObject")))
+}
+
+fn num_in(obj: &Obj, key: &str, lo: f64, hi: f64) -> Result<Option<f64>, String> {
+    let Some(v) = obj.get(key) else {
+        return Ok(None);
+    };
+    let n = v
+        .as_f64()
+        .ok_or_else(|| malformed(format!("#/{key}: expected type: Number")))?;
+    if n < lo || n > hi {
+        return Err(malformed(format!(
+            "#/{key}: {n} is not in range {lo}..{hi}"
+        )));
+    }
+    Ok(Some(n))
+}
+
+fn int_in(obj: &Obj, key: &str, lo: u64, hi: u64) -> Result<Option<u64>, String> {
+    let Some(v) = obj.get(key) else {
+        return Ok(None);
+    };
+    let n = v
+        .as_u64()
+        .ok_or_else(|| malformed(format!("#/{key}: expected type: Integer")))?;
+    if n < lo || n > hi {
+        return Err(malformed(format!(
+            "#/{key}: {n} is not in range {lo}..{hi}"
+        )));
+    }
+    Ok(Some(n))
+}
+
+fn text_in(obj: &Obj, key: &str, min: usize, max: usize) -> Result<(), String> {
+    let Some(v) = obj.get(key) else { return Ok(()) };
+    let s = v
+        .as_str()
+        .ok_or_else(|| malformed(format!("#/{key}: expected type: String")))?;
+    let n = s.chars().count();
+    if n < min || n > max {
+        return Err(malformed(format!(
+            "#/{key}: expected length {min}..{max}, got {n}"
+        )));
+    }
+    Ok(())
+}
+
+fn enum_in(obj: &Obj, key: &str, values: &[&str]) -> Result<String, String> {
+    let Some(v) = obj.get(key) else {
+        return Ok(values[0].to_string());
+    };
+    match v.as_str() {
+        Some(s) if values.contains(&s) => Ok(s.to_string()),
+        _ => Err(malformed(format!("#/{key}: {v} is not a valid enum value"))),
+    }
+}
+
+/// Decodes a base64 image and checks it against `rules`.
+fn image(v: &Value, rules: &Rules) -> Result<DynamicImage, String> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| malformed("#/image: expected type: String"))?;
+    let bytes = B64
+        .decode(s)
+        .map_err(|_| "Invalid base64 encoding for the input image.".to_string())?;
+    if bytes.len() > rules.max_bytes {
+        return Err(format!(
+            "The input image exceeds the maximum size of {} bytes.",
+            rules.max_bytes
+        ));
+    }
+    let format =
+        image::guess_format(&bytes).map_err(|_| "Unable to decode the input image.".to_string())?;
+    let ok_format = matches!(format, ImageFormat::Png | ImageFormat::Jpeg)
+        || (rules.webp && format == ImageFormat::WebP);
+    if !ok_format {
+        return Err(format!("Unsupported input image format {format:?}."));
+    }
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| format!("Unable to decode the input image: {e}"))?;
+    check_pixels(&img, rules)?;
+    Ok(img)
+}
+
+fn check_pixels(img: &DynamicImage, r: &Rules) -> Result<(), String> {
+    let (w, h) = (img.width(), img.height());
+    let px = u64::from(w) * u64::from(h);
+    let aspect = f64::from(w) / f64::from(h);
+    let sides_ok = w >= r.min_side && h >= r.min_side && w <= r.max_side && h <= r.max_side;
+    if !sides_ok || px < r.min_px || px > r.max_px {
+        return Err(format!(
+            "The input image dimensions {w}x{h} are outside the supported range."
+        ));
+    }
+    if aspect < r.aspect.0 * 0.999 || aspect > r.aspect.1 * 1.001 {
+        return Err(format!(
+            "The input image aspect ratio {aspect:.3} is not supported."
+        ));
+    }
+    if r.rgb8_only {
+        use image::ColorType::*;
+        match img.color() {
+            Rgb8 | L8 => {}
+            Rgba8 | La8 if img.to_rgba8().pixels().all(|p| p[3] == 255) => {}
+            Rgba8 | La8 => {
+                return Err("The input image must not contain transparent pixels.".into());
+            }
+            c => {
+                return Err(format!(
+                    "The input image must be 8 bits per channel, got {c:?}."
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_task(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    let task = obj
+        .get("taskType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let rules = if kind == Kind::NovaCanvas {
+        &NOVA_IN
+    } else {
+        &TITAN_IN
+    };
+    match task {
+        "BACKGROUND_REMOVAL" if kind != Kind::TitanV1 => {
+            check_keys(
+                obj,
+                "#",
+                &["taskType", "backgroundRemovalParams"],
+                &["backgroundRemovalParams"],
+            )?;
+            let p = sub(obj, "backgroundRemovalParams")?;
+            check_keys(p, "#/backgroundRemovalParams", &["image"], &["image"])?;
+            Ok(Job::RemoveBg {
+                img: image(&p["image"], rules)?,
+                format: "png".into(),
+            })
+        }
+        "IMAGE_VARIATION" => validate_variation(kind, obj, rules),
+        other => Err(malformed(format!(
+            "#/taskType: {other} is not a valid enum value for this model"
+        ))),
+    }
+}
+
+fn validate_variation(kind: Kind, obj: &Obj, rules: &Rules) -> Result<Job, String> {
+    check_keys(
+        obj,
+        "#",
+        &["taskType", "imageVariationParams", "imageGenerationConfig"],
+        &["imageVariationParams"],
+    )?;
+    let p = sub(obj, "imageVariationParams")?;
+    check_keys(
+        p,
+        "#/imageVariationParams",
+        &["images", "similarityStrength", "text", "negativeText"],
+        &["images"],
+    )?;
+    let max_images = if kind == Kind::TitanV1 { 1 } else { 5 };
+    let images = p["images"]
+        .as_array()
+        .filter(|a| !a.is_empty() && a.len() <= max_images);
+    let images = images.ok_or_else(|| {
+        malformed(format!(
+            "#/imageVariationParams/images: expected 1..{max_images} items"
+        ))
+    })?;
+    let first = image(&images[0], rules)?;
+    for extra in &images[1..] {
+        image(extra, rules)?;
+    }
+    num_in(p, "similarityStrength", 0.2, 1.0)?;
+    let text_max = if kind == Kind::NovaCanvas { 1024 } else { 512 };
+    text_in(p, "text", 1, text_max)?;
+    text_in(p, "negativeText", 1, text_max)?;
+    let (w, h, n) = match obj.get("imageGenerationConfig") {
+        Some(_) => generation_config(kind, sub(obj, "imageGenerationConfig")?)?,
+        None => (1024, 1024, 1),
+    };
+    Ok(Job::Variation {
+        img: first,
+        w,
+        h,
+        n,
+    })
+}
+
+fn generation_config(kind: Kind, c: &Obj) -> Result<(u32, u32, u32), String> {
+    let allowed = [
+        "width",
+        "height",
+        "quality",
+        "cfgScale",
+        "numberOfImages",
+        "seed",
+    ];
+    check_keys(c, "#/imageGenerationConfig", &allowed, &[])?;
+    enum_in(c, "quality", &["standard", "premium"])?;
+    num_in(c, "cfgScale", 1.1, 10.0)?;
+    num_in(c, "seed", 0.0, 2_147_483_646.0)?;
+    let n = int_in(c, "numberOfImages", 1, 5)?.unwrap_or(1) as u32;
+    let w = int_in(c, "width", 1, 100_000)?.unwrap_or(1024) as u32;
+    let h = int_in(c, "height", 1, 100_000)?.unwrap_or(1024) as u32;
+    let legal = if kind == Kind::NovaCanvas {
+        let aspect = f64::from(w) / f64::from(h);
+        (320..=4096).contains(&w)
+            && (320..=4096).contains(&h)
+            && w.is_multiple_of(16)
+            && h.is_multiple_of(16)
+            && u64::from(w) * u64::from(h) < 4_194_304
+            && (0.25..=4.0).contains(&aspect)
+    } else {
+        TITAN_SIZES.contains(&(w, h))
+    };
+    if !legal {
+        return Err(format!(
+            "The requested image size {w}x{h} is not supported."
+        ));
+    }
+    Ok((w, h, n))
+}
+
+fn validate_stability(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    let (allowed, required, rules): (&[&str], &[&str], &Rules) = match kind {
+        Kind::StabRemoveBg => (&["image", "output_format"], &["image"], &STAB_EDIT_IN),
+        Kind::StabFast => (&["image", "output_format"], &["image"], &STAB_FAST_IN),
+        Kind::StabConservative => (
+            &[
+                "prompt",
+                "image",
+                "creativity",
+                "negative_prompt",
+                "seed",
+                "output_format",
+            ],
+            &["prompt", "image"],
+            &STAB_EDIT_IN,
+        ),
+        _ => (
+            &[
+                "prompt",
+                "image",
+                "creativity",
+                "style_preset",
+                "negative_prompt",
+                "seed",
+                "output_format",
+            ],
+            &["prompt", "image"],
+            &STAB_CREATIVE_IN,
+        ),
+    };
+    check_keys(obj, "#", allowed, required)?;
+    text_in(obj, "prompt", 0, 10_000)?;
+    text_in(obj, "negative_prompt", 0, 10_000)?;
+    num_in(obj, "creativity", 0.1, 0.5)?;
+    int_in(obj, "seed", 0, 4_294_967_294)?;
+    if obj.contains_key("style_preset") {
+        text_in(obj, "style_preset", 1, 64)?;
+    }
+    let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
+    let img = image(&obj["image"], rules)?;
+    let (w, h) = (img.width(), img.height());
+    Ok(match kind {
+        Kind::StabRemoveBg => Job::RemoveBg { img, format },
+        Kind::StabFast => Job::Upscale {
+            img,
+            w: w * 4,
+            h: h * 4,
+            format,
+        },
+        _ => {
+            // Documented here (AWS gives no exact size): 4x per side, long side capped at 4096.
+            let f = (4096.0 / f64::from(w.max(h))).clamp(1.0, 4.0);
+            let (ow, oh) = (
+                (f64::from(w) * f).round() as u32,
+                (f64::from(h) * f).round() as u32,
+            );
+            Job::Upscale {
+                img,
+                w: ow,
+                h: oh,
+                format,
+            }
+        }
+    })
+}

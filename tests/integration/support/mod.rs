@@ -1,0 +1,6 @@
+//! Shared helpers for integration tests: in-process doubles that speak the real wire protocols.
+#![allow(dead_code)]
+
+// The double's handlers return a ready HTTP error response as `Err`; size is no concern there.
+#[allow(clippy::result_large_err)]
+pub mod bedrock_double;
