@@ -117,6 +117,40 @@ pub fn decode(bytes: &[u8], max_megapixels: u32) -> Result<Decoded, DecodeError>
     })
 }
 
+/// Reads only the header: the upright size (EXIF orientation applied) of an image.
+pub fn probe(bytes: &[u8], max_megapixels: u32) -> Result<(u32, u32), DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("reading from memory cannot fail");
+    let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
+    let corrupt = |source| DecodeError::Corrupt { format, source };
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > u64::from(max_megapixels) * 1_000_000 {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            limit: max_megapixels,
+        });
+    }
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let swaps = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    Ok(if swaps {
+        (height, width)
+    } else {
+        (width, height)
+    })
+}
+
 /// Catches truncation that lenient decoders would paper over with grey pixels.
 fn check_complete(format: ImageFormat, bytes: &[u8]) -> Result<(), DecodeError> {
     if format == ImageFormat::Jpeg {

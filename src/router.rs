@@ -1,12 +1,18 @@
 //! Which model serves a step for an image, and why: a pure function, no I/O.
 //!
 //! `local` is the free fallback, never a competitor on price: a step permitting only `local` runs
-//! locally (`only-permitted`); otherwise the permitted remote models compete and the step's
-//! `fallback:` decides what happens when none can serve.
+//! locally (`only-permitted`). Otherwise the permitted remote models compete: candidates are those
+//! that can do the op, are offered in the region, are not past end-of-life, are healthy and can
+//! take this image (possibly as a resized copy); the cheapest estimated price for this image wins
+//! and ties go to manifest order. When no candidate remains, the step's `fallback:` decides, and
+//! the reason says why. Budget and call failures are the scheduler's to handle: it walks the
+//! candidate list and falls back with the reason the router names here.
 
 use std::fmt;
 
+use crate::catalog::{Catalog, Date, Exclusion, Fit, Lifecycle, ModelEntry};
 use crate::manifest::{Fallback, ModelRef, Step};
+use crate::money::Usd;
 
 /// Why a route was chosen. Rendered kebab-case in the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,8 +21,18 @@ pub enum Reason {
     OnlyPermitted,
     /// The cheapest of several permitted models that can take this image.
     Cheapest,
-    /// No remote model could serve: no credentials / endpoint configured.
+    /// A cheaper model failed for this image; this is the next cheapest.
+    NextCheapest,
     FallbackNoCredentials,
+    FallbackBudget,
+    FallbackAccessDenied,
+    FallbackEndOfLife,
+    FallbackRegion,
+    FallbackTooLarge,
+    FallbackTooSmall,
+    FallbackAspectRatio,
+    /// A remote failure; the string is the remote error's own reason (`fallback-throttled`, …).
+    FallbackRemote(&'static str),
 }
 
 impl Reason {
@@ -24,7 +40,16 @@ impl Reason {
         match self {
             Reason::OnlyPermitted => "only-permitted",
             Reason::Cheapest => "cheapest",
+            Reason::NextCheapest => "next-cheapest",
             Reason::FallbackNoCredentials => "fallback-no-credentials",
+            Reason::FallbackBudget => "fallback-budget",
+            Reason::FallbackAccessDenied => "fallback-access-denied",
+            Reason::FallbackEndOfLife => "fallback-end-of-life",
+            Reason::FallbackRegion => "fallback-region",
+            Reason::FallbackTooLarge => "fallback-too-large",
+            Reason::FallbackTooSmall => "fallback-too-small",
+            Reason::FallbackAspectRatio => "fallback-aspect-ratio",
+            Reason::FallbackRemote(r) => r,
         }
     }
 }
@@ -35,7 +60,7 @@ impl fmt::Display for Reason {
     }
 }
 
-/// Where one step of one image goes.
+/// Where one step of one image goes when it does not go to a remote model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// Run the built-in implementation.
@@ -47,7 +72,7 @@ pub enum Route {
 }
 
 impl Route {
-    /// `local`, a model id, or `-` when nothing runs.
+    /// `local`, or `-` when nothing runs.
     pub fn model(&self) -> String {
         match self {
             Route::Local { .. } => ModelRef::Local.to_string(),
@@ -62,16 +87,6 @@ impl Route {
     }
 }
 
-/// Picks the route for `step`.
-pub fn route(step: &Step) -> Route {
-    if step.models.iter().all(ModelRef::is_local) {
-        return Route::Local {
-            reason: Reason::OnlyPermitted,
-        };
-    }
-    fall_back(step.fallback, Reason::FallbackNoCredentials)
-}
-
 /// The route a step's `fallback:` gives when no remote model can serve, for `reason`.
 pub fn fall_back(fallback: Fallback, reason: Reason) -> Route {
     match fallback {
@@ -81,46 +96,192 @@ pub fn fall_back(fallback: Fallback, reason: Reason) -> Route {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::{FixLightingParams, Op, OpParams};
+/// What the router knows about the world for one decision.
+#[derive(Clone, Copy)]
+pub struct Facts<'a> {
+    pub catalog: &'a Catalog,
+    pub region: &'a str,
+    pub today: Date,
+    /// Whether a remote client exists (credentials were found).
+    pub remote_available: bool,
+    /// Why a model may not be called this run (circuit open), if so.
+    pub unhealthy: &'a dyn Fn(&str) -> Option<Reason>,
+}
 
-    fn step(models: Vec<ModelRef>, fallback: Fallback) -> Step {
-        Step {
-            index: 0,
-            op: Op::FixLighting,
-            models,
-            fallback,
-            params: OpParams::FixLighting(FixLightingParams { strength: 0.8 }),
-            prompt: None,
-            negative_prompt: None,
-            similarity: None,
-        }
-    }
+/// A remote model that can serve this image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub model: ModelEntry,
+    /// Estimated billed price for this image.
+    pub price: Usd,
+    pub fit: Fit,
+    /// The model is legacy (still usable; warn).
+    pub legacy: bool,
+}
 
-    #[test]
-    fn routes_by_permission_and_fallback() {
-        let remote = || vec![ModelRef::Remote("amazon.nova-canvas-v1:0".into())];
-        let cases = [
-            (
-                vec![ModelRef::Local],
-                Fallback::Local,
-                "local",
-                "only-permitted",
-            ),
-            (
-                remote(),
-                Fallback::Local,
-                "local",
-                "fallback-no-credentials",
-            ),
-            (remote(), Fallback::Skip, "-", "fallback-no-credentials"),
-            (remote(), Fallback::Fail, "-", "fallback-no-credentials"),
-        ];
-        for (models, fallback, model, reason) in cases {
-            let r = route(&step(models, fallback));
-            assert_eq!((r.model().as_str(), r.reason().as_str()), (model, reason));
+/// A permitted model that cannot serve this image, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Excluded {
+    pub model: String,
+    pub why: NotCandidate,
+}
+
+/// Why a permitted model is not a candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotCandidate {
+    NotInRegion,
+    EndOfLife(Option<Date>),
+    Unhealthy(Reason),
+    Image(Exclusion),
+}
+
+impl NotCandidate {
+    /// The fallback reason this exclusion gives when it leaves no candidate.
+    fn fallback_reason(&self) -> Reason {
+        match self {
+            NotCandidate::NotInRegion => Reason::FallbackRegion,
+            NotCandidate::EndOfLife(_) => Reason::FallbackEndOfLife,
+            NotCandidate::Unhealthy(r) => *r,
+            NotCandidate::Image(Exclusion::AspectOutOfRange { .. }) => Reason::FallbackAspectRatio,
+            NotCandidate::Image(Exclusion::TooSmallToUpscale { .. }) => Reason::FallbackTooSmall,
+            NotCandidate::Image(_) => Reason::FallbackTooLarge,
         }
     }
 }
+
+impl fmt::Display for NotCandidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotCandidate::NotInRegion => f.write_str("not offered in this region"),
+            NotCandidate::EndOfLife(Some(d)) => write!(f, "past end of life ({d})"),
+            NotCandidate::EndOfLife(None) => f.write_str("retired"),
+            NotCandidate::Unhealthy(r) => write!(f, "unavailable this run ({r})"),
+            NotCandidate::Image(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The router's answer for one step of one image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Try these remote models in order (cheapest first, ties in manifest order); the first
+    /// carries `reason`.
+    Remote {
+        candidates: Vec<Candidate>,
+        reason: Reason,
+        excluded: Vec<Excluded>,
+    },
+    /// No remote model: run locally, skip or fail.
+    Other {
+        route: Route,
+        excluded: Vec<Excluded>,
+    },
+}
+
+/// Decides how `step` is served for an image of `size`.
+pub fn decide(step: &Step, size: (u32, u32), facts: &Facts) -> Decision {
+    if step.models.iter().all(ModelRef::is_local) {
+        return Decision::Other {
+            route: Route::Local {
+                reason: Reason::OnlyPermitted,
+            },
+            excluded: Vec::new(),
+        };
+    }
+    if !facts.remote_available {
+        return Decision::Other {
+            route: fall_back(step.fallback, Reason::FallbackNoCredentials),
+            excluded: Vec::new(),
+        };
+    }
+    let (mut candidates, excluded) = candidates(step, size, facts);
+    if candidates.is_empty() {
+        let reason = fallback_reason(&excluded);
+        return Decision::Other {
+            route: fall_back(step.fallback, reason),
+            excluded,
+        };
+    }
+    // Stable: equal prices keep manifest order.
+    candidates.sort_by_key(|c| c.price);
+    let reason = if step.models.len() == 1 {
+        Reason::OnlyPermitted
+    } else {
+        Reason::Cheapest
+    };
+    Decision::Remote {
+        candidates,
+        reason,
+        excluded,
+    }
+}
+
+/// Splits the step's permitted remote models into candidates and exclusions, in manifest order.
+pub fn candidates(step: &Step, size: (u32, u32), facts: &Facts) -> (Vec<Candidate>, Vec<Excluded>) {
+    let mut candidates = Vec::new();
+    let mut excluded = Vec::new();
+    for id in step.models.iter().filter_map(|m| match m {
+        ModelRef::Remote(id) => Some(id),
+        ModelRef::Local => None,
+    }) {
+        let Some(model) = facts.catalog.resolve(id) else {
+            continue;
+        };
+        match assess(model, step, size, facts) {
+            Ok(c) => candidates.push(c),
+            Err(why) => excluded.push(Excluded {
+                model: model.id.clone(),
+                why,
+            }),
+        }
+    }
+    (candidates, excluded)
+}
+
+fn assess(
+    model: &ModelEntry,
+    step: &Step,
+    (w, h): (u32, u32),
+    facts: &Facts,
+) -> Result<Candidate, NotCandidate> {
+    if !model.offered_in(facts.region) {
+        return Err(NotCandidate::NotInRegion);
+    }
+    let legacy = match model.lifecycle_on(facts.today) {
+        Lifecycle::PastEndOfLife { eol } => return Err(NotCandidate::EndOfLife(eol)),
+        Lifecycle::Legacy { .. } => true,
+        Lifecycle::Active => false,
+    };
+    if let Some(reason) = (facts.unhealthy)(&model.id) {
+        return Err(NotCandidate::Unhealthy(reason));
+    }
+    let fit = model.fit(step.op, w, h).map_err(NotCandidate::Image)?;
+    let price = model
+        .price_for(step.op, w, h)
+        .ok_or(NotCandidate::Image(Exclusion::CannotFit { w, h }))?;
+    Ok(Candidate {
+        model: model.clone(),
+        price,
+        fit,
+        legacy,
+    })
+}
+
+/// The reason to report when every permitted model was excluded: the most specific one (an
+/// image-specific exclusion beats a run-wide one, since another image may still be served).
+fn fallback_reason(excluded: &[Excluded]) -> Reason {
+    let rank = |e: &Excluded| match e.why {
+        NotCandidate::Image(_) => 0,
+        NotCandidate::Unhealthy(_) => 1,
+        NotCandidate::EndOfLife(_) => 2,
+        NotCandidate::NotInRegion => 3,
+    };
+    excluded
+        .iter()
+        .min_by_key(|e| rank(e))
+        .map(|e| e.why.fallback_reason())
+        .unwrap_or(Reason::FallbackTooLarge)
+}
+
+#[cfg(test)]
+mod tests;

@@ -35,8 +35,11 @@ impl Args {
 pub enum Command {
     /// Run a pipeline over its inputs.
     Run(RunArgs),
-    /// Validate a manifest and show what a run would do, processing nothing.
+    /// Validate a manifest and show what a run would do (routes, cost range, duration),
+    /// processing nothing.
     Check(CheckArgs),
+    /// List the models retouch knows: ops, prices, limits, lifecycle.
+    Models(ModelsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,10 +52,30 @@ pub struct RunArgs {
     /// Where to write the CSV report (overrides `report:`).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write the report with the route and estimated cost each image would take (status
+    /// `planned`), calling no model and writing no image.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// The pipeline manifest (YAML).
     pub manifest: PathBuf,
+    /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    /// Only models that can do this op (remove-bg, fix-lighting, upscale).
+    #[arg(long, value_parser = ["remove-bg", "fix-lighting", "upscale"])]
+    pub op: Option<String>,
+    /// A model catalog file overriding or extending the built-in one.
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
 }

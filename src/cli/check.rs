@@ -1,29 +1,25 @@
-//! `retouch check`: validate a manifest and show what a run would do, processing nothing.
+//! `retouch check`: validate a manifest and show what a run would do, processing nothing:
+//! inputs, each step's permitted models (and which are excluded and why), the route images
+//! would take, the estimated cost range of the whole run, and the expected duration at the rate
+//! limits. Reads image headers only.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use retouch::catalog::Catalog;
-use retouch::manifest::{self, Manifest};
+use rayon::prelude::*;
+
+use retouch::catalog::{Catalog, Date};
+use retouch::manifest::{Manifest, ModelRef, Step};
+use retouch::money::Usd;
 use retouch::plan::Plan;
-use retouch::router;
+use retouch::router::{self, Decision, Facts};
 
 use super::args::CheckArgs;
 use super::code;
 
-/// Loads and validates a manifest, printing every diagnostic on failure.
-pub fn load_manifest(path: &Path) -> Option<Manifest> {
-    match manifest::load(path, &Catalog::builtin()) {
-        Ok(m) => Some(m),
-        Err(errors) => {
-            eprintln!("{errors}");
-            None
-        }
-    }
-}
-
 pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
-    let Some(manifest) = load_manifest(&args.manifest) else {
+    let Some((manifest, catalog)) = super::load::load(&args.manifest, args.catalog.as_deref())
+    else {
         return Ok(code::USAGE);
     };
     let listing = match retouch::sources::list(&manifest) {
@@ -33,7 +29,29 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
             return Ok(code::USAGE);
         }
     };
+    let region = super::load::region(&manifest);
     let plan = Plan::new(Arc::new(manifest), listing);
+    print_header(&plan, &region);
+    let sizes = probe_sizes(&plan);
+    let today = Date::today_utc();
+    let healthy = |_: &str| None;
+    let facts = Facts {
+        catalog: &catalog,
+        region: &region,
+        today,
+        remote_available: true,
+        unhealthy: &healthy,
+    };
+    let mut estimate = Estimate::default();
+    println!("steps:");
+    for step in &plan.manifest.steps {
+        print_step(step, &catalog, &facts, &sizes, &mut estimate);
+    }
+    estimate.print(&plan.manifest, &catalog);
+    Ok(code::OK)
+}
+
+fn print_header(plan: &Plan, region: &str) {
     let m = &plan.manifest;
     println!("manifest: {} ({})", m.path.display(), m.name);
     print!("inputs:   {} images", plan.images.len());
@@ -54,18 +72,140 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         m.output.quality
     );
     println!("report:   {}", m.report.display());
-    println!("steps:");
-    for step in &m.steps {
-        let models: Vec<String> = step.models.iter().map(|m| m.to_string()).collect();
-        let route = router::route(step);
-        println!(
-            "  {}. {:<13} models [{}] -> {} ({})",
-            step.index + 1,
-            step.op.as_str(),
-            models.join(", "),
-            route.model(),
-            route.reason()
-        );
+    println!(
+        "region:   {region} (lifecycle judged on {})",
+        Date::today_utc()
+    );
+}
+
+/// Upright sizes of every readable input (headers only), in input order.
+fn probe_sizes(plan: &Plan) -> Vec<(u32, u32)> {
+    let max_mp = plan.manifest.limits.max_megapixels;
+    plan.images
+        .par_iter()
+        .filter_map(|img| match &img.item.location {
+            retouch::sources::InputLocation::Local(path) => {
+                let bytes = std::fs::read(path).ok()?;
+                retouch::codec::probe(&bytes, max_mp).ok()
+            }
+        })
+        .collect()
+}
+
+/// Cost and call totals over the whole run.
+#[derive(Default)]
+struct Estimate {
+    /// Every image-step on its cheapest candidate.
+    low: Usd,
+    /// Every image-step on its costliest permitted candidate.
+    high: Usd,
+    /// Calls per model on the cheapest route.
+    calls: BTreeMap<String, u64>,
+}
+
+fn print_step(
+    step: &Step,
+    catalog: &Catalog,
+    facts: &Facts,
+    sizes: &[(u32, u32)],
+    est: &mut Estimate,
+) {
+    let names: Vec<String> = step
+        .models
+        .iter()
+        .map(|m| match m {
+            ModelRef::Local => "local".into(),
+            ModelRef::Remote(id) => catalog.resolve(id).map_or(id.clone(), |e| e.alias.clone()),
+        })
+        .collect();
+    println!(
+        "  {}. {:<13} models [{}], fallback {}",
+        step.index + 1,
+        step.op.as_str(),
+        names.join(", "),
+        format!("{:?}", step.fallback).to_lowercase()
+    );
+    let mut routes: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut excluded: BTreeMap<String, String> = BTreeMap::new();
+    let mut size_in = sizes.to_vec();
+    for size in size_in.iter_mut() {
+        let (route, why) = match router::decide(step, *size, facts) {
+            Decision::Remote {
+                candidates,
+                reason,
+                excluded: ex,
+            } => {
+                let first = &candidates[0];
+                est.low += first.price;
+                est.high += candidates
+                    .iter()
+                    .map(|c| c.price)
+                    .max()
+                    .unwrap_or(Usd::ZERO);
+                *est.calls.entry(first.model.id.clone()).or_default() += 1;
+                record_excluded(&mut excluded, catalog, &ex);
+                (first.model.alias.clone(), reason.to_string())
+            }
+            Decision::Other {
+                route,
+                excluded: ex,
+            } => {
+                record_excluded(&mut excluded, catalog, &ex);
+                (route.model(), route.reason().to_string())
+            }
+        };
+        let entry = routes.entry(route).or_insert((0, why));
+        entry.0 += 1;
+        *size = step.output_size(*size);
     }
-    Ok(code::OK)
+    for (model, why) in &excluded {
+        println!("       {model:<32} excluded: {why}");
+    }
+    for (model, (n, why)) in &routes {
+        println!("       -> {model:<29} {n} images ({why})");
+    }
+}
+
+fn record_excluded(
+    into: &mut BTreeMap<String, String>,
+    catalog: &Catalog,
+    ex: &[router::Excluded],
+) {
+    for e in ex {
+        let alias = catalog
+            .resolve(&e.model)
+            .map_or(e.model.clone(), |m| m.alias.clone());
+        into.entry(alias).or_insert_with(|| e.why.to_string());
+    }
+}
+
+impl Estimate {
+    fn print(&self, manifest: &Manifest, catalog: &Catalog) {
+        print!("estimated cost: ${} to ${}", self.low, self.high);
+        if let Some(cap) = manifest.budget.max_usd {
+            print!(" (run capped at ${cap} by budget.max_usd)");
+        }
+        println!();
+        let mut minutes = 0.0f64;
+        for (model, calls) in &self.calls {
+            let rpm = manifest
+                .limits
+                .rpm
+                .get(model)
+                .copied()
+                .or_else(|| catalog.resolve(model).map(|m| m.default_rpm))
+                .unwrap_or(10)
+                .max(1);
+            let m = *calls as f64 / f64::from(rpm);
+            println!("  {model}: {calls} calls at {rpm} rpm = {m:.1} min");
+            minutes = minutes.max(m);
+        }
+        if self.calls.is_empty() {
+            println!("expected duration: no remote calls (local processing only)");
+        } else {
+            println!(
+                "expected duration: at least {minutes:.1} min at the rate limits (models run in parallel)"
+            );
+        }
+    }
 }

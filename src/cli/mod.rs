@@ -5,6 +5,8 @@
 
 mod args;
 mod check;
+mod load;
+mod models;
 mod progress;
 mod run;
 
@@ -48,6 +50,7 @@ pub fn main() -> i32 {
         match &args.command {
             Command::Run(run) => run::run(run, &args).await,
             Command::Check(check) => check::check(check).await,
+            Command::Models(models) => models::models(models),
         }
     });
     match result {

@@ -6,16 +6,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use retouch::catalog::Date;
 use retouch::plan::Plan;
+use retouch::providers::bedrock::ConnectSettings;
 use retouch::report::CsvReport;
-use retouch::scheduler::{self, RunConfig};
+use retouch::scheduler::retry::RetryPolicy;
+use retouch::scheduler::{self, Connection, RunConfig};
 
 use super::args::{Args, RunArgs};
 use super::code;
 use super::progress::Progress;
 
 pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
-    let Some(mut manifest) = super::check::load_manifest(&args.manifest) else {
+    let Some((mut manifest, catalog)) = super::load::load(&args.manifest, args.catalog.as_deref())
+    else {
         return Ok(code::USAGE);
     };
     if let Some(report) = &args.report {
@@ -33,6 +37,9 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         }
     };
     let run_id = run_id();
+    let manifest_region = manifest.aws.region.clone();
+    let manifest_profile = manifest.aws.profile.clone();
+    let attempts = manifest.limits.attempts;
     let report = CsvReport::create(&manifest.report, &run_id)
         .with_context(|| "cannot start the report".to_string())?;
     let plan = Plan::new(Arc::new(manifest), listing);
@@ -40,9 +47,22 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_ctrl_c(cancel.clone(), progress.clone()));
 
+    let connection = Connection::Connect(ConnectSettings {
+        region: manifest_region,
+        profile: manifest_profile,
+        ..ConnectSettings::default()
+    });
     let config = RunConfig {
         run_id,
         concurrency,
+        dry_run: args.dry_run,
+        catalog,
+        today: Date::today_utc(),
+        connection,
+        retry: RetryPolicy {
+            attempts,
+            ..RetryPolicy::default()
+        },
     };
     let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
     signals.abort();

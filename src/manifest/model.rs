@@ -138,6 +138,17 @@ pub struct Step {
     pub similarity: Option<f32>,
 }
 
+impl Step {
+    /// The size of this step's result for an input of `w`×`h`: upscaling grows it, every other
+    /// op keeps it (remote results are mapped back to the input's size).
+    pub fn output_size(&self, (w, h): (u32, u32)) -> (u32, u32) {
+        match &self.params {
+            OpParams::Upscale(p) => p.target.output_size(w, h),
+            _ => (w, h),
+        }
+    }
+}
+
 /// A model a step may use.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ModelRef {

@@ -1,28 +1,50 @@
-//! One image's journey: read, decode, each step in order, encode, write, and its report rows.
+//! One image's journey: read, decode, each step in order (routed, then run remotely or
+//! locally), encode, write, and its report rows.
 //!
 //! Every failure here is data: it becomes the image's rows (the failing step `failed` with the
 //! reason, later steps `skipped`), never an error that stops the run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use image::RgbaImage;
 
+use super::remote::{NotServed, Remote};
+use super::rows::{RowBuilder, StepDone};
+use crate::catalog::Catalog;
 use crate::codec;
 use crate::cpu;
-use crate::ledger::{Status, StepRecord};
+use crate::ledger::StepRecord;
 use crate::manifest::{Manifest, Step};
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::providers;
-use crate::router::{self, Route};
+use crate::router::{self, Decision, Facts, Route};
 use crate::sinks;
-use crate::sources::{self, InputItem};
+use crate::sources;
 
 /// What every image task shares. Lives as long as the run.
 pub(super) struct ImageContext {
     pub manifest: Arc<Manifest>,
+    pub catalog: Arc<Catalog>,
+    pub remote: Remote,
+    /// Route and price only; call nothing, write nothing.
+    pub dry_run: bool,
+}
+
+impl ImageContext {
+    pub(super) fn decide(&self, step: &Step, size: (u32, u32)) -> Decision {
+        let unhealthy = |id: &str| self.remote.unhealthy(id);
+        let facts = Facts {
+            catalog: &self.catalog,
+            region: &self.remote.region,
+            today: self.remote.today,
+            remote_available: self.remote.client.is_some() || self.dry_run,
+            unhealthy: &unhealthy,
+        };
+        router::decide(step, size, &facts)
+    }
 }
 
 /// Processes one image and returns its rows, one per step.
@@ -37,73 +59,74 @@ pub(super) async fn process(ctx: &ImageContext, planned: PlannedImage) -> Vec<St
         Err(e) => return rows.all_failed("read-failed", &e.to_string()),
     };
     let max_mp = ctx.manifest.limits.max_megapixels;
+    if ctx.dry_run {
+        return match cpu::run(move || codec::probe(&bytes, max_mp)).await {
+            Ok(Ok(size)) => super::dry_run::plan_rows(ctx, rows, &planned.item.display, size),
+            Ok(Err(e)) => rows.all_failed(e.reason(), &e.to_string()),
+            Err(panic) => rows.all_failed("internal-error", &panic.to_string()),
+        };
+    }
     let decoded = match cpu::run(move || codec::decode(&bytes, max_mp)).await {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => return rows.all_failed(e.reason(), &e.to_string()),
         Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
     };
-    run_steps(ctx, rows, decoded.image, decoded.icc, output).await
+    let key = planned.item.display.clone();
+    run_steps(
+        ctx,
+        rows,
+        &key,
+        Arc::new(decoded.image),
+        decoded.icc,
+        output,
+    )
+    .await
 }
 
 async fn run_steps(
     ctx: &ImageContext,
     mut rows: RowBuilder,
-    mut image: RgbaImage,
+    key: &str,
+    mut image: Arc<RgbaImage>,
     icc: Option<Vec<u8>>,
     output: PathBuf,
 ) -> Vec<StepRecord> {
     for step in &ctx.manifest.steps {
-        let route = router::route(step);
         let input_size = image.dimensions();
-        match route {
-            Route::Local { reason } => {
-                let step_owned = step.clone();
-                let job = move || {
-                    let t = Instant::now();
-                    let result = providers::local::run_step(&step_owned, &image);
-                    (result, t.elapsed(), image)
-                };
-                let (result, elapsed, original) = match cpu::run(job).await {
-                    Ok(r) => r,
-                    Err(panic) => {
-                        rows.fail(
-                            step,
-                            "local",
-                            "internal-error",
-                            &panic.to_string(),
-                            input_size,
-                        );
-                        return rows.finish_failed();
-                    }
-                };
-                match result {
-                    Ok(out) => {
-                        rows.ok(
-                            step,
-                            "local",
-                            reason.as_str(),
-                            elapsed.as_millis() as u64,
-                            input_size,
-                            out.dimensions(),
-                        );
-                        image = out;
-                    }
-                    Err(e) => {
-                        drop(original);
-                        rows.fail(step, "local", "op-failed", &e.to_string(), input_size);
-                        return rows.finish_failed();
-                    }
+        let outcome = match ctx.decide(step, input_size) {
+            Decision::Remote {
+                candidates, reason, ..
+            } => match ctx
+                .remote
+                .serve(step, key, image.clone(), candidates, reason)
+                .await
+            {
+                Ok(served) => Ok(StepDone {
+                    model: served.model,
+                    reason: served.reason,
+                    cost: served.cost,
+                    attempts: served.attempts,
+                    latency: served.latency,
+                    image: Some(served.image),
+                }),
+                Err(not_served) => {
+                    let route = router::fall_back(step.fallback, not_served.reason);
+                    run_route(step, &image, route, Some(not_served)).await
                 }
+            },
+            Decision::Other { route, .. } => run_route(step, &image, route, None).await,
+        };
+        match outcome {
+            Ok(mut done) => {
+                let output_size = done.image.as_ref().map_or(input_size, |i| i.dimensions());
+                let skipped = done.image.is_none();
+                if let Some(new) = done.image.take() {
+                    image = Arc::new(new);
+                }
+                rows.done(step, done, skipped, input_size, output_size);
             }
-            Route::Skip { reason } => rows.skipped(step, reason.as_str(), input_size),
-            Route::Fail { reason } => {
-                rows.fail(
-                    step,
-                    "-",
-                    reason.as_str(),
-                    "no permitted model could serve this step and fallback is `fail`",
-                    input_size,
-                );
+            Err(failed) => {
+                rows.failed(step, failed, input_size);
                 return rows.finish_failed();
             }
         }
@@ -111,10 +134,83 @@ async fn run_steps(
     write_output(ctx, rows, image, icc, output).await
 }
 
+/// A step that failed, for its row.
+pub(super) struct StepFailed {
+    pub model: String,
+    pub reason: String,
+    pub error: String,
+    pub cost: Usd,
+    pub attempts: u32,
+    pub latency: Duration,
+}
+
+/// Runs a non-remote route (local, skip or fail), carrying what a failed remote attempt cost.
+async fn run_route(
+    step: &Step,
+    image: &Arc<RgbaImage>,
+    route: Route,
+    remote: Option<NotServed>,
+) -> Result<StepDone, StepFailed> {
+    let (cost, attempts, latency, remote_error) = match remote {
+        Some(n) => (n.cost, n.attempts, n.latency, n.error),
+        None => (Usd::ZERO, 0, Duration::ZERO, String::new()),
+    };
+    let reason = route.reason();
+    match route {
+        Route::Local { .. } => {
+            let (step_owned, input) = (step.clone(), image.clone());
+            let job = move || {
+                let t = Instant::now();
+                (providers::local::run_step(&step_owned, &input), t.elapsed())
+            };
+            let failed = |reason: &str, error: String| StepFailed {
+                model: "local".into(),
+                reason: reason.into(),
+                error,
+                cost,
+                attempts: attempts + 1,
+                latency,
+            };
+            match cpu::run(job).await {
+                Ok((Ok(out), elapsed)) => Ok(StepDone {
+                    model: "local".into(),
+                    reason,
+                    cost,
+                    attempts: attempts + 1,
+                    latency: latency + elapsed,
+                    image: Some(out),
+                }),
+                Ok((Err(e), _)) => Err(failed("op-failed", e.to_string())),
+                Err(panic) => Err(failed("internal-error", panic.to_string())),
+            }
+        }
+        Route::Skip { .. } => Ok(StepDone {
+            model: "-".into(),
+            reason,
+            cost,
+            attempts,
+            latency,
+            image: None,
+        }),
+        Route::Fail { .. } => Err(StepFailed {
+            model: "-".into(),
+            reason: reason.to_string(),
+            error: if remote_error.is_empty() {
+                "no permitted model could serve this step and `fallback` is `fail`".into()
+            } else {
+                remote_error
+            },
+            cost,
+            attempts,
+            latency,
+        }),
+    }
+}
+
 async fn write_output(
     ctx: &ImageContext,
     rows: RowBuilder,
-    image: RgbaImage,
+    image: Arc<RgbaImage>,
     icc: Option<Vec<u8>>,
     output: PathBuf,
 ) -> Vec<StepRecord> {
@@ -130,135 +226,5 @@ async fn write_output(
         Ok(Ok(())) => rows.finish_written(&output.display().to_string()),
         Ok(Err((reason, error))) => rows.fail_last(reason, &error),
         Err(panic) => rows.fail_last("internal-error", &panic.to_string()),
-    }
-}
-
-/// Accumulates one image's rows.
-struct RowBuilder {
-    template: StepRecord,
-    ops: Vec<crate::manifest::Op>,
-    rows: Vec<StepRecord>,
-}
-
-impl RowBuilder {
-    fn new(item: &InputItem, steps: &[Step]) -> RowBuilder {
-        RowBuilder {
-            template: StepRecord {
-                image_index: item.index,
-                image: item.display.clone(),
-                step: 0,
-                op: steps[0].op,
-                model: "-".into(),
-                reason: String::new(),
-                status: Status::Skipped,
-                cost: Usd::ZERO,
-                latency_ms: 0,
-                attempts: 0,
-                input_size: None,
-                output_size: None,
-                output: String::new(),
-                error: String::new(),
-            },
-            ops: steps.iter().map(|s| s.op).collect(),
-            rows: Vec::with_capacity(steps.len()),
-        }
-    }
-
-    fn row(&self, step: &Step) -> StepRecord {
-        StepRecord {
-            step: step.index,
-            op: step.op,
-            ..self.template.clone()
-        }
-    }
-
-    fn ok(
-        &mut self,
-        step: &Step,
-        model: &str,
-        reason: &str,
-        latency_ms: u64,
-        input: (u32, u32),
-        output: (u32, u32),
-    ) {
-        let row = StepRecord {
-            model: model.into(),
-            reason: reason.into(),
-            status: Status::Ok,
-            latency_ms,
-            attempts: 1,
-            input_size: Some(input),
-            output_size: Some(output),
-            ..self.row(step)
-        };
-        self.rows.push(row);
-    }
-
-    fn skipped(&mut self, step: &Step, reason: &str, input: (u32, u32)) {
-        let row = StepRecord {
-            reason: reason.into(),
-            input_size: Some(input),
-            output_size: Some(input),
-            ..self.row(step)
-        };
-        self.rows.push(row);
-    }
-
-    fn fail(&mut self, step: &Step, model: &str, reason: &str, error: &str, input: (u32, u32)) {
-        let row = StepRecord {
-            model: model.into(),
-            reason: reason.into(),
-            status: Status::Failed,
-            attempts: u32::from(model != "-"),
-            input_size: Some(input),
-            error: error.into(),
-            ..self.row(step)
-        };
-        self.rows.push(row);
-    }
-
-    /// Every step failed for the same reason (the image could not even be read).
-    fn all_failed(mut self, reason: &str, error: &str) -> Vec<StepRecord> {
-        for (i, &op) in self.ops.iter().enumerate() {
-            self.rows.push(StepRecord {
-                step: i,
-                op,
-                reason: reason.into(),
-                status: Status::Failed,
-                error: error.into(),
-                ..self.template.clone()
-            });
-        }
-        self.rows
-    }
-
-    /// A step failed: the steps after it are skipped.
-    fn finish_failed(mut self) -> Vec<StepRecord> {
-        for i in self.rows.len()..self.ops.len() {
-            self.rows.push(StepRecord {
-                step: i,
-                op: self.ops[i],
-                reason: "upstream-failed".into(),
-                ..self.template.clone()
-            });
-        }
-        self.rows
-    }
-
-    /// Writing the result failed after every step ran: the last row carries the failure.
-    fn fail_last(mut self, reason: &str, error: &str) -> Vec<StepRecord> {
-        if let Some(last) = self.rows.last_mut() {
-            last.status = Status::Failed;
-            last.reason = reason.into();
-            last.error = error.into();
-        }
-        self.rows
-    }
-
-    fn finish_written(mut self, output: &str) -> Vec<StepRecord> {
-        for row in &mut self.rows {
-            row.output = output.into();
-        }
-        self.rows
     }
 }

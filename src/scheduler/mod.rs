@@ -7,10 +7,13 @@
 //! [`health`] (per-model circuit breaker).
 
 pub mod budget;
+mod dry_run;
 pub mod health;
 mod image_task;
 pub mod rate_limit;
+mod remote;
 pub mod retry;
+mod rows;
 mod run;
 
-pub use run::{RunConfig, RunError, RunObserver, RunOutcome, run};
+pub use run::{Connection, RunConfig, RunError, RunObserver, RunOutcome, run};

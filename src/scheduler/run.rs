@@ -10,9 +10,17 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::Budget;
 use super::image_task::{self, ImageContext};
+use super::rate_limit::RateLimits;
+use super::remote::Remote;
+use super::retry::RetryPolicy;
+use crate::catalog::{Catalog, Date};
 use crate::ledger::StepRecord;
+use crate::manifest::Manifest;
+use crate::money::Usd;
 use crate::plan::Plan;
+use crate::providers::bedrock::{BedrockClient, ConnectError, ConnectSettings};
 use crate::report::{CsvReport, ReportError, Summary};
 
 /// How to run (flags, not pipeline description).
@@ -21,6 +29,29 @@ pub struct RunConfig {
     pub run_id: String,
     /// Images in flight at once.
     pub concurrency: usize,
+    /// Route and price every image and step, call nothing, write no outputs.
+    pub dry_run: bool,
+    /// The model catalog, with the manifest's overrides and prices applied.
+    pub catalog: Arc<Catalog>,
+    /// The date lifecycle rules are judged against (today, UTC).
+    pub today: Date,
+    /// How to reach remote models.
+    pub connection: Connection,
+    /// Retry policy for remote calls (attempts from `limits.attempts`).
+    pub retry: RetryPolicy,
+}
+
+/// How a run reaches Bedrock.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    /// Resolve credentials and region through the standard AWS chain (only when a step permits
+    /// a remote model).
+    Connect(ConnectSettings),
+    /// Use this ready client (tests point one at a local double).
+    Client {
+        client: BedrockClient,
+        region: String,
+    },
 }
 
 /// Receives progress as the run goes. Called from the report task, in completion order.
@@ -76,8 +107,12 @@ pub async fn run(
         }
     });
 
+    let remote = connect(&manifest, &config).await;
     let ctx = Arc::new(ImageContext {
         manifest: manifest.clone(),
+        catalog: config.catalog.clone(),
+        remote,
+        dry_run: config.dry_run,
     });
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
@@ -98,12 +133,64 @@ pub async fn run(
     drop(tx);
     while tasks.join_next().await.is_some() {}
 
+    let billed = ctx.remote.budget.spent();
     let rows = report_task.await.map_err(|_| RunError::ReportTask)??;
     let ops: Vec<_> = manifest.steps.iter().map(|s| s.op).collect();
     let summary = Summary::from_rows(&rows, &ops, total, manifest.output.dir.clone(), report_path);
+    debug_assert!(config.dry_run || rows.iter().map(|r| r.cost).sum::<Usd>() == billed);
     Ok(RunOutcome {
         summary,
         rows,
         cancelled: cancel.is_cancelled(),
     })
+}
+
+/// Sets up remote calls for the run: the client (when a step permits a remote model and
+/// credentials exist), budget, rate limits and retry policy.
+async fn connect(manifest: &Manifest, config: &RunConfig) -> Remote {
+    let wants_remote = manifest
+        .steps
+        .iter()
+        .any(|s| s.models.iter().any(|m| !m.is_local()));
+    let (client, region) = match &config.connection {
+        Connection::Client { client, region } => (Some(client.clone()), region.clone()),
+        Connection::Connect(settings) if wants_remote && !config.dry_run => {
+            match BedrockClient::connect(settings).await {
+                Ok(client) => {
+                    let region = client.region().unwrap_or_else(|| "us-east-1".into());
+                    (Some(client), region)
+                }
+                Err(e) => {
+                    warn_offline(&e);
+                    (
+                        None,
+                        settings
+                            .region
+                            .clone()
+                            .unwrap_or_else(|| "us-east-1".into()),
+                    )
+                }
+            }
+        }
+        Connection::Connect(settings) => (
+            None,
+            settings
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".into()),
+        ),
+    };
+    let budget = Budget::new(
+        manifest.budget.max_usd,
+        manifest.budget.per_image_max_usd,
+        None,
+    );
+    let catalog = config.catalog.clone();
+    let default_rpm = move |id: &str| catalog.resolve(id).map_or(10, |m| m.default_rpm);
+    let rates = RateLimits::new(&manifest.limits.rpm, default_rpm);
+    Remote::new(client, region, config.today, budget, rates, config.retry)
+}
+
+fn warn_offline(e: &ConnectError) {
+    tracing::warn!("{e}; remote steps fall back (fallback-no-credentials)");
 }

@@ -71,9 +71,12 @@ impl BedrockClient {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(1))
             .timeout_config(timeouts);
-        if let Some(region) = &settings.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
+        let region = aws_config::meta::region::RegionProviderChain::first_try(
+            settings.region.clone().map(Region::new),
+        )
+        .or_default_provider()
+        .or_else(Region::from_static("us-east-1"));
+        loader = loader.region(region);
         if let Some(profile) = &settings.profile {
             loader = loader.profile_name(profile);
         }
@@ -88,6 +91,11 @@ impl BedrockClient {
         Ok(BedrockClient {
             inner: aws_sdk_bedrockruntime::Client::new(&sdk),
         })
+    }
+
+    /// The region calls go to.
+    pub fn region(&self) -> Option<String> {
+        self.inner.config().region().map(|r| r.to_string())
     }
 
     /// A client from a ready SDK config (tests point it at the in-process double).

@@ -1,0 +1,68 @@
+//! Loading what a command needs: the model catalog (built-in, plus a user file and the
+//! manifest's price overrides) and the validated manifest, printing diagnostics on failure.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use retouch::catalog::{Catalog, CatalogError};
+use retouch::manifest::{self, Manifest};
+
+/// The catalog for a manifest: built-in, overridden by `flag` or else by the manifest's own
+/// `catalog:` key (read before validation, since the manifest's model names depend on it).
+pub fn catalog_for(manifest_path: &Path, flag: Option<&Path>) -> Result<Catalog, CatalogError> {
+    let file = flag
+        .map(Path::to_owned)
+        .or_else(|| catalog_key(manifest_path));
+    let builtin = Catalog::builtin();
+    match file {
+        Some(path) => builtin.with_overrides(&path),
+        None => Ok(builtin),
+    }
+}
+
+/// The manifest's `catalog:` value joined onto its folder, if it has one. Errors are left for
+/// validation to report properly.
+fn catalog_key(manifest_path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(manifest_path).ok()?;
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    let rel = value.get("catalog")?.as_str()?;
+    let dir = manifest_path.parent().unwrap_or(Path::new("."));
+    Some(dir.join(rel))
+}
+
+/// Loads the catalog and the manifest, printing every problem; `None` means exit code 2.
+pub fn load(manifest_path: &Path, catalog_flag: Option<&Path>) -> Option<(Manifest, Arc<Catalog>)> {
+    let mut catalog = match catalog_for(manifest_path, catalog_flag) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return None;
+        }
+    };
+    let manifest = match manifest::load(manifest_path, &catalog) {
+        Ok(m) => m,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return None;
+        }
+    };
+    for (id, price) in &manifest.prices {
+        if let Err(e) = catalog.set_price(id, *price) {
+            eprintln!("error: prices: {e}");
+            return None;
+        }
+    }
+    Some((manifest, Arc::new(catalog)))
+}
+
+/// The region a run will use: the manifest's, else the environment's, else `us-east-1`.
+pub fn region(manifest: &Manifest) -> String {
+    manifest
+        .aws
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into())
+}

@@ -1,0 +1,366 @@
+//! One step of one image on a remote model: budget reservation, circuit breaker, rate limit,
+//! retries with backoff, and the walk down the router's candidate list.
+//!
+//! Money rules live here: a call's estimated cost is reserved before it is made and settled with
+//! the billed amount after (a 200 answer is billed per returned image; errors are not), so
+//! concurrent images can never push the billed total past a cap. When every candidate fails, the
+//! caller gets the reason (and anything that was billed anyway) and applies the step's fallback.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use image::RgbaImage;
+
+use super::budget::Budget;
+use super::health::{Admission, Health, OpenReason};
+use super::rate_limit::RateLimits;
+use super::retry::RetryPolicy;
+use crate::catalog::Date;
+use crate::cpu;
+use crate::manifest::{OpParams, Step};
+use crate::money::Usd;
+use crate::providers::bedrock::{
+    BedrockClient, EncodedRequest, RemoteError, RemoteParams, RetryAction, decode_response,
+    encode_request,
+};
+use crate::router::{Candidate, Reason};
+
+/// Everything remote calls share during a run. Created once per run, dropped at its end.
+pub struct Remote {
+    /// `None` when no credentials were found: every remote step falls back at once.
+    pub client: Option<BedrockClient>,
+    pub region: String,
+    pub today: Date,
+    pub budget: Budget,
+    pub rates: RateLimits,
+    pub health: Health,
+    pub retry: RetryPolicy,
+    /// Legacy models already warned about, so each is named once per run.
+    warned_legacy: Mutex<HashSet<String>>,
+}
+
+/// A step a remote model performed.
+pub struct Served {
+    pub image: RgbaImage,
+    pub model: String,
+    pub reason: Reason,
+    pub cost: Usd,
+    pub attempts: u32,
+    pub latency: Duration,
+}
+
+/// Every candidate failed (or could not be afforded).
+pub struct NotServed {
+    pub reason: Reason,
+    pub error: String,
+    /// Billed although no usable result came back.
+    pub cost: Usd,
+    pub attempts: u32,
+    pub latency: Duration,
+}
+
+impl NotServed {
+    /// Records why the latest candidate failed and what to do next.
+    fn set<T>(&mut self, reason: Reason, error: String, next: Next) -> Result<T, Next> {
+        self.reason = reason;
+        self.error = error;
+        Err(next)
+    }
+}
+
+/// What to do after one candidate failed.
+enum Next {
+    /// Try the next candidate.
+    NextModel,
+    /// This image cannot be served remotely: fall back now.
+    Stop,
+}
+
+impl Remote {
+    pub fn new(
+        client: Option<BedrockClient>,
+        region: String,
+        today: Date,
+        budget: Budget,
+        rates: RateLimits,
+        retry: RetryPolicy,
+    ) -> Remote {
+        Remote {
+            client,
+            region,
+            today,
+            budget,
+            rates,
+            health: Health::default(),
+            retry,
+            warned_legacy: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Why a model may not be called this run, as a report reason.
+    pub fn unhealthy(&self, model: &str) -> Option<Reason> {
+        self.health.is_open(model).map(open_reason)
+    }
+
+    /// Serves `step` for the image `key` with the first candidate that succeeds.
+    pub async fn serve(
+        &self,
+        step: &Step,
+        key: &str,
+        image: Arc<RgbaImage>,
+        candidates: Vec<Candidate>,
+        first_reason: Reason,
+    ) -> Result<Served, NotServed> {
+        let started = Instant::now();
+        let mut failure = NotServed {
+            reason: Reason::FallbackTooLarge,
+            error: String::new(),
+            cost: Usd::ZERO,
+            attempts: 0,
+            latency: Duration::ZERO,
+        };
+        for (i, candidate) in candidates.into_iter().enumerate() {
+            let reason = if i == 0 {
+                first_reason
+            } else {
+                Reason::NextCheapest
+            };
+            match self
+                .try_candidate(step, key, &image, candidate, &mut failure)
+                .await
+            {
+                Ok((image, model, cost)) => {
+                    return Ok(Served {
+                        image,
+                        model,
+                        reason,
+                        cost: failure.cost + cost,
+                        attempts: failure.attempts,
+                        latency: started.elapsed(),
+                    });
+                }
+                Err(Next::NextModel) => continue,
+                Err(Next::Stop) => break,
+            }
+        }
+        failure.latency = started.elapsed();
+        Err(failure)
+    }
+
+    /// One candidate: reserve, admit, encode, call with retries, decode, settle.
+    async fn try_candidate(
+        &self,
+        step: &Step,
+        key: &str,
+        image: &Arc<RgbaImage>,
+        candidate: Candidate,
+        failure: &mut NotServed,
+    ) -> Result<(RgbaImage, String, Usd), Next> {
+        let model_id = candidate.model.id.clone();
+        let Some(client) = &self.client else {
+            return failure.set(
+                Reason::FallbackNoCredentials,
+                "no AWS credentials".into(),
+                Next::Stop,
+            );
+        };
+        // Cheapest first: if this one cannot be afforded, neither can the rest.
+        let reservation = match self.budget.reserve(key, candidate.price) {
+            Ok(r) => r,
+            Err(e) => return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop),
+        };
+        let _permit = match self.health.admit(&model_id).await {
+            Admission::Go(permit) => permit,
+            Admission::Open(r) => {
+                return failure.set(open_reason(r), format!("{model_id}: {r}"), Next::NextModel);
+            }
+        };
+        self.warn_if_legacy(&candidate);
+        let request = match self.encode(step, image, &candidate).await {
+            Ok(r) => r,
+            Err(e) => return failure.set(Reason::FallbackTooLarge, e, Next::NextModel),
+        };
+        let body = match self.call(client, &model_id, &request, failure).await {
+            Ok(body) => body,
+            Err(e) => {
+                drop(reservation); // nothing billed
+                return match e.action() {
+                    RetryAction::OpenCircuit => {
+                        self.health.open(&model_id, circuit_reason(&e));
+                        failure.set(
+                            Reason::FallbackRemote(e.reason()),
+                            e.to_string(),
+                            Next::NextModel,
+                        )
+                    }
+                    RetryAction::Retry => failure.set(
+                        Reason::FallbackRemote(e.reason()),
+                        e.to_string(),
+                        Next::NextModel,
+                    ),
+                    RetryAction::FallBack => failure.set(
+                        Reason::FallbackRemote(e.reason()),
+                        e.to_string(),
+                        next_after(&e),
+                    ),
+                };
+            }
+        };
+        self.health.on_success(&model_id);
+        self.rates.on_success(&model_id);
+        let op = step.op;
+        let (model, original) = (candidate.model.clone(), image.clone());
+        let mapping = request.mapping;
+        let decoded =
+            cpu::run(move || decode_response(&model, op, &body, &original, &mapping)).await;
+        match decoded {
+            Ok(Ok(d)) => {
+                let cost = candidate.price.times(d.images_billed);
+                reservation.settle(cost);
+                self.log_budget_warnings();
+                Ok((d.image, model_id, cost))
+            }
+            Ok(Err(e)) => {
+                // The call answered 200: billed unless nothing came back (filtered out).
+                let cost = if matches!(e, RemoteError::ContentFiltered { .. }) {
+                    Usd::ZERO
+                } else {
+                    candidate.price
+                };
+                reservation.settle(cost);
+                failure.cost += cost;
+                failure.set(
+                    Reason::FallbackRemote(e.reason()),
+                    e.to_string(),
+                    next_after(&e),
+                )
+            }
+            Err(panic) => {
+                reservation.settle(candidate.price);
+                failure.cost += candidate.price;
+                failure.set(
+                    Reason::FallbackRemote("fallback-bad-response"),
+                    panic.to_string(),
+                    Next::NextModel,
+                )
+            }
+        }
+    }
+
+    async fn encode(
+        &self,
+        step: &Step,
+        image: &Arc<RgbaImage>,
+        candidate: &Candidate,
+    ) -> Result<EncodedRequest, String> {
+        let params = remote_params(step, image.dimensions());
+        let (model, image, op) = (candidate.model.clone(), image.clone(), step.op);
+        match cpu::run(move || encode_request(&model, op, &image, &params)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(panic) => Err(panic.to_string()),
+        }
+    }
+
+    /// The call with rate limiting and retries; counts attempts into `failure`.
+    async fn call(
+        &self,
+        client: &BedrockClient,
+        model: &str,
+        request: &EncodedRequest,
+        failure: &mut NotServed,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let mut tries = 0;
+        loop {
+            self.rates.acquire(model).await;
+            tries += 1;
+            failure.attempts += 1;
+            let result = client
+                .invoke(&request.invoke_id, request.body.clone())
+                .await;
+            let err = match result {
+                Ok(body) => return Ok(body),
+                Err(e) => e,
+            };
+            if err.action() != RetryAction::Retry || !self.retry.allows_another(tries) {
+                return Err(err);
+            }
+            if matches!(err, RemoteError::Throttled) {
+                self.rates.on_throttled(model);
+            }
+            let delay = self.retry.backoff(tries - 1, &mut rand::rng());
+            tracing::debug!(model, tries, ?delay, error = %err, "retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn warn_if_legacy(&self, candidate: &Candidate) {
+        if candidate.legacy
+            && self
+                .warned_legacy
+                .lock()
+                .expect("legacy set")
+                .insert(candidate.model.id.clone())
+        {
+            let eol = candidate
+                .model
+                .lifecycle
+                .end_of_life
+                .map(|d| format!(", end of life {d}"))
+                .unwrap_or_default();
+            tracing::warn!(
+                "model {} is legacy{eol}; plan a replacement",
+                candidate.model.alias
+            );
+        }
+    }
+
+    fn log_budget_warnings(&self) {
+        for w in self.budget.take_warnings() {
+            tracing::warn!("budget: {}% used (${} of ${})", w.percent, w.spent, w.cap);
+        }
+    }
+}
+
+/// After a per-image failure: content filters and rejected inputs would fail the same way on the
+/// next model, so stop; a model's own failure may not repeat elsewhere.
+fn next_after(e: &RemoteError) -> Next {
+    match e {
+        RemoteError::ContentFiltered { .. } | RemoteError::Validation { .. } => Next::Stop,
+        _ => Next::NextModel,
+    }
+}
+
+fn circuit_reason(e: &RemoteError) -> OpenReason {
+    match e {
+        RemoteError::AccessDenied { .. } => OpenReason::AccessDenied,
+        RemoteError::ModelNotFound { .. } => OpenReason::NotFound,
+        RemoteError::InvalidModel { .. } => OpenReason::InvalidModel,
+        _ => OpenReason::Unavailable,
+    }
+}
+
+fn open_reason(r: OpenReason) -> Reason {
+    match r {
+        OpenReason::AccessDenied => Reason::FallbackAccessDenied,
+        OpenReason::NotFound => Reason::FallbackRemote("fallback-model-not-found"),
+        OpenReason::InvalidModel => Reason::FallbackRemote("fallback-model-invalid"),
+        OpenReason::Unavailable => Reason::FallbackRemote("fallback-model-unavailable"),
+    }
+}
+
+/// The step parameters a remote model sees.
+fn remote_params(step: &Step, (w, h): (u32, u32)) -> RemoteParams {
+    let target = match &step.params {
+        OpParams::Upscale(p) => Some(p.target.output_size(w, h)),
+        _ => None,
+    };
+    RemoteParams {
+        prompt: step.prompt.clone(),
+        negative_prompt: step.negative_prompt.clone(),
+        similarity: step.similarity,
+        target,
+        seed: None,
+    }
+}

@@ -1,0 +1,173 @@
+//! Accumulates one image's report rows as its steps finish.
+
+use std::time::Duration;
+
+use image::RgbaImage;
+
+use super::image_task::StepFailed;
+use crate::catalog::Op;
+use crate::ledger::{Status, StepRecord};
+use crate::manifest::Step;
+use crate::money::Usd;
+use crate::router::Reason;
+use crate::sources::InputItem;
+
+/// A step that finished (ran somewhere, or was skipped by `fallback: skip`).
+pub(super) struct StepDone {
+    pub model: String,
+    pub reason: Reason,
+    pub cost: Usd,
+    pub attempts: u32,
+    pub latency: Duration,
+    /// The new image; `None` when the step was skipped.
+    pub image: Option<RgbaImage>,
+}
+
+/// One image's rows, in step order.
+pub(super) struct RowBuilder {
+    template: StepRecord,
+    ops: Vec<Op>,
+    rows: Vec<StepRecord>,
+}
+
+impl RowBuilder {
+    pub fn new(item: &InputItem, steps: &[Step]) -> RowBuilder {
+        RowBuilder {
+            template: StepRecord {
+                image_index: item.index,
+                image: item.display.clone(),
+                step: 0,
+                op: steps[0].op,
+                model: "-".into(),
+                reason: String::new(),
+                status: Status::Skipped,
+                cost: Usd::ZERO,
+                latency_ms: 0,
+                attempts: 0,
+                input_size: None,
+                output_size: None,
+                output: String::new(),
+                error: String::new(),
+            },
+            ops: steps.iter().map(|s| s.op).collect(),
+            rows: Vec::with_capacity(steps.len()),
+        }
+    }
+
+    fn row(&self, step: &Step) -> StepRecord {
+        StepRecord {
+            step: step.index,
+            op: step.op,
+            ..self.template.clone()
+        }
+    }
+
+    pub fn done(
+        &mut self,
+        step: &Step,
+        done: StepDone,
+        skipped: bool,
+        input: (u32, u32),
+        output: (u32, u32),
+    ) {
+        let status = if skipped { Status::Skipped } else { Status::Ok };
+        let row = StepRecord {
+            model: done.model,
+            reason: done.reason.to_string(),
+            status,
+            cost: done.cost,
+            latency_ms: done.latency.as_millis() as u64,
+            attempts: done.attempts,
+            input_size: Some(input),
+            output_size: Some(output),
+            ..self.row(step)
+        };
+        self.rows.push(row);
+    }
+
+    /// A dry-run row: the route this step would take and its estimated cost.
+    pub fn planned(
+        &mut self,
+        step: &Step,
+        model: &str,
+        reason: Reason,
+        estimate: Usd,
+        input: (u32, u32),
+        output: (u32, u32),
+    ) {
+        let row = StepRecord {
+            model: model.into(),
+            reason: reason.to_string(),
+            status: Status::Planned,
+            cost: estimate,
+            input_size: Some(input),
+            output_size: Some(output),
+            ..self.row(step)
+        };
+        self.rows.push(row);
+    }
+
+    pub fn failed(&mut self, step: &Step, failed: StepFailed, input: (u32, u32)) {
+        let row = StepRecord {
+            model: failed.model,
+            reason: failed.reason,
+            status: Status::Failed,
+            cost: failed.cost,
+            latency_ms: failed.latency.as_millis() as u64,
+            attempts: failed.attempts,
+            input_size: Some(input),
+            error: failed.error,
+            ..self.row(step)
+        };
+        self.rows.push(row);
+    }
+
+    /// Every step failed for the same reason (the image could not even be read).
+    pub fn all_failed(mut self, reason: &str, error: &str) -> Vec<StepRecord> {
+        for (i, &op) in self.ops.iter().enumerate() {
+            self.rows.push(StepRecord {
+                step: i,
+                op,
+                reason: reason.into(),
+                status: Status::Failed,
+                error: error.into(),
+                ..self.template.clone()
+            });
+        }
+        self.rows
+    }
+
+    /// A step failed: the steps after it are skipped.
+    pub fn finish_failed(mut self) -> Vec<StepRecord> {
+        for i in self.rows.len()..self.ops.len() {
+            self.rows.push(StepRecord {
+                step: i,
+                op: self.ops[i],
+                reason: "upstream-failed".into(),
+                ..self.template.clone()
+            });
+        }
+        self.rows
+    }
+
+    /// Writing the result failed after every step ran: the last row carries the failure.
+    pub fn fail_last(mut self, reason: &str, error: &str) -> Vec<StepRecord> {
+        if let Some(last) = self.rows.last_mut() {
+            last.status = Status::Failed;
+            last.reason = reason.into();
+            last.error = error.into();
+        }
+        self.rows
+    }
+
+    pub fn finish_written(mut self, output: &str) -> Vec<StepRecord> {
+        for row in &mut self.rows {
+            row.output = output.into();
+        }
+        self.rows
+    }
+
+    pub fn finish(self) -> Vec<StepRecord> {
+        self.rows
+    }
+}
