@@ -81,29 +81,8 @@ pub enum EncodeError {
 
 /// Decodes `bytes`, refusing images of more than `max_megapixels` million pixels.
 pub fn decode(bytes: &[u8], max_megapixels: u32) -> Result<Decoded, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .expect("reading from memory cannot fail");
-    let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
-    check_complete(format, bytes)?;
+    let (format, mut decoder) = open_decoder(bytes, max_megapixels)?;
     let corrupt = |source| DecodeError::Corrupt { format, source };
-
-    let mut reader = reader;
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
-    let (width, height) = decoder.dimensions();
-    if u64::from(width) * u64::from(height) > u64::from(max_megapixels) * 1_000_000 {
-        return Err(DecodeError::TooLarge {
-            width,
-            height,
-            limit: max_megapixels,
-        });
-    }
     let icc = decoder.icc_profile().ok().flatten();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
@@ -119,23 +98,8 @@ pub fn decode(bytes: &[u8], max_megapixels: u32) -> Result<Decoded, DecodeError>
 
 /// Reads only the header: the upright size (EXIF orientation applied) of an image.
 pub fn probe(bytes: &[u8], max_megapixels: u32) -> Result<(u32, u32), DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .expect("reading from memory cannot fail");
-    let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
-    let corrupt = |source| DecodeError::Corrupt { format, source };
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (_, mut decoder) = open_decoder(bytes, max_megapixels)?;
     let (width, height) = decoder.dimensions();
-    if u64::from(width) * u64::from(height) > u64::from(max_megapixels) * 1_000_000 {
-        return Err(DecodeError::TooLarge {
-            width,
-            height,
-            limit: max_megapixels,
-        });
-    }
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let swaps = matches!(
         orientation,
@@ -149,6 +113,37 @@ pub fn probe(bytes: &[u8], max_megapixels: u32) -> Result<(u32, u32), DecodeErro
     } else {
         (width, height)
     })
+}
+
+/// Sniffs the format and opens a decoder, refusing empty input and images over the pixel limit
+/// before any pixel is allocated.
+fn open_decoder(
+    bytes: &[u8],
+    max_megapixels: u32,
+) -> Result<(ImageFormat, Box<dyn ImageDecoder + '_>), DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("reading from memory cannot fail");
+    let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
+    check_complete(format, bytes)?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    reader.limits(limits);
+    let decoder = reader
+        .into_decoder()
+        .map_err(|source| DecodeError::Corrupt { format, source })?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > u64::from(max_megapixels) * 1_000_000 {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            limit: max_megapixels,
+        });
+    }
+    Ok((format, Box::new(decoder)))
 }
 
 /// Catches truncation that lenient decoders would paper over with grey pixels.
