@@ -64,11 +64,17 @@ impl BackdropModel {
         Some(model)
     }
 
-    /// The modelled backdrop colour at pixel centre `(x, y)`, linear RGB.
+    /// The modelled backdrop colour at pixel centre `(x, y)`, linear RGB. Capped at 1: an
+    /// over-exposed backdrop clips in the sensor, so the surface must too.
     pub fn at(&self, x: f32, y: f32) -> [f32; 3] {
         let t = terms(x, y, self.w, self.h);
-        self.coef
-            .map(|c| c.iter().zip(&t).map(|(a, b)| a * b).sum::<f64>().max(1e-4) as f32)
+        self.coef.map(|c| {
+            c.iter()
+                .zip(&t)
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                .clamp(1e-4, 1.0) as f32
+        })
     }
 
     /// The brightest modelled backdrop colour inside the frame (by luminance).

@@ -3,9 +3,9 @@
 //!
 //! Opaque photos use the border-fitted backdrop ([`BackdropModel`]) as the white reference
 //! when it is near-neutral (a light sweep, gradient or vignette): its brightest point is made
-//! neutral and brought to a studio-white level. Coloured backdrops and cut-outs (any pixel with
-//! alpha 0) fall back to shades-of-grey white balance and a highlight-percentile exposure over
-//! the pixels with alpha > 0. Alpha is never changed and transparent pixels are left untouched.
+//! neutral and brought to a studio-white level. Opaque photos on a coloured backdrop are left
+//! unchanged (no trustworthy reference). Cut-outs (any pixel with alpha 0) use a mild
+//! highlight-based white balance and exposure over the pixels with alpha > 0. Alpha is never changed and transparent pixels are left untouched.
 
 use super::backdrop::BackdropModel;
 use super::colour::{decode, encode, luminance};
@@ -68,11 +68,14 @@ pub fn estimate_gains(img: &RgbaImage) -> [f32; 3] {
             .filter(|m| m.inliers > 0.5)
             .map(|m| m.brightest())
     };
-    let gains = match white.filter(|w| is_neutralish(*w)) {
-        Some(w) => {
+    let gains = match white {
+        Some(w) if is_neutralish(w) => {
             let y = luminance(w);
             w.map(|c| (y / c).clamp(0.6, 1.6) * STUDIO_WHITE / y)
         }
+        // A coloured backdrop: no trustworthy white reference, and highlight statistics made
+        // things worse on the benchmark set, so leave the photo as shot.
+        Some(_) => [1.0; 3],
         None => statistical_gains(img),
     };
     gains.map(|g| g.clamp(0.25, 4.0))
@@ -84,28 +87,30 @@ fn is_neutralish(c: [f32; 3]) -> bool {
     hi / lo.max(1e-4) < NEUTRAL_RATIO
 }
 
-/// Shades-of-grey (Minkowski p = 6) white balance and a 99th-percentile exposure, over pixels
-/// with alpha > 0.
+/// Without a neutral backdrop: white balance from the brightest 0.5 % of pixels with
+/// alpha > 0 (specular highlights reflect the light source, so they should be neutral), kept
+/// mild, and exposure bringing those highlights to a bright but unclipped level.
 fn statistical_gains(img: &RgbaImage) -> [f32; 3] {
-    let mut sums = [0.0f64; 3];
-    let mut lums = Vec::new();
-    for p in img.pixels().filter(|p| p.0[3] > 0) {
-        let c = [decode(p.0[0]), decode(p.0[1]), decode(p.0[2])];
-        for k in 0..3 {
-            sums[k] += (c[k] as f64).powi(6);
-        }
-        lums.push(luminance(c));
-    }
-    if lums.is_empty() {
+    let mut px: Vec<[f32; 3]> = img
+        .pixels()
+        .filter(|p| p.0[3] > 0)
+        .map(|p| [decode(p.0[0]), decode(p.0[1]), decode(p.0[2])])
+        .collect();
+    if px.is_empty() {
         return [1.0; 3];
     }
-    let n = lums.len() as f64;
-    let est = sums.map(|s| ((s / n).powf(1.0 / 6.0) as f32).max(1e-4));
-    let y = luminance(est);
-    let wb = est.map(|c| (y / c).clamp(0.7, 1.4));
-    let idx = ((lums.len() - 1) as f32 * 0.99) as usize;
-    let (_, p99, _) = lums.select_nth_unstable_by(idx, f32::total_cmp);
-    let exposure = (0.85 / p99.max(1e-3)).clamp(0.5, 2.5);
+    let idx = ((px.len() - 1) as f32 * 0.995) as usize;
+    px.select_nth_unstable_by(idx, |a, b| luminance(*a).total_cmp(&luminance(*b)));
+    let top = &px[idx..];
+    let mut est = [0.0f32; 3];
+    for c in top {
+        for (e, v) in est.iter_mut().zip(c) {
+            *e += v / top.len() as f32;
+        }
+    }
+    let y = luminance(est).max(1e-3);
+    let wb = est.map(|c| (y / c.max(1e-4)).clamp(0.9, 1.12));
+    let exposure = (0.9 / y).clamp(0.85, 1.4);
     wb.map(|g| g * exposure)
 }
 
