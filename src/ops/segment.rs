@@ -1,0 +1,216 @@
+//! Hard product/backdrop segmentation for [`super::remove_bg`]: per-pixel evidence against the
+//! fitted [`BackdropModel`] (chroma and brightness ratios normalised by backdrop noise, with
+//! darker low-chroma pixels allowed as shadow), sharp luminance edges, hysteresis, and a hole
+//! rule: regions cut off from the border become product unless they look like backdrop.
+
+use super::backdrop::BackdropModel;
+use super::colour::{decode, luminance};
+use super::filter::Plane;
+use image::RgbaImage;
+use std::collections::VecDeque;
+
+/// Below this luminance ratio to the backdrop a pixel is too dark to be a contact shadow.
+const SHADOW_FLOOR: f32 = 0.42;
+/// Luminance-ratio gradient (per pixel) that counts as a product edge; shadows are softer.
+const EDGE: f32 = 0.07;
+/// Radius of the morphological closing applied before the hole rule.
+const CLOSE: usize = 2;
+
+/// Per-pixel evidence: `score` ≥ 1 is confidently product; `ratio` is luminance / backdrop.
+pub struct Evidence {
+    pub score: Plane,
+    pub ratio: Plane,
+}
+
+/// Computes product evidence for every pixel.
+pub fn evidence(img: &RgbaImage, model: &BackdropModel) -> Evidence {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let sigma = model.noise;
+    let chroma_tol = 4.0 * sigma + 0.035;
+    let bright_tol = 4.0 * sigma + 0.03;
+    let feats = |x: usize, y: usize| -> (f32, f32) {
+        let p = img.get_pixel(x as u32, y as u32).0;
+        let c = [decode(p[0]), decode(p[1]), decode(p[2])];
+        let b = model.at(x as f32 + 0.5, y as f32 + 0.5);
+        let k = luminance(c) / luminance(b).max(1e-4);
+        let kk = k.max(0.05);
+        let dc = (0..3)
+            .map(|i| ((c[i] / b[i]) / kk - 1.0).abs())
+            .fold(0.0, f32::max);
+        // Chroma in dark pixels is dominated by noise: demand more deviation there.
+        let chroma = dc * kk.sqrt().min(1.0) / chroma_tol;
+        let bright = (k - 1.0) / bright_tol;
+        let dark = (SHADOW_FLOOR + 0.1 - k) / 0.1;
+        (chroma.max(bright).max(dark), k)
+    };
+    let score = Plane::from_fn(w, h, |x, y| feats(x, y).0);
+    let ratio = Plane::from_fn(w, h, |x, y| feats(x, y).1);
+    Evidence { score, ratio }
+}
+
+/// Sobel gradient magnitude (per pixel) of a lightly smoothed plane.
+fn gradient(p: &Plane) -> Plane {
+    let s = p.gaussian(0.7);
+    let (w, h) = (s.w, s.h);
+    Plane::from_fn(w, h, |x, y| {
+        let at = |dx: isize, dy: isize| {
+            let xx = (x as isize + dx).clamp(0, w as isize - 1) as usize;
+            let yy = (y as isize + dy).clamp(0, h as isize - 1) as usize;
+            s.at(xx, yy)
+        };
+        let gx = (at(1, -1) + 2.0 * at(1, 0) + at(1, 1) - at(-1, -1) - 2.0 * at(-1, 0) - at(-1, 1))
+            / 8.0;
+        let gy = (at(-1, 1) + 2.0 * at(0, 1) + at(1, 1) - at(-1, -1) - 2.0 * at(0, -1) - at(1, -1))
+            / 8.0;
+        (gx * gx + gy * gy).sqrt()
+    })
+}
+
+/// The hard mask (true = product).
+pub fn segment(ev: &Evidence) -> Vec<bool> {
+    let (w, h) = (ev.score.w, ev.score.h);
+    let grad = gradient(&ev.ratio);
+    let strong: Vec<bool> = (0..w * h)
+        .map(|i| ev.score.data[i] >= 1.0 || grad.data[i] >= EDGE)
+        .collect();
+    let weak: Vec<bool> = (0..w * h)
+        .map(|i| ev.score.data[i] >= 0.45 || grad.data[i] >= EDGE * 0.5)
+        .collect();
+    let mut mask = flood(w, h, &strong, &weak);
+    remove_specks(w, h, &mut mask, (w * h / 2000).max(8));
+    let m = Plane {
+        w,
+        h,
+        data: mask.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect(),
+    };
+    // Closing bridges small gaps in a faint outline so its interior counts as enclosed.
+    let closed = m.max_filter(CLOSE).min_filter(CLOSE);
+    let mut mask: Vec<bool> = closed.data.iter().map(|v| *v > 0.5).collect();
+    fill_enclosed(w, h, &mut mask, ev);
+    mask
+}
+
+/// Grows `seeds` through `allowed` (4-connected).
+fn flood(w: usize, h: usize, seeds: &[bool], allowed: &[bool]) -> Vec<bool> {
+    let mut out = seeds.to_vec();
+    let mut queue: VecDeque<usize> = (0..w * h).filter(|&i| seeds[i]).collect();
+    while let Some(i) = queue.pop_front() {
+        for j in neighbours(i, w, h) {
+            if !out[j] && allowed[j] {
+                out[j] = true;
+                queue.push_back(j);
+            }
+        }
+    }
+    out
+}
+
+fn neighbours(i: usize, w: usize, h: usize) -> impl Iterator<Item = usize> {
+    let (x, y) = (i % w, i / w);
+    [
+        (x > 0).then(|| i - 1),
+        (x + 1 < w).then(|| i + 1),
+        (y > 0).then(|| i - w),
+        (y + 1 < h).then(|| i + w),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Labels 4-connected components where `mask[i] == value`; returns (labels, sizes). Label 0 = other.
+fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<Vec<usize>>) {
+    let mut label = vec![0u32; w * h];
+    let mut comps: Vec<Vec<usize>> = vec![Vec::new()];
+    for start in 0..w * h {
+        if mask[start] != value || label[start] != 0 {
+            continue;
+        }
+        let id = comps.len() as u32;
+        let mut members = vec![start];
+        label[start] = id;
+        let mut k = 0;
+        while k < members.len() {
+            let i = members[k];
+            k += 1;
+            for j in neighbours(i, w, h) {
+                if mask[j] == value && label[j] == 0 {
+                    label[j] = id;
+                    members.push(j);
+                }
+            }
+        }
+        comps.push(members);
+    }
+    (label, comps)
+}
+
+fn remove_specks(w: usize, h: usize, mask: &mut [bool], min_area: usize) {
+    let (_, comps) = components(w, h, mask, true);
+    for c in comps.iter().skip(1).filter(|c| c.len() < min_area) {
+        for &i in c {
+            mask[i] = false;
+        }
+    }
+}
+
+/// Background regions that do not reach the border are product (a label, a reflection) unless
+/// they look like the backdrop (a mug handle's hole): mean evidence low and ratio near 1.
+fn fill_enclosed(w: usize, h: usize, mask: &mut [bool], ev: &Evidence) {
+    let (_, comps) = components(w, h, mask, false);
+    for c in comps.iter().skip(1) {
+        let touches_border = c.iter().any(|&i| {
+            let (x, y) = (i % w, i / w);
+            x == 0 || y == 0 || x + 1 == w || y + 1 == h
+        });
+        if touches_border {
+            continue;
+        }
+        let n = c.len() as f32;
+        let score = c.iter().map(|&i| ev.score.data[i]).sum::<f32>() / n;
+        let off = c
+            .iter()
+            .map(|&i| (ev.ratio.data[i] - 1.0).abs())
+            .sum::<f32>()
+            / n;
+        let looks_like_backdrop = score < 0.4 && off < 0.04 && n > 30.0;
+        if !looks_like_backdrop {
+            for &i in c {
+                mask[i] = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enclosed_backdrop_stays_background_and_speck_goes() {
+        let (w, h) = (20, 20);
+        let mut mask: Vec<bool> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                (3..17).contains(&x)
+                    && (3..17).contains(&y)
+                    && !((7..13).contains(&x) && (7..13).contains(&y))
+            })
+            .collect();
+        mask[0] = true; // speck
+        remove_specks(w, h, &mut mask, 4);
+        assert!(!mask[0]);
+        let ev = Evidence {
+            score: Plane::new(w, h, 0.0),
+            ratio: Plane::new(w, h, 1.0),
+        };
+        let mut hole = mask.clone();
+        fill_enclosed(w, h, &mut hole, &ev);
+        assert!(!hole[10 * w + 10], "backdrop-like hole stays open");
+        let dark = Evidence {
+            score: Plane::new(w, h, 0.0),
+            ratio: Plane::new(w, h, 0.5),
+        };
+        fill_enclosed(w, h, &mut mask, &dark);
+        assert!(mask[10 * w + 10], "a dark enclosed region is product");
+    }
+}
