@@ -17,6 +17,7 @@ pub mod plan;
 pub mod providers;
 pub mod report;
 pub mod router;
+pub mod s3;
 pub mod scheduler;
 pub mod sinks;
 pub mod sources;

@@ -13,6 +13,7 @@ use retouch::manifest::{Manifest, ModelRef, Step};
 use retouch::money::Usd;
 use retouch::plan::Plan;
 use retouch::router::{self, Decision, Facts};
+use retouch::sources::{InputLocation, read_head};
 
 use super::args::CheckArgs;
 use super::code;
@@ -22,7 +23,12 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     else {
         return Ok(code::USAGE);
     };
-    let listing = match retouch::sources::list(&manifest) {
+    let s3 = super::s3::connect(&manifest).await;
+    if let Err(e) = super::s3::preflight(&manifest, s3.as_ref()).await {
+        eprintln!("error: {e}");
+        return Ok(code::USAGE);
+    }
+    let listing = match retouch::sources::list(&manifest, s3.as_ref()).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -30,9 +36,10 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         }
     };
     let region = super::load::region(&manifest);
-    let plan = Plan::new(Arc::new(manifest), listing);
+    let plan = Plan::new(Arc::new(manifest), listing, s3);
     print_header(&plan, &region);
-    let sizes = probe_sizes(&plan);
+    let mut sizes = probe_local_sizes(&plan);
+    sizes.extend(probe_s3_sizes(&plan).await);
     let today = Date::today_utc();
     let healthy = |_: &str| None;
     let facts = Facts {
@@ -61,35 +68,76 @@ fn print_header(plan: &Plan, region: &str) {
             plan.excluded, plan.skipped_non_images
         );
     }
+    if plan.skipped_folder_markers > 0 {
+        print!(
+            " ({} S3 folder markers skipped)",
+            plan.skipped_folder_markers
+        );
+    }
     println!();
     for problem in plan.images.iter().filter_map(|i| i.output.as_ref().err()) {
         println!("  warning: {problem}");
     }
     println!(
         "output:   {} ({:?}, quality {})",
-        m.output.dir.display(),
-        m.output.format,
-        m.output.quality
+        m.output.dir, m.output.format, m.output.quality
     );
-    println!("report:   {}", m.report.display());
+    if let Some(d) = m.output.presign {
+        println!(
+            "presign:  output_url column, URLs valid {} h",
+            d.as_secs() / 3600
+        );
+    }
+    println!("report:   {}", m.report);
     println!(
         "region:   {region} (lifecycle judged on {})",
         Date::today_utc()
     );
 }
 
-/// Upright sizes of every readable input (headers only), in input order.
-fn probe_sizes(plan: &Plan) -> Vec<(u32, u32)> {
+/// Upright sizes of every readable local input (headers only), in input order.
+fn probe_local_sizes(plan: &Plan) -> Vec<(u32, u32)> {
     let max_mp = plan.manifest.limits.max_megapixels;
     plan.images
         .par_iter()
         .filter_map(|img| match &img.item.location {
-            retouch::sources::InputLocation::Local(path) => {
+            InputLocation::Local(path) => {
                 let bytes = std::fs::read(path).ok()?;
                 retouch::codec::probe(&bytes, max_mp).ok()
             }
+            InputLocation::S3 { .. } => None,
         })
         .collect()
+}
+
+/// Bytes fetched per S3 object to read its header; the whole object only if that is not enough.
+const S3_HEAD_BYTES: u64 = 256 * 1024;
+
+/// Upright sizes of every readable S3 input, from ranged GETs, 16 at a time.
+async fn probe_s3_sizes(plan: &Plan) -> Vec<(u32, u32)> {
+    let max_mp = plan.manifest.limits.max_megapixels;
+    let permits = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = tokio::task::JoinSet::new();
+    for img in &plan.images {
+        if !matches!(img.item.location, InputLocation::S3 { .. }) {
+            continue;
+        }
+        let (img, permits) = (img.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.ok()?;
+            let s3 = img.s3.as_ref();
+            let head = read_head(&img.item, s3, Some(S3_HEAD_BYTES)).await.ok()?;
+            match retouch::codec::probe(&head, max_mp) {
+                Ok(size) => Some(size),
+                Err(_) if head.len() as u64 >= S3_HEAD_BYTES => {
+                    let all = read_head(&img.item, s3, None).await.ok()?;
+                    retouch::codec::probe(&all, max_mp).ok()
+                }
+                Err(_) => None,
+            }
+        });
+    }
+    tasks.join_all().await.into_iter().flatten().collect()
 }
 
 /// Cost and call totals over the whole run.

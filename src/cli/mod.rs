@@ -9,6 +9,7 @@ mod load;
 mod models;
 mod progress;
 mod run;
+mod s3;
 
 use clap::Parser;
 

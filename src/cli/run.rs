@@ -7,9 +7,12 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use retouch::catalog::Date;
+use retouch::ledger::StepRecord;
+use retouch::manifest::{Manifest, Place};
 use retouch::plan::Plan;
 use retouch::providers::bedrock::ConnectSettings;
 use retouch::report::CsvReport;
+use retouch::s3::S3;
 use retouch::scheduler::retry::RetryPolicy;
 use retouch::scheduler::{self, Connection, RunConfig};
 
@@ -23,13 +26,24 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         return Ok(code::USAGE);
     };
     if let Some(report) = &args.report {
-        manifest.report = report.clone();
+        match report_location(report) {
+            Ok(loc) => manifest.report = loc,
+            Err(e) => {
+                eprintln!("error: --report: {e}");
+                return Ok(code::USAGE);
+            }
+        }
     }
     let concurrency = args
         .concurrency
         .map(|c| c as usize)
         .unwrap_or(manifest.limits.concurrency);
-    let listing = match retouch::sources::list(&manifest) {
+    let s3 = super::s3::connect(&manifest).await;
+    if let Err(e) = super::s3::preflight(&manifest, s3.as_ref()).await {
+        eprintln!("error: {e}");
+        return Ok(code::USAGE);
+    }
+    let listing = match retouch::sources::list(&manifest, s3.as_ref()).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -40,9 +54,12 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     let manifest_region = manifest.aws.region.clone();
     let manifest_profile = manifest.aws.profile.clone();
     let attempts = manifest.limits.attempts;
-    let report = CsvReport::create(&manifest.report, &run_id)
+    let report_path = super::s3::local_report_path(&manifest);
+    let report = CsvReport::create(&report_path, &run_id)
         .with_context(|| "cannot start the report".to_string())?;
-    let plan = Plan::new(Arc::new(manifest), listing);
+    let plan = Plan::new(Arc::new(manifest), listing, s3.clone());
+    let manifest = plan.manifest.clone();
+    let skipped = skipped_inputs(&plan);
     let progress = Arc::new(Progress::new(plan.images.len() as u64, global.quiet));
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_ctrl_c(cancel.clone(), progress.clone()));
@@ -53,7 +70,7 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         ..ConnectSettings::default()
     });
     let config = RunConfig {
-        run_id,
+        run_id: run_id.clone(),
         concurrency,
         dry_run: args.dry_run,
         catalog,
@@ -67,16 +84,79 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
     signals.abort();
     progress.finish();
+    let report_ok =
+        finish_report(&manifest, s3.as_ref(), &report_path, &run_id, &outcome.rows).await;
     if !global.quiet {
         println!("{}", outcome.summary);
+        if let Some(skipped) = skipped {
+            println!("{skipped}");
+        }
+        if let (true, Place::S3(dest)) = (report_ok, &manifest.report) {
+            println!("report uploaded to {dest}");
+        }
     }
     Ok(if outcome.cancelled {
         code::INTERRUPTED
-    } else if outcome.summary.all_ok() {
+    } else if outcome.summary.all_ok() && report_ok {
         code::OK
     } else {
         code::SOME_FAILED
     })
+}
+
+/// `--report`: a local path or `s3://bucket/key`.
+fn report_location(flag: &std::path::Path) -> Result<Place, String> {
+    let s = flag.to_string_lossy();
+    if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("s3://")) {
+        let loc = retouch::manifest::parse_s3(&s)?;
+        if loc.key.is_empty() || loc.key.ends_with('/') {
+            return Err(format!(
+                "`{s}` needs an object key, e.g. s3://bucket/report.csv"
+            ));
+        }
+        return Ok(Place::S3(loc));
+    }
+    Ok(Place::Local(flag.to_owned()))
+}
+
+/// Inputs left out, for the summary (`None` when there were none).
+fn skipped_inputs(plan: &Plan) -> Option<String> {
+    let (ex, non, markers) = (
+        plan.excluded,
+        plan.skipped_non_images,
+        plan.skipped_folder_markers,
+    );
+    (ex + non + markers > 0).then(|| {
+        format!(
+            "skipped: {ex} excluded, {non} non-image files or keys, {markers} S3 folder markers"
+        )
+    })
+}
+
+/// Adds presigned output URLs to the report when asked, and uploads it when it belongs in S3
+/// (the local copy stays). Returns whether everything asked for worked.
+async fn finish_report(
+    manifest: &Manifest,
+    s3: Option<&S3>,
+    local: &std::path::Path,
+    run_id: &str,
+    rows: &[StepRecord],
+) -> bool {
+    let Some(s3) = s3 else { return true };
+    if let Some(expires) = manifest.output.presign {
+        let urls = super::s3::presign_outputs(s3, rows, expires).await;
+        if let Err(e) = retouch::report::write_with_output_urls(local, run_id, rows, &urls) {
+            eprintln!("error: {e}");
+            return false;
+        }
+    }
+    if let Place::S3(dest) = &manifest.report
+        && let Err(e) = super::s3::upload_report(s3, local, dest).await
+    {
+        eprintln!("error: {e} (the report is kept at {})", local.display());
+        return false;
+    }
+    true
 }
 
 /// First Ctrl-C: stop starting images, let in-flight ones finish, write the report.

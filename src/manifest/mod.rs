@@ -10,6 +10,7 @@
 mod check;
 mod diagnostic;
 mod locate;
+mod location;
 mod model;
 mod models;
 mod sections;
@@ -17,6 +18,7 @@ mod steps;
 mod suggest;
 
 pub use diagnostic::{Diagnostic, Location, ManifestErrors, Position};
+pub use location::{MAX_PRESIGN, parse_s3};
 pub use model::*;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use crate::catalog::Op;
 pub use crate::money::Usd;
@@ -34,8 +35,9 @@ pub struct Manifest {
     pub steps: Vec<Step>,
     /// Run-time limits.
     pub limits: Limits,
-    /// Where the CSV report is written (default `<output.dir>/report.csv`).
-    pub report: PathBuf,
+    /// Where the CSV report is written (default `<output.dir>/report.csv`). An S3 report is
+    /// uploaded when the run ends; its local copy is kept in [`Manifest::state_dir`].
+    pub report: Place,
     /// Spending caps (all optional; no cap means unlimited).
     pub budget: Budget,
     /// AWS settings for remote models.
@@ -46,6 +48,23 @@ pub struct Manifest {
     /// Price overrides per model (`prices: { nova-canvas: 0.05 }`), keyed by canonical model id,
     /// USD per output image.
     pub prices: BTreeMap<String, Usd>,
+}
+
+impl Manifest {
+    /// The pipeline's local working folder, `<manifest folder>/.retouch/<name>`: where a report
+    /// bound for S3 is kept locally.
+    pub fn state_dir(&self) -> PathBuf {
+        self.base_dir.join(".retouch").join(&self.name)
+    }
+
+    /// Whether any input, the output or the report lives in S3.
+    pub fn uses_s3(&self) -> bool {
+        self.inputs
+            .iter()
+            .any(|i| matches!(i, InputSpec::S3 { .. }))
+            || self.output.dir.is_s3()
+            || self.report.is_s3()
+    }
 }
 
 /// `budget:`.
@@ -66,6 +85,81 @@ pub struct AwsSettings {
     pub region: Option<String>,
     /// Named profile; otherwise the default credential chain.
     pub profile: Option<String>,
+    /// `aws.s3:`: how S3 is reached.
+    pub s3: S3Endpoint,
+}
+
+/// `aws.s3:`. Without an endpoint, the SDK's own (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, or
+/// AWS itself) is used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct S3Endpoint {
+    /// An S3-compatible store (`http://minio.local:9000`).
+    pub endpoint_url: Option<String>,
+    /// Address buckets in the path (`endpoint/bucket/key`), as MinIO and Ceph usually need.
+    pub path_style: bool,
+}
+
+/// An object or key prefix in S3: `s3://bucket/key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct S3Location {
+    pub bucket: String,
+    /// The key, or a prefix ending in `/` (empty for the whole bucket).
+    pub key: String,
+}
+
+impl fmt::Display for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// A folder or file on local disk, or a prefix or object in S3.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Place {
+    /// Already joined onto the manifest's folder.
+    Local(PathBuf),
+    S3(S3Location),
+}
+
+impl Place {
+    pub fn is_s3(&self) -> bool {
+        matches!(self, Place::S3(_))
+    }
+
+    /// The local path, if this is one.
+    pub fn local(&self) -> Option<&Path> {
+        match self {
+            Place::Local(p) => Some(p),
+            Place::S3(_) => None,
+        }
+    }
+
+    /// `name` inside this folder or prefix.
+    pub fn join(&self, name: &str) -> Place {
+        match self {
+            Place::Local(dir) => Place::Local(dir.join(name)),
+            Place::S3(s3) => {
+                let mut key = s3.key.clone();
+                if !key.is_empty() && !key.ends_with('/') {
+                    key.push('/');
+                }
+                key.push_str(name);
+                Place::S3(S3Location {
+                    bucket: s3.bucket.clone(),
+                    key,
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Local(p) => write!(f, "{}", p.display()),
+            Place::S3(s3) => s3.fmt(f),
+        }
+    }
 }
 
 /// One entry of `inputs:`.
@@ -74,16 +168,43 @@ pub enum InputSpec {
     /// A local glob as written in the manifest (`../samples/**/*.jpg`), relative to `base_dir`
     /// unless absolute. `sources` splits it into a literal base folder and a pattern.
     LocalGlob { pattern: String },
+    /// `s3://bucket/prefix/` (every image key under the prefix) or `s3://bucket/prefix/**/*.jpg`
+    /// (keys below the prefix matching the glob). `prefix` is the literal part, empty or ending in
+    /// `/`; outputs mirror each key's path relative to it.
+    S3 {
+        bucket: String,
+        prefix: String,
+        pattern: Option<String>,
+    },
+}
+
+impl fmt::Display for InputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputSpec::LocalGlob { pattern } => f.write_str(pattern),
+            InputSpec::S3 {
+                bucket,
+                prefix,
+                pattern,
+            } => {
+                let pattern = pattern.as_deref().unwrap_or("");
+                write!(f, "s3://{bucket}/{prefix}{pattern}")
+            }
+        }
+    }
 }
 
 /// `output:`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputSpec {
-    /// Output folder, already joined onto `base_dir`.
-    pub dir: PathBuf,
+    /// Output folder (joined onto `base_dir`) or S3 prefix (ending in `/` unless empty).
+    pub dir: Place,
     pub format: OutputFormat,
     /// 1..=100, used by jpeg and webp; default 90.
     pub quality: u8,
+    /// `presign: 24h`: the report gains an `output_url` column with a presigned GET URL, valid
+    /// this long (at most 7 days), for each S3 output.
+    pub presign: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,13 +9,17 @@ use std::path::PathBuf;
 use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
-use super::model::{AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Usd};
+use super::location;
+use super::model::{
+    AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint, Usd,
+};
 use super::suggest;
 
-pub const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality"];
+pub const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign"];
 pub const LIMITS_KEYS: &[&str] = &["concurrency", "attempts", "max_megapixels", "rpm"];
 pub const BUDGET_KEYS: &[&str] = &["max_usd", "per_image_max_usd", "daily_max_usd"];
-pub const AWS_KEYS: &[&str] = &["region", "profile"];
+pub const AWS_KEYS: &[&str] = &["region", "profile", "s3"];
+pub const AWS_S3_KEYS: &[&str] = &["endpoint_url", "path_style"];
 
 /// `version:` must be exactly 1.
 pub fn version(ck: &mut Checker, fields: &Fields) -> Option<u32> {
@@ -52,21 +56,40 @@ pub fn name(ck: &mut Checker, fields: &Fields) -> Option<String> {
     Some(s.to_owned())
 }
 
-/// `inputs:`: a non-empty list of local globs.
+/// `inputs:`: a non-empty list of local globs and `s3://` prefixes or globs.
 pub fn inputs(ck: &mut Checker, fields: &Fields) -> Option<Vec<InputSpec>> {
     let v = ck.required(fields, "inputs")?;
-    let globs = glob_list(ck, v, "inputs")?;
-    if globs.is_empty() {
+    let items = ck.list(v, "inputs")?;
+    if items.is_empty() {
         let help = "list at least one glob, e.g. `inputs: [\"photos/**/*.jpg\"]`".into();
         ck.error("inputs", "inputs must not be empty".into(), Some(help));
         return None;
     }
-    Some(
-        globs
-            .into_iter()
-            .map(|pattern| InputSpec::LocalGlob { pattern })
-            .collect(),
-    )
+    let specs: Vec<Option<InputSpec>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| input(ck, item, &format!("inputs[{i}]")))
+        .collect();
+    specs.into_iter().collect()
+}
+
+fn input(ck: &mut Checker, v: &Value, path: &str) -> Option<InputSpec> {
+    let s = ck.non_empty_string(v, path)?;
+    if !location::is_s3(s) {
+        return glob(ck, v, path).map(|pattern| InputSpec::LocalGlob { pattern });
+    }
+    match location::s3_input(s) {
+        Ok(spec) => Some(spec),
+        Err(why) => {
+            let help = "write `s3://bucket/prefix/` or `s3://bucket/prefix/**/*.jpg`".into();
+            ck.error(
+                path,
+                format!("bad S3 input `{s}` in {path}: {why}"),
+                Some(help),
+            );
+            None
+        }
+    }
 }
 
 /// `exclude:`: an optional list of globs.
@@ -90,9 +113,15 @@ fn glob_list(ck: &mut Checker, v: &Value, path: &str) -> Option<Vec<String>> {
 
 fn glob(ck: &mut Checker, v: &Value, path: &str) -> Option<String> {
     let pattern = ck.non_empty_string(v, path)?;
-    if let Some(message) = unsupported_scheme(pattern) {
-        let help = "copy the photos locally (e.g. `aws s3 sync`) and list a local glob".into();
-        ck.error(path, format!("{message} ({path}: `{pattern}`)"), Some(help));
+    if location::is_s3(pattern) {
+        let help = "exclude patterns match paths relative to each input's prefix or glob base, \
+                    e.g. `**/*_thumb.*`"
+            .into();
+        ck.error(
+            path,
+            format!("`{pattern}` in {path} must be a pattern, not an S3 location"),
+            Some(help),
+        );
         return None;
     }
     if let Err(e) = globset::Glob::new(pattern) {
@@ -109,15 +138,6 @@ fn glob(ck: &mut Checker, v: &Value, path: &str) -> Option<String> {
     Some(pattern.to_owned())
 }
 
-/// The one place that decides which input locations are not local globs. S3 support will
-/// replace this check with an `InputSpec` variant.
-fn unsupported_scheme(pattern: &str) -> Option<&'static str> {
-    pattern
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("s3://"))
-        .then_some("S3 inputs are not supported yet")
-}
-
 /// `output:`.
 pub fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
     let v = ck.required(fields, "output")?;
@@ -125,7 +145,7 @@ pub fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
     let dir = ck
         .required(&out, "dir")
         .and_then(|v| ck.non_empty_string(v, "output.dir"))
-        .map(|d| ck.base_dir.join(d));
+        .and_then(|d| folder_location(ck, d, "output.dir"));
     let format = match out.get("format") {
         None => Some(OutputFormat::Png),
         Some(v) => output_format(ck, v),
@@ -134,11 +154,62 @@ pub fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
         None => Some(90),
         Some(v) => ck.int(v, "output.quality", 1, 100).map(|q| q as u8),
     };
+    let presign = match out.get("presign") {
+        None => Some(None),
+        Some(v) => presign(ck, v, dir.as_ref()).map(Some),
+    };
     Some(OutputSpec {
         dir: dir?,
         format: format?,
         quality: quality?,
+        presign: presign?,
     })
+}
+
+/// A local folder (joined onto the manifest's folder) or an `s3://bucket/prefix/`.
+fn folder_location(ck: &mut Checker, s: &str, path: &str) -> Option<Place> {
+    if !location::is_s3(s) {
+        return Some(Place::Local(ck.base_dir.join(s)));
+    }
+    match location::s3_folder(s) {
+        Ok(loc) => Some(Place::S3(loc)),
+        Err(why) => {
+            let help = "write `s3://bucket/prefix/`".into();
+            ck.error(
+                path,
+                format!("bad S3 location `{s}` in {path}: {why}"),
+                Some(help),
+            );
+            None
+        }
+    }
+}
+
+/// `output.presign: 24h`: only for S3 outputs, at most 7 days.
+fn presign(ck: &mut Checker, v: &Value, dir: Option<&Place>) -> Option<std::time::Duration> {
+    let s = ck.string(v, "output.presign")?;
+    let d = match location::duration(s) {
+        Ok(d) => d,
+        Err(why) => {
+            let help = "write a whole number with s, m, h or d, e.g. `24h` or `90m`".into();
+            ck.error(
+                "output.presign",
+                format!("{why} in output.presign"),
+                Some(help),
+            );
+            return None;
+        }
+    };
+    if dir.is_some_and(|d| !d.is_s3()) {
+        let help = "presigned URLs are for S3 outputs; remove `presign` or write to `s3://`".into();
+        ck.error(
+            "output.presign",
+            "output.presign needs an S3 output.dir".into(),
+            Some(help),
+        );
+        return None;
+    }
+    Some(d)
 }
 
 fn output_format(ck: &mut Checker, v: &Value) -> Option<OutputFormat> {
@@ -247,9 +318,45 @@ pub fn aws(ck: &mut Checker, fields: &Fields) -> Option<AwsSettings> {
             .non_empty_string(v, "aws.profile")
             .map(|p| Some(p.to_owned())),
     };
+    let s3 = match a.get("s3") {
+        None => Some(S3Endpoint::default()),
+        Some(v) => s3_endpoint(ck, v),
+    };
     Some(AwsSettings {
         region: region?,
         profile: profile?,
+        s3: s3?,
+    })
+}
+
+/// `aws.s3: { endpoint_url, path_style }`.
+fn s3_endpoint(ck: &mut Checker, v: &Value) -> Option<S3Endpoint> {
+    let f = ck.fields(v, "aws.s3", AWS_S3_KEYS)?;
+    let endpoint_url = match f.get("endpoint_url") {
+        None => Some(None),
+        Some(v) => ck.non_empty_string(v, "aws.s3.endpoint_url").and_then(|u| {
+            if u.starts_with("http://") || u.starts_with("https://") {
+                Some(Some(u.to_owned()))
+            } else {
+                let help = "e.g. `http://minio.internal:9000`".into();
+                let message =
+                    format!("aws.s3.endpoint_url `{u}` must start with http:// or https://");
+                ck.error("aws.s3.endpoint_url", message, Some(help));
+                None
+            }
+        }),
+    };
+    let path_style = match f.get("path_style") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => {
+            ck.type_error("aws.s3.path_style", v, "true or false");
+            None
+        }
+    };
+    Some(S3Endpoint {
+        endpoint_url: endpoint_url?,
+        path_style: path_style?,
     })
 }
 
@@ -300,13 +407,25 @@ pub fn prices(ck: &mut Checker, fields: &Fields) -> Option<BTreeMap<String, Usd>
     }
 }
 
-/// `report:`: optional path; default `<output.dir>/report.csv`.
-pub fn report(ck: &mut Checker, fields: &Fields, output: Option<&OutputSpec>) -> Option<PathBuf> {
-    match fields.get("report") {
-        Some(v) => ck
-            .non_empty_string(v, "report")
-            .map(|p| ck.base_dir.join(p)),
-        None => output.map(|o| o.dir.join("report.csv")),
+/// `report:`: optional local path or `s3://bucket/key`; default `<output.dir>/report.csv`.
+pub fn report(ck: &mut Checker, fields: &Fields, output: Option<&OutputSpec>) -> Option<Place> {
+    let Some(v) = fields.get("report") else {
+        return output.map(|o| o.dir.join("report.csv"));
+    };
+    let s = ck.non_empty_string(v, "report")?;
+    if !location::is_s3(s) {
+        return Some(Place::Local(ck.base_dir.join(s)));
+    }
+    match location::s3_object(s) {
+        Ok(loc) => Some(Place::S3(loc)),
+        Err(why) => {
+            ck.error(
+                "report",
+                format!("bad S3 location `{s}` in report: {why}"),
+                None,
+            );
+            None
+        }
     }
 }
 
@@ -373,13 +492,5 @@ mod tests {
         ] {
             assert!(!is_region_shaped(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn only_s3_is_an_unsupported_scheme() {
-        assert!(unsupported_scheme("s3://bucket/*.jpg").is_some());
-        assert!(unsupported_scheme("S3://bucket/*.jpg").is_some());
-        assert!(unsupported_scheme("s3").is_none());
-        assert!(unsupported_scheme("photos/*.jpg").is_none());
     }
 }

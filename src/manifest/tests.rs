@@ -357,14 +357,60 @@ fn bad_glob_is_reported_with_syntax_help() {
 }
 
 #[test]
-fn s3_inputs_are_not_supported_yet() {
-    let text = with_extra("").replace("[\"in/*.jpg\"]", "[\"s3://bucket/photos/*.jpg\"]");
-    let d = only_error(&text, "inputs[0]", 3, 10);
+fn s3_inputs_outputs_and_report_are_parsed() {
+    let text = with_extra(
+        "report: s3://cat-reports/runs/r.csv\naws:\n  s3: { endpoint_url: \"http://127.0.0.1:9000\", path_style: true }\n",
+    )
+    .replace("[\"in/*.jpg\"]", "[\"s3://cat-in/photos/\", \"s3://cat-in/a/**/*.jpg\"]")
+    .replace("dir: out", "dir: s3://cat-out/done\n  presign: 24h");
+    let m = parse_ok(&text);
+    let s3 = |bucket: &str, prefix: &str, pattern: Option<&str>| InputSpec::S3 {
+        bucket: bucket.into(),
+        prefix: prefix.into(),
+        pattern: pattern.map(String::from),
+    };
     assert_eq!(
-        d.message,
-        "S3 inputs are not supported yet (inputs[0]: `s3://bucket/photos/*.jpg`)"
+        m.inputs,
+        [
+            s3("cat-in", "photos/", None),
+            s3("cat-in", "a/", Some("**/*.jpg"))
+        ]
     );
-    assert!(help(&d).contains("local glob"), "{}", help(&d));
+    assert_eq!(m.output.dir.to_string(), "s3://cat-out/done/");
+    assert_eq!(
+        m.output.presign,
+        Some(std::time::Duration::from_secs(86_400))
+    );
+    assert_eq!(m.report.to_string(), "s3://cat-reports/runs/r.csv");
+    assert_eq!(
+        m.aws.s3.endpoint_url.as_deref(),
+        Some("http://127.0.0.1:9000")
+    );
+    assert!(m.aws.s3.path_style && m.uses_s3());
+    // The report defaults to the S3 output prefix.
+    let default_report = text.replace("report: s3://cat-reports/runs/r.csv\n", "");
+    assert_eq!(
+        parse_ok(&default_report).report.to_string(),
+        "s3://cat-out/done/report.csv"
+    );
+}
+
+#[test]
+fn bad_s3_locations_are_reported_where_written() {
+    let text = with_extra("").replace("[\"in/*.jpg\"]", "[\"s3://AB/photos/\"]");
+    let d = only_error(&text, "inputs[0]", 3, 10);
+    assert!(
+        d.message
+            .starts_with("bad S3 input `s3://AB/photos/` in inputs[0]: invalid bucket name"),
+        "{}",
+        d.message
+    );
+    let text = with_extra("").replace("dir: out", "dir: out\n  presign: 24h");
+    let d = only_error(&text, "output.presign", 6, 12);
+    assert_eq!(d.message, "output.presign needs an S3 output.dir");
+    let text = with_extra("").replace("dir: out", "dir: s3://cat-out/x\n  presign: 8d");
+    let d = only_error(&text, "output.presign", 6, 12);
+    assert!(d.message.contains("between 1s and 7d"), "{}", d.message);
 }
 
 #[test]
@@ -405,7 +451,9 @@ fn defaults_are_filled_in() {
     assert_eq!(m.version, 1);
     assert_eq!(m.output.format, OutputFormat::Png);
     assert_eq!(m.output.quality, 90);
-    assert_eq!(m.report, PathBuf::from("pipelines/out/report.csv"));
+    assert_eq!(m.report, local("pipelines/out/report.csv"));
+    assert_eq!(m.output.presign, None);
+    assert_eq!(m.aws.s3, S3Endpoint::default());
     assert_eq!(m.limits, Limits::default());
     assert_eq!((m.limits.concurrency, m.limits.attempts), (8, 4));
     assert_eq!(m.budget, Budget::default());
@@ -432,8 +480,8 @@ fn defaults_are_filled_in() {
 fn relative_paths_resolve_onto_the_manifest_folder() {
     let m = parse_ok(&with_extra("report: ../r.csv\ncatalog: models.yaml\n"));
     assert_eq!(m.base_dir, PathBuf::from("pipelines"));
-    assert_eq!(m.output.dir, PathBuf::from("pipelines/out"));
-    assert_eq!(m.report, PathBuf::from("pipelines/../r.csv"));
+    assert_eq!(m.output.dir, local("pipelines/out"));
+    assert_eq!(m.report, local("pipelines/../r.csv"));
     assert_eq!(m.catalog, Some(PathBuf::from("pipelines/models.yaml")));
     // Globs stay as written; the engine splits and joins them.
     assert_eq!(
@@ -443,9 +491,13 @@ fn relative_paths_resolve_onto_the_manifest_folder() {
         }]
     );
     let abs = with_extra("").replace("dir: out", "dir: /srv/out");
-    assert_eq!(parse_ok(&abs).output.dir, PathBuf::from("/srv/out"));
+    assert_eq!(parse_ok(&abs).output.dir, local("/srv/out"));
     let bare = parse(&with_extra(""), Path::new("t.yaml"), &Catalog::builtin()).unwrap();
-    assert_eq!(bare.output.dir, PathBuf::from("./out"));
+    assert_eq!(bare.output.dir, local("./out"));
+}
+
+fn local(p: &str) -> Place {
+    Place::Local(PathBuf::from(p))
 }
 
 #[test]

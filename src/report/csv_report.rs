@@ -3,8 +3,10 @@
 //!
 //! While a run is going, rows are appended in completion order and flushed after every image, so
 //! an interrupted run leaves a valid CSV. [`CsvReport::finish`] rewrites the file atomically in
-//! input-then-step order, so a finished run's report is deterministic.
+//! input-then-step order, so a finished run's report is deterministic. With `output.presign`,
+//! [`write_with_output_urls`] rewrites it once more with an [`OUTPUT_URL`] column appended.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ pub const COLUMNS: [&str; 16] = [
     "output",
     "error",
 ];
+
+/// The optional column appended after [`COLUMNS`] when `output.presign` is set: a presigned GET
+/// URL for each S3 output (empty for rows without one).
+pub const OUTPUT_URL: &str = "output_url";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -95,22 +101,7 @@ impl CsvReport {
     pub fn finish(mut self) -> Result<Vec<StepRecord>, ReportError> {
         self.flush()?;
         self.rows.sort_by_key(|r| (r.image_index, r.step));
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let io = |source| ReportError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        {
-            let mut w = csv::Writer::from_writer(BufWriter::new(tmp.as_file()));
-            w.write_record(COLUMNS).map_err(|e| self.csv_err(e))?;
-            for row in &self.rows {
-                write_row(&mut w, &self.run_id, row).map_err(|e| self.csv_err(e))?;
-            }
-            w.flush().map_err(io)?;
-        }
-        tmp.as_file().sync_data().map_err(io)?;
-        tmp.persist(&self.path).map_err(|e| io(e.error))?;
+        write_ordered(&self.path, &self.run_id, &self.rows, None)?;
         Ok(self.rows)
     }
 
@@ -135,12 +126,68 @@ impl CsvReport {
     }
 }
 
+/// Rewrites the report at `path` (atomically) from `rows`, in the order given, with the
+/// [`OUTPUT_URL`] column holding `urls[row.output]` (empty where there is none).
+pub fn write_with_output_urls(
+    path: &Path,
+    run_id: &str,
+    rows: &[StepRecord],
+    urls: &HashMap<String, String>,
+) -> Result<(), ReportError> {
+    write_ordered(path, run_id, rows, Some(urls))
+}
+
+fn write_ordered(
+    path: &Path,
+    run_id: &str,
+    rows: &[StepRecord],
+    urls: Option<&HashMap<String, String>>,
+) -> Result<(), ReportError> {
+    let io = |source| ReportError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let csv_err = |source| ReportError::Csv {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    {
+        let mut w = csv::Writer::from_writer(BufWriter::new(tmp.as_file()));
+        let mut header: Vec<&str> = COLUMNS.to_vec();
+        header.extend(urls.map(|_| OUTPUT_URL));
+        w.write_record(header).map_err(csv_err)?;
+        for row in rows {
+            let url = urls.map(|u| u.get(&row.output).map_or("", String::as_str));
+            write_row_with(&mut w, run_id, row, url).map_err(csv_err)?;
+        }
+        w.flush().map_err(io)?;
+    }
+    tmp.as_file().sync_data().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
 fn write_row<W: Write>(w: &mut csv::Writer<W>, run_id: &str, r: &StepRecord) -> csv::Result<()> {
+    write_row_with(w, run_id, r, None)
+}
+
+/// One row; `url` (when the report has the column) goes after the fixed columns.
+fn write_row_with<W: Write>(
+    w: &mut csv::Writer<W>,
+    run_id: &str,
+    r: &StepRecord,
+    url: Option<&str>,
+) -> csv::Result<()> {
     let dim = |v: Option<(u32, u32)>, first: bool| {
         v.map(|(a, b)| if first { a } else { b }.to_string())
             .unwrap_or_default()
     };
-    w.write_record([
+    let fixed = [
         run_id,
         &r.image,
         &(r.step + 1).to_string(),
@@ -157,7 +204,8 @@ fn write_row<W: Write>(w: &mut csv::Writer<W>, run_id: &str, r: &StepRecord) -> 
         &dim(r.output_size, false),
         &r.output,
         &r.error,
-    ])
+    ];
+    w.write_record(fixed.iter().copied().chain(url))
 }
 
 #[cfg(test)]
@@ -216,5 +264,23 @@ mod tests {
         assert_eq!(&recs[0][15], "a, \"quoted\" error");
         assert_eq!(&recs[0][10], "10");
         assert_eq!(&recs[0][13], "40");
+    }
+
+    #[test]
+    fn output_urls_are_appended_after_the_fixed_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.csv");
+        let mut other = row(1, 0);
+        other.output = "s3://b/other.png".into();
+        let urls = HashMap::from([("out/a.png".to_string(), "https://x/?sig=1".to_string())]);
+        write_with_output_urls(&path, "run-1", &[row(0, 0), other], &urls).unwrap();
+        let mut rdr = csv::Reader::from_path(&path).unwrap();
+        let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(header.len(), 17);
+        assert_eq!(header[..16], COLUMNS.map(String::from));
+        assert_eq!(header[16], OUTPUT_URL);
+        let recs: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+        assert_eq!(&recs[0][16], "https://x/?sig=1");
+        assert_eq!(&recs[1][16], "");
     }
 }

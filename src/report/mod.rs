@@ -5,5 +5,5 @@
 mod csv_report;
 mod summary;
 
-pub use csv_report::{COLUMNS, CsvReport, ReportError};
+pub use csv_report::{COLUMNS, CsvReport, OUTPUT_URL, ReportError, write_with_output_urls};
 pub use summary::{StepLatency, Summary};

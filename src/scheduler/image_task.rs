@@ -4,7 +4,6 @@
 //! Every failure here is data: it becomes the image's rows (the failing step `failed` with the
 //! reason, later steps `skipped`), never an error that stops the run.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,12 +50,15 @@ impl ImageContext {
 pub(super) async fn process(ctx: &ImageContext, planned: PlannedImage) -> Vec<StepRecord> {
     let rows = RowBuilder::new(&planned.item, &ctx.manifest.steps);
     let output = match planned.output {
-        Ok(path) => path,
+        Ok(dest) => sinks::Target {
+            dest,
+            s3: planned.s3.clone(),
+        },
         Err(problem) => return rows.all_failed(problem.reason(), &problem.to_string()),
     };
-    let bytes = match sources::read(&planned.item).await {
+    let bytes = match sources::read(&planned.item, planned.s3.as_ref()).await {
         Ok(b) => b,
-        Err(e) => return rows.all_failed("read-failed", &e.to_string()),
+        Err(e) => return rows.all_failed(e.reason(), &e.to_string()),
     };
     let max_mp = ctx.manifest.limits.max_megapixels;
     if ctx.dry_run {
@@ -89,7 +91,7 @@ async fn run_steps(
     key: &str,
     mut image: Arc<RgbaImage>,
     icc: Option<Vec<u8>>,
-    output: PathBuf,
+    output: sinks::Target,
 ) -> Vec<StepRecord> {
     for step in &ctx.manifest.steps {
         let input_size = image.dimensions();
@@ -212,19 +214,18 @@ async fn write_output(
     rows: RowBuilder,
     image: Arc<RgbaImage>,
     icc: Option<Vec<u8>>,
-    output: PathBuf,
+    output: sinks::Target,
 ) -> Vec<StepRecord> {
     let out = &ctx.manifest.output;
     let (format, quality) = (out.format, out.quality);
-    let path = output.clone();
-    let job = move || {
-        let bytes = codec::encode(&image, format, quality, icc.as_deref())
-            .map_err(|e| ("encode-failed", e.to_string()))?;
-        sinks::write_atomic(&path, &bytes).map_err(|e| (e.reason(), e.to_string()))
+    let job = move || codec::encode(&image, format, quality, icc.as_deref());
+    let bytes = match cpu::run(job).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return rows.fail_last("encode-failed", &e.to_string()),
+        Err(panic) => return rows.fail_last("internal-error", &panic.to_string()),
     };
-    match cpu::run(job).await {
-        Ok(Ok(())) => rows.finish_written(&output.display().to_string()),
-        Ok(Err((reason, error))) => rows.fail_last(reason, &error),
-        Err(panic) => rows.fail_last("internal-error", &panic.to_string()),
+    match output.write(bytes, format).await {
+        Ok(()) => rows.finish_written(&output.dest.to_string()),
+        Err(e) => rows.fail_last(e.reason(), &e.to_string()),
     }
 }

@@ -136,7 +136,8 @@ pub async fn run(
     let billed = ctx.remote.budget.spent();
     let rows = report_task.await.map_err(|_| RunError::ReportTask)??;
     let ops: Vec<_> = manifest.steps.iter().map(|s| s.op).collect();
-    let summary = Summary::from_rows(&rows, &ops, total, manifest.output.dir.clone(), report_path);
+    let output_dir = manifest.output.dir.to_string().into();
+    let summary = Summary::from_rows(&rows, &ops, total, output_dir, report_path);
     debug_assert!(config.dry_run || rows.iter().map(|r| r.cost).sum::<Usd>() == billed);
     Ok(RunOutcome {
         summary,

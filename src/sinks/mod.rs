@@ -1,14 +1,19 @@
-//! Writing outputs: where each result goes and writing it atomically.
+//! Writing outputs: where each result goes, and writing it atomically (local) or in one
+//! PutObject with the right Content-Type (S3).
 //!
-//! An output's path mirrors its input's path relative to the input's glob base, with the output
-//! format's extension. Writes go to a temporary file in the destination folder, are synced, then
-//! renamed over the destination, so an interrupted run never leaves a half-written file. A
-//! relative path that could escape the output folder is refused.
+//! An output's path mirrors its input's path relative to the input's glob base or S3 prefix, with
+//! the output format's extension. Local writes go to a temporary file in the destination folder,
+//! are synced, then renamed over the destination, so an interrupted run never leaves a
+//! half-written file; an S3 object appears whole or not at all. A relative path that could escape
+//! the output folder (`..`, absolute, backslashes, empty segments, as S3 keys may contain) is
+//! refused, for S3 outputs too, so every output key mirrors a clean relative path.
 
+use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::manifest::OutputFormat;
+use crate::manifest::{OutputFormat, Place, S3Location};
+use crate::s3::{S3, S3Error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -20,6 +25,10 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error("output {dest} is in S3, and no S3 client was set up")]
+    NoS3Client { dest: String },
 }
 
 impl SinkError {
@@ -27,9 +36,104 @@ impl SinkError {
     pub fn reason(&self) -> &'static str {
         match self {
             SinkError::UnsafePath { .. } => "unsafe-output-path",
-            SinkError::Write { .. } => "write-failed",
+            SinkError::Write { .. } | SinkError::NoS3Client { .. } => "write-failed",
+            SinkError::S3(e) => e.reason(),
         }
     }
+}
+
+/// Where one result goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Local(PathBuf),
+    S3(S3Location),
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Local(p) => write!(f, "{}", p.display()),
+            Destination::S3(loc) => loc.fmt(f),
+        }
+    }
+}
+
+/// A destination with the client to reach it: what an image task writes its result to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub dest: Destination,
+    /// The run's S3 client (needed for an S3 destination).
+    pub s3: Option<S3>,
+}
+
+impl Target {
+    /// Writes one encoded result (see [`write`]).
+    pub async fn write(&self, bytes: Vec<u8>, format: OutputFormat) -> Result<(), SinkError> {
+        write(&self.dest, bytes, format, self.s3.as_ref()).await
+    }
+}
+
+/// The destination, under `dir`, of an input whose path relative to its base is `rel`.
+pub fn destination(dir: &Place, rel: &str, format: OutputFormat) -> Result<Destination, SinkError> {
+    match dir {
+        Place::Local(dir) => output_path(dir, rel, format).map(Destination::Local),
+        Place::S3(prefix) => {
+            let rel_out = output_path(Path::new(""), rel, format)?;
+            let rel_key: Vec<_> = rel_out
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect();
+            Ok(Destination::S3(S3Location {
+                bucket: prefix.bucket.clone(),
+                key: format!("{}{}", prefix.key, rel_key.join("/")),
+            }))
+        }
+    }
+}
+
+/// Writes one encoded result to `dest`: atomically on disk, or one PutObject with `format`'s
+/// Content-Type (retried when transient).
+pub async fn write(
+    dest: &Destination,
+    bytes: Vec<u8>,
+    format: OutputFormat,
+    s3: Option<&S3>,
+) -> Result<(), SinkError> {
+    match dest {
+        Destination::Local(path) => {
+            let path = path.clone();
+            let job = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes));
+            job.await.unwrap_or_else(|e| {
+                Err(SinkError::Write {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(e),
+                })
+            })
+        }
+        Destination::S3(loc) => {
+            let s3 = s3.ok_or_else(|| SinkError::NoS3Client {
+                dest: dest.to_string(),
+            })?;
+            Ok(s3.put(&loc.bucket, &loc.key, bytes, format.mime()).await?)
+        }
+    }
+}
+
+/// Uploads the local file at `path` to `dest` with `content_type` (the report, at the end of a
+/// run).
+pub async fn upload_file(
+    s3: &S3,
+    path: &Path,
+    dest: &S3Location,
+    content_type: &str,
+) -> Result<(), SinkError> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|source| SinkError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(s3.put(&dest.bucket, &dest.key, bytes, content_type).await?)
 }
 
 /// The destination of an input whose path relative to its base is `rel` (`/`-separated).
@@ -103,6 +207,23 @@ mod tests {
             let err = output_path(Path::new("out"), rel, OutputFormat::Png).unwrap_err();
             assert_eq!(err.reason(), "unsafe-output-path", "{rel}");
         }
+    }
+
+    #[test]
+    fn s3_destinations_mirror_the_clean_relative_path() {
+        let dir = Place::S3(S3Location {
+            bucket: "out".into(),
+            key: "done/".into(),
+        });
+        let d = destination(&dir, "a/b/1.JPG", OutputFormat::Webp).unwrap();
+        assert_eq!(d.to_string(), "s3://out/done/a/b/1.webp");
+        for rel in ["../x.jpg", "/x.jpg", "a\\b.jpg", "a//b.jpg"] {
+            let err = destination(&dir, rel, OutputFormat::Png).unwrap_err();
+            assert_eq!(err.reason(), "unsafe-output-path", "{rel}");
+        }
+        let local = Place::Local(PathBuf::from("out"));
+        let d = destination(&local, "x/y.png", OutputFormat::Jpeg).unwrap();
+        assert_eq!(d, Destination::Local(PathBuf::from("out/x/y.jpg")));
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn split_glob(pattern: &str) -> (PathBuf, String) {
     (PathBuf::from(base), parts[first_glob..].join("/"))
 }
 
-fn lowercase_extension(rel: &str) -> String {
+pub(super) fn lowercase_extension(rel: &str) -> String {
     match rel.rfind('.') {
         Some(dot) if !rel[dot..].contains('/') => {
             format!("{}{}", &rel[..dot], rel[dot..].to_ascii_lowercase())

@@ -2,15 +2,19 @@
 //!
 //! Turns the manifest's `inputs:` and `exclude:` into a sorted, de-duplicated list of
 //! [`InputItem`]s (paths only: pixels are read one image at a time, when its turn comes), and
-//! reads an item's bytes. Only this module knows where inputs live.
+//! reads an item's bytes. Only this module knows where inputs live: local globs (`local`) and
+//! S3 prefixes (`s3`, through the run's shared [`S3`] client).
 
 mod local;
+mod s3;
 
 pub use local::{LocalGlob, is_image_extension};
+pub use s3::S3Input;
 
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{InputSpec, Manifest};
+use crate::s3::{S3, S3Error};
 
 /// One input image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +32,7 @@ pub struct InputItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputLocation {
     Local(PathBuf),
+    S3 { bucket: String, key: String },
 }
 
 /// What listing found.
@@ -38,6 +43,8 @@ pub struct Listing {
     pub skipped_non_images: usize,
     /// Files left out by `exclude:`.
     pub excluded: usize,
+    /// S3 keys ending in `/` (empty "folder" objects some tools create).
+    pub skipped_folder_markers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,18 +70,50 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    /// Listing or reading an S3 input failed (missing bucket, access denied, ...).
+    #[error(transparent)]
+    S3(#[from] S3Error),
+    #[error(
+        "S3 input s3://{bucket}/{prefix} is empty: no keys under prefix `{prefix}` in bucket `{bucket}`"
+    )]
+    EmptyPrefix { bucket: String, prefix: String },
+    #[error("S3 input `{input}` needs an S3 client, and none was set up")]
+    NoS3Client { input: String },
 }
 
-/// Lists every input of `manifest`, sorted by display path, duplicates removed.
-pub fn list(manifest: &Manifest) -> Result<Listing, SourceError> {
+impl SourceError {
+    /// Short kebab-case reason for the report.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SourceError::S3(e) => e.reason(),
+            _ => "read-failed",
+        }
+    }
+}
+
+/// Lists every input of `manifest`, sorted by display path, duplicates removed. `s3` is the
+/// run's client, needed when an input is in S3.
+pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, SourceError> {
     let exclude = local::exclude_set(&manifest.exclude)?;
     let mut listing = Listing::default();
     let mut seen = std::collections::HashSet::new();
+    let mut seen_s3 = std::collections::HashSet::new();
     for spec in &manifest.inputs {
         match spec {
             InputSpec::LocalGlob { pattern } => {
                 let glob = LocalGlob::new(&manifest.base_dir, pattern)?;
                 glob.walk(&manifest.base_dir, &exclude, &mut listing, &mut seen)?;
+            }
+            InputSpec::S3 {
+                bucket,
+                prefix,
+                pattern,
+            } => {
+                let s3 = s3.ok_or_else(|| SourceError::NoS3Client {
+                    input: spec.to_string(),
+                })?;
+                let input = S3Input::new(bucket, prefix, pattern.as_deref())?;
+                input.list(s3, &exclude, &mut listing, &mut seen_s3).await?;
             }
         }
     }
@@ -82,7 +121,7 @@ pub fn list(manifest: &Manifest) -> Result<Listing, SourceError> {
         let patterns = manifest
             .inputs
             .iter()
-            .map(|InputSpec::LocalGlob { pattern }| format!("`{pattern}`"))
+            .map(|spec| format!("`{spec}`"))
             .collect::<Vec<_>>()
             .join(", ");
         return Err(SourceError::NoMatches {
@@ -97,8 +136,18 @@ pub fn list(manifest: &Manifest) -> Result<Listing, SourceError> {
     Ok(listing)
 }
 
-/// Reads an input's bytes.
-pub async fn read(item: &InputItem) -> Result<Vec<u8>, SourceError> {
+/// Reads an input's bytes (an S3 object is fetched with GetObject, retried when transient).
+pub async fn read(item: &InputItem, s3: Option<&S3>) -> Result<Vec<u8>, SourceError> {
+    read_head(item, s3, None).await
+}
+
+/// Reads at most the first `len` bytes of an input (all of it for `None`): enough for image
+/// headers without fetching a whole object.
+pub async fn read_head(
+    item: &InputItem,
+    s3: Option<&S3>,
+    len: Option<u64>,
+) -> Result<Vec<u8>, SourceError> {
     match &item.location {
         InputLocation::Local(path) => {
             tokio::fs::read(path)
@@ -107,6 +156,12 @@ pub async fn read(item: &InputItem) -> Result<Vec<u8>, SourceError> {
                     path: path.clone(),
                     source,
                 })
+        }
+        InputLocation::S3 { bucket, key } => {
+            let s3 = s3.ok_or_else(|| SourceError::NoS3Client {
+                input: item.display.clone(),
+            })?;
+            Ok(s3.get_range(bucket, key, len).await?)
         }
     }
 }

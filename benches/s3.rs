@@ -1,0 +1,154 @@
+//! S3 throughput: 2,000 small objects from the in-process S3 test server through a cheap local
+//! step (upscale x2), S3 → local, measuring objects/s and the binary's peak RSS, and showing that
+//! downloads overlap processing: the S3 run takes well under (download-only time +
+//! processing-only time), each measured separately at the same concurrency.
+//!
+//! Run: `cargo bench --profile dev --bench s3` (or plain `cargo bench --bench s3` for release).
+//! Figures go to BENCHMARKS.md by hand.
+
+#[path = "../tests/integration/support/s3_server.rs"]
+#[allow(dead_code)]
+mod s3_server;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use s3_server::S3Server;
+
+const OBJECTS: usize = 2000;
+const CONCURRENCY: usize = 8;
+const SIDE: u32 = 64;
+
+fn main() {
+    let server = S3Server::start();
+    server.create_bucket("bench");
+    let img = png(SIDE);
+    let objects: Vec<(String, Vec<u8>)> = (0..OBJECTS)
+        .map(|i| (format!("cat/{:02}/img-{i:05}.png", i % 20), img.clone()))
+        .collect();
+    let bytes_total: usize = objects.iter().map(|(_, b)| b.len()).sum();
+    server.put_all("bench", objects.clone(), "image/png");
+    let work = tempfile::tempdir().unwrap();
+    for (key, bytes) in &objects {
+        let path = work.path().join("local").join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    let download = download_only(&server);
+    let local = run(&server, work.path(), "\"../local/cat/**/*.png\"", "out-local");
+    let s3 = run(&server, work.path(), "\"s3://bench/cat/\"", "out-s3");
+    let per_s = |d: Duration| OBJECTS as f64 / d.as_secs_f64();
+    println!(
+        "{OBJECTS} objects of {SIDE}x{SIDE} PNG ({} KiB in all), concurrency {CONCURRENCY}",
+        bytes_total / 1024
+    );
+    println!(
+        "download only (GetObject, {CONCURRENCY} in flight): {:.2} s ({:.0} objects/s)",
+        download.as_secs_f64(),
+        per_s(download)
+    );
+    println!(
+        "processing only (local -> local run):        {:.2} s ({:.0} objects/s), peak RSS {} MiB",
+        local.0.as_secs_f64(),
+        per_s(local.0),
+        local.1 / 1024
+    );
+    println!(
+        "S3 -> local run:                             {:.2} s ({:.0} objects/s), peak RSS {} MiB",
+        s3.0.as_secs_f64(),
+        per_s(s3.0),
+        s3.1 / 1024
+    );
+    let serial = download + local.0;
+    println!(
+        "overlap: S3 run {:.2} s vs download + processing {:.2} s ({:.0}% of the serial sum)",
+        s3.0.as_secs_f64(),
+        serial.as_secs_f64(),
+        100.0 * s3.0.as_secs_f64() / serial.as_secs_f64()
+    );
+}
+
+fn png(side: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(side, side, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x + y) * 2) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Every object fetched through retouch's S3 client, `CONCURRENCY` at a time, nothing else.
+fn download_only(server: &S3Server) -> Duration {
+    server.block_on(async {
+        let settings = retouch::s3::S3Settings {
+            endpoint_url: Some(server.endpoint.clone()),
+            path_style: true,
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let s3 = retouch::s3::S3::connect_with_credentials(
+            &settings,
+            s3_server::ACCESS_KEY,
+            s3_server::SECRET_KEY,
+        )
+        .await;
+        let keys = s3.list("bench", "cat/").await.unwrap();
+        let started = Instant::now();
+        let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let mut tasks = tokio::task::JoinSet::new();
+        for key in keys {
+            let (s3, permits) = (s3.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _p = permits.acquire_owned().await.unwrap();
+                s3.get("bench", &key).await.unwrap().len()
+            });
+        }
+        let n = tasks.join_all().await.len();
+        assert_eq!(n, OBJECTS);
+        started.elapsed()
+    })
+}
+
+/// Runs the binary over `inputs` writing to `out`; returns wall time and peak RSS (KiB).
+fn run(server: &S3Server, root: &Path, inputs: &str, out: &str) -> (Duration, u64) {
+    let manifest = format!(
+        "version: 1\nname: bench\ninputs: [{inputs}]\noutput: {{ dir: ../{out} }}\n\
+         steps:\n  - op: upscale\n    models: [local]\n    factor: 2\n\
+         limits: {{ concurrency: {CONCURRENCY} }}\n"
+    );
+    let path = root.join("pipelines/bench.yaml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, manifest).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_retouch"))
+        .args(["run", "pipelines/bench.yaml", "-q"])
+        .current_dir(root)
+        .envs(server.env())
+        .env("AWS_CONFIG_FILE", root.join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", root.join("none"))
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "bench run failed");
+            break;
+        }
+        if let Some(kib) = vm_hwm(&status_file) {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (started.elapsed(), peak_kib)
+}
+
+/// `VmHWM` (peak resident set) from /proc/<pid>/status.
+fn vm_hwm(status_file: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(status_file).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

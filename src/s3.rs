@@ -1,0 +1,318 @@
+//! The one S3 client of a run, shared by [`crate::sources`] (listing, reading) and
+//! [`crate::sinks`] (writing): built once from `aws.region`, `aws.profile` and the endpoint
+//! settings, and cheap to clone (the SDK client is reference-counted).
+//!
+//! Every S3 call goes through here, so failures are classified in one place: a missing bucket and
+//! access denied are named as such (with the bucket and key), and transient failures (throttling,
+//! 5xx, timeouts, dropped connections) are retried by the SDK's standard retry policy. A body that
+//! breaks off mid-download is retried here. Only this file, `sources` and `sinks` import
+//! `aws-sdk-s3`; nothing else sees an SDK type.
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+
+/// How to reach S3 (from the manifest's `aws:` section; the SDK's own environment variables,
+/// such as `AWS_ENDPOINT_URL_S3`, apply when these leave something unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// An S3-compatible endpoint (`aws.s3.endpoint_url`), e.g. MinIO.
+    pub endpoint_url: Option<String>,
+    /// Address buckets as `endpoint/bucket/key` rather than `bucket.endpoint/key`.
+    pub path_style: bool,
+    /// Attempts per call, retries included; 0 means the default (4).
+    pub attempts: u32,
+}
+
+/// A ready S3 client. Clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    client: Client,
+    attempts: u32,
+}
+
+/// Why an S3 call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum S3Error {
+    #[error("bucket `{bucket}` does not exist (s3://{bucket}/{key})")]
+    NoSuchBucket { bucket: String, key: String },
+    #[error("access denied to s3://{bucket}/{key}: {detail}")]
+    AccessDenied {
+        bucket: String,
+        key: String,
+        detail: String,
+    },
+    #[error("s3://{bucket}/{key} does not exist")]
+    NoSuchKey { bucket: String, key: String },
+    #[error("S3 request for s3://{bucket}/{key} failed: {detail}")]
+    Failed {
+        bucket: String,
+        key: String,
+        detail: String,
+    },
+}
+
+impl S3Error {
+    /// Short kebab-case reason for the report.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            S3Error::NoSuchBucket { .. } => "s3-no-such-bucket",
+            S3Error::AccessDenied { .. } => "s3-access-denied",
+            S3Error::NoSuchKey { .. } => "s3-no-such-key",
+            S3Error::Failed { .. } => "s3-failed",
+        }
+    }
+}
+
+impl S3 {
+    /// Builds the client from `settings` and the standard AWS configuration chain. Resolves no
+    /// credentials yet (that happens on the first call), so it never fails.
+    pub async fn connect(settings: &S3Settings) -> S3 {
+        S3::build(settings, None).await
+    }
+
+    /// Like [`S3::connect`], with fixed credentials instead of the credential chain (tests,
+    /// benchmarks, embedding).
+    pub async fn connect_with_credentials(
+        settings: &S3Settings,
+        access_key: &str,
+        secret_key: &str,
+    ) -> S3 {
+        let creds = Credentials::new(access_key, secret_key, None, None, "retouch-static");
+        S3::build(settings, Some(creds)).await
+    }
+
+    async fn build(settings: &S3Settings, creds: Option<Credentials>) -> S3 {
+        let attempts = if settings.attempts == 0 {
+            4
+        } else {
+            settings.attempts
+        };
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(creds) = creds {
+            loader = loader.credentials_provider(creds);
+        }
+        let sdk = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(settings.path_style)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(attempts)
+                    .with_initial_backoff(Duration::from_millis(50)),
+            );
+        if sdk.region().is_none() {
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        S3 {
+            client: Client::from_conf(conf.build()),
+            attempts,
+        }
+    }
+
+    /// Every key under `prefix` (ListObjectsV2, all pages), in S3's lexicographic order.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| classify(e, bucket, prefix))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(String::from)),
+            );
+        }
+        Ok(keys)
+    }
+
+    /// Whether `bucket` exists and these credentials may use it (HeadBucket).
+    pub async fn check_bucket(&self, bucket: &str) -> Result<(), S3Error> {
+        self.client
+            .head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, bucket, ""))
+    }
+
+    /// The whole object. Transient failures are retried, including a body that breaks off.
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, S3Error> {
+        self.get_range(bucket, key, None).await
+    }
+
+    /// The object's first `len` bytes (all of it when `len` is `None`).
+    pub async fn get_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        len: Option<u64>,
+    ) -> Result<Vec<u8>, S3Error> {
+        let mut attempt = 1;
+        loop {
+            let request = self.client.get_object().bucket(bucket).key(key);
+            let request = match len {
+                Some(n) => request.range(format!("bytes=0-{}", n.saturating_sub(1))),
+                None => request,
+            };
+            let out = request.send().await.map_err(|e| classify(e, bucket, key))?;
+            match out.body.collect().await {
+                Ok(data) => return Ok(data.into_bytes().to_vec()),
+                Err(e) if attempt < self.attempts => {
+                    tracing::debug!("s3://{bucket}/{key}: body broke off ({e}); retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                }
+                Err(e) => {
+                    return Err(S3Error::Failed {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                        detail: format!("reading the body failed: {e}"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes `bytes` to `key` with `content_type` (PutObject; transient failures retried).
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), S3Error> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(e, bucket, key))
+    }
+
+    /// A presigned GET URL for `key`, valid for `expires` (at most 7 days).
+    pub async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: Duration,
+    ) -> Result<String, S3Error> {
+        let failed = |detail: String| S3Error::Failed {
+            bucket: bucket.into(),
+            key: key.into(),
+            detail,
+        };
+        let config = PresigningConfig::expires_in(expires).map_err(|e| failed(e.to_string()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+/// Maps an SDK failure to what the user needs to know, naming the bucket and key.
+fn classify<E, R>(e: SdkError<E, R>, bucket: &str, key: &str) -> S3Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let status = e.raw_response().map(HttpStatus::http_status);
+    let code = e.code().unwrap_or_default().to_owned();
+    let detail = match e.message() {
+        Some(m) if !code.is_empty() => format!("{code}: {m}"),
+        _ => DisplayErrorContext(&e).to_string(),
+    };
+    let (bucket, key) = (bucket.to_owned(), key.to_owned());
+    match (code.as_str(), status) {
+        ("NoSuchBucket", _) => S3Error::NoSuchBucket { bucket, key },
+        ("NoSuchKey", _) => S3Error::NoSuchKey { bucket, key },
+        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch", _) | (_, Some(403)) => {
+            S3Error::AccessDenied {
+                bucket,
+                key,
+                detail,
+            }
+        }
+        // HeadBucket answers a missing bucket with a bare 404.
+        ("" | "NotFound", Some(404)) if key.is_empty() => S3Error::NoSuchBucket { bucket, key },
+        _ => S3Error::Failed {
+            bucket,
+            key,
+            detail,
+        },
+    }
+}
+
+/// The HTTP status of a raw response, whatever the SDK's response type.
+trait HttpStatus {
+    fn http_status(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn http_status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_kebab_case_and_distinct() {
+        let (b, k) = (String::from("b"), String::from("k"));
+        let all = [
+            S3Error::NoSuchBucket {
+                bucket: b.clone(),
+                key: k.clone(),
+            },
+            S3Error::AccessDenied {
+                bucket: b.clone(),
+                key: k.clone(),
+                detail: "x".into(),
+            },
+            S3Error::NoSuchKey {
+                bucket: b.clone(),
+                key: k.clone(),
+            },
+            S3Error::Failed {
+                bucket: b,
+                key: k,
+                detail: "x".into(),
+            },
+        ];
+        let reasons: std::collections::HashSet<_> = all.iter().map(S3Error::reason).collect();
+        assert_eq!(reasons.len(), 4);
+        assert!(all[0].to_string().contains("bucket `b` does not exist"));
+    }
+}

@@ -1,0 +1,249 @@
+//! A real S3-compatible server in the test process: `s3s` + `s3s-fs` on 127.0.0.1:0, with
+//! SigV4 (and presigned-URL) signatures checked against dummy keys, so the real `aws-sdk-s3`
+//! client in `retouch` is under test. Faults can be injected per method and key (a 500
+//! `InternalError`, as S3 answers when it is having a bad moment), and injected faults are counted.
+//!
+//! The server runs on its own Tokio runtime, so plain `#[test]`s can start the `retouch` binary
+//! against it and seed or inspect buckets through [`S3Server::block_on`].
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use hyper::body::Incoming;
+use tempfile::TempDir;
+
+pub const ACCESS_KEY: &str = "test-ak";
+pub const SECRET_KEY: &str = "test-sk";
+
+/// Requests matching `method` whose path contains `path_contains` fail with a 500, `remaining`
+/// more times.
+struct Fault {
+    method: &'static str,
+    path_contains: String,
+    remaining: usize,
+}
+
+#[derive(Default)]
+struct Faults {
+    list: Vec<Fault>,
+    injected: usize,
+}
+
+/// A running server. Dropping it stops the server and removes its files.
+pub struct S3Server {
+    pub endpoint: String,
+    pub client: aws_sdk_s3::Client,
+    faults: Arc<Mutex<Faults>>,
+    rt: tokio::runtime::Runtime,
+    task: tokio::task::JoinHandle<()>,
+    _dir: TempDir,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let dir = tempfile::tempdir().expect("server root");
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = rt.spawn(serve(listener, service, faults.clone()));
+        let client = rt.block_on(client(&endpoint));
+        S3Server {
+            endpoint,
+            client,
+            faults,
+            rt,
+            task,
+            _dir: dir,
+        }
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The environment that points the `retouch` binary at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_S3", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        self.block_on(self.client.create_bucket().bucket(bucket).send())
+            .expect("create bucket");
+    }
+
+    /// Puts every `(key, bytes)`, 16 at a time.
+    pub fn put_all(&self, bucket: &str, objects: Vec<(String, Vec<u8>)>, content_type: &str) {
+        self.block_on(async {
+            let permits = Arc::new(tokio::sync::Semaphore::new(16));
+            let mut tasks = tokio::task::JoinSet::new();
+            for (key, bytes) in objects {
+                let (client, permits) = (self.client.clone(), permits.clone());
+                let (bucket, ct) = (bucket.to_owned(), content_type.to_owned());
+                tasks.spawn(async move {
+                    let _p = permits.acquire_owned().await.unwrap();
+                    client
+                        .put_object()
+                        .bucket(bucket)
+                        .key(&key)
+                        .content_type(ct)
+                        .body(ByteStream::from(bytes))
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+                });
+            }
+            tasks.join_all().await;
+        });
+    }
+
+    /// Every key under `prefix`, sorted.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.block_on(async {
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .into_paginator()
+                .send();
+            let mut keys = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.expect("list");
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key().map(String::from)),
+                );
+            }
+            keys.sort();
+            keys
+        })
+    }
+
+    /// The object's body and Content-Type.
+    pub fn get(&self, bucket: &str, key: &str) -> (Vec<u8>, String) {
+        self.block_on(async {
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+            let ct = out.content_type().unwrap_or_default().to_owned();
+            (out.body.collect().await.unwrap().to_vec(), ct)
+        })
+    }
+
+    /// The next `times` requests with `method` whose path contains `path_contains` get a 500.
+    pub fn fail(&self, method: &'static str, path_contains: &str, times: usize) {
+        self.faults.lock().unwrap().list.push(Fault {
+            method,
+            path_contains: path_contains.to_owned(),
+            remaining: times,
+        });
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> usize {
+        self.faults.lock().unwrap().injected
+    }
+}
+
+/// A client for seeding and inspecting, built without the environment.
+async fn client(endpoint: &str) -> aws_sdk_s3::Client {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .load()
+        .await;
+    let conf = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    service: s3s::service::S3Service,
+    faults: Arc<Mutex<Faults>>,
+) {
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
+        let (service, faults) = (service.clone(), faults.clone());
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let (service, faults) = (service.clone(), faults.clone());
+                async move {
+                    if should_fail(&faults, &req) {
+                        return Ok::<_, Infallible>(internal_error());
+                    }
+                    let req = req.map(s3s::Body::from);
+                    Ok(match service.call(req).await {
+                        Ok(resp) => resp,
+                        Err(_) => internal_error(),
+                    })
+                }
+            });
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), handler)
+                    .await;
+        });
+    }
+}
+
+fn should_fail(faults: &Mutex<Faults>, req: &hyper::Request<Incoming>) -> bool {
+    let mut f = faults.lock().unwrap();
+    let path = req.uri().path().to_owned();
+    let hit = f.list.iter_mut().find(|x| {
+        x.remaining > 0 && req.method().as_str() == x.method && path.contains(&x.path_contains)
+    });
+    match hit {
+        Some(fault) => {
+            fault.remaining -= 1;
+            f.injected += 1;
+            true
+        }
+        None => false,
+    }
+}
+
+fn internal_error() -> hyper::Response<s3s::Body> {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\
+                <Message>We encountered an internal error. Please try again.</Message></Error>";
+    hyper::Response::builder()
+        .status(500)
+        .header("content-type", "application/xml")
+        .body(s3s::Body::from(body.to_owned()))
+        .unwrap()
+}
