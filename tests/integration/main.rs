@@ -5,4 +5,5 @@ mod harness;
 mod support;
 
 mod bedrock_adapters;
+mod bedrock_routing;
 mod cli_run;
