@@ -2,13 +2,18 @@
 //! answers with throttling and recovered gradually after.
 //!
 //! Each model gets two GCRA limiters. The *base* limiter enforces the configured requests per
-//! minute as a hard guarantee: no window of 60 s ever holds more than `rpm` request starts. It
-//! uses a burst of 1 and a period of `60 s / rpm` plus one nanosecond: with burst `b` and period
-//! `T`, `n` consecutive starts span at least `(n - b) * T`, so `rpm + 1` starts span at least
-//! `rpm * T > 60 s`. (Governor's `Quota::per_minute(rpm)` has burst `rpm`, which lets up to
-//! `2 * rpm` starts into the first minute.) The base limiter is never replaced, so the guarantee
-//! holds across every adaptation. The *adaptive* limiter exists only while a model is slowed down
-//! after throttling, at a lower rate; a request waits for both.
+//! minute as a hard guarantee: no window of 60 s ever holds more than `rpm` request starts. With
+//! burst `b` and period `T`, `n` consecutive starts span at least `(n - b) * T`; the base limiter
+//! uses a period of `60 s / (rpm + 1 - b)` plus one nanosecond, so `rpm + 1` starts span more
+//! than 60 s. (Governor's `Quota::per_minute(rpm)` has burst `rpm`, which lets up to `2 * rpm`
+//! starts into the first minute.) The burst is 1 for slow limits; fast ones (period of 50 ms or
+//! less) get a burst of 2, one slot of slack, because a waiter wakes up to a millisecond late
+//! (Tokio's timer resolution) and with burst 1 every later slot would be pushed back by that
+//! lateness: at 10 ms periods the pace falls ~10% short. With burst 2, lateness under one
+//! period is absorbed, any window of `t` holds at most `t / T + 2` starts, and the slack costs
+//! one slot a minute. The base limiter is never replaced, so the guarantee holds across every
+//! adaptation. The *adaptive* limiter exists only while a model is slowed down after
+//! throttling, at a lower rate (burst 1); a request waits for both.
 //!
 //! Time is Tokio's clock (`tokio::time::Instant`, and `tokio::time::sleep` for waiting), so tests
 //! pause and auto-advance it. This module never calls a model; the scheduler reports outcomes.
@@ -233,7 +238,7 @@ impl RateLimits {
             .max(1);
         let limit = Arc::new(ModelLimit {
             rpm,
-            base: Limiter::direct_with_clock(quota(f64::from(rpm)), self.inner.clock.clone()),
+            base: Limiter::direct_with_clock(base_quota(rpm), self.inner.clock.clone()),
             adaptive: Mutex::new(Adaptive {
                 effective: f64::from(rpm),
                 limiter: None,
@@ -268,13 +273,31 @@ impl fmt::Debug for RateLimits {
     }
 }
 
+/// From this rpm up (periods of 50 ms or less), the base limiter gets a burst of 2.
+const FAST_RPM: u32 = 1_200;
+
+/// The base limiter's quota for `rpm`: burst 2 when fast, else 1, and the period that keeps
+/// `rpm + 1` starts over 60 s apart with that burst.
+fn base_quota(rpm: u32) -> Quota {
+    if rpm >= FAST_RPM {
+        quota_with_burst(f64::from(rpm - 1), 2)
+    } else {
+        quota(f64::from(rpm))
+    }
+}
+
 /// One request per `60 s / rpm` (rounded up, plus 1 ns), burst 1: `rpm + 1` requests always span
 /// more than 60 s.
 fn quota(rpm: f64) -> Quota {
-    let period_ns = (60e9 / rpm.max(1e-3)).ceil().min(u64::MAX as f64) as u64 + 1;
+    quota_with_burst(rpm, 1)
+}
+
+/// One request per `60 s / rate` (rounded up, plus 1 ns), with `burst`.
+fn quota_with_burst(rate: f64, burst: u32) -> Quota {
+    let period_ns = (60e9 / rate.max(1e-3)).ceil().min(u64::MAX as f64) as u64 + 1;
     Quota::with_period(Duration::from_nanos(period_ns))
         .expect("period is at least 1 ns")
-        .allow_burst(NonZeroU32::MIN)
+        .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -370,7 +393,56 @@ mod tests {
         );
     }
 
-    /// Why the burst is 1: governor's per-minute quota lets twice the rpm into the first minute.
+    /// Callers that come back up to a millisecond late (a timer tick) would, with burst 1,
+    /// push every later slot back: here the pace would fall ~5% short. Burst 2 absorbs
+    /// it, and neither a minute nor a second holds more than it may.
+    #[tokio::test(start_paused = true)]
+    async fn fast_limits_absorb_late_callers_without_breaking_any_window() {
+        let limits = limits(&[("m", 6_000)]);
+        let start = Instant::now();
+        let mut stamps = Vec::new();
+        for i in 0..15_000u64 {
+            limits.acquire("m").await;
+            stamps.push(start.elapsed());
+            tokio::time::advance(Duration::from_micros(100 + i * 7919 % 900)).await;
+        }
+        assert!(most_in_a_window(&stamps, MINUTE) <= 6_000);
+        assert!(most_in_a_window(&stamps, Duration::from_secs(1)) <= 101);
+        let ideal = Duration::from_millis(10) * 14_999;
+        let took = *stamps.last().unwrap();
+        assert!(took <= ideal * 1_002 / 1_000, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_two_is_still_capped_at_rpm_per_minute() {
+        // Saturated from many tasks, and bursty after idle gaps: neither breaks the window.
+        let limits = limits(&[("m", 1_200)]);
+        let start = Instant::now();
+        let stamps = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let (limits, stamps) = (limits.clone(), stamps.clone());
+                tokio::spawn(async move {
+                    for i in 0..400u64 {
+                        limits.acquire("m").await;
+                        stamps.lock().unwrap().push(start.elapsed());
+                        if (i + t) % 37 == 0 {
+                            tokio::time::sleep(Duration::from_millis(120)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let stamps = stamps.lock().unwrap();
+        assert_eq!(stamps.len(), 3_200);
+        assert!(most_in_a_window(&stamps, MINUTE) <= 1_200);
+        assert!(most_in_a_window(&stamps, Duration::from_secs(1)) <= 21);
+    }
+
+    /// Why the burst is small: governor's per-minute quota lets twice the rpm into the first minute.
     #[tokio::test(start_paused = true)]
     async fn a_per_minute_quota_with_full_burst_would_break_the_window() {
         let clock = TokioClock {

@@ -5,5 +5,6 @@ mod harness;
 mod support;
 
 mod bedrock_adapters;
+mod bedrock_routing;
 mod cli_run;
 mod s3;

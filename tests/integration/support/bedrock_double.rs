@@ -171,7 +171,7 @@ impl BedrockDouble {
         self.with(model, |m| m.arrivals.len())
     }
 
-    /// Requests answered 200 with an image.
+    /// Requests answered 200 with an image (each one billed).
     pub fn successes(&self, model: &str) -> u64 {
         self.with(model, |m| m.successes)
     }
@@ -328,7 +328,10 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
     let out = tokio::task::spawn_blocking(move || answer(kind, job, filter))
         .await
         .expect("render")?;
-    with_model(&state, &id, |m| m.successes += 1);
+    // A 200 whose images were all filtered out returns (and bills) nothing.
+    if filter.is_none() {
+        with_model(&state, &id, |m| m.successes += 1);
+    }
     Ok(out)
 }
 
