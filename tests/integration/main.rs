@@ -6,3 +6,4 @@ mod support;
 
 mod bedrock_adapters;
 mod cli_run;
+mod report_cmd;
