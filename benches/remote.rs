@@ -149,8 +149,9 @@ async fn run(root: &Path, endpoint: &str) -> (Vec<StepRecord>, Duration) {
     let text = std::fs::read_to_string(&path).unwrap();
     let catalog = Catalog::builtin();
     let manifest = retouch::manifest::parse(&text, &path, &catalog).expect("valid manifest");
-    let listing = retouch::sources::list(&manifest).unwrap();
-    let report = CsvReport::create(&manifest.report, "bench").unwrap();
+    let listing = retouch::sources::list(&manifest, None).await.unwrap();
+    let report_path = manifest.report.local().expect("local report").to_owned();
+    let report = CsvReport::create(&report_path, "bench").unwrap();
     let config = RunConfig {
         run_id: "bench".into(),
         concurrency: manifest.limits.concurrency,
@@ -163,7 +164,7 @@ async fn run(root: &Path, endpoint: &str) -> (Vec<StepRecord>, Duration) {
         },
         retry: RetryPolicy::default(),
     };
-    let plan = Plan::new(Arc::new(manifest), listing);
+    let plan = Plan::new(Arc::new(manifest), listing, None);
     let started = Instant::now();
     let outcome = scheduler::run(
         plan,

@@ -38,7 +38,12 @@ fn main() {
     }
 
     let download = download_only(&server);
-    let local = run(&server, work.path(), "\"../local/cat/**/*.png\"", "out-local");
+    let local = run(
+        &server,
+        work.path(),
+        "\"../local/cat/**/*.png\"",
+        "out-local",
+    );
     let s3 = run(&server, work.path(), "\"s3://bench/cat/\"", "out-s3");
     let per_s = |d: Duration| OBJECTS as f64 / d.as_secs_f64();
     println!(

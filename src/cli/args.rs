@@ -40,6 +40,10 @@ pub enum Command {
     Check(CheckArgs),
     /// List the models retouch knows: ops, prices, limits, lifecycle.
     Models(ModelsArgs),
+    /// Review a run: totals by step, model and reason, latency, failures, costliest images.
+    Report(ReportArgs),
+    /// List past runs recorded in a state folder.
+    Runs(RunsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,4 +82,30 @@ pub struct ModelsArgs {
     /// A model catalog file overriding or extending the built-in one.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A report CSV, or a run id recorded in the state folder.
+    pub run_or_csv: String,
+    /// Also write a self-contained HTML page with before/after thumbnails.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the review as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The state folder to look run ids up in.
+    #[arg(long, value_name = "DIR", default_value = ".retouch")]
+    pub state: PathBuf,
+    /// Folder that relative image paths in the report are relative to (default: the CSV's
+    /// folder, its parent, and the current folder are tried).
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// The state folder.
+    #[arg(long, value_name = "DIR", default_value = ".retouch")]
+    pub state: PathBuf,
 }

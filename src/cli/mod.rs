@@ -8,7 +8,9 @@ mod check;
 mod load;
 mod models;
 mod progress;
+mod report_cmd;
 mod run;
+mod runs_cmd;
 mod s3;
 
 use clap::Parser;
@@ -52,6 +54,8 @@ pub fn main() -> i32 {
             Command::Run(run) => run::run(run, &args).await,
             Command::Check(check) => check::check(check).await,
             Command::Models(models) => models::models(models),
+            Command::Report(report) => report_cmd::report(report),
+            Command::Runs(runs) => runs_cmd::runs(runs),
         }
     });
     match result {

@@ -1,10 +1,46 @@
 //! Durable per-(image, step) outcomes.
 //!
-//! Today this owns the record type every other part agrees on: the scheduler produces a
-//! [`StepRecord`] for each image and step, the report renders it. The crash-safe store and the
-//! content-addressed result cache that make reruns free build on these records.
+//! Owns the record type every other part agrees on (the scheduler produces a [`StepRecord`] for
+//! each image and step, the report renders it), the crash-safe SQLite state [`Store`] (runs,
+//! report rows, daily spend, catalog lock, step cache index) and the content-addressed result
+//! cache ([`StepKey`], [`BlobStore`]) that make reruns free. It never calls a model or routes.
+
+mod cache;
+mod store;
 
 use std::fmt;
+use std::path::PathBuf;
+
+pub use cache::{
+    BlobStore, LOCAL_OPS_VERSION, NOVA_ADAPTER_VERSION, STABILITY_ADAPTER_VERSION, StepKey,
+    StepSpec, TITAN_ADAPTER_VERSION, adapter_version, input_hash, spec_for,
+};
+pub use store::{CachedStep, GcStats, RunInfo, RunSummary, Store};
+
+/// A state store or blob that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("state store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "state store {path} has schema version {found}; this retouch understands up to {supported}"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+}
 
 use crate::catalog::Op;
 use crate::money::Usd;
@@ -27,6 +63,13 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Planned => "planned",
         }
+    }
+
+    /// The inverse of [`Status::as_str`].
+    pub fn parse(s: &str) -> Option<Status> {
+        [Status::Ok, Status::Failed, Status::Skipped, Status::Planned]
+            .into_iter()
+            .find(|st| st.as_str() == s)
     }
 }
 

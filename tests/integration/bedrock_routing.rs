@@ -82,8 +82,9 @@ impl Project {
         for (id, price) in &manifest.prices {
             catalog.set_price(id, *price).unwrap();
         }
-        let listing = retouch::sources::list(&manifest).unwrap();
-        let report = CsvReport::create(&manifest.report, "test-run").unwrap();
+        let listing = retouch::sources::list(&manifest, None).await.unwrap();
+        let report_path = manifest.report.local().expect("local report").to_owned();
+        let report = CsvReport::create(&report_path, "test-run").unwrap();
         let config = RunConfig {
             run_id: "test-run".into(),
             concurrency: manifest.limits.concurrency,
@@ -100,7 +101,7 @@ impl Project {
                 cap: Duration::from_millis(40),
             },
         };
-        let plan = Plan::new(Arc::new(manifest), listing);
+        let plan = Plan::new(Arc::new(manifest), listing, None);
         let outcome = scheduler::run(
             plan,
             config,

@@ -7,4 +7,5 @@ mod support;
 mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
+mod report_cmd;
 mod s3;

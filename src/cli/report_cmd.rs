@@ -1,0 +1,70 @@
+//! `retouch report RUN_OR_CSV`: reviews a finished (or interrupted) run from its report CSV or
+//! from the rows recorded in the state store, as text, JSON, and optionally an HTML page.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use retouch::ledger::{StepRecord, Store};
+use retouch::report::html::{self, Resolver};
+use retouch::report::{Analysis, read_csv};
+
+use super::args::ReportArgs;
+use super::code;
+
+pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    let (run_id, rows, bases) = load(args)?;
+    let analysis = Analysis::from_rows(&run_id, &rows);
+    if let Some(path) = &args.html {
+        let resolver = Resolver {
+            bases: args.base.iter().cloned().chain(bases).collect(),
+        };
+        let page = html::render(&analysis, &rows, &resolver);
+        html::write_atomic(path, &page)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&analysis)?);
+    } else {
+        print!("{analysis}");
+        if let Some(path) = &args.html {
+            println!("\nhtml:   {}", path.display());
+        }
+    }
+    Ok(code::OK)
+}
+
+/// The run id, its rows, and the folders relative paths in them may be relative to.
+fn load(args: &ReportArgs) -> anyhow::Result<(String, Vec<StepRecord>, Vec<PathBuf>)> {
+    let target = Path::new(&args.run_or_csv);
+    let cwd = PathBuf::from(".");
+    if target.is_file() {
+        let rep = read_csv(target)?;
+        let folder = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let bases = vec![folder.to_owned(), folder.join(".."), cwd];
+        return Ok((rep.run_id, rep.rows, bases));
+    }
+    if !args.state.join("state.db").is_file() {
+        bail!(
+            "`{}` is neither a report CSV nor a run id: no state store in {}",
+            args.run_or_csv,
+            args.state.display()
+        );
+    }
+    let store = Store::open(&args.state)?;
+    let Some(run) = store.run(&args.run_or_csv)? else {
+        bail!(
+            "`{}` is neither a report CSV nor a run recorded in {} (see `retouch runs`)",
+            args.run_or_csv,
+            args.state.display()
+        );
+    };
+    let rows = store.rows(&run.info.run_id)?;
+    let manifest_dir = Path::new(&run.info.manifest)
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    Ok((run.info.run_id, rows, vec![manifest_dir, cwd]))
+}

@@ -1,0 +1,53 @@
+//! `retouch runs`: the runs recorded in a state folder, newest first.
+
+use retouch::catalog::Date;
+use retouch::ledger::Store;
+
+use super::args::RunsArgs;
+use super::code;
+
+pub fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
+    // Listing must not create a state folder where there is none.
+    if !args.state.join("state.db").is_file() {
+        println!("no runs recorded in {}", args.state.display());
+        return Ok(code::OK);
+    }
+    let store = Store::open(&args.state)?;
+    println!(
+        "{:<20} {:<26} {:>7} {:>7} {:>7} {:>14}  MANIFEST",
+        "STARTED (UTC)", "RUN", "IMAGES", "OK", "FAILED", "COST (USD)"
+    );
+    for run in store.runs()? {
+        let unfinished = if run.finished_at.is_none() {
+            " (unfinished)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<20} {:<26} {:>7} {:>7} {:>7} {:>14}  {}{unfinished}",
+            utc(run.info.started_at),
+            run.info.run_id,
+            run.info.images,
+            run.ok,
+            run.failed,
+            run.cost.to_string(),
+            run.info.manifest
+        );
+    }
+    Ok(code::OK)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of unix seconds, UTC.
+fn utc(secs: i64) -> String {
+    let day = Date::from_days_since_epoch(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        day.y,
+        day.m,
+        day.d,
+        s / 3_600,
+        s / 60 % 60,
+        s % 60
+    )
+}

@@ -1,0 +1,552 @@
+//! The durable state of a pipeline: one SQLite file `<state>/state.db` plus the blob folder
+//! `<state>/cache/`.
+//!
+//! Owns the schema (versioned with `PRAGMA user_version`) and every read and write of runs, report
+//! rows, the step-cache index, daily spend and the catalog lock. Money is stored as integer
+//! micro-dollars. The database runs in WAL mode with `synchronous=NORMAL` (every committed
+//! transaction survives `kill -9`; only a power loss may drop the last few) and a busy timeout,
+//! so two runs sharing one state folder wait for each other instead of failing. A [`Store`] is one
+//! connection behind a `std::sync::Mutex`: every method holds it for one short statement or
+//! transaction and never across an `.await`; from async code call it directly for single-row
+//! calls (they take microseconds) or via `spawn_blocking` for large batches. This module never
+//! decides whether to call a model; it only answers what is known and records what happened.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{BlobStore, LedgerError, Status, StepKey, StepRecord};
+use crate::catalog::{Date, Op};
+use crate::money::Usd;
+
+/// The schema version this build writes and understands.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, manifest TEXT NOT NULL, started_at INTEGER NOT NULL,
+    images INTEGER NOT NULL, finished_at INTEGER, ok INTEGER, failed INTEGER, cost_micros INTEGER
+);
+CREATE TABLE rows (
+    run_id TEXT NOT NULL, image_index INTEGER NOT NULL, step INTEGER NOT NULL,
+    image TEXT NOT NULL, op TEXT NOT NULL, model TEXT NOT NULL, reason TEXT NOT NULL,
+    status TEXT NOT NULL, cost_micros INTEGER NOT NULL, latency_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL, in_w INTEGER, in_h INTEGER, out_w INTEGER, out_h INTEGER,
+    output TEXT NOT NULL, error TEXT NOT NULL,
+    PRIMARY KEY (run_id, image_index, step)
+) WITHOUT ROWID;
+CREATE TABLE steps (
+    key BLOB PRIMARY KEY, blob TEXT NOT NULL, model TEXT NOT NULL, cost_micros INTEGER NOT NULL,
+    latency_ms INTEGER NOT NULL, out_w INTEGER NOT NULL, out_h INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, last_used INTEGER NOT NULL
+);
+CREATE INDEX steps_last_used ON steps (last_used);
+CREATE INDEX steps_blob ON steps (blob);
+CREATE TABLE spend (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, model TEXT NOT NULL,
+    cost_micros INTEGER NOT NULL, at_unix INTEGER NOT NULL
+);
+CREATE INDEX spend_at ON spend (at_unix);
+CREATE TABLE locks (seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, recorded_at INTEGER NOT NULL);
+CREATE TABLE lock_entries (
+    seq INTEGER NOT NULL REFERENCES locks (seq), model TEXT NOT NULL, price_micros INTEGER NOT NULL,
+    PRIMARY KEY (seq, model)
+);
+";
+
+/// A cache entry is touched (its `last_used` refreshed) at most this often, so a cached rerun
+/// reads far more than it writes.
+const TOUCH_EVERY_SECS: i64 = 3_600;
+
+/// A run as it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub run_id: String,
+    /// The manifest path as given.
+    pub manifest: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Images the run set out to process.
+    pub images: u64,
+}
+
+/// A past run with its totals: as recorded by `finish_run`, or, for a run that never finished
+/// (killed), computed from the rows it recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub info: RunInfo,
+    pub finished_at: Option<i64>,
+    pub ok: u64,
+    pub failed: u64,
+    pub cost: Usd,
+}
+
+/// A cached step result: the blob holding its encoded image (lossless PNG) and what producing it
+/// originally cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedStep {
+    /// blake3 hex of the result bytes, a name in the [`BlobStore`].
+    pub blob: String,
+    /// `local` or the model id that produced it.
+    pub model: String,
+    /// What the original call was billed.
+    pub cost: Usd,
+    pub latency_ms: u64,
+    pub out_w: u32,
+    pub out_h: u32,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GcStats {
+    pub entries_removed: u64,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+}
+
+/// The state store of one pipeline. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    /// One connection; locked for one statement or transaction at a time, never across `.await`.
+    conn: Mutex<Connection>,
+    blobs: BlobStore,
+}
+
+/// A column value that does not parse (an op or status this build does not know).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown value `{0}`")]
+struct UnknownValue(String);
+
+impl Store {
+    /// Opens (creating if needed) `dir/state.db` and the blob folder `dir/cache/`.
+    pub fn open(dir: &Path) -> Result<Store, LedgerError> {
+        let path = dir.join("state.db");
+        std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let sql = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+            .map_err(sql)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+            .map_err(sql)?;
+        migrate(&mut conn, &path)?;
+        Ok(Store {
+            blobs: BlobStore::new(&dir.join("cache")),
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The blob folder holding cached step results.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction open (it rolls back on
+        // drop), so the connection is still good.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Records that a run started (replacing a run of the same id).
+    pub fn begin_run(&self, run: &RunInfo) -> Result<(), LedgerError> {
+        self.conn()
+            .execute(
+                "INSERT INTO runs (run_id, manifest, started_at, images) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (run_id) DO UPDATE SET manifest = ?2, started_at = ?3, images = ?4,
+                 finished_at = NULL, ok = NULL, failed = NULL, cost_micros = NULL",
+                params![run.run_id, run.manifest, run.started_at, run.images as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a run's totals when it ends.
+    pub fn finish_run(
+        &self,
+        run_id: &str,
+        ok: u64,
+        failed: u64,
+        cost: Usd,
+        finished_at: i64,
+    ) -> Result<(), LedgerError> {
+        self.conn()
+            .execute(
+                "UPDATE runs SET ok = ?2, failed = ?3, cost_micros = ?4, finished_at = ?5
+                 WHERE run_id = ?1",
+                params![run_id, ok as i64, failed as i64, cost.micros(), finished_at],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every recorded run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunSummary>, LedgerError> {
+        self.query_runs("", None)
+    }
+
+    /// One run by id.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunSummary>, LedgerError> {
+        Ok(self.query_runs("WHERE r.run_id = ?1", Some(run_id))?.pop())
+    }
+
+    fn query_runs(&self, filter: &str, id: Option<&str>) -> Result<Vec<RunSummary>, LedgerError> {
+        let sql = format!(
+            "SELECT r.run_id, r.manifest, r.started_at, r.images, r.finished_at,
+                (SELECT COUNT(DISTINCT image_index) FROM rows w WHERE w.run_id = r.run_id),
+                (SELECT COUNT(DISTINCT image_index) FROM rows w
+                    WHERE w.run_id = r.run_id AND w.status = 'failed'),
+                (SELECT COALESCE(SUM(cost_micros), 0) FROM rows w WHERE w.run_id = r.run_id),
+                r.ok, r.failed, r.cost_micros
+             FROM runs r {filter} ORDER BY r.started_at DESC, r.rowid DESC"
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let map = |r: &rusqlite::Row| {
+            let seen: i64 = r.get(5)?;
+            let failed_rows: i64 = r.get(6)?;
+            Ok(RunSummary {
+                info: RunInfo {
+                    run_id: r.get(0)?,
+                    manifest: r.get(1)?,
+                    started_at: r.get(2)?,
+                    images: r.get::<_, i64>(3)? as u64,
+                },
+                finished_at: r.get(4)?,
+                ok: r.get::<_, Option<i64>>(8)?.unwrap_or(seen - failed_rows) as u64,
+                failed: r.get::<_, Option<i64>>(9)?.unwrap_or(failed_rows) as u64,
+                cost: Usd(r.get::<_, Option<i64>>(10)?.unwrap_or(r.get(7)?)),
+            })
+        };
+        let rows = match id {
+            Some(id) => stmt.query_map([id], map),
+            None => stmt.query_map([], map),
+        };
+        rows.and_then(Iterator::collect).map_err(|e| self.err(e))
+    }
+
+    /// Records report rows of a run (one transaction; a row recorded again replaces itself).
+    pub fn record_rows(&self, run_id: &str, rows: &[StepRecord]) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO rows VALUES
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                )
+                .map_err(|e| self.err(e))?;
+            for r in rows {
+                let (in_w, in_h) = split(r.input_size);
+                let (out_w, out_h) = split(r.output_size);
+                stmt.execute(params![
+                    run_id,
+                    r.image_index as i64,
+                    r.step as i64,
+                    r.image,
+                    r.op.as_str(),
+                    r.model,
+                    r.reason,
+                    r.status.as_str(),
+                    r.cost.micros(),
+                    r.latency_ms as i64,
+                    r.attempts,
+                    in_w,
+                    in_h,
+                    out_w,
+                    out_h,
+                    r.output,
+                    r.error,
+                ])
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// A run's report rows in input-then-step order.
+    pub fn rows(&self, run_id: &str) -> Result<Vec<StepRecord>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT image_index, image, step, op, model, reason, status, cost_micros,
+                 latency_ms, attempts, in_w, in_h, out_w, out_h, output, error
+                 FROM rows WHERE run_id = ?1 ORDER BY image_index, step",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([run_id], record_from_row)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The cached result of a step, if any and its blob is still present. Refreshes the entry's
+    /// last use (for [`Store::gc`]). An entry whose blob is gone is dropped and reported missing.
+    pub fn lookup(&self, key: &StepKey) -> Result<Option<CachedStep>, LedgerError> {
+        let conn = self.conn();
+        let found = conn
+            .prepare_cached(
+                "SELECT blob, model, cost_micros, latency_ms, out_w, out_h, created_at, last_used
+                 FROM steps WHERE key = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([&key.0[..]], |r| {
+                    let step = CachedStep {
+                        blob: r.get(0)?,
+                        model: r.get(1)?,
+                        cost: Usd(r.get(2)?),
+                        latency_ms: r.get::<_, i64>(3)? as u64,
+                        out_w: r.get(4)?,
+                        out_h: r.get(5)?,
+                        created_at: r.get(6)?,
+                    };
+                    Ok((step, r.get::<_, i64>(7)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let Some((step, last_used)) = found else {
+            return Ok(None);
+        };
+        if !self.blobs.contains(&step.blob) {
+            conn.execute("DELETE FROM steps WHERE key = ?1", [&key.0[..]])
+                .map_err(|e| self.err(e))?;
+            return Ok(None);
+        }
+        let now = now_unix();
+        if now - last_used >= TOUCH_EVERY_SECS {
+            conn.execute(
+                "UPDATE steps SET last_used = ?2 WHERE key = ?1",
+                params![&key.0[..], now],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(Some(step))
+    }
+
+    /// Records a step's result under `key` (its blob must already be in [`Store::blobs`]).
+    /// Replaces an older entry for the same key (a `--force` rerun).
+    pub fn record_step(&self, key: &StepKey, step: &CachedStep) -> Result<(), LedgerError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO steps
+                 (key, blob, model, cost_micros, latency_ms, out_w, out_h, created_at, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                params![
+                    &key.0[..],
+                    step.blob,
+                    step.model,
+                    step.cost.micros(),
+                    step.latency_ms as i64,
+                    step.out_w,
+                    step.out_h,
+                    step.created_at,
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records money billed by one call (for the daily budget across runs).
+    pub fn record_spend(
+        &self,
+        run_id: &str,
+        model: &str,
+        cost: Usd,
+        at_unix: i64,
+    ) -> Result<(), LedgerError> {
+        self.conn()
+            .execute(
+                "INSERT INTO spend (run_id, model, cost_micros, at_unix) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, model, cost.micros(), at_unix],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Everything billed on the UTC day `day`, over all runs.
+    pub fn spent_on(&self, day: Date) -> Result<Usd, LedgerError> {
+        let start = days_from_civil(day) * 86_400;
+        self.conn()
+            .query_row(
+                "SELECT COALESCE(SUM(cost_micros), 0) FROM spend
+                 WHERE at_unix >= ?1 AND at_unix < ?2",
+                params![start, start + 86_400],
+                |r| r.get(0),
+            )
+            .map(Usd)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records the catalog entries (model id, price per image) a run used.
+    pub fn record_lock(&self, run_id: &str, entries: &[(String, Usd)]) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO locks (run_id, recorded_at) VALUES (?1, ?2)",
+            params![run_id, now_unix()],
+        )
+        .map_err(|e| self.err(e))?;
+        let seq = tx.last_insert_rowid();
+        for (model, price) in entries {
+            tx.execute(
+                "INSERT OR REPLACE INTO lock_entries (seq, model, price_micros) VALUES (?1, ?2, ?3)",
+                params![seq, model, price.micros()],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// The most recently recorded lock, sorted by model id (empty when none).
+    pub fn last_lock(&self) -> Result<Vec<(String, Usd)>, LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT model, price_micros FROM lock_entries
+                 WHERE seq = (SELECT MAX(seq) FROM locks) ORDER BY model",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, Usd(r.get(1)?))))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Deletes cache entries not used for `older_than`, then every blob no entry refers to that
+    /// is at least as old (including temp files a crash left behind).
+    pub fn gc(&self, older_than: Duration) -> Result<GcStats, LedgerError> {
+        self.gc_before(now_unix() - older_than.as_secs() as i64)
+    }
+
+    /// [`Store::gc`] with an explicit cutoff (unix seconds).
+    pub fn gc_before(&self, cutoff: i64) -> Result<GcStats, LedgerError> {
+        let mut stats = GcStats::default();
+        let conn = self.conn();
+        stats.entries_removed = conn
+            .execute("DELETE FROM steps WHERE last_used < ?1", [cutoff])
+            .map_err(|e| self.err(e))? as u64;
+        let mut referenced = conn
+            .prepare_cached("SELECT 1 FROM steps WHERE blob = ?1 LIMIT 1")
+            .map_err(|e| self.err(e))?;
+        for (path, name, mtime) in self.blobs.list() {
+            if mtime >= cutoff {
+                continue;
+            }
+            let used = referenced.exists([&name]).map_err(|e| self.err(e))?;
+            if !used {
+                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+                if std::fs::remove_file(&path).is_ok() {
+                    stats.blobs_removed += 1;
+                    stats.bytes_freed += size;
+                }
+            }
+        }
+        Ok(stats)
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
+    let sql = |source| LedgerError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    // IMMEDIATE: two processes opening a fresh store at once must not both create the schema.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    if version > SCHEMA_VERSION {
+        return Err(LedgerError::SchemaTooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 {
+        tx.execute_batch(SCHEMA).map_err(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+            .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
+}
+
+fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<StepRecord> {
+    let size = |w: usize, h: usize| -> rusqlite::Result<Option<(u32, u32)>> {
+        Ok(r.get::<_, Option<u32>>(w)?.zip(r.get::<_, Option<u32>>(h)?))
+    };
+    let op: String = r.get(3)?;
+    let status: String = r.get(6)?;
+    Ok(StepRecord {
+        image_index: r.get::<_, i64>(0)? as usize,
+        image: r.get(1)?,
+        step: r.get::<_, i64>(2)? as usize,
+        op: Op::parse(&op).ok_or_else(|| unknown(3, op.clone()))?,
+        model: r.get(4)?,
+        reason: r.get(5)?,
+        status: Status::parse(&status).ok_or_else(|| unknown(6, status.clone()))?,
+        cost: Usd(r.get(7)?),
+        latency_ms: r.get::<_, i64>(8)? as u64,
+        attempts: r.get(9)?,
+        input_size: size(10, 11)?,
+        output_size: size(12, 13)?,
+        output: r.get(14)?,
+        error: r.get(15)?,
+    })
+}
+
+fn unknown(col: usize, value: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, Type::Text, Box::new(UnknownValue(value)))
+}
+
+fn split(size: Option<(u32, u32)>) -> (Option<u32>, Option<u32>) {
+    size.map_or((None, None), |(w, h)| (Some(w), Some(h)))
+}
+
+/// Unix seconds now.
+pub(crate) fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`; the inverse of
+/// [`Date::from_days_since_epoch`]).
+fn days_from_civil(d: Date) -> i64 {
+    let y = i64::from(d.y) - i64::from(d.m <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(d.m);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(d.d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

@@ -1,0 +1,322 @@
+//! Unit tests of the state store (kept beside `store.rs` to keep that file short).
+
+use super::*;
+use crate::ledger::{StepSpec, spec_for};
+use crate::manifest::{Fallback, FixLightingParams, ModelRef, OpParams, Step};
+
+fn record(image_index: usize, step: usize, status: Status, cost: i64) -> StepRecord {
+    StepRecord {
+        image_index,
+        image: format!("photos/img{image_index}.jpg"),
+        step,
+        op: Op::FixLighting,
+        model: "amazon.nova-canvas-v1:0".into(),
+        reason: "cheapest".into(),
+        status,
+        cost: Usd(cost),
+        latency_ms: 120 + step as u64,
+        attempts: 1,
+        input_size: Some((640, 480)),
+        output_size: (status == Status::Ok).then_some((1280, 960)),
+        output: format!("out/img{image_index}.png"),
+        error: if status == Status::Failed {
+            "throttled".into()
+        } else {
+            String::new()
+        },
+    }
+}
+
+fn key(n: u8) -> StepKey {
+    let step = Step {
+        index: 0,
+        op: Op::FixLighting,
+        models: vec![ModelRef::Local],
+        fallback: Fallback::Local,
+        params: OpParams::FixLighting(FixLightingParams { strength: 0.5 }),
+        prompt: None,
+        negative_prompt: None,
+        similarity: None,
+    };
+    let spec: StepSpec = spec_for(&step, "local");
+    StepKey::chain(blake3::hash(&[n]), &spec)
+}
+
+fn cached(blob: String, created_at: i64) -> CachedStep {
+    CachedStep {
+        blob,
+        model: "amazon.nova-canvas-v1:0".into(),
+        cost: Usd(40_000),
+        latency_ms: 2_300,
+        out_w: 1024,
+        out_h: 768,
+        created_at,
+    }
+}
+
+#[test]
+fn runs_and_rows_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(dir.path().join("state.db").is_file());
+    let info = |id: &str, at| RunInfo {
+        run_id: id.into(),
+        manifest: "pipelines/shop.yaml".into(),
+        started_at: at,
+        images: 2,
+    };
+    store.begin_run(&info("r1", 100)).unwrap();
+    store.begin_run(&info("r2", 200)).unwrap();
+    let rows = vec![
+        record(1, 0, Status::Ok, 40_000),
+        record(0, 0, Status::Ok, 40_000),
+        record(0, 1, Status::Failed, 0),
+    ];
+    store.record_rows("r1", &rows).unwrap();
+    // Recording a row again replaces it, never duplicates it.
+    store.record_rows("r1", &rows[..1]).unwrap();
+    let back = store.rows("r1").unwrap();
+    assert_eq!(
+        back,
+        vec![rows[1].clone(), rows[2].clone(), rows[0].clone()]
+    );
+    assert!(store.rows("r2").unwrap().is_empty());
+
+    // r1 never finished: totals come from its rows. r2 finished: its own totals.
+    store.finish_run("r2", 2, 0, Usd(7), 260).unwrap();
+    let runs = store.runs().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].info, info("r2", 200));
+    assert_eq!(
+        (
+            runs[0].finished_at,
+            runs[0].ok,
+            runs[0].failed,
+            runs[0].cost
+        ),
+        (Some(260), 2, 0, Usd(7))
+    );
+    assert_eq!(
+        (
+            runs[1].finished_at,
+            runs[1].ok,
+            runs[1].failed,
+            runs[1].cost
+        ),
+        (None, 1, 1, Usd(80_000))
+    );
+    assert_eq!(store.run("r1").unwrap().unwrap().info.run_id, "r1");
+    assert_eq!(store.run("nope").unwrap(), None);
+}
+
+#[test]
+fn state_survives_reopening_and_the_schema_is_versioned() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.record_spend("r1", "m", Usd(5), 1_000).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.spent_on(Date::from_days_since_epoch(0)).unwrap(),
+        Usd(5)
+    );
+    let conn = Connection::open(dir.path().join("state.db")).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    drop(store);
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(LedgerError::SchemaTooNew { found: 99, .. })
+    ));
+}
+
+#[test]
+fn two_handles_write_concurrently_without_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let store = Store::open(&path).unwrap();
+                let run = format!("run-{t}");
+                for i in 0..200 {
+                    store.record_spend(&run, "m", Usd(1), 86_400 + i).unwrap();
+                    store
+                        .record_rows(&run, &[record(i as usize, 0, Status::Ok, 1)])
+                        .unwrap();
+                    let k = key((i % 250) as u8);
+                    store.record_step(&k, &cached("b".repeat(64), i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.spent_on(Date::from_days_since_epoch(1)).unwrap(),
+        Usd(400)
+    );
+    assert_eq!(store.rows("run-0").unwrap().len(), 200);
+    assert_eq!(store.rows("run-1").unwrap().len(), 200);
+}
+
+#[test]
+fn spend_is_counted_per_utc_day_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let day: Date = "2026-03-14".parse().unwrap();
+    let midnight = days_from_civil(day) * 86_400;
+    store
+        .record_spend("a", "m1", Usd(100), midnight - 1)
+        .unwrap();
+    store.record_spend("a", "m1", Usd(10), midnight).unwrap();
+    store
+        .record_spend("b", "m2", Usd(20), midnight + 86_399)
+        .unwrap();
+    store
+        .record_spend("b", "m2", Usd(1_000), midnight + 86_400)
+        .unwrap();
+    assert_eq!(store.spent_on(day).unwrap(), Usd(30));
+    assert_eq!(
+        store.spent_on("2026-03-13".parse().unwrap()).unwrap(),
+        Usd(100)
+    );
+    assert_eq!(
+        store.spent_on("2026-03-15".parse().unwrap()).unwrap(),
+        Usd(1_000)
+    );
+}
+
+#[test]
+fn days_from_civil_inverts_the_date_type() {
+    for days in [-800_000, -1, 0, 1, 59, 365, 11_016, 20_000, 2_932_896] {
+        assert_eq!(days_from_civil(Date::from_days_since_epoch(days)), days);
+    }
+    assert_eq!(days_from_civil("2000-03-01".parse().unwrap()), 11_017);
+}
+
+#[test]
+fn step_cache_round_trips_and_needs_its_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.lookup(&key(1)).unwrap(), None);
+    let blob = store.blobs().put(b"result png").unwrap();
+    let entry = cached(blob.clone(), 1_700_000_000);
+    store.record_step(&key(1), &entry).unwrap();
+    assert_eq!(store.lookup(&key(1)).unwrap(), Some(entry.clone()));
+    assert_eq!(store.lookup(&key(2)).unwrap(), None);
+    // A forced recompute replaces the entry.
+    let newer = CachedStep {
+        cost: Usd(1),
+        ..entry.clone()
+    };
+    store.record_step(&key(1), &newer).unwrap();
+    assert_eq!(store.lookup(&key(1)).unwrap().unwrap().cost, Usd(1));
+    // Blob gone: the entry is a miss (the step must be recomputed), not a dangling hit.
+    std::fs::remove_file(store.blobs().path(&blob)).unwrap();
+    assert_eq!(store.lookup(&key(1)).unwrap(), None);
+}
+
+#[test]
+fn gc_trims_unused_entries_and_their_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let old = now_unix() - 40 * 86_400;
+    let stale = store.blobs().put(b"stale").unwrap();
+    let fresh = store.blobs().put(b"fresh").unwrap();
+    let shared = store.blobs().put(b"shared").unwrap();
+    let orphan = store.blobs().put(b"orphan, never recorded").unwrap();
+    store
+        .record_step(&key(1), &cached(stale.clone(), old))
+        .unwrap();
+    store
+        .record_step(&key(2), &cached(fresh.clone(), old))
+        .unwrap();
+    store
+        .record_step(&key(3), &cached(shared.clone(), old))
+        .unwrap();
+    store
+        .record_step(&key(4), &cached(shared.clone(), old))
+        .unwrap();
+    // Used recently: survives although created long ago.
+    assert!(store.lookup(&key(2)).unwrap().is_some());
+    assert!(store.lookup(&key(4)).unwrap().is_some());
+
+    // Blobs were just written, so only a cutoff in the future can collect them: that exercises
+    // the entry and blob rules together.
+    let stats = store.gc_before(now_unix() - 30 * 86_400).unwrap();
+    assert_eq!((stats.entries_removed, stats.blobs_removed), (2, 0));
+    let stats = store.gc_before(now_unix() + 10).unwrap();
+    // Every remaining entry was used before `now + 10`: all are trimmed, and every blob with
+    // them, including the orphan a crash could have left.
+    assert_eq!(stats.entries_removed, 2);
+    assert_eq!(stats.blobs_removed, 4);
+    for b in [&stale, &fresh, &shared, &orphan] {
+        assert!(!store.blobs().contains(b));
+    }
+}
+
+#[test]
+fn gc_keeps_blobs_still_referenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let old = now_unix() - 40 * 86_400;
+    let shared = store.blobs().put(b"shared").unwrap();
+    let orphan = store.blobs().put(b"orphan").unwrap();
+    store
+        .record_step(&key(1), &cached(shared.clone(), old))
+        .unwrap();
+    store
+        .record_step(&key(2), &cached(shared.clone(), now_unix()))
+        .unwrap();
+    let stats = store.gc_before(now_unix() + 1).unwrap();
+    // Both entries were last used before the cutoff: both go, and their blob with them.
+    assert_eq!(stats.entries_removed, 2);
+    assert!(!store.blobs().contains(&orphan));
+    assert!(!store.blobs().contains(&shared));
+
+    let shared = store.blobs().put(b"shared").unwrap();
+    let orphan = store.blobs().put(b"orphan").unwrap();
+    store
+        .record_step(&key(1), &cached(shared.clone(), old))
+        .unwrap();
+    store
+        .record_step(&key(2), &cached(shared.clone(), now_unix() + 100))
+        .unwrap();
+    let stats = store.gc_before(now_unix() + 1).unwrap();
+    assert_eq!((stats.entries_removed, stats.blobs_removed), (1, 1));
+    assert!(
+        store.blobs().contains(&shared),
+        "entry 2 still refers to it"
+    );
+    assert!(!store.blobs().contains(&orphan));
+    assert!(store.lookup(&key(2)).unwrap().is_some());
+    assert!(store.lookup(&key(1)).unwrap().is_none());
+}
+
+#[test]
+fn the_last_lock_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.last_lock().unwrap().is_empty());
+    store
+        .record_lock("r1", &[("b".into(), Usd(2)), ("a".into(), Usd(1))])
+        .unwrap();
+    assert_eq!(
+        store.last_lock().unwrap(),
+        vec![("a".to_string(), Usd(1)), ("b".to_string(), Usd(2))]
+    );
+    store.record_lock("r2", &[("a".into(), Usd(3))]).unwrap();
+    assert_eq!(store.last_lock().unwrap(), vec![("a".to_string(), Usd(3))]);
+}
