@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use retouch::catalog::Date;
 use retouch::ledger::StepRecord;
+use retouch::ledger::{RunInfo, Store};
 use retouch::manifest::{Manifest, Place};
 use retouch::plan::Plan;
 use retouch::providers::bedrock::ConnectSettings;
@@ -81,9 +82,22 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             ..RetryPolicy::default()
         },
     };
+    let started_at = unix_now();
+    let images = plan.images.len() as u64;
     let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
     signals.abort();
     progress.finish();
+    if !args.dry_run {
+        let run = RunInfo {
+            run_id: run_id.clone(),
+            manifest: args.manifest.display().to_string(),
+            started_at,
+            images,
+        };
+        if let Err(e) = record_run(&manifest.base_dir.join(".retouch"), &run, &outcome) {
+            tracing::warn!("could not record the run in the state folder: {e}");
+        }
+    }
     let report_ok =
         finish_report(&manifest, s3.as_ref(), &report_path, &run_id, &outcome.rows).await;
     if !global.quiet {
@@ -102,6 +116,32 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     } else {
         code::SOME_FAILED
     })
+}
+
+/// Records the run and its rows in the state folder next to the manifest, for `retouch runs`
+/// and `retouch report RUN_ID`.
+fn record_run(
+    state: &std::path::Path,
+    run: &RunInfo,
+    outcome: &scheduler::RunOutcome,
+) -> Result<(), retouch::ledger::LedgerError> {
+    let store = Store::open(state)?;
+    store.begin_run(run)?;
+    store.record_rows(&run.run_id, &outcome.rows)?;
+    let s = &outcome.summary;
+    store.finish_run(
+        &run.run_id,
+        s.images_ok as u64,
+        s.images_failed as u64,
+        s.total_cost,
+        unix_now(),
+    )
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `--report`: a local path or `s3://bucket/key`.

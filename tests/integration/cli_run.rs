@@ -344,3 +344,30 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     );
     assert!(!out.stderr.contains('\u{1b}'), "escape codes in a pipe");
 }
+
+#[test]
+fn runs_are_recorded_for_runs_and_report() {
+    let out = three_step_test()
+        .run(&["run", "pipelines/test.yaml", "-q"])
+        .success();
+    let (_, rows) = out.csv("out/report.csv");
+    let run_id = rows[0][0].to_string();
+    let runs = out
+        .then()
+        .run(&["runs", "--state", "pipelines/.retouch"])
+        .success();
+    assert!(runs.stdout.contains(&run_id), "{}", runs.stdout);
+    assert!(
+        runs.stdout.contains("pipelines/test.yaml"),
+        "{}",
+        runs.stdout
+    );
+    let report = runs
+        .then()
+        .run(&["report", &run_id, "--state", "pipelines/.retouch", "--json"])
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&report.stdout).expect(&report.stdout);
+    assert_eq!(v["run_id"], run_id.as_str());
+    assert_eq!(v["images"], 3);
+    assert_eq!(v["images_by_status"]["ok"], 3);
+}

@@ -96,6 +96,11 @@ impl Outcome {
         self.code(0)
     }
 
+    /// The same test folder, for another command.
+    pub fn then(self) -> Test {
+        Test { dir: self._dir }
+    }
+
     /// The report CSV at `rel`: header and rows.
     pub fn csv(&self, rel: &str) -> (Vec<String>, Vec<csv::StringRecord>) {
         let mut rdr = csv::Reader::from_path(self.root.join(rel)).expect("report exists");
