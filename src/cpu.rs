@@ -3,8 +3,22 @@
 //! Decoding, image operations and encoding run on rayon's pool, never on Tokio's workers. A job
 //! that panics (a bug meeting an odd image) is caught here and reported as an error, so one image
 //! can never take the run down.
+//!
+//! At most one job per pool thread is handed to rayon at a time: the ops parallelise internally,
+//! and a thread waiting inside one op's `join` would otherwise steal another image's whole op,
+//! so every image in flight would hold its working buffers at once and memory would grow with
+//! `concurrency` instead of with the core count.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use tokio::sync::Semaphore;
+
+/// Admission to the pool: one permit per rayon thread. Lives for the process.
+fn gate() -> &'static Semaphore {
+    static GATE: OnceLock<Semaphore> = OnceLock::new();
+    GATE.get_or_init(|| Semaphore::new(rayon::current_num_threads().max(1)))
+}
 
 /// A CPU job panicked; carries the panic message.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -17,6 +31,10 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    let _permit = gate()
+        .acquire()
+        .await
+        .expect("the CPU gate is never closed");
     let (tx, rx) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         let result = catch_unwind(AssertUnwindSafe(job)).map_err(|payload| {
