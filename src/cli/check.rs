@@ -23,17 +23,8 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     else {
         return Ok(code::USAGE);
     };
-    let s3 = super::s3::connect(&manifest).await;
-    if let Err(e) = super::s3::preflight(&manifest, s3.as_ref()).await {
-        eprintln!("error: {e}");
+    let Some((s3, listing)) = super::load::inputs(&manifest).await else {
         return Ok(code::USAGE);
-    }
-    let listing = match retouch::sources::list(&manifest, s3.as_ref()).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(code::USAGE);
-        }
     };
     let region = super::load::region(&manifest);
     let plan = Plan::new(Arc::new(manifest), listing, s3);

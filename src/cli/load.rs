@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use retouch::catalog::{Catalog, CatalogError};
 use retouch::manifest::{self, Manifest};
+use retouch::sources::Listing;
 
 /// The catalog for a manifest: built-in, overridden by `flag` or else by the manifest's own
 /// `catalog:` key (read before validation, since the manifest's model names depend on it).
@@ -65,4 +66,21 @@ pub fn region(manifest: &Manifest) -> String {
         .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "us-east-1".into())
+}
+
+/// Connects to S3 when the manifest needs it, checks its buckets and prefixes, and lists the
+/// inputs, printing the problem; `None` means exit code 2 (nothing processed).
+pub async fn inputs(manifest: &Manifest) -> Option<(Option<retouch::s3::S3>, Listing)> {
+    let s3 = super::s3::connect(manifest).await;
+    if let Err(e) = super::s3::preflight(manifest, s3.as_ref()).await {
+        eprintln!("error: {e}");
+        return None;
+    }
+    match retouch::sources::list(manifest, s3.as_ref()).await {
+        Ok(listing) => Some((s3, listing)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
 }

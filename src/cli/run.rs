@@ -39,17 +39,8 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         .concurrency
         .map(|c| c as usize)
         .unwrap_or(manifest.limits.concurrency);
-    let s3 = super::s3::connect(&manifest).await;
-    if let Err(e) = super::s3::preflight(&manifest, s3.as_ref()).await {
-        eprintln!("error: {e}");
+    let Some((s3, listing)) = super::load::inputs(&manifest).await else {
         return Ok(code::USAGE);
-    }
-    let listing = match retouch::sources::list(&manifest, s3.as_ref()).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(code::USAGE);
-        }
     };
     let run_id = run_id();
     let manifest_region = manifest.aws.region.clone();
