@@ -132,17 +132,25 @@ fn routes_by_table() {
     }
 }
 
+fn healthy(_: &str) -> Option<Reason> {
+    None
+}
+
+/// Facts for us-east-1 in January 2026 with every model healthy.
+fn healthy_facts(catalog: &Catalog, remote_available: bool) -> Facts<'_> {
+    Facts {
+        catalog,
+        region: "us-east-1",
+        today: JAN,
+        remote_available,
+        unhealthy: &healthy,
+    }
+}
+
 #[test]
 fn no_credentials_falls_back_at_once() {
     let catalog = Catalog::builtin();
-    let healthy = |_: &str| None;
-    let facts = Facts {
-        catalog: &catalog,
-        region: "us-east-1",
-        today: JAN,
-        remote_available: false,
-        unhealthy: &healthy,
-    };
+    let facts = healthy_facts(&catalog, false);
     for (fallback, model) in [
         (Fallback::Local, "local"),
         (Fallback::Skip, "-"),
@@ -162,14 +170,7 @@ fn no_credentials_falls_back_at_once() {
 #[test]
 fn price_is_by_size_tier() {
     let catalog = Catalog::builtin();
-    let healthy = |_: &str| None;
-    let facts = Facts {
-        catalog: &catalog,
-        region: "us-east-1",
-        today: JAN,
-        remote_available: true,
-        unhealthy: &healthy,
-    };
+    let facts = healthy_facts(&catalog, true);
     let s = step(Op::RemoveBg, &["nova-canvas"], Fallback::Local);
     let price = |size| match decide(&s, size, &facts) {
         Decision::Remote { candidates, .. } => candidates[0].price,
