@@ -162,6 +162,8 @@ async fn run(root: &Path, endpoint: &str) -> (Vec<StepRecord>, Duration) {
             client: BedrockClient::from_conf(bedrock_double::sdk_config(endpoint)),
             region: "us-east-1".into(),
         },
+        state: None,
+        force: false,
         retry: RetryPolicy::default(),
     };
     let plan = Plan::new(Arc::new(manifest), listing, None);

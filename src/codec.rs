@@ -96,9 +96,32 @@ pub fn decode(bytes: &[u8], max_megapixels: u32) -> Result<Decoded, DecodeError>
     })
 }
 
+/// What an image's header says, read without decoding pixels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Upright size (EXIF orientation applied).
+    pub size: (u32, u32),
+    /// The embedded ICC profile, if any.
+    pub icc: Option<Vec<u8>>,
+}
+
+/// Reads only the header: the upright size and the ICC profile.
+pub fn header(bytes: &[u8], max_megapixels: u32) -> Result<Header, DecodeError> {
+    let (_, mut decoder) = open_decoder(bytes, max_megapixels)?;
+    let icc = decoder.icc_profile().ok().flatten();
+    Ok(Header {
+        size: upright_size(&mut decoder),
+        icc,
+    })
+}
+
 /// Reads only the header: the upright size (EXIF orientation applied) of an image.
 pub fn probe(bytes: &[u8], max_megapixels: u32) -> Result<(u32, u32), DecodeError> {
     let (_, mut decoder) = open_decoder(bytes, max_megapixels)?;
+    Ok(upright_size(&mut decoder))
+}
+
+fn upright_size(decoder: &mut impl ImageDecoder) -> (u32, u32) {
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let swaps = matches!(
@@ -108,11 +131,11 @@ pub fn probe(bytes: &[u8], max_megapixels: u32) -> Result<(u32, u32), DecodeErro
             | Orientation::Rotate90FlipH
             | Orientation::Rotate270FlipH
     );
-    Ok(if swaps {
+    if swaps {
         (height, width)
     } else {
         (width, height)
-    })
+    }
 }
 
 /// Sniffs the format and opens a decoder, refusing empty input and images over the pixel limit

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod codec;
 pub mod cpu;
 pub mod ledger;
+pub mod lock;
 pub mod manifest;
 pub mod money;
 pub mod ops;

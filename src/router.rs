@@ -33,6 +33,9 @@ pub enum Reason {
     FallbackAspectRatio,
     /// A remote failure; the string is the remote error's own reason (`fallback-throttled`, …).
     FallbackRemote(&'static str),
+    /// A previous run already produced this result (the row's model); nothing ran, nothing was
+    /// billed.
+    CacheHit,
 }
 
 impl Reason {
@@ -50,6 +53,7 @@ impl Reason {
             Reason::FallbackTooSmall => "fallback-too-small",
             Reason::FallbackAspectRatio => "fallback-aspect-ratio",
             Reason::FallbackRemote(r) => r,
+            Reason::CacheHit => "cache-hit",
         }
     }
 }

@@ -44,6 +44,42 @@ pub enum Command {
     Report(ReportArgs),
     /// List past runs recorded in a state folder.
     Runs(RunsArgs),
+    /// Manage the step cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Delete cached results not used for a while (and files no entry refers to).
+    Gc(CacheGcArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CacheGcArgs {
+    /// Keep results used within this long: `30d`, `12h`, `90m`.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub older_than: std::time::Duration,
+    /// The state folder.
+    #[arg(long, value_name = "DIR", default_value = ".retouch")]
+    pub state: PathBuf,
+}
+
+/// `30d`, `12h`, `90m`, `45s`: an age.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not an age; write e.g. 30d, 12h or 90m"))?;
+    let secs = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" => n,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use d, h, m or s (e.g. 30d)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +99,12 @@ pub struct RunArgs {
     /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// Ignore cached results: run (and pay for) every step again. Results are still recorded.
+    #[arg(long)]
+    pub force: bool,
+    /// The state folder: step cache, run history, daily spend (overrides `state:`).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -46,7 +46,34 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         print_step(step, &catalog, &facts, &sizes, &mut estimate);
     }
     estimate.print(&plan.manifest, &catalog);
+    print_drift(&plan.manifest, &catalog, today);
     Ok(code::OK)
+}
+
+/// How a run now would differ from the last recorded run of this state folder (the lock).
+fn print_drift(manifest: &retouch::manifest::Manifest, catalog: &Catalog, today: Date) {
+    // Checking must not create a state folder where there is none.
+    if !manifest.state.join("state.db").is_file() {
+        return;
+    }
+    let last = match retouch::ledger::Store::open(&manifest.state).and_then(|s| s.last_lock()) {
+        Ok(last) if !last.is_empty() => last,
+        Ok(_) => return,
+        Err(e) => {
+            println!("\nlock: cannot read the last run's models ({e})");
+            return;
+        }
+    };
+    let drift = retouch::lock::drift(&last, manifest, catalog, today);
+    println!();
+    if drift.is_empty() {
+        println!("since the last run: same models, same prices");
+        return;
+    }
+    println!("since the last run (routing or prices would differ):");
+    for d in drift {
+        println!("  {d}");
+    }
 }
 
 fn print_header(plan: &Plan, region: &str) {

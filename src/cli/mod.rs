@@ -4,6 +4,7 @@
 //! manifest or setup error (nothing processed); 130 interrupted with Ctrl-C.
 
 mod args;
+mod cache_cmd;
 mod check;
 mod load;
 mod models;
@@ -56,6 +57,7 @@ pub fn main() -> i32 {
             Command::Models(models) => models::models(models),
             Command::Report(report) => report_cmd::report(report),
             Command::Runs(runs) => runs_cmd::runs(runs),
+            Command::Cache(cache) => cache_cmd::cache(cache),
         }
     });
     match result {

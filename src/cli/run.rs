@@ -26,6 +26,9 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     else {
         return Ok(code::USAGE);
     };
+    if let Some(state) = &args.state {
+        manifest.state = state.clone();
+    }
     if let Some(report) = &args.report {
         match report_location(report) {
             Ok(loc) => manifest.report = loc,
@@ -43,6 +46,20 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         return Ok(code::USAGE);
     };
     let run_id = run_id();
+    let state = if args.dry_run {
+        None
+    } else {
+        match Store::open(&manifest.state) {
+            Ok(store) => Some(Arc::new(store)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!(
+                    "  the state folder keeps the step cache and run history; set `state:` or pass --state DIR"
+                );
+                return Ok(code::USAGE);
+            }
+        }
+    };
     let manifest_region = manifest.aws.region.clone();
     let manifest_profile = manifest.aws.profile.clone();
     let attempts = manifest.limits.attempts;
@@ -72,20 +89,36 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             attempts,
             ..RetryPolicy::default()
         },
+        state: state.clone(),
+        force: args.force,
     };
-    let started_at = unix_now();
-    let images = plan.images.len() as u64;
-    let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
-    signals.abort();
-    progress.finish();
-    if !args.dry_run {
+    if let Some(store) = &state {
         let run = RunInfo {
             run_id: run_id.clone(),
             manifest: args.manifest.display().to_string(),
-            started_at,
-            images,
+            started_at: unix_now(),
+            images: plan.images.len() as u64,
         };
-        if let Err(e) = record_run(&manifest.base_dir.join(".retouch"), &run, &outcome) {
+        let lock = retouch::lock::entries(&manifest, &config.catalog, config.today);
+        if let Err(e) = store
+            .begin_run(&run)
+            .and_then(|()| store.record_lock(&run_id, &lock))
+        {
+            tracing::warn!("could not record the run in the state folder: {e}");
+        }
+    }
+    let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
+    signals.abort();
+    progress.finish();
+    if let Some(store) = &state {
+        let s = &outcome.summary;
+        if let Err(e) = store.finish_run(
+            &run_id,
+            s.images_ok as u64,
+            s.images_failed as u64,
+            s.total_cost,
+            unix_now(),
+        ) {
             tracing::warn!("could not record the run in the state folder: {e}");
         }
     }
@@ -95,6 +128,18 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         println!("{}", outcome.summary);
         if let Some(skipped) = skipped {
             println!("{skipped}");
+        }
+        if state.is_some() {
+            let hits = outcome
+                .rows
+                .iter()
+                .filter(|r| r.reason == "cache-hit")
+                .count();
+            println!(
+                "cache:  {hits} of {} steps reused from earlier runs; state in {}",
+                outcome.rows.len(),
+                manifest.state.display()
+            );
         }
         if let (true, Place::S3(dest)) = (report_ok, &manifest.report) {
             println!("report uploaded to {dest}");
@@ -107,26 +152,6 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     } else {
         code::SOME_FAILED
     })
-}
-
-/// Records the run and its rows in the state folder next to the manifest, for `retouch runs`
-/// and `retouch report RUN_ID`.
-fn record_run(
-    state: &std::path::Path,
-    run: &RunInfo,
-    outcome: &scheduler::RunOutcome,
-) -> Result<(), retouch::ledger::LedgerError> {
-    let store = Store::open(state)?;
-    store.begin_run(run)?;
-    store.record_rows(&run.run_id, &outcome.rows)?;
-    let s = &outcome.summary;
-    store.finish_run(
-        &run.run_id,
-        s.images_ok as u64,
-        s.images_failed as u64,
-        s.total_cost,
-        unix_now(),
-    )
 }
 
 fn unix_now() -> i64 {

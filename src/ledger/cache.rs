@@ -111,6 +111,26 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
     out
 }
 
+/// Bump when the output encoders change what they write for the same pixels.
+pub const OUTPUT_ENCODER_VERSION: u32 = 1;
+
+/// The pseudo-step that turns an image's last result into its output file: chained after the
+/// last step's key, it names what an output file holds.
+pub fn output_spec(format_extension: &str, quality: u8) -> StepSpec {
+    let mut params = BTreeMap::new();
+    params.insert("format".into(), format_extension.to_string());
+    params.insert("quality".into(), quality.to_string());
+    StepSpec {
+        op: "output".into(),
+        params,
+        model: String::new(),
+        adapter_version: OUTPUT_ENCODER_VERSION,
+        prompt: None,
+        negative_prompt: None,
+        similarity: None,
+    }
+}
+
 /// The first link of an image's chain: the blake3 hash of its input bytes.
 pub fn input_hash(bytes: &[u8]) -> blake3::Hash {
     blake3::hash(bytes)

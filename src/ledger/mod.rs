@@ -13,9 +13,10 @@ use std::path::PathBuf;
 
 pub use cache::{
     BlobStore, LOCAL_OPS_VERSION, NOVA_ADAPTER_VERSION, STABILITY_ADAPTER_VERSION, StepKey,
-    StepSpec, TITAN_ADAPTER_VERSION, adapter_version, input_hash, spec_for,
+    OUTPUT_ENCODER_VERSION, StepSpec, TITAN_ADAPTER_VERSION, adapter_version, input_hash,
+    output_spec, spec_for,
 };
-pub use store::{CachedStep, GcStats, RunInfo, RunSummary, Store};
+pub use store::{CachedStep, GcStats, OutputRecord, RunInfo, RunSummary, Store};
 
 /// A state store or blob that could not be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use crate::catalog::{Date, Op};
 use crate::money::Usd;
 
 /// The schema version this build writes and understands.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -57,6 +57,14 @@ CREATE TABLE lock_entries (
 );
 ";
 
+/// Version 2: which cached result each output file holds, so an unchanged rerun writes nothing.
+const SCHEMA_V2: &str = "
+CREATE TABLE outputs (
+    dest TEXT PRIMARY KEY, key BLOB NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// A cache entry is touched (its `last_used` refreshed) at most this often, so a cached rerun
 /// reads far more than it writes.
 const TOUCH_EVERY_SECS: i64 = 3_600;
@@ -88,7 +96,8 @@ pub struct RunSummary {
 /// originally cost.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedStep {
-    /// blake3 hex of the result bytes, a name in the [`BlobStore`].
+    /// blake3 hex of the result bytes, a name in the [`BlobStore`]; empty when the result was
+    /// not kept (a free local result, recomputed when its pixels are needed).
     pub blob: String,
     /// `local` or the model id that produced it.
     pub model: String,
@@ -99,6 +108,16 @@ pub struct CachedStep {
     pub out_h: u32,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+/// Which result an output file was written from, and how the file looked right after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputRecord {
+    /// The step key of the result, chained with the output format (see the scheduler's cache).
+    pub key: StepKey,
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch (0 for outputs in S3).
+    pub mtime_ns: i64,
 }
 
 /// What [`Store::gc`] removed.
@@ -331,7 +350,7 @@ impl Store {
         let Some((step, last_used)) = found else {
             return Ok(None);
         };
-        if !self.blobs.contains(&step.blob) {
+        if !step.blob.is_empty() && !self.blobs.contains(&step.blob) {
             conn.execute("DELETE FROM steps WHERE key = ?1", [&key.0[..]])
                 .map_err(|e| self.err(e))?;
             return Ok(None);
@@ -366,6 +385,45 @@ impl Store {
                     step.created_at,
                 ],
             )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// What the output file `dest` was last written from: the key of the result it holds and
+    /// the file's size and modification time (nanoseconds) right after writing.
+    pub fn output(&self, dest: &str) -> Result<Option<OutputRecord>, LedgerError> {
+        self.conn()
+            .prepare_cached("SELECT key, size, mtime_ns FROM outputs WHERE dest = ?1")
+            .and_then(|mut s| {
+                s.query_row([dest], |r| {
+                    let key: Vec<u8> = r.get(0)?;
+                    Ok(OutputRecord {
+                        key: key.try_into().map(StepKey).unwrap_or(StepKey([0; 32])),
+                        size: r.get::<_, i64>(1)? as u64,
+                        mtime_ns: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that `dest` now holds the result `record.key`.
+    pub fn record_output(&self, dest: &str, record: &OutputRecord) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO outputs (dest, key, size, mtime_ns, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    dest,
+                    &record.key.0[..],
+                    record.size as i64,
+                    record.mtime_ns,
+                    now_unix()
+                ])
+            })
             .map(drop)
             .map_err(|e| self.err(e))
     }
@@ -487,8 +545,13 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version == 0 {
+    if version < 1 {
         tx.execute_batch(SCHEMA).map_err(sql)?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2).map_err(sql)?;
+    }
+    if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(sql)?;
     }

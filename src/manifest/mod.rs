@@ -32,7 +32,7 @@ use locate::{Spans, join_key};
 /// Every top-level key, in the order the docs list them.
 const TOP_KEYS: &[&str] = &[
     "version", "name", "inputs", "exclude", "output", "steps", "limits", "budget", "aws",
-    "catalog", "prices", "report",
+    "catalog", "prices", "report", "state",
 ];
 
 /// Reads and validates the manifest at `path`. A read failure is a single diagnostic.
@@ -134,6 +134,7 @@ fn validate(ck: &mut Checker, root: &Value, path: &Path) -> Option<Manifest> {
     let catalog = sections::catalog_path(ck, &f);
     let prices = sections::prices(ck, &f);
     let report = sections::report(ck, &f, output.as_ref());
+    let state = sections::state(ck, &f);
     Some(Manifest {
         path: path.to_owned(),
         base_dir: ck.base_dir.to_owned(),
@@ -149,6 +150,7 @@ fn validate(ck: &mut Checker, root: &Value, path: &Path) -> Option<Manifest> {
         aws: aws?,
         catalog: catalog?,
         prices: prices?,
+        state: state?,
     })
 }
 

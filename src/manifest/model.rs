@@ -48,13 +48,16 @@ pub struct Manifest {
     /// Price overrides per model (`prices: { nova-canvas: 0.05 }`), keyed by canonical model id,
     /// USD per output image.
     pub prices: BTreeMap<String, Usd>,
+    /// The state folder (`state:`, default `<manifest folder>/.retouch`): run history, step
+    /// cache, daily spend. Several pipelines may share one.
+    pub state: PathBuf,
 }
 
 impl Manifest {
-    /// The pipeline's local working folder, `<manifest folder>/.retouch/<name>`: where a report
-    /// bound for S3 is kept locally.
+    /// This pipeline's own working folder inside the state folder, `<state>/<name>`: where a
+    /// report bound for S3 is kept locally.
     pub fn state_dir(&self) -> PathBuf {
-        self.base_dir.join(".retouch").join(&self.name)
+        self.state.join(&self.name)
     }
 
     /// Whether any input, the output or the report lives in S3.

@@ -399,6 +399,15 @@ pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>
     }
 }
 
+/// `state:`: the state folder (run history, step cache), joined onto the manifest's folder;
+/// default `.retouch` next to the manifest.
+pub fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
+    match fields.get("state") {
+        None => Some(ck.base_dir.join(".retouch")),
+        Some(v) => ck.non_empty_string(v, "state").map(|p| ck.base_dir.join(p)),
+    }
+}
+
 /// `prices:`: model name → USD per image, keyed by canonical id.
 pub fn prices(ck: &mut Checker, fields: &Fields) -> Option<BTreeMap<String, Usd>> {
     match fields.get("prices") {

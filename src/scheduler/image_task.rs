@@ -9,17 +9,18 @@ use std::time::{Duration, Instant};
 
 use image::RgbaImage;
 
+use super::cache::{RunCache, StepResult, output_key};
 use super::remote::{NotServed, Remote};
 use super::rows::{RowBuilder, StepDone};
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::cpu;
-use crate::ledger::StepRecord;
+use crate::ledger::{StepKey, StepRecord, input_hash, spec_for};
 use crate::manifest::{Manifest, Step};
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::providers;
-use crate::router::{self, Decision, Facts, Route};
+use crate::router::{self, Decision, Facts, Reason, Route};
 use crate::sinks;
 use crate::sources;
 
@@ -30,6 +31,8 @@ pub(super) struct ImageContext {
     pub remote: Remote,
     /// Route and price only; call nothing, write nothing.
     pub dry_run: bool,
+    /// The step cache; `None` when the run keeps no state.
+    pub cache: Option<Arc<RunCache>>,
 }
 
 impl ImageContext {
@@ -44,6 +47,12 @@ impl ImageContext {
         };
         router::decide(step, size, &facts)
     }
+}
+
+/// CPU priority of a step's work (see [`cpu::run_at`]): later stages first, so images in flight
+/// finish before new ones are decoded. Decoding is 0; encoding the output is after the last step.
+pub(super) fn priority(step: &Step) -> u32 {
+    step.index as u32 + 1
 }
 
 /// Processes one image and returns its rows, one per step.
@@ -68,72 +77,338 @@ pub(super) async fn process(ctx: &ImageContext, planned: PlannedImage) -> Vec<St
             Err(panic) => rows.all_failed("internal-error", &panic.to_string()),
         };
     }
-    let decoded = match cpu::run(move || codec::decode(&bytes, max_mp)).await {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => return rows.all_failed(e.reason(), &e.to_string()),
+    // The header and the content hash are enough to walk the cache; pixels come later, if needed.
+    let job = move || {
+        let header = codec::header(&bytes, max_mp);
+        let hash = input_hash(&bytes);
+        (bytes, header, hash)
+    };
+    let (bytes, header, hash) = match cpu::run(job).await {
+        Ok((bytes, Ok(header), hash)) => (bytes, header, hash),
+        Ok((_, Err(e), _)) => return rows.all_failed(e.reason(), &e.to_string()),
         Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
     };
-    let key = planned.item.display.clone();
-    run_steps(
+    let task = ImageTask {
         ctx,
+        key: planned.item.display.clone(),
         rows,
-        &key,
-        Arc::new(decoded.image),
-        decoded.icc,
-        output,
-    )
-    .await
+        pixels: Pixels::Input(bytes),
+        size: header.size,
+        icc: header.icc,
+        link: hash,
+        deferred: Vec::new(),
+    };
+    task.run(output).await
 }
 
-async fn run_steps(
-    ctx: &ImageContext,
-    mut rows: RowBuilder,
-    key: &str,
-    mut image: Arc<RgbaImage>,
+/// One image part-way through its steps. Its pixels are decoded only when a step must really run
+/// or its output must be written, so a rerun whose steps are all cached decodes nothing.
+struct ImageTask<'a> {
+    ctx: &'a ImageContext,
+    /// The image as the report names it (also its per-image budget key).
+    key: String,
+    rows: RowBuilder,
+    /// Where the current pixels come from.
+    pixels: Pixels,
+    /// Size after the steps so far.
+    size: (u32, u32),
+    /// The input's ICC profile, carried to the output.
     icc: Option<Vec<u8>>,
-    output: sinks::Target,
-) -> Vec<StepRecord> {
-    for step in &ctx.manifest.steps {
-        let input_size = image.dimensions();
-        let outcome = match ctx.decide(step, input_size) {
+    /// The cache chain link naming the image after the steps so far.
+    link: blake3::Hash,
+    /// Rows not written yet because they depend on whether pixels get materialised: local steps
+    /// found in the cache without their pixels (replayed if pixels are needed, cache hits if
+    /// not) and skipped steps between them.
+    deferred: Vec<Deferred<'a>>,
+}
+
+enum Pixels {
+    /// Not decoded yet: the input file's bytes.
+    Input(Vec<u8>),
+    /// A cached result not read yet: its blob name.
+    Blob(String),
+    Decoded(Arc<RgbaImage>),
+}
+
+enum Deferred<'a> {
+    LocalHit {
+        step: &'a Step,
+        /// Why local was the route (the row's reason if the step is replayed).
+        reason: Reason,
+        input: (u32, u32),
+        output: (u32, u32),
+    },
+    Skipped {
+        step: &'a Step,
+        done: StepDone,
+        size: (u32, u32),
+    },
+}
+
+impl<'a> ImageTask<'a> {
+    async fn run(mut self, output: sinks::Target) -> Vec<StepRecord> {
+        let ctx = self.ctx;
+        for step in &ctx.manifest.steps {
+            let input_size = self.size;
+            let decision = ctx.decide(step, input_size);
+            if let Some(cache) = &ctx.cache
+                && let Some(hit) = cache.lookup(step, self.link, &models_of(&decision))
+            {
+                self.link = hit.key.as_hash();
+                self.size = (hit.step.out_w, hit.step.out_h);
+                if hit.step.blob.is_empty() {
+                    let reason = match decision {
+                        Decision::Other { route, .. } => route.reason(),
+                        Decision::Remote { reason, .. } => reason,
+                    };
+                    self.deferred.push(Deferred::LocalHit {
+                        step,
+                        reason,
+                        input: input_size,
+                        output: self.size,
+                    });
+                } else {
+                    // A kept result supersedes everything before it.
+                    self.flush_deferred_as_hits();
+                    self.pixels = Pixels::Blob(hit.step.blob.clone());
+                    self.rows
+                        .cached(step, &hit.step.model, input_size, self.size);
+                }
+                continue;
+            }
+            let outcome = match decision {
+                Decision::Other {
+                    route: route @ Route::Skip { .. },
+                    ..
+                } => run_route(step, None, route, None).await,
+                Decision::Other {
+                    route: route @ Route::Fail { .. },
+                    ..
+                } => {
+                    self.flush_deferred_as_hits();
+                    run_route(step, None, route, None).await
+                }
+                decision => match self.materialise().await {
+                    Ok(image) => self.compute(step, image, decision).await,
+                    Err(failed) => Err(failed),
+                },
+            };
+            match outcome {
+                Ok(done) if done.image.is_none() => {
+                    self.deferred.push(Deferred::Skipped {
+                        step,
+                        done,
+                        size: input_size,
+                    });
+                }
+                Ok(mut done) => {
+                    let new = done.image.take().expect("checked above");
+                    self.size = new.dimensions();
+                    self.rows.done(step, done, false, input_size, self.size);
+                    self.pixels = Pixels::Decoded(new);
+                }
+                Err(failed) => {
+                    self.flush_deferred_as_hits();
+                    self.rows.failed(step, failed, input_size);
+                    return self.rows.finish_failed();
+                }
+            }
+        }
+        self.write_output(output).await
+    }
+
+    /// Runs `step` on `image` (remote or local, as decided), records the result in the cache and
+    /// moves the chain on.
+    async fn compute(
+        &mut self,
+        step: &'a Step,
+        image: Arc<RgbaImage>,
+        decision: Decision,
+    ) -> Result<StepDone, StepFailed> {
+        let ctx = self.ctx;
+        let done = match decision {
             Decision::Remote {
                 candidates, reason, ..
             } => match ctx
                 .remote
-                .serve(step, key, image.clone(), candidates, reason)
+                .serve(step, &self.key, image.clone(), candidates, reason)
                 .await
             {
-                Ok(served) => Ok(StepDone {
+                Ok(served) => StepDone {
                     model: served.model,
                     reason: served.reason,
                     cost: served.cost,
                     attempts: served.attempts,
                     latency: served.latency,
-                    image: Some(served.image),
-                }),
+                    image: Some(Arc::new(served.image)),
+                },
                 Err(not_served) => {
                     let route = router::fall_back(step.fallback, not_served.reason);
-                    run_route(step, &image, route, Some(not_served)).await
+                    run_route(step, Some(&image), route, Some(not_served)).await?
                 }
             },
-            Decision::Other { route, .. } => run_route(step, &image, route, None).await,
+            Decision::Other { route, .. } => run_route(step, Some(&image), route, None).await?,
         };
-        match outcome {
-            Ok(mut done) => {
-                let output_size = done.image.as_ref().map_or(input_size, |i| i.dimensions());
-                let skipped = done.image.is_none();
-                if let Some(new) = done.image.take() {
-                    image = Arc::new(new);
+        let Some(result) = &done.image else {
+            return Ok(done); // skipped after a remote failure: the chain does not move
+        };
+        let key = StepKey::chain(self.link, &spec_for(step, &done.model));
+        self.link = key.as_hash();
+        if let Some(cache) = &ctx.cache {
+            // Recorded before the next step starts: a crash from here on never pays for it again.
+            let record = StepResult {
+                model: &done.model,
+                image: result,
+                cost: done.cost,
+                latency: done.latency,
+            };
+            cache.record(key, &record, priority(step)).await;
+        }
+        Ok(done)
+    }
+
+    /// The current pixels, decoding the input or a cached result and replaying deferred local
+    /// steps as needed.
+    async fn materialise(&mut self) -> Result<Arc<RgbaImage>, StepFailed> {
+        let max_mp = self.ctx.manifest.limits.max_megapixels;
+        let mut image = match std::mem::replace(&mut self.pixels, Pixels::Blob(String::new())) {
+            Pixels::Decoded(image) => image,
+            Pixels::Input(bytes) => match cpu::run(move || codec::decode(&bytes, max_mp)).await {
+                Ok(Ok(d)) => {
+                    self.icc = d.icc.or(self.icc.take());
+                    Arc::new(d.image)
                 }
-                rows.done(step, done, skipped, input_size, output_size);
+                Ok(Err(e)) => return Err(StepFailed::nothing_ran(e.reason(), e.to_string())),
+                Err(panic) => return Err(StepFailed::nothing_ran("internal-error", panic.0)),
+            },
+            Pixels::Blob(hex) => self.read_blob(hex).await?,
+        };
+        for deferred in std::mem::take(&mut self.deferred) {
+            match deferred {
+                Deferred::Skipped { step, done, size } => {
+                    self.rows.done(step, done, true, size, size);
+                }
+                Deferred::LocalHit {
+                    step,
+                    reason,
+                    input,
+                    ..
+                } => {
+                    let route = Route::Local { reason };
+                    match run_route(step, Some(&image), route, None).await {
+                        Ok(mut done) => {
+                            image = done.image.take().expect("local always has a result");
+                            self.rows.done(step, done, false, input, image.dimensions());
+                        }
+                        Err(failed) => {
+                            // A local op that once worked failed on replay: report it here.
+                            return Err(failed);
+                        }
+                    }
+                }
             }
-            Err(failed) => {
-                rows.failed(step, failed, input_size);
-                return rows.finish_failed();
+        }
+        self.pixels = Pixels::Decoded(image.clone());
+        Ok(image)
+    }
+
+    async fn read_blob(&self, hex: String) -> Result<Arc<RgbaImage>, StepFailed> {
+        let Some(cache) = self.ctx.cache.as_ref() else {
+            return Err(StepFailed::nothing_ran(
+                "internal-error",
+                "cached result without a cache".into(),
+            ));
+        };
+        let store = cache.store().clone();
+        let name = hex.clone();
+        let bytes = tokio::task::spawn_blocking(move || store.blobs().get(&name))
+            .await
+            .ok()
+            .flatten();
+        let Some(bytes) = bytes else {
+            return Err(StepFailed::nothing_ran(
+                "cache-unreadable",
+                format!(
+                    "cached result {hex} vanished or is damaged (it was removed; rerun to recompute it)"
+                ),
+            ));
+        };
+        let max_mp = self.ctx.manifest.limits.max_megapixels.max(1024);
+        match cpu::run(move || codec::decode(&bytes, max_mp)).await {
+            Ok(Ok(d)) => Ok(Arc::new(d.image)),
+            Ok(Err(e)) => Err(StepFailed::nothing_ran("cache-unreadable", e.to_string())),
+            Err(panic) => Err(StepFailed::nothing_ran("internal-error", panic.0)),
+        }
+    }
+
+    /// Writes deferred rows as they stand: local steps whose pixels were never needed are cache
+    /// hits.
+    fn flush_deferred_as_hits(&mut self) {
+        for deferred in std::mem::take(&mut self.deferred) {
+            match deferred {
+                Deferred::LocalHit {
+                    step,
+                    input,
+                    output,
+                    ..
+                } => self.rows.cached(step, "local", input, output),
+                Deferred::Skipped { step, done, size } => {
+                    self.rows.done(step, done, true, size, size);
+                }
             }
         }
     }
-    write_output(ctx, rows, image, icc, output).await
+
+    async fn write_output(mut self, output: sinks::Target) -> Vec<StepRecord> {
+        let ctx = self.ctx;
+        let out = &ctx.manifest.output;
+        let out_key = output_key(self.link, out);
+        let nothing_ran = !matches!(self.pixels, Pixels::Decoded(_));
+        if nothing_ran
+            && let Some(cache) = &ctx.cache
+            && cache
+                .output_current(&output.dest, output.s3.as_ref(), out_key)
+                .await
+        {
+            self.flush_deferred_as_hits();
+            return self.rows.finish_written(&output.dest.to_string());
+        }
+        let image = match self.materialise().await {
+            Ok(image) => image,
+            Err(failed) => return self.rows.fail_last(&failed.reason, &failed.error),
+        };
+        let (format, quality, icc) = (out.format, out.quality, self.icc.take());
+        let job = move || codec::encode(&image, format, quality, icc.as_deref());
+        let last = ctx.manifest.steps.len() as u32 + 1;
+        let bytes = match cpu::run_at(last, job).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return self.rows.fail_last("encode-failed", &e.to_string()),
+            Err(panic) => return self.rows.fail_last("internal-error", &panic.to_string()),
+        };
+        if let Err(e) = output.write(bytes, format).await {
+            return self.rows.fail_last(e.reason(), &e.to_string());
+        }
+        if let Some(cache) = &ctx.cache {
+            cache
+                .record_output(&output.dest, output.s3.as_ref(), out_key)
+                .await;
+        }
+        self.rows.finish_written(&output.dest.to_string())
+    }
+}
+
+/// The models whose cached results would serve this decision, in the router's order.
+fn models_of(decision: &Decision) -> Vec<String> {
+    match decision {
+        Decision::Remote { candidates, .. } => {
+            candidates.iter().map(|c| c.model.id.clone()).collect()
+        }
+        Decision::Other {
+            route: Route::Local { .. },
+            ..
+        } => vec!["local".into()],
+        Decision::Other { .. } => Vec::new(),
+    }
 }
 
 /// A step that failed, for its row.
@@ -146,10 +421,24 @@ pub(super) struct StepFailed {
     pub latency: Duration,
 }
 
+impl StepFailed {
+    /// Failed before anything ran (the pixels could not be read).
+    fn nothing_ran(reason: &str, error: String) -> StepFailed {
+        StepFailed {
+            model: "-".into(),
+            reason: reason.into(),
+            error,
+            cost: Usd::ZERO,
+            attempts: 0,
+            latency: Duration::ZERO,
+        }
+    }
+}
+
 /// Runs a non-remote route (local, skip or fail), carrying what a failed remote attempt cost.
 async fn run_route(
     step: &Step,
-    image: &Arc<RgbaImage>,
+    image: Option<&Arc<RgbaImage>>,
     route: Route,
     remote: Option<NotServed>,
 ) -> Result<StepDone, StepFailed> {
@@ -160,6 +449,9 @@ async fn run_route(
     let reason = route.reason();
     match route {
         Route::Local { .. } => {
+            let Some(image) = image else {
+                unreachable!("a local route always runs on materialised pixels")
+            };
             let (step_owned, input) = (step.clone(), image.clone());
             let job = move || {
                 let t = Instant::now();
@@ -173,14 +465,14 @@ async fn run_route(
                 attempts: attempts + 1,
                 latency,
             };
-            match cpu::run(job).await {
+            match cpu::run_at(priority(step), job).await {
                 Ok((Ok(out), elapsed)) => Ok(StepDone {
                     model: "local".into(),
                     reason,
                     cost,
                     attempts: attempts + 1,
                     latency: latency + elapsed,
-                    image: Some(out),
+                    image: Some(Arc::new(out)),
                 }),
                 Ok((Err(e), _)) => Err(failed("op-failed", e.to_string())),
                 Err(panic) => Err(failed("internal-error", panic.to_string())),
@@ -206,26 +498,5 @@ async fn run_route(
             attempts,
             latency,
         }),
-    }
-}
-
-async fn write_output(
-    ctx: &ImageContext,
-    rows: RowBuilder,
-    image: Arc<RgbaImage>,
-    icc: Option<Vec<u8>>,
-    output: sinks::Target,
-) -> Vec<StepRecord> {
-    let out = &ctx.manifest.output;
-    let (format, quality) = (out.format, out.quality);
-    let job = move || codec::encode(&image, format, quality, icc.as_deref());
-    let bytes = match cpu::run(job).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) => return rows.fail_last("encode-failed", &e.to_string()),
-        Err(panic) => return rows.fail_last("internal-error", &panic.to_string()),
-    };
-    match output.write(bytes, format).await {
-        Ok(()) => rows.finish_written(&output.dest.to_string()),
-        Err(e) => rows.fail_last(e.reason(), &e.to_string()),
     }
 }

@@ -7,6 +7,7 @@
 //! [`health`] (per-model circuit breaker).
 
 pub mod budget;
+mod cache;
 mod dry_run;
 pub mod health;
 mod image_task;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use image::RgbaImage;
 
 use super::budget::Budget;
+use super::cache::RunCache;
 use super::health::{Admission, Health, OpenReason};
 use super::rate_limit::RateLimits;
 use super::retry::RetryPolicy;
@@ -38,6 +39,8 @@ pub struct Remote {
     pub retry: RetryPolicy,
     /// Legacy models already warned about, so each is named once per run.
     warned_legacy: Mutex<HashSet<String>>,
+    /// Where billed calls are recorded the moment they settle (for the daily budget).
+    ledger: Option<Arc<RunCache>>,
 }
 
 /// A step a remote model performed.
@@ -85,6 +88,7 @@ impl Remote {
         budget: Budget,
         rates: RateLimits,
         retry: RetryPolicy,
+        ledger: Option<Arc<RunCache>>,
     ) -> Remote {
         Remote {
             client,
@@ -95,6 +99,14 @@ impl Remote {
             health: Health::default(),
             retry,
             warned_legacy: Mutex::new(HashSet::new()),
+            ledger,
+        }
+    }
+
+    /// Records what a call was billed, right as it settles.
+    fn billed(&self, model: &str, cost: Usd) {
+        if let Some(ledger) = &self.ledger {
+            ledger.record_spend(model, cost);
         }
     }
 
@@ -212,12 +224,15 @@ impl Remote {
         let op = step.op;
         let (model, original) = (candidate.model.clone(), image.clone());
         let mapping = request.mapping;
-        let decoded =
-            cpu::run(move || decode_response(&model, op, &body, &original, &mapping)).await;
+        let decoded = cpu::run_at(super::image_task::priority(step), move || {
+            decode_response(&model, op, &body, &original, &mapping)
+        })
+        .await;
         match decoded {
             Ok(Ok(d)) => {
                 let cost = candidate.price.times(d.images_billed);
                 reservation.settle(cost);
+                self.billed(&model_id, cost);
                 self.log_budget_warnings();
                 Ok((d.image, model_id, cost))
             }
@@ -229,6 +244,7 @@ impl Remote {
                     candidate.price
                 };
                 reservation.settle(cost);
+                self.billed(&model_id, cost);
                 failure.cost += cost;
                 failure.set(
                     Reason::FallbackRemote(e.reason()),
@@ -238,6 +254,7 @@ impl Remote {
             }
             Err(panic) => {
                 reservation.settle(candidate.price);
+                self.billed(&model_id, candidate.price);
                 failure.cost += candidate.price;
                 failure.set(
                     Reason::FallbackRemote("fallback-bad-response"),
@@ -256,7 +273,8 @@ impl Remote {
     ) -> Result<EncodedRequest, String> {
         let params = remote_params(step, image.dimensions());
         let (model, image, op) = (candidate.model.clone(), image.clone(), step.op);
-        match cpu::run(move || encode_request(&model, op, &image, &params)).await {
+        let job = move || encode_request(&model, op, &image, &params);
+        match cpu::run_at(super::image_task::priority(step), job).await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(e.to_string()),
             Err(panic) => Err(panic.to_string()),

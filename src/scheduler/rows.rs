@@ -1,5 +1,6 @@
 //! Accumulates one image's report rows as its steps finish.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use image::RgbaImage;
@@ -20,7 +21,7 @@ pub(super) struct StepDone {
     pub attempts: u32,
     pub latency: Duration,
     /// The new image; `None` when the step was skipped.
-    pub image: Option<RgbaImage>,
+    pub image: Option<Arc<RgbaImage>>,
 }
 
 /// One image's rows, in step order.
@@ -78,6 +79,19 @@ impl RowBuilder {
             cost: done.cost,
             latency_ms: done.latency.as_millis() as u64,
             attempts: done.attempts,
+            input_size: Some(input),
+            output_size: Some(output),
+            ..self.row(step)
+        };
+        self.rows.push(row);
+    }
+
+    /// A step whose result came from the cache: nothing ran, nothing was billed.
+    pub fn cached(&mut self, step: &Step, model: &str, input: (u32, u32), output: (u32, u32)) {
+        let row = StepRecord {
+            model: model.into(),
+            reason: Reason::CacheHit.to_string(),
+            status: Status::Ok,
             input_size: Some(input),
             output_size: Some(output),
             ..self.row(step)

@@ -10,13 +10,14 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::budget::Budget;
+use super::budget::{Budget, DailyAllowance};
+use super::cache::RunCache;
 use super::image_task::{self, ImageContext};
 use super::rate_limit::RateLimits;
 use super::remote::Remote;
 use super::retry::RetryPolicy;
 use crate::catalog::{Catalog, Date};
-use crate::ledger::StepRecord;
+use crate::ledger::{Store, StepRecord};
 use crate::manifest::Manifest;
 use crate::money::Usd;
 use crate::plan::Plan;
@@ -39,6 +40,11 @@ pub struct RunConfig {
     pub connection: Connection,
     /// Retry policy for remote calls (attempts from `limits.attempts`).
     pub retry: RetryPolicy,
+    /// The pipeline's state store: step cache, daily spend, run history. `None` keeps nothing
+    /// (every step runs, the daily budget starts from zero).
+    pub state: Option<Arc<Store>>,
+    /// Ignore cached results (every step runs again); results are still recorded.
+    pub force: bool,
 }
 
 /// How a run reaches Bedrock.
@@ -90,14 +96,33 @@ pub async fn run(
     let report_path = report.path().to_owned();
     let concurrency = config.concurrency.max(1);
     let (tx, mut rx) = mpsc::channel::<Vec<StepRecord>>(concurrency * 2);
+    let cache = match (&config.state, config.dry_run) {
+        (Some(store), false) => Some(Arc::new(RunCache::new(
+            store.clone(),
+            config.run_id.clone(),
+            config.force,
+        ))),
+        _ => None,
+    };
 
+    let history = cache.as_ref().map(|c| (c.store().clone(), config.run_id.clone()));
     let report_task = tokio::spawn(async move {
         let mut failure = None;
+        let mut history_failed = false;
         while let Some(rows) = rx.recv().await {
             if failure.is_none()
                 && let Err(e) = report.append(&rows)
             {
                 failure = Some(e);
+            }
+            // Each image's rows are in the run history as soon as it finishes, so a killed run
+            // can still be reviewed.
+            if let Some((store, run_id)) = &history
+                && !history_failed
+                && let Err(e) = store.record_rows(run_id, &rows)
+            {
+                tracing::warn!("could not record rows in the state store: {e}");
+                history_failed = true;
             }
             observer.image_finished(&rows);
         }
@@ -107,12 +132,13 @@ pub async fn run(
         }
     });
 
-    let remote = connect(&manifest, &config).await;
+    let remote = connect(&manifest, &config, cache.clone()).await;
     let ctx = Arc::new(ImageContext {
         manifest: manifest.clone(),
         catalog: config.catalog.clone(),
         remote,
         dry_run: config.dry_run,
+        cache,
     });
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
@@ -148,7 +174,7 @@ pub async fn run(
 
 /// Sets up remote calls for the run: the client (when a step permits a remote model and
 /// credentials exist), budget, rate limits and retry policy.
-async fn connect(manifest: &Manifest, config: &RunConfig) -> Remote {
+async fn connect(manifest: &Manifest, config: &RunConfig, ledger: Option<Arc<RunCache>>) -> Remote {
     let wants_remote = manifest
         .steps
         .iter()
@@ -184,12 +210,37 @@ async fn connect(manifest: &Manifest, config: &RunConfig) -> Remote {
     let budget = Budget::new(
         manifest.budget.max_usd,
         manifest.budget.per_image_max_usd,
-        None,
+        daily_allowance(manifest, config),
     );
     let catalog = config.catalog.clone();
     let default_rpm = move |id: &str| catalog.resolve(id).map_or(10, |m| m.default_rpm);
     let rates = RateLimits::new(&manifest.limits.rpm, default_rpm);
-    Remote::new(client, region, config.today, budget, rates, config.retry)
+    Remote::new(
+        client,
+        region,
+        config.today,
+        budget,
+        rates,
+        config.retry,
+        ledger,
+    )
+}
+
+/// The daily cap and what every run sharing the state store already spent today (UTC).
+fn daily_allowance(manifest: &Manifest, config: &RunConfig) -> Option<DailyAllowance> {
+    let cap = manifest.budget.daily_max_usd?;
+    let already_spent_today = match &config.state {
+        Some(store) => store.spent_on(Date::today_utc()).unwrap_or_else(|e| {
+            // Unknown spend: refuse remote work rather than risk going over the cap.
+            tracing::warn!("cannot read today's spend ({e}); treating the daily budget as used up");
+            cap
+        }),
+        None => Usd::ZERO,
+    };
+    Some(DailyAllowance {
+        cap,
+        already_spent_today,
+    })
 }
 
 fn warn_offline(e: &ConnectError) {

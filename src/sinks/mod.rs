@@ -119,6 +119,35 @@ pub async fn write(
     }
 }
 
+/// What is at a destination now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Existing {
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch (0 in S3, where only the size is compared).
+    pub mtime_ns: i64,
+}
+
+/// What is at `dest` now, or `None` when nothing is there (or it cannot be checked).
+pub async fn existing(dest: &Destination, s3: Option<&S3>) -> Option<Existing> {
+    match dest {
+        Destination::Local(path) => {
+            let meta = tokio::fs::metadata(path).await.ok()?;
+            let mtime = meta.modified().ok()?;
+            let mtime_ns = mtime
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64);
+            meta.is_file().then_some(Existing {
+                size: meta.len(),
+                mtime_ns,
+            })
+        }
+        Destination::S3(loc) => {
+            let size = s3?.head(&loc.bucket, &loc.key).await.ok()??;
+            Some(Existing { size, mtime_ns: 0 })
+        }
+    }
+}
+
 /// Uploads the local file at `path` to `dest` with `content_type` (the report, at the end of a
 /// run).
 pub async fn upload_file(

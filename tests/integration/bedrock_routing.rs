@@ -95,6 +95,8 @@ impl Project {
                 client: BedrockClient::from_conf(double.sdk_config()),
                 region: "us-east-1".into(),
             },
+            state: None,
+            force: false,
             retry: RetryPolicy {
                 attempts: manifest.limits.attempts,
                 base: Duration::from_millis(5),

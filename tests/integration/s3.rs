@@ -404,6 +404,8 @@ async fn run_plan(
         catalog,
         today: retouch::catalog::Date::today_utc(),
         connection: retouch::scheduler::Connection::Connect(Default::default()),
+        state: None,
+        force: false,
         retry: Default::default(),
     };
     let report = retouch::report::CsvReport::create(report, "t").unwrap();

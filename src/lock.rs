@@ -1,0 +1,125 @@
+//! The catalog lock: which remote models (and at what price) a pipeline could route to when it
+//! ran, and how today's manifest and catalog differ from that.
+//!
+//! Every run records its lock in the state store; `retouch check` compares the last one with what
+//! a run would use now and explains each difference (a model past its end of life, a price
+//! change, a model no longer listed), so a rerun never routes differently or pays differently
+//! without the user having been told. An entry is one model doing one op, priced at a 1024×1024
+//! image (the reference size of every catalog price tier).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::catalog::{Catalog, Date, Lifecycle};
+use crate::manifest::{Manifest, ModelRef};
+use crate::money::Usd;
+
+/// The size lock prices are quoted at.
+const REFERENCE_SIZE: (u32, u32) = (1024, 1024);
+
+/// `model-id/op` → price per image at the reference size, for every remote model the manifest
+/// permits that is not past its end of life on `today`.
+pub fn entries(manifest: &Manifest, catalog: &Catalog, today: Date) -> Vec<(String, Usd)> {
+    let mut out = BTreeMap::new();
+    for step in &manifest.steps {
+        for model in &step.models {
+            let ModelRef::Remote(id) = model else {
+                continue;
+            };
+            let Some(entry) = catalog.resolve(id) else {
+                continue;
+            };
+            if matches!(entry.lifecycle_on(today), Lifecycle::PastEndOfLife { .. }) {
+                continue;
+            }
+            let (w, h) = REFERENCE_SIZE;
+            if let Some(price) = entry.price_for(step.op, w, h) {
+                out.insert(format!("{}/{}", entry.id, step.op.as_str()), price);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// One difference between the last run's lock and now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// The last run could use this model for this op; a run now would not.
+    Dropped { entry: String, why: String },
+    /// A run now could use a model the last run could not.
+    Added { entry: String, price: Usd },
+    /// Same model and op, different price per image.
+    Repriced { entry: String, was: Usd, now: Usd },
+}
+
+impl fmt::Display for Drift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Drift::Dropped { entry, why } => write!(f, "{entry}: no longer routable ({why})"),
+            Drift::Added { entry, price } => {
+                write!(f, "{entry}: newly routable at {price} per image")
+            }
+            Drift::Repriced { entry, was, now } => {
+                write!(f, "{entry}: price changed from {was} to {now} per image")
+            }
+        }
+    }
+}
+
+/// The differences between `last` (a recorded lock) and what `manifest` and `catalog` give today.
+pub fn drift(
+    last: &[(String, Usd)],
+    manifest: &Manifest,
+    catalog: &Catalog,
+    today: Date,
+) -> Vec<Drift> {
+    let now: BTreeMap<_, _> = entries(manifest, catalog, today).into_iter().collect();
+    let was: BTreeMap<_, _> = last.iter().cloned().collect();
+    let mut out = Vec::new();
+    for (entry, &old) in &was {
+        match now.get(entry) {
+            Some(&new) if new != old => out.push(Drift::Repriced {
+                entry: entry.clone(),
+                was: old,
+                now: new,
+            }),
+            Some(_) => {}
+            None => out.push(Drift::Dropped {
+                entry: entry.clone(),
+                why: why_dropped(entry, manifest, catalog, today),
+            }),
+        }
+    }
+    for (entry, &price) in &now {
+        if !was.contains_key(entry) {
+            out.push(Drift::Added {
+                entry: entry.clone(),
+                price,
+            });
+        }
+    }
+    out
+}
+
+fn why_dropped(entry: &str, manifest: &Manifest, catalog: &Catalog, today: Date) -> String {
+    let (id, op) = entry.rsplit_once('/').unwrap_or((entry, ""));
+    let Some(model) = catalog.resolve(id) else {
+        return "the catalog no longer has this model".into();
+    };
+    if let Lifecycle::PastEndOfLife { eol } = model.lifecycle_on(today) {
+        return match eol {
+            Some(d) => format!("end of life since {d}"),
+            None => "retired".into(),
+        };
+    }
+    let listed = manifest.steps.iter().any(|s| {
+        s.op.as_str() == op
+            && s.models
+                .iter()
+                .any(|m| matches!(m, ModelRef::Remote(r) if r == &model.id))
+    });
+    if !listed {
+        return format!("no `{op}` step lists it any more");
+    }
+    "the catalog no longer prices it for this op".into()
+}

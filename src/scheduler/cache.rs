@@ -1,0 +1,188 @@
+//! The step cache as a run uses it: looking a step up before doing it, recording its result
+//! right after, and knowing when an output file already holds the right result.
+//!
+//! Keys and blobs are [`crate::ledger`]'s; this file decides what a run stores. A paid (remote)
+//! result is kept as a lossless PNG blob so it is never paid for again. A free local result is
+//! recorded without its pixels (its size only, so later steps can be routed and looked up without
+//! decoding anything) and is recomputed when its pixels are needed: that keeps the cache to paid
+//! work instead of gigabytes of free intermediate images. Every failure to read or write the
+//! state store is logged and treated as a miss: the cache can cost a recompute, never a result.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use image::RgbaImage;
+
+use crate::codec;
+use crate::cpu;
+use crate::ledger::{
+    CachedStep, OutputRecord, StepKey, Store, output_spec, spec_for,
+};
+use crate::manifest::{OutputFormat, OutputSpec, Step};
+use crate::money::Usd;
+use crate::sinks::{self, Destination};
+
+/// The run's view of the state store.
+pub struct RunCache {
+    store: Arc<Store>,
+    run_id: String,
+    /// `--force`: look nothing up (every step runs again), but record every result.
+    force: bool,
+    /// Whether a store failure was already logged (logged once per run, not per image).
+    warned: AtomicBool,
+}
+
+/// A hit: the key it was found under and what it holds.
+pub struct Hit {
+    pub key: StepKey,
+    pub step: CachedStep,
+}
+
+impl RunCache {
+    pub fn new(store: Arc<Store>, run_id: String, force: bool) -> RunCache {
+        RunCache {
+            store,
+            run_id,
+            force,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The first of `models` (in the router's order) that already has a result for `step` on the
+    /// input identified by `prev`.
+    pub fn lookup(&self, step: &Step, prev: blake3::Hash, models: &[String]) -> Option<Hit> {
+        if self.force {
+            return None;
+        }
+        models.iter().find_map(|model| {
+            let key = StepKey::chain(prev, &spec_for(step, model));
+            match self.store.lookup(&key) {
+                Ok(found) => found.map(|step| Hit { key, step }),
+                Err(e) => {
+                    self.warn(e);
+                    None
+                }
+            }
+        })
+    }
+
+    /// Records a step result under `key`: a remote one with its pixels (encoded on the CPU pool at
+    /// `priority`, written and synced off the async workers), a local one by its size only.
+    pub async fn record(&self, key: StepKey, result: &StepResult<'_>, priority: u32) {
+        let (w, h) = result.image.dimensions();
+        let blob = if result.model == "local" {
+            String::new()
+        } else {
+            let image = result.image.clone();
+            let png = cpu::run_at(priority, move || {
+                codec::encode(&image, OutputFormat::Png, 100, None)
+            })
+            .await;
+            let bytes = match png {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(e)) => return self.warn(e),
+                Err(panic) => return self.warn(panic),
+            };
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.blobs().put(&bytes)).await {
+                Ok(Ok(hex)) => hex,
+                Ok(Err(e)) => return self.warn(e),
+                Err(e) => return self.warn(e),
+            }
+        };
+        let entry = CachedStep {
+            blob,
+            model: result.model.to_string(),
+            cost: result.cost,
+            latency_ms: result.latency.as_millis() as u64,
+            out_w: w,
+            out_h: h,
+            created_at: unix_now(),
+        };
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.record_step(&key, &entry)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.warn(e),
+            Err(e) => self.warn(e),
+        }
+    }
+
+    /// Records money one call billed, for the daily budget of every later run.
+    pub fn record_spend(&self, model: &str, cost: Usd) {
+        if cost > Usd::ZERO
+            && let Err(e) = self
+                .store
+                .record_spend(&self.run_id, model, cost, unix_now())
+        {
+            self.warn(e);
+        }
+    }
+
+    /// Whether `dest` already holds exactly the result `key` (as recorded when it was written,
+    /// and unchanged since: same size and, on disk, same modification time).
+    pub async fn output_current(&self, dest: &Destination, s3: Option<&crate::s3::S3>, key: StepKey) -> bool {
+        if self.force {
+            return false;
+        }
+        let recorded = match self.store.output(&dest.to_string()) {
+            Ok(Some(r)) if r.key == key => r,
+            Ok(_) => return false,
+            Err(e) => {
+                self.warn(e);
+                return false;
+            }
+        };
+        match sinks::existing(dest, s3).await {
+            Some(now) => now.size == recorded.size && now.mtime_ns == recorded.mtime_ns,
+            None => false,
+        }
+    }
+
+    /// Records that `dest` was just written with the result `key`.
+    pub async fn record_output(&self, dest: &Destination, s3: Option<&crate::s3::S3>, key: StepKey) {
+        let Some(now) = sinks::existing(dest, s3).await else {
+            return;
+        };
+        let record = OutputRecord {
+            key,
+            size: now.size,
+            mtime_ns: now.mtime_ns,
+        };
+        if let Err(e) = self.store.record_output(&dest.to_string(), &record) {
+            self.warn(e);
+        }
+    }
+
+    fn warn(&self, e: impl std::fmt::Display) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!("step cache: {e}; results are still written, but may be recomputed next run");
+        }
+    }
+}
+
+/// A step result about to be recorded.
+pub struct StepResult<'a> {
+    pub model: &'a str,
+    pub image: &'a Arc<RgbaImage>,
+    pub cost: Usd,
+    pub latency: Duration,
+}
+
+/// The key naming an output file's content: the last step's key chained with the output format.
+pub fn output_key(prev: blake3::Hash, output: &OutputSpec) -> StepKey {
+    StepKey::chain(
+        prev,
+        &output_spec(output.format.extension(), output.quality),
+    )
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
