@@ -57,10 +57,10 @@ impl fmt::Display for Drift {
         match self {
             Drift::Dropped { entry, why } => write!(f, "{entry}: no longer routable ({why})"),
             Drift::Added { entry, price } => {
-                write!(f, "{entry}: newly routable at {price} per image")
+                write!(f, "{entry}: newly routable at ${price} per image")
             }
             Drift::Repriced { entry, was, now } => {
-                write!(f, "{entry}: price changed from {was} to {now} per image")
+                write!(f, "{entry}: price changed from ${was} to ${now} per image")
             }
         }
     }
@@ -122,4 +122,47 @@ fn why_dropped(entry: &str, manifest: &Manifest, catalog: &Catalog, today: Date)
         return format!("no `{op}` step lists it any more");
     }
     "the catalog no longer prices it for this op".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use std::path::Path;
+
+    const NOVA_BG: &str = "amazon.nova-canvas-v1:0/remove-bg";
+
+    fn manifest(models: &str) -> Manifest {
+        let text = format!(
+            "version: 1\nname: t\ninputs: [a/*.png]\noutput: {{ dir: out }}\nsteps:\n  - op: remove-bg\n    models: [{models}]\n"
+        );
+        crate::manifest::parse(&text, Path::new("p/t.yaml"), &Catalog::builtin()).unwrap()
+    }
+
+    #[test]
+    fn end_of_life_and_new_models_are_explained() {
+        let catalog = Catalog::builtin();
+        let before = Date::new(2026, 1, 15).unwrap();
+        let after = Date::new(2026, 11, 22).unwrap();
+        let m = manifest("nova-canvas");
+        let lock = entries(&m, &catalog, before);
+        assert_eq!(lock.len(), 1);
+        assert_eq!(lock[0].0, NOVA_BG);
+        assert!(drift(&lock, &m, &catalog, before).is_empty());
+        let d = drift(&lock, &m, &catalog, after);
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].to_string().contains("end of life since 2026-09-30"),
+            "{}",
+            d[0]
+        );
+        let m2 = manifest("nova-canvas, stability-remove-bg");
+        let d = drift(&lock, &m2, &catalog, before);
+        assert!(matches!(&d[..], [Drift::Added { entry, .. }] if entry.starts_with("stability.")));
+        let d = drift(&lock, &manifest("stability-remove-bg"), &catalog, before);
+        assert!(
+            d.iter()
+                .any(|x| x.to_string().contains("no `remove-bg` step lists it"))
+        );
+    }
 }

@@ -197,7 +197,14 @@ impl S3 {
 
     /// The size of object `key`, or `None` when there is no such object (HeadObject).
     pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<u64>, S3Error> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(classify(e, bucket, key)),

@@ -77,7 +77,11 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
         "h" => n * 3_600,
         "m" => n * 60,
         "s" => n,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use d, h, m or s (e.g. 30d)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}`; use d, h, m or s (e.g. 30d)"
+            ));
+        }
     };
     Ok(std::time::Duration::from_secs(secs))
 }

@@ -12,9 +12,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use cache::{
-    BlobStore, LOCAL_OPS_VERSION, NOVA_ADAPTER_VERSION, STABILITY_ADAPTER_VERSION, StepKey,
-    OUTPUT_ENCODER_VERSION, StepSpec, TITAN_ADAPTER_VERSION, adapter_version, input_hash,
-    output_spec, spec_for,
+    BlobStore, LOCAL_OPS_VERSION, NOVA_ADAPTER_VERSION, OUTPUT_ENCODER_VERSION,
+    STABILITY_ADAPTER_VERSION, StepKey, StepSpec, TITAN_ADAPTER_VERSION, adapter_version,
+    input_hash, output_spec, spec_for,
 };
 pub use store::{CachedStep, GcStats, OutputRecord, RunInfo, RunSummary, Store};
 

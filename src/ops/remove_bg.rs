@@ -92,7 +92,7 @@ pub fn apply_alpha(
 }
 
 /// Composites RGBA over an opaque colour in linear light.
-fn flatten(img: &RgbaImage, bg: [u8; 3]) -> RgbaImage {
+pub fn flatten(img: &RgbaImage, bg: [u8; 3]) -> RgbaImage {
     let bl = bg.map(decode);
     let mut out = img.clone();
     out.par_chunks_mut(4).for_each(|p| {

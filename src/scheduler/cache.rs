@@ -16,9 +16,7 @@ use image::RgbaImage;
 
 use crate::codec;
 use crate::cpu;
-use crate::ledger::{
-    CachedStep, OutputRecord, StepKey, Store, output_spec, spec_for,
-};
+use crate::ledger::{CachedStep, OutputRecord, StepKey, Store, output_spec, spec_for};
 use crate::manifest::{OutputFormat, OutputSpec, Step};
 use crate::money::Usd;
 use crate::sinks::{self, Destination};
@@ -125,7 +123,12 @@ impl RunCache {
 
     /// Whether `dest` already holds exactly the result `key` (as recorded when it was written,
     /// and unchanged since: same size and, on disk, same modification time).
-    pub async fn output_current(&self, dest: &Destination, s3: Option<&crate::s3::S3>, key: StepKey) -> bool {
+    pub async fn output_current(
+        &self,
+        dest: &Destination,
+        s3: Option<&crate::s3::S3>,
+        key: StepKey,
+    ) -> bool {
         if self.force {
             return false;
         }
@@ -144,7 +147,12 @@ impl RunCache {
     }
 
     /// Records that `dest` was just written with the result `key`.
-    pub async fn record_output(&self, dest: &Destination, s3: Option<&crate::s3::S3>, key: StepKey) {
+    pub async fn record_output(
+        &self,
+        dest: &Destination,
+        s3: Option<&crate::s3::S3>,
+        key: StepKey,
+    ) {
         let Some(now) = sinks::existing(dest, s3).await else {
             return;
         };
@@ -160,7 +168,9 @@ impl RunCache {
 
     fn warn(&self, e: impl std::fmt::Display) {
         if !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!("step cache: {e}; results are still written, but may be recomputed next run");
+            tracing::warn!(
+                "step cache: {e}; results are still written, but may be recomputed next run"
+            );
         }
     }
 }

@@ -224,8 +224,17 @@ impl Remote {
         let op = step.op;
         let (model, original) = (candidate.model.clone(), image.clone());
         let mapping = request.mapping;
+        // The models return a cut-out; a requested backdrop colour is ours to apply.
+        let background = match &step.params {
+            OpParams::RemoveBg(p) => p.background.map(|c| c.0),
+            _ => None,
+        };
         let decoded = cpu::run_at(super::image_task::priority(step), move || {
-            decode_response(&model, op, &body, &original, &mapping)
+            let mut d = decode_response(&model, op, &body, &original, &mapping)?;
+            if let Some(bg) = background {
+                d.image = crate::ops::remove_bg::flatten(&d.image, bg);
+            }
+            Ok(d)
         })
         .await;
         match decoded {

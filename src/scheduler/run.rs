@@ -17,7 +17,7 @@ use super::rate_limit::RateLimits;
 use super::remote::Remote;
 use super::retry::RetryPolicy;
 use crate::catalog::{Catalog, Date};
-use crate::ledger::{Store, StepRecord};
+use crate::ledger::{StepRecord, Store};
 use crate::manifest::Manifest;
 use crate::money::Usd;
 use crate::plan::Plan;
@@ -105,7 +105,9 @@ pub async fn run(
         _ => None,
     };
 
-    let history = cache.as_ref().map(|c| (c.store().clone(), config.run_id.clone()));
+    let history = cache
+        .as_ref()
+        .map(|c| (c.store().clone(), config.run_id.clone()));
     let report_task = tokio::spawn(async move {
         let mut failure = None;
         let mut history_failed = false;

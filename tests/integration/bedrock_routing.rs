@@ -5,8 +5,7 @@
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` variable.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::harness::{Test, product_photo};
 use crate::support::bedrock_double::{BedrockDouble, Filter};
+use crate::support::cli::{report, retouch};
 use retouch::catalog::{Catalog, Date};
 use retouch::ledger::{Status, StepRecord};
 use retouch::money::Usd;
@@ -493,69 +493,6 @@ limits: { rpm: { nova-canvas: 600, stability-remove-bg: 600 } }
 }
 
 // ---- Through the binary ----
-
-/// Runs the binary in `root` with dummy credentials and the Bedrock endpoint pointed at
-/// `double`, or with no credentials at all.
-async fn retouch(root: &Path, double: &BedrockDouble, creds: bool, args: &[&str]) -> Outcome {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_retouch"));
-    cmd.args(args)
-        .current_dir(root)
-        .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", double.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", root.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            root.join("no-aws-credentials"),
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_ENDPOINT_URL");
-    if creds {
-        cmd.env("AWS_ACCESS_KEY_ID", "test-ak")
-            .env("AWS_SECRET_ACCESS_KEY", "test-sk");
-    } else {
-        cmd.env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY");
-    }
-    // The double runs on this test's runtime: wait for the child off it.
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("run retouch"))
-        .await
-        .unwrap();
-    Outcome {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-    }
-}
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    fn success(self) -> Outcome {
-        assert_eq!(
-            self.code, 0,
-            "--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-}
-
-/// Report rows as (image, model, reason, status, cost_usd, attempts).
-fn report(path: &Path) -> Vec<[String; 6]> {
-    let mut rdr = csv::Reader::from_path(path).expect("report exists");
-    rdr.records()
-        .map(|r| {
-            let r = r.unwrap();
-            [1, 4, 5, 6, 7, 9].map(|i| r[i].to_string())
-        })
-        .collect()
-}
 
 const STABILITY_PIPELINE: &str = r#"
 version: 1

@@ -8,4 +8,5 @@ mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
 mod report_cmd;
+mod reruns;
 mod s3;

@@ -1,0 +1,389 @@
+//! Reruns never pay twice: the real binary against the Bedrock double, counting the calls the
+//! double answered (each one billed) across runs that share a state folder.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::harness::Test;
+use crate::support::bedrock_double::BedrockDouble;
+use crate::support::cli::{report, retouch, spawn};
+
+const STAB_BG: &str = "stability.stable-image-remove-background-v1:0";
+const STAB_FAST: &str = "stability.stable-fast-upscale-v1:0";
+
+/// Two remote steps: remove-bg ($0.07) then fast upscale ($0.03).
+fn pipeline(background: &str, extra: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: reruns
+inputs: ["../photos/*.png"]
+output: {{ dir: ../out, format: png }}
+steps:
+  - op: upscale
+    models: [stability-fast-upscale]
+    factor: 2
+  - op: remove-bg
+    models: [stability-remove-bg]
+    background: "{background}"
+limits: {{ rpm: {{ stability-remove-bg: 6000, stability-fast-upscale: 6000 }} }}
+{extra}
+"#
+    )
+}
+
+fn project(images: usize) -> Test {
+    let mut test = Test::new().manifest(&pipeline("#ffffff", ""));
+    for i in 0..images {
+        test = test.image(&format!("photos/p{i}.png"), 64 + 8 * i as u32, 64);
+    }
+    test
+}
+
+const RUN: &[&str] = &["run", "pipelines/test.yaml", "-q"];
+
+fn calls(double: &BedrockDouble) -> (u64, u64) {
+    (double.successes(STAB_FAST), double.successes(STAB_BG))
+}
+
+/// (model, reason, cost) of each row of the report.
+fn routes(root: &Path) -> Vec<(String, String, String)> {
+    report(&root.join("out/report.csv"))
+        .into_iter()
+        .map(|[_, model, reason, _, cost, _]| (model, reason, cost))
+        .collect()
+}
+
+fn mtime(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_makes_no_calls_and_rewrites_nothing() {
+    let double = BedrockDouble::start().await;
+    let test = project(3);
+    let root = test.root();
+    retouch(root, &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (3, 3));
+    let first = std::fs::read(root.join("out/p1.png")).unwrap();
+    let written = mtime(&root.join("out/p1.png"));
+
+    let out = retouch(root, &double, true, &["run", "pipelines/test.yaml"])
+        .await
+        .success();
+    assert_eq!(calls(&double), (3, 3), "the rerun called a model");
+    for (model, reason, cost) in routes(root) {
+        assert!(model == STAB_FAST || model == STAB_BG, "{model}");
+        assert_eq!((reason.as_str(), cost.as_str()), ("cache-hit", "0.000000"));
+    }
+    assert!(
+        out.stdout.contains("cache:  6 of 6 steps reused"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(std::fs::read(root.join("out/p1.png")).unwrap(), first);
+    assert_eq!(mtime(&root.join("out/p1.png")), written, "output rewritten");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_at_the_last_step_recalls_only_that_step() {
+    let double = BedrockDouble::start().await;
+    let test = project(3);
+    let root = test.root();
+    retouch(root, &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (3, 3));
+    let test = test.manifest(&pipeline("#000000", ""));
+    retouch(test.root(), &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (3, 6), "only remove-bg runs again");
+    let rows = routes(test.root());
+    for pair in rows.chunks(2) {
+        assert_eq!(pair[0].1, "cache-hit");
+        assert_eq!(
+            (pair[1].0.as_str(), pair[1].2.as_str()),
+            (STAB_BG, "0.070000")
+        );
+    }
+    // The output now has the new background: its corner is black.
+    let out = image::open(test.root().join("out/p0.png"))
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0, 255]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_input_recomputes_only_that_image() {
+    let double = BedrockDouble::start().await;
+    let test = project(3);
+    retouch(test.root(), &double, true, RUN).await.success();
+    let test = test.image("photos/p1.png", 100, 70);
+    retouch(test.root(), &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (4, 4));
+    let rows = report(&test.root().join("out/report.csv"));
+    for r in &rows {
+        let expected = if r[0].ends_with("p1.png") {
+            "only-permitted"
+        } else {
+            "cache-hit"
+        };
+        assert_eq!(r[2], expected, "{r:?}");
+    }
+    let (w, h) = image::image_dimensions(test.root().join("out/p1.png")).unwrap();
+    assert_eq!((w, h), (200, 140));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_outputs_are_restored_from_the_cache_without_calls() {
+    let double = BedrockDouble::start().await;
+    let test = project(3);
+    let root = test.root();
+    retouch(root, &double, true, RUN).await.success();
+    let original = std::fs::read(root.join("out/p2.png")).unwrap();
+    std::fs::remove_file(root.join("out/p2.png")).unwrap();
+    std::fs::write(root.join("out/p0.png"), b"scribbled over").unwrap();
+    retouch(root, &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (3, 3));
+    assert_eq!(std::fs::read(root.join("out/p2.png")).unwrap(), original);
+    let restored = image::open(root.join("out/p0.png")).expect("p0 restored as an image");
+    assert_eq!(restored.width(), 128);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_runs_every_step_again() {
+    let double = BedrockDouble::start().await;
+    let test = project(2);
+    let root = test.root();
+    retouch(root, &double, true, RUN).await.success();
+    retouch(
+        root,
+        &double,
+        true,
+        &["run", "pipelines/test.yaml", "-q", "--force"],
+    )
+    .await
+    .success();
+    assert_eq!(calls(&double), (4, 4));
+    assert!(
+        routes(root)
+            .iter()
+            .all(|(_, reason, _)| reason != "cache-hit")
+    );
+    // …and what it recomputed is cached in turn.
+    retouch(root, &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (4, 4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_run_then_rerun_pays_each_call_exactly_once() {
+    let double = BedrockDouble::start().await;
+    let images = 6;
+    // One image at a time and calls spaced 400 ms apart by the rate limit: when the test sees a
+    // result recorded, the next call is still waiting for its turn, not on the wire.
+    let slow = pipeline("#ffffff", "")
+        .replace(
+            "6000, stability-fast-upscale: 6000",
+            "150, stability-fast-upscale: 150",
+        )
+        .replace("limits: {", "limits: { concurrency: 1,");
+    let mut test = Test::new().manifest(&slow);
+    for i in 0..images {
+        test = test.image(&format!("photos/p{i}.png"), 64 + 8 * i as u32, 64);
+    }
+    let root = test.root().to_owned();
+    let state = root.join("pipelines/.retouch/state.db");
+
+    let mut child = spawn(&root, &double, RUN);
+    let recorded = || -> i64 {
+        let Ok(db) = rusqlite::Connection::open_with_flags(
+            &state,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) else {
+            return 0;
+        };
+        db.query_row("SELECT COUNT(*) FROM steps WHERE blob != ''", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0)
+    };
+    // Kill once two images are done: the third image's first call is then held back by the
+    // rate limit (the second model is called right after the first, the first only every 400 ms).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while recorded() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the run never recorded 4 results"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let (fast, bg) = calls(&double);
+    assert!(
+        fast + bg >= 4 && fast + bg < 2 * images as u64,
+        "{fast} + {bg}"
+    );
+
+    let fast_rpm = slow.replace("concurrency: 1,", "");
+    let test = test.manifest(&fast_rpm.replace("150", "6000"));
+    retouch(test.root(), &double, true, RUN).await.success();
+    assert_eq!(
+        calls(&double),
+        (images as u64, images as u64),
+        "a completed call was paid for twice"
+    );
+    for i in 0..images {
+        let out = test.root().join(format!("out/p{i}.png"));
+        let img = image::open(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        assert_eq!(img.width(), 2 * (64 + 8 * i as u32));
+    }
+    // The killed run is in the history, unfinished, with what it managed.
+    let runs = crate::harness::Test { dir: test.dir }
+        .run(&["runs", "--state", "pipelines/.retouch"])
+        .success();
+    assert!(runs.stdout.contains("(unfinished)"), "{}", runs.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_budget_holds_across_runs() {
+    let double = BedrockDouble::start().await;
+    // $0.10 per image (both steps); $0.50 a day buys five images in all.
+    // One image at a time, so which images get the money is deterministic.
+    let capped = pipeline("#ffffff", "budget: { daily_max_usd: 0.50 }")
+        .replace("limits: {", "limits: { concurrency: 1,");
+    let test = project(3).manifest(&capped);
+    retouch(test.root(), &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (3, 3));
+    let test = test
+        .image("photos/p3.png", 120, 64)
+        .image("photos/p4.png", 128, 64)
+        .image("photos/p5.png", 136, 64);
+    retouch(test.root(), &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (5, 5), "the day's cap was exceeded");
+    let rows = report(&test.root().join("out/report.csv"));
+    let budget: Vec<_> = rows.iter().filter(|r| r[2] == "fallback-budget").collect();
+    assert_eq!(budget.len(), 2, "{rows:?}");
+    assert!(budget.iter().all(|r| r[1] == "local" && r[4] == "0.000000"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_a_price_change_since_the_last_run() {
+    let double = BedrockDouble::start().await;
+    let test = project(1);
+    retouch(test.root(), &double, true, RUN).await.success();
+    let out = retouch(
+        test.root(),
+        &double,
+        true,
+        &["check", "pipelines/test.yaml"],
+    )
+    .await
+    .success();
+    assert!(
+        out.stdout
+            .contains("since the last run: same models, same prices"),
+        "{}",
+        out.stdout
+    );
+    let test = test.manifest(&pipeline(
+        "#ffffff",
+        "prices: { stability-remove-bg: 0.09 }",
+    ));
+    let out = retouch(
+        test.root(),
+        &double,
+        true,
+        &["check", "pipelines/test.yaml"],
+    )
+    .await
+    .success();
+    let line = format!("{STAB_BG}/remove-bg: price changed from $0.070000 to $0.090000");
+    assert!(out.stdout.contains(&line), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_gc_forgets_old_results() {
+    let double = BedrockDouble::start().await;
+    let test = project(2);
+    let root = test.root();
+    retouch(root, &double, true, RUN).await.success();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let gc = &[
+        "cache",
+        "gc",
+        "--older-than",
+        "0s",
+        "--state",
+        "pipelines/.retouch",
+    ];
+    let out = retouch(root, &double, true, gc).await.success();
+    assert!(
+        out.stdout.contains("removed 4 cache entries and 4 files"),
+        "{}",
+        out.stdout
+    );
+    std::fs::remove_dir_all(root.join("out")).unwrap();
+    retouch(root, &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (4, 4), "gc'd results are recomputed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_of_a_run_lists_every_image() {
+    let double = BedrockDouble::start().await;
+    let test = project(4);
+    let root = test.root();
+    retouch(root, &double, true, RUN).await.success();
+    let out = retouch(
+        root,
+        &double,
+        true,
+        &["report", "out/report.csv", "--html", "out/report.html"],
+    )
+    .await
+    .success();
+    assert!(out.stdout.contains("cost:   $0.400000"), "{}", out.stdout);
+    let page = std::fs::read_to_string(root.join("out/report.html")).unwrap();
+    assert_eq!(page.matches("<tr class=\"image\"").count(), 4);
+    for i in 0..4 {
+        assert!(page.contains(&format!("p{i}.png")), "p{i} missing");
+    }
+}
+
+const LOCAL_PIPELINE: &str = r#"
+version: 1
+name: local-reruns
+inputs: ["../photos/*.png"]
+output: { dir: ../out, format: png }
+steps:
+  - op: remove-bg
+    models: [local]
+  - op: upscale
+    models: [local]
+    factor: 2
+"#;
+
+#[test]
+fn a_local_rerun_reuses_everything_and_a_change_replays_only_free_steps() {
+    let out = Test::new()
+        .manifest(LOCAL_PIPELINE)
+        .image("photos/a.png", 120, 90)
+        .image("photos/b.png", 90, 120)
+        .run(RUN)
+        .success();
+    let written = mtime(&out.root.join("out/a.png"));
+    let out = out.then().run(RUN).success();
+    let (_, rows) = out.csv("out/report.csv");
+    assert!(
+        rows.iter()
+            .all(|r| &r[5] == "cache-hit" && &r[4] == "local")
+    );
+    assert_eq!(mtime(&out.root.join("out/a.png")), written);
+
+    // Local results are kept by size only: changing step 2 recomputes step 1 too (free), and
+    // the rows say so instead of claiming a cache hit.
+    let changed = LOCAL_PIPELINE.replace("factor: 2", "factor: 3");
+    let out = out.then().manifest(&changed).run(RUN).success();
+    let (_, rows) = out.csv("out/report.csv");
+    assert!(rows.iter().all(|r| &r[5] != "cache-hit"), "{rows:?}");
+    let (w, h) = image::image_dimensions(out.root.join("out/a.png")).unwrap();
+    assert_eq!((w, h), (360, 270));
+}
