@@ -31,7 +31,7 @@ steps:
     factor: 2
 limits: { concurrency: $CONC }
 YAML
-rm -rf "$DIR/out"
+rm -rf "$DIR/out" "$DIR/.retouch"   # a fresh run: nothing cached
 /usr/bin/time -f "%e %M" -o "$DIR/time.txt" "$CARGO_TARGET_DIR/release/retouch" run "$DIR/pipeline.yaml" -q
 read -r WALL RSS_KB < "$DIR/time.txt"
 ROWS=$(($(wc -l < "$DIR/out/report.csv") - 1))

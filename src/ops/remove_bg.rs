@@ -134,17 +134,27 @@ fn matte(img: &RgbaImage) -> Matte {
     soft_edges(img, &hard)
 }
 
-/// Local mean of linear colour over the pixels selected by `sel` (weight plane returned too).
-fn local_mean(img: &RgbaImage, sel: &Plane) -> ([Plane; 3], Plane) {
+/// For each pixel of `band`: the local mean of linear colour over the pixels selected by `sel`,
+/// or `None` where (almost) nothing nearby is selected.
+fn band_means(img: &RgbaImage, sel: &Plane, band: &[usize]) -> Vec<Option<[f32; 3]>> {
     let (w, h) = (sel.w, sel.h);
     let weight = sel.box_blur(WINDOW);
-    let chan = |k: usize| {
-        Plane::from_fn(w, h, |x, y| {
+    let mut out: Vec<Option<[f32; 3]>> = band
+        .iter()
+        .map(|&i| (weight.data[i] >= 1e-3).then_some([0.0; 3]))
+        .collect();
+    for k in 0..3 {
+        let sum = Plane::from_fn(w, h, |x, y| {
             sel.at(x, y) * decode(img.get_pixel(x as u32, y as u32).0[k])
         })
-        .box_blur(WINDOW)
-    };
-    ([chan(0), chan(1), chan(2)], weight)
+        .box_blur(WINDOW);
+        for (mean, &i) in out.iter_mut().zip(band) {
+            if let Some(m) = mean {
+                m[k] = sum.data[i] / weight.data[i];
+            }
+        }
+    }
+    out
 }
 
 fn soft_edges(img: &RgbaImage, hard: &[bool]) -> Matte {
@@ -156,21 +166,28 @@ fn soft_edges(img: &RgbaImage, hard: &[bool]) -> Matte {
     };
     let inner = m.min_filter(BAND_IN);
     let outer = m.max_filter(BAND_OUT);
+    // The soft band only: where the hard mask changes within the band widths.
+    let band: Vec<usize> = (0..w * h)
+        .filter(|&i| inner.data[i] != outer.data[i])
+        .collect();
+    // Mean product and backdrop colours around each band pixel, one side at a time so only one
+    // side's planes are alive at once (they are full-size; the band is a thin outline).
+    let fg_means = band_means(img, &inner, &band);
+    drop(inner);
     let outside = Plane {
         w,
         h,
         data: outer.data.iter().map(|v| 1.0 - v).collect(),
     };
-    let (fg_sum, fg_w) = local_mean(img, &inner);
-    let (bg_sum, bg_w) = local_mean(img, &outside);
-    let mut alpha = m.clone();
+    drop(outer);
+    let bg_means = band_means(img, &outside, &band);
+    drop(outside);
+    let mut alpha = m;
     let mut fg = EdgeColours::default();
-    for i in 0..w * h {
-        if inner.data[i] == outer.data[i] || fg_w.data[i] < 1e-3 || bg_w.data[i] < 1e-3 {
+    for ((&i, f), b) in band.iter().zip(fg_means).zip(bg_means) {
+        let (Some(f), Some(b)) = (f, b) else {
             continue;
-        }
-        let f = [0, 1, 2].map(|k| fg_sum[k].data[i] / fg_w.data[i]);
-        let b = [0, 1, 2].map(|k| bg_sum[k].data[i] / bg_w.data[i]);
+        };
         let p = img.get_pixel((i % w) as u32, (i / w) as u32).0;
         let c = [decode(p[0]), decode(p[1]), decode(p[2])];
         let d: [f32; 3] = [0, 1, 2].map(|k| f[k] - b[k]);
