@@ -96,6 +96,7 @@ pub(super) async fn process(ctx: &ImageContext, planned: PlannedImage) -> Vec<St
         size: header.size,
         icc: header.icc,
         link: hash,
+        unreadable: false,
         deferred: Vec::new(),
     };
     task.run(output).await
@@ -116,6 +117,8 @@ struct ImageTask<'a> {
     icc: Option<Vec<u8>>,
     /// The cache chain link naming the image after the steps so far.
     link: blake3::Hash,
+    /// Set when the input itself turned out not to decode: every row fails with its reason.
+    unreadable: bool,
     /// Rows not written yet because they depend on whether pixels get materialised: local steps
     /// found in the cache without their pixels (replayed if pixels are needed, cache hits if
     /// not) and skipped steps between them.
@@ -207,6 +210,9 @@ impl<'a> ImageTask<'a> {
                     self.rows.done(step, done, false, input_size, self.size);
                     self.pixels = Pixels::Decoded(new);
                 }
+                Err(failed) if self.unreadable => {
+                    return self.rows.all_failed(&failed.reason, &failed.error);
+                }
                 Err(failed) => {
                     self.flush_deferred_as_hits();
                     self.rows.failed(step, failed, input_size);
@@ -278,8 +284,14 @@ impl<'a> ImageTask<'a> {
                     self.icc = d.icc.or(self.icc.take());
                     Arc::new(d.image)
                 }
-                Ok(Err(e)) => return Err(StepFailed::nothing_ran(e.reason(), e.to_string())),
-                Err(panic) => return Err(StepFailed::nothing_ran("internal-error", panic.0)),
+                Ok(Err(e)) => {
+                    self.unreadable = true;
+                    return Err(StepFailed::nothing_ran(e.reason(), e.to_string()));
+                }
+                Err(panic) => {
+                    self.unreadable = true;
+                    return Err(StepFailed::nothing_ran("internal-error", panic.0));
+                }
             },
             Pixels::Blob(hex) => self.read_blob(hex).await?,
         };
@@ -375,6 +387,9 @@ impl<'a> ImageTask<'a> {
         }
         let image = match self.materialise().await {
             Ok(image) => image,
+            Err(failed) if self.unreadable => {
+                return self.rows.all_failed(&failed.reason, &failed.error);
+            }
             Err(failed) => return self.rows.fail_last(&failed.reason, &failed.error),
         };
         let (format, quality, icc) = (out.format, out.quality, self.icc.take());
