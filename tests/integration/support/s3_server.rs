@@ -29,6 +29,8 @@ struct Fault {
 struct Faults {
     list: Vec<Fault>,
     injected: usize,
+    /// Added before answering every GET (a network round trip to a real bucket).
+    get_latency: std::time::Duration,
 }
 
 /// A running server. Dropping it stops the server and removes its files.
@@ -170,6 +172,11 @@ impl S3Server {
         });
     }
 
+    /// Every GET request (GetObject, ListObjectsV2) waits `latency` before it is answered.
+    pub fn set_get_latency(&self, latency: std::time::Duration) {
+        self.faults.lock().unwrap().get_latency = latency;
+    }
+
     /// How many faults were injected so far.
     pub fn injected(&self) -> usize {
         self.faults.lock().unwrap().injected
@@ -206,6 +213,10 @@ async fn serve(
                 async move {
                     if should_fail(&faults, &req) {
                         return Ok::<_, Infallible>(internal_error());
+                    }
+                    let latency = faults.lock().unwrap().get_latency;
+                    if req.method() == hyper::Method::GET && !latency.is_zero() {
+                        tokio::time::sleep(latency).await;
                     }
                     let req = req.map(s3s::Body::from);
                     Ok(match service.call(req).await {
