@@ -22,7 +22,9 @@ use s3_server::S3Server;
 
 const OBJECTS: usize = 2000;
 const CONCURRENCY: usize = 8;
-const SIDE: u32 = 64;
+/// Inputs read ahead (`limits.downloads`); download-only uses as many GETs in flight.
+const DOWNLOADS: usize = 16;
+const SIDE: u32 = 160;
 
 fn main() {
     let latency = Duration::from_millis(
@@ -33,9 +35,9 @@ fn main() {
     );
     let server = S3Server::start();
     server.create_bucket("bench");
-    let img = png(SIDE);
+    // Every object distinct, so the step cache cannot turn repeats into hits.
     let objects: Vec<(String, Vec<u8>)> = (0..OBJECTS)
-        .map(|i| (format!("cat/{:02}/img-{i:05}.png", i % 20), img.clone()))
+        .map(|i| (format!("cat/{:02}/img-{i:05}.png", i % 20), png(SIDE, i)))
         .collect();
     let bytes_total: usize = objects.iter().map(|(_, b)| b.len()).sum();
     server.put_all("bench", objects.clone(), "image/png");
@@ -48,22 +50,25 @@ fn main() {
 
     // Seeding ran at full speed; from here every GET takes a round trip like a real bucket's.
     server.set_get_latency(latency);
-    let download = download_only(&server);
+    let (download, download_cpu) = cpu_during(|| download_only(&server));
     let local = run(
         &server,
         work.path(),
         "\"../local/cat/**/*.png\"",
         "out-local",
     );
-    let s3 = run(&server, work.path(), "\"s3://bench/cat/\"", "out-s3");
+    let children_before = cpu_seconds(libc::RUSAGE_CHILDREN);
+    let (s3, server_cpu) =
+        cpu_during(|| run(&server, work.path(), "\"s3://bench/cat/\"", "out-s3"));
+    let retouch_cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - children_before;
     let per_s = |d: Duration| OBJECTS as f64 / d.as_secs_f64();
     println!(
-        "{OBJECTS} objects of {SIDE}x{SIDE} PNG ({} KiB in all), concurrency {CONCURRENCY}, {} ms per GET",
+        "{OBJECTS} objects of {SIDE}x{SIDE} PNG ({} KiB in all), concurrency {CONCURRENCY}, downloads {DOWNLOADS}, {} ms per GET",
         bytes_total / 1024,
         latency.as_millis()
     );
     println!(
-        "download only (GetObject, {CONCURRENCY} in flight): {:.2} s ({:.0} objects/s)",
+        "download only (GetObject, {DOWNLOADS} in flight):    {:.2} s ({:.0} objects/s)",
         download.as_secs_f64(),
         per_s(download)
     );
@@ -79,6 +84,10 @@ fn main() {
         per_s(s3.0),
         s3.1 / 1024
     );
+    println!(
+        "CPU seconds: download only {download_cpu:.2} (test server + client); \
+         S3 run: retouch {retouch_cpu:.2}, test server {server_cpu:.2}"
+    );
     let serial = download + local.0;
     println!(
         "overlap: S3 run {:.2} s vs download + processing {:.2} s ({:.0}% of the serial sum)",
@@ -88,18 +97,21 @@ fn main() {
     );
 }
 
-fn png(side: u32) -> Vec<u8> {
+fn png(side: u32, seed: usize) -> Vec<u8> {
+    let (a, b) = ((seed % 251) as u32, (seed / 251) as u32);
     let img = image::RgbImage::from_fn(side, side, |x, y| {
-        image::Rgb([(x * 4) as u8, (y * 4) as u8, ((x + y) * 2) as u8])
+        image::Rgb([(x * 3 + a) as u8, (y * 3 + b) as u8, ((x + y) * 2) as u8])
     });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
 
-/// Every object fetched through retouch's S3 client, `CONCURRENCY` at a time, nothing else.
+/// Every object fetched through retouch's S3 client, `DOWNLOADS` at a time, nothing else.
 fn download_only(server: &S3Server) -> Duration {
-    server.block_on(async {
+    // A runtime of its own, as the binary has: not the one serving the requests.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
         let settings = retouch::s3::S3Settings {
             endpoint_url: Some(server.endpoint.clone()),
             path_style: true,
@@ -114,7 +126,7 @@ fn download_only(server: &S3Server) -> Duration {
         .await;
         let keys = s3.list("bench", "cat/").await.unwrap();
         let started = Instant::now();
-        let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let permits = Arc::new(tokio::sync::Semaphore::new(DOWNLOADS));
         let mut tasks = tokio::task::JoinSet::new();
         for key in keys {
             let (s3, permits) = (s3.clone(), permits.clone());
@@ -134,7 +146,7 @@ fn run(server: &S3Server, root: &Path, inputs: &str, out: &str) -> (Duration, u6
     let manifest = format!(
         "version: 1\nname: bench\ninputs: [{inputs}]\noutput: {{ dir: ../{out} }}\n\
          steps:\n  - op: upscale\n    models: [local]\n    factor: 2\n\
-         limits: {{ concurrency: {CONCURRENCY} }}\n"
+         limits: {{ concurrency: {CONCURRENCY}, downloads: {DOWNLOADS} }}\n"
     );
     let path = root.join("pipelines/bench.yaml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -162,6 +174,25 @@ fn run(server: &S3Server, root: &Path, inputs: &str, out: &str) -> (Duration, u6
         std::thread::sleep(Duration::from_millis(5));
     }
     (started.elapsed(), peak_kib)
+}
+
+/// Runs `f`, returning its result and this process's CPU seconds (user + system) meanwhile.
+fn cpu_during<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let before = cpu_seconds(libc::RUSAGE_SELF);
+    let out = f();
+    (out, cpu_seconds(libc::RUSAGE_SELF) - before)
+}
+
+/// User + system CPU seconds of this process (`RUSAGE_SELF`) or its waited-for children.
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(who, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// `VmHWM` (peak resident set) from /proc/<pid>/status.

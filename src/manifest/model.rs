@@ -391,6 +391,10 @@ impl fmt::Display for Rgb {
 pub struct Limits {
     /// Images in flight at once; 1..=1024, default 8.
     pub concurrency: usize,
+    /// Inputs read ahead of processing (`downloads:`, 1..=1024, default 16): their reads run
+    /// while earlier images are processed, so network latency to S3 overlaps CPU work. Bounds
+    /// the encoded bytes held in memory beyond the images in flight.
+    pub downloads: usize,
     /// Requests per minute per remote model (`rpm: { nova-canvas: 60 }`), keyed by canonical
     /// model id; models not listed use the catalog's default.
     pub rpm: BTreeMap<String, u32>,
@@ -404,6 +408,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             concurrency: 8,
+            downloads: 16,
             rpm: BTreeMap::new(),
             attempts: 4,
             max_megapixels: 100,

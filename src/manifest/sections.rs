@@ -16,7 +16,13 @@ use super::model::{
 use super::suggest;
 
 pub const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign"];
-pub const LIMITS_KEYS: &[&str] = &["concurrency", "attempts", "max_megapixels", "rpm"];
+pub const LIMITS_KEYS: &[&str] = &[
+    "concurrency",
+    "downloads",
+    "attempts",
+    "max_megapixels",
+    "rpm",
+];
 pub const BUDGET_KEYS: &[&str] = &["max_usd", "per_image_max_usd", "daily_max_usd"];
 pub const AWS_KEYS: &[&str] = &["region", "profile", "s3"];
 pub const AWS_S3_KEYS: &[&str] = &["endpoint_url", "path_style"];
@@ -239,6 +245,7 @@ pub fn limits(ck: &mut Checker, fields: &Fields) -> Option<Limits> {
     let lim = ck.fields(v, "limits", LIMITS_KEYS)?;
     let d = Limits::default();
     let concurrency = opt_int(ck, &lim, "concurrency", 1, 1024, d.concurrency as i64);
+    let downloads = opt_int(ck, &lim, "downloads", 1, 1024, d.downloads as i64);
     let attempts = opt_int(ck, &lim, "attempts", 1, 10, i64::from(d.attempts));
     let max_mp = opt_int(
         ck,
@@ -256,6 +263,7 @@ pub fn limits(ck: &mut Checker, fields: &Fields) -> Option<Limits> {
     };
     Some(Limits {
         concurrency: concurrency? as usize,
+        downloads: downloads? as usize,
         rpm: rpm?,
         attempts: attempts? as u32,
         max_megapixels: max_mp? as u32,

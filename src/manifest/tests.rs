@@ -197,6 +197,12 @@ fn out_of_range_values_name_the_range() {
             "limits.concurrency is 0, but must be between 1 and 1024",
         ),
         (
+            with_extra("limits:\n  downloads: 2000\n"),
+            "limits.downloads",
+            (11, 14),
+            "limits.downloads is 2000, but must be between 1 and 1024",
+        ),
+        (
             "version: 1\nname: t\ninputs: [a]\noutput: {dir: o, quality: 0}\n\
              steps: [{op: upscale, models: [local], factor: 2}]\n"
                 .to_owned(),
@@ -455,7 +461,10 @@ fn defaults_are_filled_in() {
     assert_eq!(m.output.presign, None);
     assert_eq!(m.aws.s3, S3Endpoint::default());
     assert_eq!(m.limits, Limits::default());
-    assert_eq!((m.limits.concurrency, m.limits.attempts), (8, 4));
+    assert_eq!(
+        (m.limits.concurrency, m.limits.downloads, m.limits.attempts),
+        (8, 16, 4)
+    );
     assert_eq!(m.budget, Budget::default());
     assert_eq!(m.steps[0].fallback, Fallback::Local);
     assert_eq!(

@@ -55,8 +55,36 @@ pub(super) fn priority(step: &Step) -> u32 {
     step.index as u32 + 1
 }
 
-/// Processes one image and returns its rows, one per step.
-pub(super) async fn process(ctx: &ImageContext, planned: PlannedImage) -> Vec<StepRecord> {
+/// An input's bytes, or why they could not be read: `(reason, message)`.
+pub(super) type Fetched = Result<Vec<u8>, (&'static str, String)>;
+
+/// Reads an input's bytes; a future the run loop spawns ahead of processing (read-ahead), so
+/// it owns everything it needs. Nothing is read for an image whose output is already known to
+/// be unwritable.
+pub(super) fn fetch(
+    planned: &PlannedImage,
+) -> impl std::future::Future<Output = Fetched> + Send + 'static {
+    let (item, s3, wanted) = (
+        planned.item.clone(),
+        planned.s3.clone(),
+        planned.output.is_ok(),
+    );
+    async move {
+        if !wanted {
+            return Ok(Vec::new());
+        }
+        sources::read(&item, s3.as_ref())
+            .await
+            .map_err(|e| (e.reason(), e.to_string()))
+    }
+}
+
+/// Processes one image whose input `fetch` read, and returns its rows, one per step.
+pub(super) async fn process(
+    ctx: &ImageContext,
+    planned: PlannedImage,
+    fetched: Fetched,
+) -> Vec<StepRecord> {
     let rows = RowBuilder::new(&planned.item, &ctx.manifest.steps);
     let output = match planned.output {
         Ok(dest) => sinks::Target {
@@ -65,9 +93,9 @@ pub(super) async fn process(ctx: &ImageContext, planned: PlannedImage) -> Vec<St
         },
         Err(problem) => return rows.all_failed(problem.reason(), &problem.to_string()),
     };
-    let bytes = match sources::read(&planned.item, planned.s3.as_ref()).await {
+    let bytes = match fetched {
         Ok(b) => b,
-        Err(e) => return rows.all_failed(e.reason(), &e.to_string()),
+        Err((reason, message)) => return rows.all_failed(reason, &message),
     };
     let max_mp = ctx.manifest.limits.max_megapixels;
     if ctx.dry_run {

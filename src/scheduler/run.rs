@@ -1,9 +1,11 @@
 //! The run loop: fans images out with bounded concurrency and funnels their rows to the report.
 //!
-//! Memory is bounded by the images in flight: an image's bytes are read only once it holds one of
-//! `concurrency` permits, and its pixels are dropped when its task ends. Rows go through a bounded
-//! channel to a single report task, which appends and flushes them as images finish.
+//! Memory is bounded by the images in flight: inputs are read ahead, in order, at most
+//! `limits.downloads` at a time (encoded bytes only), an image is decoded only once it holds one
+//! of `concurrency` permits, and its pixels are dropped when its task ends. Rows go through a
+//! bounded channel to a single report task, which appends and flushes them as images finish.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -144,7 +146,29 @@ pub async fn run(
     });
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
-    for planned in plan.images {
+    // Read-ahead: up to `downloads` inputs are read (S3 GETs, file reads) in input order while
+    // earlier images are processed, so fetch latency overlaps CPU work.
+    let read_ahead = manifest.limits.downloads.max(1);
+    let mut pending = plan.images.into_iter();
+    let mut ahead = VecDeque::with_capacity(read_ahead);
+    loop {
+        while ahead.len() < read_ahead {
+            let Some(planned) = pending.next() else { break };
+            let fetch = tokio::spawn(image_task::fetch(&planned));
+            ahead.push_back((planned, fetch));
+        }
+        let Some((planned, mut fetch)) = ahead.pop_front() else {
+            break;
+        };
+        let fetched = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                fetch.abort();
+                break;
+            }
+            fetched = &mut fetch => fetched
+                .unwrap_or_else(|e| Err(("internal-error", format!("reading the input: {e}")))),
+        };
         let permit = tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -152,11 +176,15 @@ pub async fn run(
         };
         let (ctx, tx) = (ctx.clone(), tx.clone());
         tasks.spawn(async move {
-            let rows = image_task::process(&ctx, planned).await;
+            let rows = image_task::process(&ctx, planned, fetched).await;
             drop(permit);
             let _ = tx.send(rows).await;
         });
         while tasks.try_join_next().is_some() {}
+    }
+    // Cancelled: reads started for images that will not run are abandoned.
+    for (_, fetch) in ahead {
+        fetch.abort();
     }
     drop(tx);
     while tasks.join_next().await.is_some() {}
