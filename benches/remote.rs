@@ -2,7 +2,7 @@
 //! latency, 6,000 rpm), checking that the scheduler keeps the rate limit busy without ever
 //! passing it.
 //!
-//!     CARGO_TARGET_DIR=... cargo bench --bench remote
+//!     cargo bench --bench remote
 //!
 //! The double runs in a child process (this same executable with `--serve-double`), so the
 //! scheduler's CPU time and peak memory are measured alone. Reports wall time against the ideal
