@@ -16,7 +16,9 @@ pub use cache::{
     STABILITY_ADAPTER_VERSION, StepKey, StepSpec, TITAN_ADAPTER_VERSION, adapter_version,
     input_hash, output_spec, spec_for,
 };
-pub use store::{CachedStep, GcStats, OutputRecord, RunInfo, RunSummary, Store};
+pub use store::{
+    CachedStep, GcStats, HOLD_EXPIRES_SECS, HoldId, OutputRecord, RunInfo, RunSummary, Store,
+};
 
 /// A state store or blob that could not be read or written.
 #[derive(Debug, thiserror::Error)]

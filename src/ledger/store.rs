@@ -23,7 +23,7 @@ use crate::catalog::{Date, Op};
 use crate::money::Usd;
 
 /// The schema version this build writes and understands.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -64,6 +64,23 @@ CREATE TABLE outputs (
     recorded_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// Version 3: money held for daily-budget calls in flight, across every run sharing the store.
+const SCHEMA_V3: &str = "
+CREATE TABLE holds (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, amount_micros INTEGER NOT NULL,
+    at_unix INTEGER NOT NULL
+);
+";
+
+/// A hold older than this is taken to belong to a run that died mid-call (a live call settles
+/// long before: at most `attempts` × the 300 s read timeout, plus back-off). Until then a dead
+/// run's holds keep counting against the day, which errs on the side of spending less.
+pub const HOLD_EXPIRES_SECS: i64 = 3_600;
+
+/// Money held against the daily budget for one call in flight; see [`Store::hold_daily`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldId(i64);
 
 /// A cache entry is touched (its `last_used` refreshed) at most this often, so a cached rerun
 /// reads far more than it writes.
@@ -156,11 +173,33 @@ impl Store {
         };
         let mut conn = Connection::open(&path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
-        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
-            .map_err(sql)?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-            .map_err(sql)?;
-        migrate(&mut conn, &path)?;
+        // Switching a new database to WAL answers "locked" at once, without waiting, while
+        // another process does the same; runs started together retry for a while instead.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let setup = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+                .and_then(|_| {
+                    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+                });
+            match setup {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(sql(e)),
+            }
+        }
+        loop {
+            match migrate(&mut conn, &path) {
+                Err(LedgerError::Sqlite { source, .. })
+                    if is_busy(&source) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         Ok(Store {
             blobs: BlobStore::new(&dir.join("cache")),
             path,
@@ -445,6 +484,77 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Holds `amount` against the daily budget `cap` for a call about to be made, in one
+    /// transaction that no other run sharing the store can interleave with: granted only if what
+    /// every run was billed on `day` plus every live hold plus `amount` stays within `cap`.
+    /// Returns the hold, or what was already spent or held when refused. Expired holds (see
+    /// [`HOLD_EXPIRES_SECS`]) are dropped first.
+    pub fn hold_daily(
+        &self,
+        run_id: &str,
+        day: Date,
+        cap: Usd,
+        amount: Usd,
+        now_unix: i64,
+    ) -> Result<Result<HoldId, Usd>, LedgerError> {
+        let start = days_from_civil(day) * 86_400;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        tx.execute(
+            "DELETE FROM holds WHERE at_unix < ?1",
+            params![now_unix - HOLD_EXPIRES_SECS],
+        )
+        .map_err(|e| self.err(e))?;
+        let committed: i64 = tx
+            .query_row(
+                "SELECT (SELECT COALESCE(SUM(cost_micros), 0) FROM spend
+                         WHERE at_unix >= ?1 AND at_unix < ?2)
+                      + (SELECT COALESCE(SUM(amount_micros), 0) FROM holds)",
+                params![start, start + 86_400],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        if i128::from(committed) + i128::from(amount.micros()) > i128::from(cap.micros()) {
+            return Ok(Err(Usd(committed)));
+        }
+        tx.execute(
+            "INSERT INTO holds (run_id, amount_micros, at_unix) VALUES (?1, ?2, ?3)",
+            params![run_id, amount.micros(), now_unix],
+        )
+        .map_err(|e| self.err(e))?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Ok(HoldId(id)))
+    }
+
+    /// Ends a hold: records what its call was billed (if anything) and drops the hold, in one
+    /// transaction, so the money is never counted neither as held nor as spent.
+    pub fn settle_hold(
+        &self,
+        hold: HoldId,
+        run_id: &str,
+        model: &str,
+        billed: Usd,
+        at_unix: i64,
+    ) -> Result<(), LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        if billed > Usd::ZERO {
+            tx.execute(
+                "INSERT INTO spend (run_id, model, cost_micros, at_unix) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, model, billed.micros(), at_unix],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.execute("DELETE FROM holds WHERE id = ?1", params![hold.0])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
     /// Everything billed on the UTC day `day`, over all runs.
     pub fn spent_on(&self, day: Date) -> Result<Usd, LedgerError> {
         let start = days_from_civil(day) * 86_400;
@@ -526,6 +636,14 @@ impl Store {
     }
 }
 
+/// SQLite's "busy" or "locked": another connection holds a lock this one needs.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
     let sql = |source| LedgerError::Sqlite {
         path: path.to_owned(),
@@ -550,6 +668,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
     }
     if version < 2 {
         tx.execute_batch(SCHEMA_V2).map_err(sql)?;
+    }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3).map_err(sql)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -199,6 +199,73 @@ fn spend_is_counted_per_utc_day_across_runs() {
 }
 
 #[test]
+fn daily_holds_are_shared_by_every_handle_and_settle_into_spend() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two handles on one folder, as two runs (processes) sharing the state have.
+    let (a, b) = (
+        Store::open(dir.path()).unwrap(),
+        Store::open(dir.path()).unwrap(),
+    );
+    let day: Date = "2026-03-14".parse().unwrap();
+    let noon = days_from_civil(day) * 86_400 + 43_200;
+    let cap = Usd(100);
+    a.record_spend("earlier", "m", Usd(30), noon - 600).unwrap();
+    let held_a = a
+        .hold_daily("run-a", day, cap, Usd(40), noon)
+        .unwrap()
+        .unwrap();
+    // The other run sees the first one's hold: 30 spent + 40 held + 40 > 100.
+    assert_eq!(
+        b.hold_daily("run-b", day, cap, Usd(40), noon).unwrap(),
+        Err(Usd(70))
+    );
+    let held_b = b
+        .hold_daily("run-b", day, cap, Usd(30), noon)
+        .unwrap()
+        .unwrap();
+    // Settling turns a hold into spend (here less than held); an unbilled call frees its hold.
+    a.settle_hold(held_a, "run-a", "m", Usd(25), noon + 5)
+        .unwrap();
+    b.settle_hold(held_b, "run-b", "m", Usd::ZERO, noon + 5)
+        .unwrap();
+    assert_eq!(b.spent_on(day).unwrap(), Usd(55));
+    assert_eq!(
+        a.hold_daily("run-a", day, cap, Usd(46), noon + 6).unwrap(),
+        Err(Usd(55))
+    );
+    let last = a.hold_daily("run-a", day, cap, Usd(45), noon + 6).unwrap();
+    assert!(last.is_ok(), "exactly up to the cap is allowed");
+    // A hold whose run died expires, and stops counting, after HOLD_EXPIRES_SECS.
+    let later = noon + 6 + HOLD_EXPIRES_SECS + 1;
+    assert!(
+        b.hold_daily("run-c", day, cap, Usd(45), later)
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[test]
+fn many_processes_opening_a_new_store_at_once_all_succeed() {
+    // Runs started together all create and migrate the same new database.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opened: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, barrier) = (dir.path().to_owned(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path).map(drop)
+                })
+            })
+            .collect();
+        for t in opened {
+            t.join().unwrap().expect("a concurrent open failed");
+        }
+    }
+}
+
+#[test]
 fn days_from_civil_inverts_the_date_type() {
     for days in [-800_000, -1, 0, 1, 59, 365, 11_016, 20_000, 2_932_896] {
         assert_eq!(days_from_civil(Date::from_days_since_epoch(days)), days);

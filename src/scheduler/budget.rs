@@ -16,7 +16,8 @@ use thiserror::Error;
 use crate::money::Usd;
 
 /// Today's allowance across runs: the cap, and what earlier runs today already spent (the state
-/// store supplies the latter).
+/// store supplies the latter). This in-memory view bounds one run; runs going at the same time
+/// are bounded together by the holds `remote.rs` takes in the state store before each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DailyAllowance {
     pub cap: Usd,
@@ -133,6 +134,11 @@ impl Budget {
             image_key: image_key.to_owned(),
             amount: estimate,
         })
+    }
+
+    /// The daily cap, if the manifest sets one.
+    pub fn daily_cap(&self) -> Option<Usd> {
+        self.lock().daily.map(|d| d.cap)
     }
 
     /// The billed total of settled calls.

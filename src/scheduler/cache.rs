@@ -14,9 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use image::RgbaImage;
 
+use super::budget::{BudgetExceeded, Cap};
+use crate::catalog::Date;
 use crate::codec;
 use crate::cpu;
-use crate::ledger::{CachedStep, OutputRecord, StepKey, Store, output_spec, spec_for};
+use crate::ledger::{CachedStep, HoldId, OutputRecord, StepKey, Store, output_spec, spec_for};
 use crate::manifest::{OutputFormat, OutputSpec, Step};
 use crate::money::Usd;
 use crate::sinks::{self, Destination};
@@ -108,6 +110,48 @@ impl RunCache {
             Ok(Err(e)) => self.warn(e),
             Err(e) => self.warn(e),
         }
+    }
+
+    /// Holds `amount` against today's daily budget `cap` across every run sharing the store,
+    /// before a call (see [`Store::hold_daily`]). Refused when it would pass the cap, and also
+    /// when the store cannot be read: unknown spending must not risk the cap.
+    pub async fn hold_daily(&self, cap: Usd, amount: Usd) -> Result<HoldId, BudgetExceeded> {
+        let (store, run_id) = (self.store.clone(), self.run_id.clone());
+        let job = move || store.hold_daily(&run_id, Date::today_utc(), cap, amount, unix_now());
+        let refused = |committed| BudgetExceeded {
+            which: Cap::Daily,
+            cap,
+            committed,
+            requested: amount,
+        };
+        match tokio::task::spawn_blocking(job).await {
+            Ok(Ok(Ok(hold))) => Ok(hold),
+            Ok(Ok(Err(committed))) => Err(refused(committed)),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "cannot read today's spend ({e}); treating the daily budget as used up"
+                );
+                Err(refused(cap))
+            }
+            Err(e) => {
+                tracing::warn!("daily budget check stopped ({e}); treating the budget as used up");
+                Err(refused(cap))
+            }
+        }
+    }
+
+    /// Ends a daily-budget hold with what its call was billed (zero for a call that billed
+    /// nothing), recording the spend and dropping the hold together.
+    pub async fn settle_hold(&self, hold: HoldId, model: &str, billed: Usd) {
+        let (store, run_id, model) = (self.store.clone(), self.run_id.clone(), model.to_owned());
+        let job = move || store.settle_hold(hold, &run_id, &model, billed, unix_now());
+        let failed = match tokio::task::spawn_blocking(job).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        // The hold stays (it expires later), so the day still counts at least what it held.
+        tracing::warn!("could not record a billed call of ${billed} in the state store: {failed}");
     }
 
     /// Records money one call billed, for the daily budget of every later run.

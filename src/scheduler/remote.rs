@@ -3,7 +3,8 @@
 //!
 //! Money rules live here: a call's estimated cost is reserved before it is made and settled with
 //! the billed amount after (a 200 answer is billed per returned image; errors are not), so
-//! concurrent images can never push the billed total past a cap. When every candidate fails, the
+//! concurrent images can never push the billed total past a cap. With a daily cap the price is
+//! also held in the state store, shared with every other run, for as long as the call lasts. When every candidate fails, the
 //! caller gets the reason (and anything that was billed anyway) and applies the step's fallback.
 
 use std::collections::HashSet;
@@ -12,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use image::RgbaImage;
 
-use super::budget::Budget;
+use super::budget::{Budget, BudgetExceeded};
 use super::cache::RunCache;
 use super::health::{Admission, Health, OpenReason};
 use super::rate_limit::RateLimits;
 use super::retry::RetryPolicy;
 use crate::catalog::Date;
 use crate::cpu;
+use crate::ledger::HoldId;
 use crate::manifest::{OpParams, Step};
 use crate::money::Usd;
 use crate::providers::bedrock::{
@@ -103,10 +105,25 @@ impl Remote {
         }
     }
 
-    /// Records what a call was billed, right as it settles.
-    fn billed(&self, model: &str, cost: Usd) {
-        if let Some(ledger) = &self.ledger {
-            ledger.record_spend(model, cost);
+    /// With a daily cap and a state store, holds `amount` against the day across every run
+    /// sharing the store, so runs started together cannot overspend it between them. `None`
+    /// when there is nothing to hold (no daily cap, no store, a free call).
+    async fn hold_daily(&self, amount: Usd) -> Result<Option<HoldId>, BudgetExceeded> {
+        match (&self.ledger, self.budget.daily_cap()) {
+            (Some(ledger), Some(cap)) if amount > Usd::ZERO => {
+                ledger.hold_daily(cap, amount).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Records what a call was billed, right as it settles, ending its daily hold if it had
+    /// one. Called with zero for a call that was never made or billed nothing.
+    async fn billed(&self, model: &str, cost: Usd, hold: Option<HoldId>) {
+        let Some(ledger) = &self.ledger else { return };
+        match hold {
+            Some(hold) => ledger.settle_hold(hold, model, cost).await,
+            None => ledger.record_spend(model, cost),
         }
     }
 
@@ -188,15 +205,28 @@ impl Remote {
                 return failure.set(open_reason(r), format!("{model_id}: {r}"), Next::NextModel);
             }
         };
+        // Held only once admitted, so a hold lasts as long as the call itself, not the wait for
+        // a rate-limit slot (holds of runs that died expire after `HOLD_EXPIRES_SECS`).
+        let hold = match self.hold_daily(candidate.price).await {
+            Ok(hold) => hold,
+            Err(e) => {
+                drop(reservation); // nothing called
+                return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
+            }
+        };
         self.warn_if_legacy(&candidate);
         let request = match self.encode(step, image, &candidate).await {
             Ok(r) => r,
-            Err(e) => return failure.set(Reason::FallbackTooLarge, e, Next::NextModel),
+            Err(e) => {
+                self.billed(&model_id, Usd::ZERO, hold).await;
+                return failure.set(Reason::FallbackTooLarge, e, Next::NextModel);
+            }
         };
         let body = match self.call(client, &model_id, &request, failure).await {
             Ok(body) => body,
             Err(e) => {
                 drop(reservation); // nothing billed
+                self.billed(&model_id, Usd::ZERO, hold).await;
                 return match e.action() {
                     RetryAction::OpenCircuit => {
                         self.health.open(&model_id, circuit_reason(&e));
@@ -241,7 +271,7 @@ impl Remote {
             Ok(Ok(d)) => {
                 let cost = candidate.price.times(d.images_billed);
                 reservation.settle(cost);
-                self.billed(&model_id, cost);
+                self.billed(&model_id, cost, hold).await;
                 self.log_budget_warnings();
                 Ok((d.image, model_id, cost))
             }
@@ -253,7 +283,7 @@ impl Remote {
                     candidate.price
                 };
                 reservation.settle(cost);
-                self.billed(&model_id, cost);
+                self.billed(&model_id, cost, hold).await;
                 failure.cost += cost;
                 failure.set(
                     Reason::FallbackRemote(e.reason()),
@@ -263,7 +293,7 @@ impl Remote {
             }
             Err(panic) => {
                 reservation.settle(candidate.price);
-                self.billed(&model_id, candidate.price);
+                self.billed(&model_id, candidate.price, hold).await;
                 failure.cost += candidate.price;
                 failure.set(
                     Reason::FallbackRemote("fallback-bad-response"),

@@ -266,6 +266,57 @@ async fn the_daily_budget_holds_across_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_started_together_share_the_daily_budget() {
+    let double = BedrockDouble::start().await;
+    // Slow answers, so the two runs' calls are in flight at the same time.
+    double.set_latency(STAB_FAST, Duration::from_millis(150));
+    double.set_latency(STAB_BG, Duration::from_millis(150));
+    // Each pipeline alone would spend $0.60; the day allows $0.50 for both together.
+    let capped = |name: &str| {
+        pipeline("#ffffff", "budget: { daily_max_usd: 0.50 }")
+            .replace("name: reruns", &format!("name: {name}"))
+            .replace("../photos/", &format!("../photos-{name}/"))
+            .replace("dir: ../out", &format!("dir: ../out-{name}"))
+            .replace("limits: {", "limits: { concurrency: 4,")
+    };
+    let mut test = Test::new()
+        .file("pipelines/a.yaml", capped("a").as_bytes())
+        .file("pipelines/b.yaml", capped("b").as_bytes());
+    for i in 0..6 {
+        test = test
+            .image(&format!("photos-a/p{i}.png"), 64 + 8 * i, 64)
+            .image(&format!("photos-b/p{i}.png"), 64 + 8 * i, 72);
+    }
+    let root = test.root();
+    let (a, b) = tokio::join!(
+        retouch(root, &double, true, &["run", "pipelines/a.yaml", "-q"]),
+        retouch(root, &double, true, &["run", "pipelines/b.yaml", "-q"]),
+    );
+    a.success();
+    b.success();
+    let (fast, bg) = calls(&double);
+    let billed_micros = fast * 30_000 + bg * 70_000;
+    assert!(
+        billed_micros <= 500_000,
+        "{fast} upscales and {bg} cut-outs billed together"
+    );
+    assert!(
+        billed_micros >= 430_000,
+        "the cap was not used: {billed_micros} micro-USD"
+    );
+    let rows: Vec<_> = ["a", "b"]
+        .iter()
+        .flat_map(|n| report(&root.join(format!("out-{n}/report.csv"))))
+        .collect();
+    let reported: f64 = rows.iter().map(|r| r[4].parse::<f64>().unwrap()).sum();
+    assert!(
+        (reported * 1e6 - billed_micros as f64).abs() < 0.5,
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|r| r[2] == "fallback-budget"), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_a_price_change_since_the_last_run() {
     let double = BedrockDouble::start().await;
     let test = project(1);
