@@ -60,9 +60,9 @@ pub struct CacheGcArgs {
     /// Keep results used within this long: `30d`, `12h`, `90m`.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub older_than: std::time::Duration,
-    /// The state folder.
-    #[arg(long, value_name = "DIR", default_value = ".retouch")]
-    pub state: PathBuf,
+    /// The state folder (default: `.retouch` here, else the one `*/.retouch` one level down).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 /// `30d`, `12h`, `90m`, `45s`: an age.
@@ -140,9 +140,10 @@ pub struct ReportArgs {
     /// Print the review as JSON instead of text.
     #[arg(long)]
     pub json: bool,
-    /// The state folder to look run ids up in.
-    #[arg(long, value_name = "DIR", default_value = ".retouch")]
-    pub state: PathBuf,
+    /// The state folder to look run ids up in (default: `.retouch` here, else the one
+    /// `*/.retouch` one level down).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// Folder that relative image paths in the report are relative to (default: the CSV's
     /// folder, its parent, and the current folder are tried).
     #[arg(long, value_name = "DIR")]
@@ -151,7 +152,7 @@ pub struct ReportArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
-    /// The state folder.
-    #[arg(long, value_name = "DIR", default_value = ".retouch")]
-    pub state: PathBuf,
+    /// The state folder (default: `.retouch` here, else the one `*/.retouch` one level down).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }

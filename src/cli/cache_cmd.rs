@@ -12,15 +12,22 @@ pub fn cache(command: &CacheCommand) -> anyhow::Result<i32> {
 }
 
 fn gc(args: &CacheGcArgs) -> anyhow::Result<i32> {
+    let state = match super::state::find(args.state.as_deref()) {
+        Ok(dir) => dir,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return Ok(code::USAGE);
+        }
+    };
     // Trimming must not create a state folder where there is none.
-    if !args.state.join("state.db").is_file() {
+    if !state.join("state.db").is_file() {
         eprintln!(
             "error: no state store in {} (pass --state DIR: the `.retouch` folder next to the manifest, or its `state:`)",
-            args.state.display()
+            state.display()
         );
         return Ok(code::USAGE);
     }
-    let store = Store::open(&args.state)?;
+    let store = Store::open(&state)?;
     let stats = store.gc(args.older_than)?;
     println!(
         "removed {} cache entries and {} files ({:.1} MB)",

@@ -13,6 +13,7 @@ mod report_cmd;
 mod run;
 mod runs_cmd;
 mod s3;
+mod state;
 
 use clap::Parser;
 

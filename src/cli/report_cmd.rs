@@ -46,19 +46,26 @@ fn load(args: &ReportArgs) -> anyhow::Result<(String, Vec<StepRecord>, Vec<PathB
         let bases = vec![folder.to_owned(), folder.join(".."), cwd];
         return Ok((rep.run_id, rep.rows, bases));
     }
-    if !args.state.join("state.db").is_file() {
+    let state = match super::state::find(args.state.as_deref()) {
+        Ok(dir) => dir,
+        Err(why) => bail!(
+            "`{}` is neither a report CSV nor a run id found in a state folder: {why}",
+            args.run_or_csv
+        ),
+    };
+    if !state.join("state.db").is_file() {
         bail!(
             "`{}` is neither a report CSV nor a run id: no state store in {}",
             args.run_or_csv,
-            args.state.display()
+            state.display()
         );
     }
-    let store = Store::open(&args.state)?;
+    let store = Store::open(&state)?;
     let Some(run) = store.run(&args.run_or_csv)? else {
         bail!(
             "`{}` is neither a report CSV nor a run recorded in {} (see `retouch runs`)",
             args.run_or_csv,
-            args.state.display()
+            state.display()
         );
     };
     let rows = store.rows(&run.info.run_id)?;

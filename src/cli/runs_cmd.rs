@@ -7,12 +7,19 @@ use super::args::RunsArgs;
 use super::code;
 
 pub fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
+    let state = match super::state::find(args.state.as_deref()) {
+        Ok(dir) => dir,
+        Err(why) => {
+            eprintln!("error: {why}");
+            return Ok(code::USAGE);
+        }
+    };
     // Listing must not create a state folder where there is none.
-    if !args.state.join("state.db").is_file() {
-        println!("no runs recorded in {}", args.state.display());
+    if !state.join("state.db").is_file() {
+        println!("no runs recorded in {}", state.display());
         return Ok(code::OK);
     }
-    let store = Store::open(&args.state)?;
+    let store = Store::open(&state)?;
     println!(
         "{:<20} {:<26} {:>7} {:>7} {:>7} {:>14}  MANIFEST",
         "STARTED (UTC)", "RUN", "IMAGES", "OK", "FAILED", "COST (USD)"

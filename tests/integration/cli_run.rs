@@ -370,4 +370,9 @@ fn runs_are_recorded_for_runs_and_report() {
     assert_eq!(v["run_id"], run_id.as_str());
     assert_eq!(v["images"], 3);
     assert_eq!(v["images_by_status"]["ok"], 3);
+    // From the project root, without --state: the one `*/.retouch` is found.
+    let runs = report.then().run(&["runs"]).success();
+    assert!(runs.stdout.contains(&run_id), "{}", runs.stdout);
+    let report = runs.then().run(&["report", &run_id, "--json"]).success();
+    assert!(report.stdout.contains(&run_id), "{}", report.stdout);
 }
