@@ -12,12 +12,8 @@ pub fn cache(command: &CacheCommand) -> anyhow::Result<i32> {
 }
 
 fn gc(args: &CacheGcArgs) -> anyhow::Result<i32> {
-    let state = match super::state::find(args.state.as_deref()) {
-        Ok(dir) => dir,
-        Err(why) => {
-            eprintln!("error: {why}");
-            return Ok(code::USAGE);
-        }
+    let Some(state) = super::state::find_or_explain(args.state.as_deref()) else {
+        return Ok(code::USAGE);
     };
     // Trimming must not create a state folder where there is none.
     if !state.join("state.db").is_file() {

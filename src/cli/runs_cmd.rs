@@ -10,8 +10,8 @@ pub fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
     let state = match super::state::find(args.state.as_deref()) {
         Ok(dir) => dir,
         Err(why) => {
-            eprintln!("error: {why}");
-            return Ok(code::USAGE);
+            println!("no runs recorded: {why}");
+            return Ok(code::OK);
         }
     };
     // Listing must not create a state folder where there is none.

@@ -47,6 +47,11 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
     }
 }
 
+/// [`find`], saying on stderr why when no folder can be chosen (the caller then exits 2).
+pub fn find_or_explain(explicit: Option<&Path>) -> Option<PathBuf> {
+    find(explicit).map_err(|why| eprintln!("error: {why}")).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,7 +100,7 @@ fn first_stability_image(body: &[u8]) -> Result<(String, u32), RemoteError> {
 fn map_back(op: Op, result: &RgbaImage, original: &RgbaImage, m: &Mapping) -> RgbaImage {
     let (w, h) = original.dimensions();
     match op {
-        Op::RemoveBg => pixels::apply_alpha(original, &pixels::alpha_at(result, w, h)),
+        Op::RemoveBg => crate::ops::apply_alpha(original, &pixels::alpha_at(result, w, h), None),
         Op::FixLighting => with_original_alpha(pixels::resize(result, w, h), original, m),
         Op::Upscale => {
             let (tw, th) = m.target.unwrap_or(result.dimensions());

@@ -17,7 +17,6 @@ pub use client::{BedrockClient, ConnectError, ConnectSettings};
 pub use decode::decode_response;
 pub use encode::encode_request;
 pub use error::{RemoteError, RetryAction};
-pub use pixels::apply_alpha;
 
 use crate::catalog::{Exclusion, Op};
 

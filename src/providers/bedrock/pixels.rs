@@ -1,7 +1,8 @@
-//! Pixel plumbing for the Bedrock adapters: resize, flatten onto white, encode, apply alpha.
+//! Pixel plumbing for the Bedrock adapters: resize, flatten onto white, encode, read alpha.
 //!
 //! Synchronous and pure (runs on rayon with the rest of encode/decode). Owns nothing about
-//! request bodies; `apply_alpha` is local because `ops::remove_bg` does not exist yet.
+//! request bodies. Applying a returned matte to the original is `ops::apply_alpha`, shared with
+//! the local remove-bg.
 
 use std::io::Cursor;
 
@@ -43,15 +44,6 @@ pub fn alpha_at(img: &RgbaImage, w: u32, h: u32) -> GrayImage {
     }
 }
 
-/// `img` with its alpha multiplied by `alpha` (same size): keeps existing transparency.
-pub fn apply_alpha(img: &RgbaImage, alpha: &GrayImage) -> RgbaImage {
-    let mut out = img.clone();
-    for (p, a) in out.pixels_mut().zip(alpha.pixels()) {
-        p[3] = ((u32::from(p[3]) * u32::from(a[0]) + 127) / 255) as u8;
-    }
-    out
-}
-
 /// Encodes RGB as PNG, or as JPEG (quality 92) if the PNG exceeds `max_bytes`.
 /// `None` when even the JPEG is too large.
 pub fn encode_rgb(img: &RgbImage, max_bytes: u64, jpeg_ok: bool) -> Option<Vec<u8>> {
@@ -86,9 +78,6 @@ mod tests {
         let flat = flatten_on_white(&img);
         assert_eq!(flat.get_pixel(0, 0).0, [255, 255, 255]);
         assert_eq!(flat.get_pixel(1, 0).0, [0, 0, 0]);
-        let half = GrayImage::from_pixel(4, 2, image::Luma([128]));
-        let out = apply_alpha(&img, &half);
-        assert_eq!((out.get_pixel(0, 0)[3], out.get_pixel(1, 0)[3]), (0, 128));
         assert_eq!(alpha_at(&img, 8, 4).dimensions(), (8, 4));
     }
 
