@@ -46,8 +46,15 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         return Ok(code::USAGE);
     };
     let run_id = run_id();
+    // A dry run reads an existing state (to show what is already cached) but never creates or
+    // records anything in it.
     let state = if args.dry_run {
-        None
+        manifest
+            .state
+            .join("state.db")
+            .is_file()
+            .then(|| Store::open(&manifest.state).ok().map(Arc::new))
+            .flatten()
     } else {
         match Store::open(&manifest.state) {
             Ok(store) => Some(Arc::new(store)),
@@ -92,7 +99,7 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         state: state.clone(),
         force: args.force,
     };
-    if let Some(store) = &state {
+    if let (Some(store), false) = (&state, args.dry_run) {
         let run = RunInfo {
             run_id: run_id.clone(),
             manifest: args.manifest.display().to_string(),
@@ -110,7 +117,7 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
     signals.abort();
     progress.finish();
-    if let Some(store) = &state {
+    if let (Some(store), false) = (&state, args.dry_run) {
         let s = &outcome.summary;
         if let Err(e) = store.finish_run(
             &run_id,
@@ -136,8 +143,13 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
                 .filter(|r| r.reason == "cache-hit")
                 .count();
             println!(
-                "cache:  {hits} of {} steps reused from earlier runs; state in {}",
+                "cache:  {hits} of {} steps {} from earlier runs; state in {}",
                 outcome.rows.len(),
+                if args.dry_run {
+                    "would be reused"
+                } else {
+                    "reused"
+                },
                 manifest.state.display()
             );
         }

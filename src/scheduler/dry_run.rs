@@ -1,11 +1,13 @@
 //! `--dry-run`: the route and estimated cost each image would take, calling nothing.
 //!
-//! Reads only image headers. Estimates are reserved against the run's budget as if they were
-//! spent, so a dry run shows where `fallback-budget` would start.
+//! Reads only image headers (and hashes the input). Steps an earlier run already did are planned
+//! as `cache-hit` at no cost, walking the same cache chain a real run would. Estimates are
+//! reserved against the run's budget as if they were spent, so a dry run shows where
+//! `fallback-budget` would start.
 
-use super::image_task::ImageContext;
+use super::image_task::{ImageContext, models_of};
 use super::rows::RowBuilder;
-use crate::ledger::StepRecord;
+use crate::ledger::{StepKey, StepRecord, spec_for};
 use crate::money::Usd;
 use crate::router::{self, Decision, Reason};
 
@@ -14,10 +16,28 @@ pub(super) fn plan_rows(
     mut rows: RowBuilder,
     key: &str,
     mut size: (u32, u32),
+    mut link: blake3::Hash,
 ) -> Vec<StepRecord> {
     for step in &ctx.manifest.steps {
+        let decision = ctx.decide(step, size);
+        if let Some(cache) = &ctx.cache
+            && let Some(hit) = cache.lookup(step, link, &models_of(&decision))
+        {
+            let out = (hit.step.out_w, hit.step.out_h);
+            rows.planned(
+                step,
+                &hit.step.model,
+                Reason::CacheHit,
+                Usd::ZERO,
+                size,
+                out,
+            );
+            link = hit.key.as_hash();
+            size = out;
+            continue;
+        }
         let out = step.output_size(size);
-        let (model, reason, estimate) = match ctx.decide(step, size) {
+        let (model, reason, estimate) = match decision {
             Decision::Remote {
                 candidates, reason, ..
             } => {
@@ -36,6 +56,7 @@ pub(super) fn plan_rows(
             Decision::Other { route, .. } => (route.model(), route.reason(), Usd::ZERO),
         };
         rows.planned(step, &model, reason, estimate, size, out);
+        link = StepKey::chain(link, &spec_for(step, &model)).as_hash();
         size = out;
     }
     rows.finish()

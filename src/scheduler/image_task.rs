@@ -99,8 +99,11 @@ pub(super) async fn process(
     };
     let max_mp = ctx.manifest.limits.max_megapixels;
     if ctx.dry_run {
-        return match cpu::run(move || codec::probe(&bytes, max_mp)).await {
-            Ok(Ok(size)) => super::dry_run::plan_rows(ctx, rows, &planned.item.display, size),
+        let job = move || codec::probe(&bytes, max_mp).map(|size| (size, input_hash(&bytes)));
+        return match cpu::run(job).await {
+            Ok(Ok((size, hash))) => {
+                super::dry_run::plan_rows(ctx, rows, &planned.item.display, size, hash)
+            }
             Ok(Err(e)) => rows.all_failed(e.reason(), &e.to_string()),
             Err(panic) => rows.all_failed("internal-error", &panic.to_string()),
         };
@@ -441,7 +444,7 @@ impl<'a> ImageTask<'a> {
 }
 
 /// The models whose cached results would serve this decision, in the router's order.
-fn models_of(decision: &Decision) -> Vec<String> {
+pub(super) fn models_of(decision: &Decision) -> Vec<String> {
     match decision {
         Decision::Remote { candidates, .. } => {
             candidates.iter().map(|c| c.model.id.clone()).collect()

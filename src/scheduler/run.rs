@@ -98,18 +98,18 @@ pub async fn run(
     let report_path = report.path().to_owned();
     let concurrency = config.concurrency.max(1);
     let (tx, mut rx) = mpsc::channel::<Vec<StepRecord>>(concurrency * 2);
-    let cache = match (&config.state, config.dry_run) {
-        (Some(store), false) => Some(Arc::new(RunCache::new(
+    // A dry run looks results up (to plan cache hits) but records no run, row or result.
+    let cache = config.state.as_ref().map(|store| {
+        Arc::new(RunCache::new(
             store.clone(),
             config.run_id.clone(),
             config.force,
-        ))),
+        ))
+    });
+    let history = match (&cache, config.dry_run) {
+        (Some(c), false) => Some((c.store().clone(), config.run_id.clone())),
         _ => None,
     };
-
-    let history = cache
-        .as_ref()
-        .map(|c| (c.store().clone(), config.run_id.clone()));
     let report_task = tokio::spawn(async move {
         let mut failure = None;
         let mut history_failed = false;

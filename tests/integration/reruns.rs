@@ -111,6 +111,50 @@ async fn a_change_at_the_last_step_recalls_only_that_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_plans_cached_steps_as_free_and_records_nothing() {
+    const DRY: &[&str] = &["run", "pipelines/test.yaml", "-q", "--dry-run"];
+    let double = BedrockDouble::start().await;
+    let test = project(3);
+    // Before any run: every step planned at its price, and no state folder is created.
+    retouch(test.root(), &double, true, DRY).await.success();
+    assert!(!test.root().join("pipelines/.retouch").exists());
+    let planned = routes(test.root());
+    assert!(
+        planned
+            .iter()
+            .all(|r| r.1 == "only-permitted" && r.2 != "0.000000"),
+        "{planned:?}"
+    );
+    retouch(test.root(), &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (3, 3));
+    // Unchanged: every step would be a free cache hit.
+    retouch(test.root(), &double, true, DRY).await.success();
+    let rows = routes(test.root());
+    assert_eq!(rows.len(), 6);
+    assert!(
+        rows.iter().all(|r| r.1 == "cache-hit" && r.2 == "0.000000"),
+        "{rows:?}"
+    );
+    // The last step changed: the first is still a hit, the second planned at its price.
+    let test = test.manifest(&pipeline("#000000", ""));
+    retouch(test.root(), &double, true, DRY).await.success();
+    for pair in routes(test.root()).chunks(2) {
+        assert_eq!(pair[0].1, "cache-hit");
+        assert_eq!(
+            (pair[1].0.as_str(), pair[1].1.as_str(), pair[1].2.as_str()),
+            (STAB_BG, "only-permitted", "0.070000")
+        );
+    }
+    assert_eq!(calls(&double), (3, 3), "a dry run calls nothing");
+    // Only the real run is in the history (a header line and one run).
+    let runs = crate::harness::Test { dir: test.dir }
+        .run(&["runs", "--state", "pipelines/.retouch"])
+        .success()
+        .stdout;
+    assert_eq!(runs.lines().count(), 2, "{runs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_input_recomputes_only_that_image() {
     let double = BedrockDouble::start().await;
     let test = project(3);
