@@ -1,13 +1,35 @@
 //! Parsing `s3://` locations and durations written in the manifest (`inputs`, `output.dir`,
-//! `report`, `output.presign`). Pure string work: nothing here talks to S3; whether a bucket
-//! exists is checked by the engine before a run.
+//! `report`, `output.presign`), and tidying local paths joined onto the manifest's folder. Pure
+//! string work: nothing here talks to S3 or the file system; whether a bucket exists is checked
+//! by the engine before a run.
 
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::model::{InputSpec, S3Location};
 
 /// The longest a presigned URL may live (S3's own limit for SigV4).
 pub const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Removes `.` and resolves `..` lexically, so `pipelines/../samples/a.jpg` shows as `samples/a.jpg`.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
 
 /// Whether `s` names an S3 location (`s3://`, any case).
 pub fn is_s3(s: &str) -> bool {
@@ -126,6 +148,20 @@ pub fn duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalizes_parent_components() {
+        assert_eq!(
+            normalize(Path::new("pipelines/../samples/./a.jpg")),
+            PathBuf::from("samples/a.jpg")
+        );
+        assert_eq!(normalize(Path::new("../x.jpg")), PathBuf::from("../x.jpg"));
+        assert_eq!(normalize(Path::new("pipelines/..")), PathBuf::from("."));
+        assert_eq!(
+            normalize(Path::new("./pipelines/../out/demo")),
+            PathBuf::from("out/demo")
+        );
+    }
 
     fn input(uri: &str) -> (String, String, Option<String>) {
         match s3_input(uri).unwrap() {

@@ -18,7 +18,7 @@ mod steps;
 mod suggest;
 
 pub use diagnostic::{Diagnostic, Location, ManifestErrors, Position};
-pub use location::{MAX_PRESIGN, parse_s3};
+pub use location::{MAX_PRESIGN, normalize, parse_s3};
 pub use model::*;
 
 use std::path::{Path, PathBuf};

@@ -175,7 +175,7 @@ pub fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
 /// A local folder (joined onto the manifest's folder) or an `s3://bucket/prefix/`.
 fn folder_location(ck: &mut Checker, s: &str, path: &str) -> Option<Place> {
     if !location::is_s3(s) {
-        return Some(Place::Local(ck.base_dir.join(s)));
+        return Some(Place::Local(location::normalize(&ck.base_dir.join(s))));
     }
     match location::s3_folder(s) {
         Ok(loc) => Some(Place::S3(loc)),
@@ -403,7 +403,7 @@ pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>
         None => Some(None),
         Some(v) => ck
             .non_empty_string(v, "catalog")
-            .map(|p| Some(ck.base_dir.join(p))),
+            .map(|p| Some(location::normalize(&ck.base_dir.join(p)))),
     }
 }
 
@@ -411,8 +411,10 @@ pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>
 /// default `.retouch` next to the manifest.
 pub fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
     match fields.get("state") {
-        None => Some(ck.base_dir.join(".retouch")),
-        Some(v) => ck.non_empty_string(v, "state").map(|p| ck.base_dir.join(p)),
+        None => Some(location::normalize(&ck.base_dir.join(".retouch"))),
+        Some(v) => ck
+            .non_empty_string(v, "state")
+            .map(|p| location::normalize(&ck.base_dir.join(p))),
     }
 }
 
@@ -431,7 +433,7 @@ pub fn report(ck: &mut Checker, fields: &Fields, output: Option<&OutputSpec>) ->
     };
     let s = ck.non_empty_string(v, "report")?;
     if !location::is_s3(s) {
-        return Some(Place::Local(ck.base_dir.join(s)));
+        return Some(Place::Local(location::normalize(&ck.base_dir.join(s))));
     }
     match location::s3_object(s) {
         Ok(loc) => Some(Place::S3(loc)),

@@ -6,7 +6,7 @@
 //! match case-insensitively (`IMG_1.JPG` matches `*.jpg`).
 
 use std::collections::HashSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
@@ -155,23 +155,6 @@ pub(super) fn lowercase_extension(rel: &str) -> String {
     }
 }
 
-/// Removes `.` and resolves `..` lexically, so `pipelines/../samples/a.jpg` shows as `samples/a.jpg`.
-pub(super) fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,15 +171,6 @@ mod tests {
             split_glob("/abs/x/{a,b}/*.jpg"),
             ("/abs/x".into(), "{a,b}/*.jpg".into())
         );
-    }
-
-    #[test]
-    fn normalizes_parent_components() {
-        assert_eq!(
-            normalize(Path::new("pipelines/../samples/./a.jpg")),
-            PathBuf::from("samples/a.jpg")
-        );
-        assert_eq!(normalize(Path::new("../x.jpg")), PathBuf::from("../x.jpg"));
     }
 
     #[test]

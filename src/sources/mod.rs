@@ -176,7 +176,7 @@ fn display_path(path: &Path, base: &Path) -> String {
         } else {
             std::env::current_dir().unwrap_or_default().join(p)
         };
-        local::normalize(&joined)
+        crate::manifest::normalize(&joined)
     };
     let (path, base) = (abs(path), abs(base));
     let p: Vec<_> = path.components().collect();
