@@ -121,6 +121,7 @@ mod tests {
                     bucket: "cat-in".into(),
                     key: format!("p/{key}"),
                 },
+                version: None,
             })
             .collect();
         Listing {

@@ -32,6 +32,16 @@ pub struct S3Settings {
 }
 
 /// A ready S3 client. Clones share one connection pool.
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    /// Names this exact content without reading it: the ETag and size (the ETag changes whenever
+    /// the object is written again), or, from stores whose listings carry no ETag, the last
+    /// write's time and the size. `None` when the listing gave neither.
+    pub version: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct S3 {
     client: Client,
@@ -127,6 +137,17 @@ impl S3 {
 
     /// Every key under `prefix` (ListObjectsV2, all pages), in S3's lexicographic order.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, S3Error> {
+        let objects = self.list_objects(bucket, prefix).await?;
+        Ok(objects.into_iter().map(|o| o.key).collect())
+    }
+
+    /// Every object under `prefix` with its version (ETag and size, when the listing gives
+    /// them), following continuation tokens.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<ListedObject>, S3Error> {
         let mut pages = self
             .client
             .list_objects_v2()
@@ -134,16 +155,27 @@ impl S3 {
             .prefix(prefix)
             .into_paginator()
             .send();
-        let mut keys = Vec::new();
+        let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify(e, bucket, prefix))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(String::from)),
-            );
+            objects.extend(page.contents().iter().filter_map(|o| {
+                let key = o.key()?.to_owned();
+                let version = o
+                    .size()
+                    .and_then(|size| match (o.e_tag(), o.last_modified()) {
+                        (Some(etag), _) => Some(format!("etag:{}:{size}", etag.trim_matches('"'))),
+                        // Stores that list no ETag: the last write's time and the size.
+                        (None, Some(at)) => Some(format!(
+                            "modified:{}.{:09}:{size}",
+                            at.secs(),
+                            at.subsec_nanos()
+                        )),
+                        (None, None) => None,
+                    });
+                Some(ListedObject { key, version })
+            }));
         }
-        Ok(keys)
+        Ok(objects)
     }
 
     /// Whether `bucket` exists and these credentials may use it (HeadBucket).

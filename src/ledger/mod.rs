@@ -17,7 +17,8 @@ pub use cache::{
     input_hash, output_spec, spec_for,
 };
 pub use store::{
-    CachedStep, GcStats, HOLD_EXPIRES_SECS, HoldId, OutputRecord, RunInfo, RunSummary, Store,
+    CachedStep, GcStats, HOLD_EXPIRES_SECS, HoldId, KnownInput, OutputRecord, RunInfo, RunSummary,
+    Store,
 };
 
 /// A state store or blob that could not be read or written.

@@ -23,7 +23,7 @@ use crate::catalog::{Date, Op};
 use crate::money::Usd;
 
 /// The schema version this build writes and understands.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -71,6 +71,15 @@ CREATE TABLE holds (
     id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, amount_micros INTEGER NOT NULL,
     at_unix INTEGER NOT NULL
 );
+";
+
+/// Version 4: inputs whose content is known by a version from their listing (S3 ETag and size),
+/// so a rerun can walk the cache without downloading them.
+const SCHEMA_V4: &str = "
+CREATE TABLE inputs (
+    source TEXT PRIMARY KEY, version TEXT NOT NULL, hash BLOB NOT NULL, w INTEGER NOT NULL,
+    h INTEGER NOT NULL, icc BLOB, recorded_at INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// A hold older than this is taken to belong to a run that died mid-call (a live call settles
@@ -135,6 +144,15 @@ pub struct OutputRecord {
     pub size: u64,
     /// Modification time in nanoseconds since the epoch (0 for outputs in S3).
     pub mtime_ns: i64,
+}
+
+/// What an input listed with a version held when it was last read: its content hash (the start
+/// of its cache chain), pixel size and ICC profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownInput {
+    pub hash: [u8; 32],
+    pub size: (u32, u32),
+    pub icc: Option<Vec<u8>>,
 }
 
 /// What [`Store::gc`] removed.
@@ -447,6 +465,65 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// What `source` (an input's address) held when it was last read at this `version`; `None`
+    /// if it was never read at that version.
+    pub fn known_input(
+        &self,
+        source: &str,
+        version: &str,
+    ) -> Result<Option<KnownInput>, LedgerError> {
+        self.conn()
+            .prepare_cached("SELECT hash, w, h, icc FROM inputs WHERE source = ?1 AND version = ?2")
+            .and_then(|mut s| {
+                s.query_row([source, version], |r| {
+                    let hash: Vec<u8> = r.get(0)?;
+                    let (size, icc) = ((r.get(1)?, r.get(2)?), r.get(3)?);
+                    Ok(hash
+                        .try_into()
+                        .ok()
+                        .map(|hash| KnownInput { hash, size, icc }))
+                })
+                .optional()
+            })
+            .map(Option::flatten)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records what `source` holds at `version` (replacing what an older version held).
+    pub fn record_input(
+        &self,
+        source: &str,
+        version: &str,
+        known: &KnownInput,
+    ) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO inputs (source, version, hash, w, h, icc, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    source,
+                    version,
+                    &known.hash[..],
+                    known.size.0,
+                    known.size.1,
+                    known.icc,
+                    now_unix()
+                ])
+            })
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets what `source` held (it turned out to hold something else), so the next run reads it.
+    pub fn forget_input(&self, source: &str) -> Result<(), LedgerError> {
+        self.conn()
+            .execute("DELETE FROM inputs WHERE source = ?1", [source])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Records that `dest` now holds the result `record.key`.
     pub fn record_output(&self, dest: &str, record: &OutputRecord) -> Result<(), LedgerError> {
         self.conn()
@@ -671,6 +748,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3).map_err(sql)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4).map_err(sql)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

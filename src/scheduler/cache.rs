@@ -18,10 +18,13 @@ use super::budget::{BudgetExceeded, Cap};
 use crate::catalog::Date;
 use crate::codec;
 use crate::cpu;
-use crate::ledger::{CachedStep, HoldId, OutputRecord, StepKey, Store, output_spec, spec_for};
+use crate::ledger::{
+    CachedStep, HoldId, KnownInput, OutputRecord, StepKey, Store, output_spec, spec_for,
+};
 use crate::manifest::{OutputFormat, OutputSpec, Step};
 use crate::money::Usd;
 use crate::sinks::{self, Destination};
+use crate::sources::InputItem;
 
 /// The run's view of the state store.
 pub struct RunCache {
@@ -152,6 +155,35 @@ impl RunCache {
         };
         // The hold stays (it expires later), so the day still counts at least what it held.
         tracing::warn!("could not record a billed call of ${billed} in the state store: {failed}");
+    }
+
+    /// What an input listed with a version (an S3 object's ETag and size) held when an earlier
+    /// run read it at that same version: enough to walk the cache without downloading it.
+    /// `None` with `--force`, without a version, or when it was never read at this version.
+    pub fn known_input(&self, item: &InputItem) -> Option<KnownInput> {
+        let version = item.version.as_deref().filter(|_| !self.force)?;
+        self.store
+            .known_input(&item.display, version)
+            .unwrap_or_else(|e| {
+                self.warn(e);
+                None
+            })
+    }
+
+    /// Remembers what a versioned input held, right after reading it.
+    pub fn record_input(&self, item: &InputItem, known: &KnownInput) {
+        if let Some(version) = &item.version
+            && let Err(e) = self.store.record_input(&item.display, version, known)
+        {
+            self.warn(e);
+        }
+    }
+
+    /// Forgets a versioned input whose bytes no longer match what was recorded.
+    pub fn forget_input(&self, item: &InputItem) {
+        if let Err(e) = self.store.forget_input(&item.display) {
+            self.warn(e);
+        }
     }
 
     /// Records money one call billed, for the daily budget of every later run.

@@ -15,14 +15,15 @@ use super::rows::{RowBuilder, StepDone};
 use crate::catalog::Catalog;
 use crate::codec;
 use crate::cpu;
-use crate::ledger::{StepKey, StepRecord, input_hash, spec_for};
+use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash, spec_for};
 use crate::manifest::{Manifest, Step};
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::providers;
 use crate::router::{self, Decision, Facts, Reason, Route};
+use crate::s3::S3;
 use crate::sinks;
-use crate::sources;
+use crate::sources::{self, InputItem};
 
 /// What every image task shares. Lives as long as the run.
 pub(super) struct ImageContext {
@@ -55,14 +56,23 @@ pub(super) fn priority(step: &Step) -> u32 {
     step.index as u32 + 1
 }
 
-/// An input's bytes, or why they could not be read: `(reason, message)`.
-pub(super) type Fetched = Result<Vec<u8>, (&'static str, String)>;
+/// What the read-ahead got for one input.
+pub(super) enum Fetched {
+    /// The input's bytes.
+    Bytes(Vec<u8>),
+    /// Not downloaded: the input is listed at a version an earlier run read, and this is what
+    /// it held (its bytes are fetched later only if its pixels turn out to be needed).
+    Known(KnownInput),
+    /// Why it could not be read: `(reason, message)`.
+    Failed(&'static str, String),
+}
 
 /// Reads an input's bytes; a future the run loop spawns ahead of processing (read-ahead), so
 /// it owns everything it needs. Nothing is read for an image whose output is already known to
-/// be unwritable.
+/// be unwritable, nor for one whose listed version the cache already knows.
 pub(super) fn fetch(
     planned: &PlannedImage,
+    cache: Option<Arc<RunCache>>,
 ) -> impl std::future::Future<Output = Fetched> + Send + 'static {
     let (item, s3, wanted) = (
         planned.item.clone(),
@@ -71,11 +81,15 @@ pub(super) fn fetch(
     );
     async move {
         if !wanted {
-            return Ok(Vec::new());
+            return Fetched::Bytes(Vec::new());
         }
-        sources::read(&item, s3.as_ref())
-            .await
-            .map_err(|e| (e.reason(), e.to_string()))
+        if let Some(known) = cache.as_ref().and_then(|c| c.known_input(&item)) {
+            return Fetched::Known(known);
+        }
+        match sources::read(&item, s3.as_ref()).await {
+            Ok(bytes) => Fetched::Bytes(bytes),
+            Err(e) => Fetched::Failed(e.reason(), e.to_string()),
+        }
     }
 }
 
@@ -94,8 +108,27 @@ pub(super) async fn process(
         Err(problem) => return rows.all_failed(problem.reason(), &problem.to_string()),
     };
     let bytes = match fetched {
-        Ok(b) => b,
-        Err((reason, message)) => return rows.all_failed(reason, &message),
+        Fetched::Bytes(b) => b,
+        Fetched::Failed(reason, message) => return rows.all_failed(reason, &message),
+        Fetched::Known(known) => {
+            let hash = blake3::Hash::from(known.hash);
+            if ctx.dry_run {
+                let key = &planned.item.display;
+                return super::dry_run::plan_rows(ctx, rows, key, known.size, hash);
+            }
+            let task = ImageTask {
+                ctx,
+                key: planned.item.display.clone(),
+                rows,
+                pixels: Pixels::Unfetched(planned.item, planned.s3, hash),
+                size: known.size,
+                icc: known.icc,
+                link: hash,
+                unreadable: false,
+                deferred: Vec::new(),
+            };
+            return task.run(output).await;
+        }
     };
     let max_mp = ctx.manifest.limits.max_megapixels;
     if ctx.dry_run {
@@ -119,6 +152,14 @@ pub(super) async fn process(
         Ok((_, Err(e), _)) => return rows.all_failed(e.reason(), &e.to_string()),
         Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
     };
+    if let Some(cache) = &ctx.cache {
+        let known = KnownInput {
+            hash: *hash.as_bytes(),
+            size: header.size,
+            icc: header.icc.clone(),
+        };
+        cache.record_input(&planned.item, &known);
+    }
     let task = ImageTask {
         ctx,
         key: planned.item.display.clone(),
@@ -157,6 +198,9 @@ struct ImageTask<'a> {
 }
 
 enum Pixels {
+    /// Not downloaded yet: an input whose cached results were found by its listed version. The
+    /// hash is what its bytes must hash to.
+    Unfetched(InputItem, Option<S3>, blake3::Hash),
     /// Not decoded yet: the input file's bytes.
     Input(Vec<u8>),
     /// A cached result not read yet: its blob name.
@@ -308,7 +352,14 @@ impl<'a> ImageTask<'a> {
     /// steps as needed.
     async fn materialise(&mut self) -> Result<Arc<RgbaImage>, StepFailed> {
         let max_mp = self.ctx.manifest.limits.max_megapixels;
-        let mut image = match std::mem::replace(&mut self.pixels, Pixels::Blob(String::new())) {
+        let pixels = match std::mem::replace(&mut self.pixels, Pixels::Blob(String::new())) {
+            Pixels::Unfetched(item, s3, expected) => {
+                Pixels::Input(self.fetch_now(&item, s3.as_ref(), expected).await?)
+            }
+            other => other,
+        };
+        let mut image = match pixels {
+            Pixels::Unfetched(..) => unreachable!("fetched just above"),
             Pixels::Decoded(image) => image,
             Pixels::Input(bytes) => match cpu::run(move || codec::decode(&bytes, max_mp)).await {
                 Ok(Ok(d)) => {
@@ -353,6 +404,32 @@ impl<'a> ImageTask<'a> {
         }
         self.pixels = Pixels::Decoded(image.clone());
         Ok(image)
+    }
+
+    /// Downloads an input that was skipped because its version was known, and checks it still
+    /// holds what that version held.
+    async fn fetch_now(
+        &mut self,
+        item: &InputItem,
+        s3: Option<&S3>,
+        expected: blake3::Hash,
+    ) -> Result<Vec<u8>, StepFailed> {
+        let bytes = sources::read(item, s3).await.map_err(|e| {
+            self.unreadable = true;
+            StepFailed::nothing_ran(e.reason(), e.to_string())
+        })?;
+        if input_hash(&bytes) != expected {
+            self.unreadable = true;
+            if let Some(cache) = &self.ctx.cache {
+                cache.forget_input(item);
+            }
+            return Err(StepFailed::nothing_ran(
+                "input-changed",
+                "the input changed while the run was going; run again to pick up the new version"
+                    .into(),
+            ));
+        }
+        Ok(bytes)
     }
 
     async fn read_blob(&self, hex: String) -> Result<Arc<RgbaImage>, StepFailed> {

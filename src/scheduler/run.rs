@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{Budget, DailyAllowance};
 use super::cache::RunCache;
-use super::image_task::{self, ImageContext};
+use super::image_task::{self, Fetched, ImageContext};
 use super::rate_limit::RateLimits;
 use super::remote::Remote;
 use super::retry::RetryPolicy;
@@ -154,7 +154,7 @@ pub async fn run(
     loop {
         while ahead.len() < read_ahead {
             let Some(planned) = pending.next() else { break };
-            let fetch = tokio::spawn(image_task::fetch(&planned));
+            let fetch = tokio::spawn(image_task::fetch(&planned, ctx.cache.clone()));
             ahead.push_back((planned, fetch));
         }
         let Some((planned, mut fetch)) = ahead.pop_front() else {
@@ -166,8 +166,9 @@ pub async fn run(
                 fetch.abort();
                 break;
             }
-            fetched = &mut fetch => fetched
-                .unwrap_or_else(|e| Err(("internal-error", format!("reading the input: {e}")))),
+            fetched = &mut fetch => fetched.unwrap_or_else(|e| {
+                Fetched::Failed("internal-error", format!("reading the input: {e}"))
+            }),
         };
         let permit = tokio::select! {
             biased;

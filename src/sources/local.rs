@@ -103,6 +103,7 @@ impl LocalGlob {
                 display,
                 rel_path: rel,
                 location: InputLocation::Local(path.to_owned()),
+                version: None,
             });
         }
         Ok(())

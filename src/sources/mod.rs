@@ -27,6 +27,9 @@ pub struct InputItem {
     /// The path relative to its glob's base folder, with `/` separators; outputs mirror it.
     pub rel_path: String,
     pub location: InputLocation,
+    /// Names this exact content without reading it, when the listing says so (S3: ETag and
+    /// size). Lets a rerun find an unchanged object's cached results without downloading it.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -56,15 +56,15 @@ impl S3Input {
         listing: &mut Listing,
         seen: &mut HashSet<String>,
     ) -> Result<(), SourceError> {
-        let keys = s3.list(&self.bucket, &self.prefix).await?;
-        if keys.is_empty() {
+        let objects = s3.list_objects(&self.bucket, &self.prefix).await?;
+        if objects.is_empty() {
             return Err(SourceError::EmptyPrefix {
                 bucket: self.bucket.clone(),
                 prefix: self.prefix.clone(),
             });
         }
-        for key in keys {
-            self.add(key, exclude, listing, seen);
+        for object in objects {
+            self.add(object.key, object.version, exclude, listing, seen);
         }
         Ok(())
     }
@@ -73,6 +73,7 @@ impl S3Input {
     fn add(
         &self,
         key: String,
+        version: Option<String>,
         exclude: &GlobSet,
         listing: &mut Listing,
         seen: &mut HashSet<String>,
@@ -106,6 +107,7 @@ impl S3Input {
                 bucket: self.bucket.clone(),
                 key,
             },
+            version,
         });
     }
 }
@@ -126,7 +128,7 @@ mod tests {
         let mut listing = Listing::default();
         let mut seen = HashSet::new();
         for k in keys {
-            input.add(k.to_string(), &exclude, &mut listing, &mut seen);
+            input.add(k.to_string(), None, &exclude, &mut listing, &mut seen);
         }
         listing
     }

@@ -124,6 +124,85 @@ fn prefix_of_1200_nested_objects_is_listed_and_processed_completely() {
 }
 
 #[test]
+fn a_rerun_downloads_only_objects_whose_etag_changed() {
+    let server = S3Server::start();
+    server.create_bucket("catalogue");
+    let objects: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("cat/img-{i}.png"), png(8 + i, 8)))
+        .collect();
+    server.put_all("catalogue", objects, "image/png");
+    let test = Test::new().manifest(&manifest("\"s3://catalogue/cat/\"", "{ dir: ../out }", ""));
+    let run = || retouch(test.root(), &server, &["run", "pipelines/test.yaml", "-q"]).code(0);
+    let reasons = || {
+        let text = std::fs::read_to_string(test.root().join("out/report.csv")).unwrap();
+        let (_, rows) = report_rows(&text);
+        rows.iter().map(|r| r[5].to_string()).collect::<Vec<_>>()
+    };
+    run();
+    assert_eq!(server.object_gets(), 6);
+    // Unchanged: listed, found by ETag and size, nothing downloaded, everything reused.
+    run();
+    assert_eq!(
+        server.object_gets(),
+        6,
+        "an unchanged object was downloaded again"
+    );
+    assert!(
+        reasons().iter().all(|r| r == "cache-hit"),
+        "{:?}",
+        reasons()
+    );
+    // One object rewritten: only it is downloaded and processed again.
+    server.put_all(
+        "catalogue",
+        vec![("cat/img-2.png".into(), png(30, 9))],
+        "image/png",
+    );
+    run();
+    assert_eq!(server.object_gets(), 7);
+    let after = reasons();
+    assert_eq!(
+        after.iter().filter(|r| *r != "cache-hit").count(),
+        1,
+        "{after:?}"
+    );
+    let redone = image::image_dimensions(test.root().join("out/img-2.png")).unwrap();
+    assert_eq!(redone, (60, 18));
+    // A deleted output needs pixels: the object is downloaded again and checked.
+    std::fs::remove_file(test.root().join("out/img-4.png")).unwrap();
+    run();
+    assert_eq!(server.object_gets(), 8);
+    assert_eq!(
+        image::image_dimensions(test.root().join("out/img-4.png")).unwrap(),
+        (24, 16)
+    );
+    // --force reads everything.
+    retouch(
+        test.root(),
+        &server,
+        &["run", "pipelines/test.yaml", "-q", "--force"],
+    )
+    .code(0);
+    assert_eq!(server.object_gets(), 14);
+    // Bytes that do not match what their version recorded (an object rewritten between listing
+    // and download) fail that image, and the next run reads it afresh.
+    let db = rusqlite::Connection::open(test.root().join("pipelines/.retouch/state.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE inputs SET hash = zeroblob(32) WHERE source LIKE '%/img-1.png'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    std::fs::remove_file(test.root().join("out/img-1.png")).unwrap();
+    retouch(test.root(), &server, &["run", "pipelines/test.yaml", "-q"]).code(1);
+    let failed: Vec<_> = reasons().into_iter().filter(|r| r != "cache-hit").collect();
+    assert_eq!(failed, ["input-changed"]);
+    run();
+    assert!(test.root().join("out/img-1.png").is_file());
+}
+
+#[test]
 fn local_to_s3_writes_mirrored_keys_with_content_types_and_the_report() {
     let server = S3Server::start();
     server.create_bucket("results");
@@ -355,6 +434,7 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
                     bucket: "src".into(),
                     key: format!("p/{rel}"),
                 },
+                version: None,
             });
         }
         let plan = retouch::plan::Plan::new(Arc::new(manifest), listing, Some(s3));

@@ -31,6 +31,8 @@ struct Faults {
     injected: usize,
     /// Added before answering every GET (a network round trip to a real bucket).
     get_latency: std::time::Duration,
+    /// GetObject requests seen (GETs of a key; listings are GETs of the bucket).
+    object_gets: usize,
 }
 
 /// A running server. Dropping it stops the server and removes its files.
@@ -177,6 +179,11 @@ impl S3Server {
         self.faults.lock().unwrap().get_latency = latency;
     }
 
+    /// How many GetObject requests the server has seen.
+    pub fn object_gets(&self) -> usize {
+        self.faults.lock().unwrap().object_gets
+    }
+
     /// How many faults were injected so far.
     pub fn injected(&self) -> usize {
         self.faults.lock().unwrap().injected
@@ -217,7 +224,16 @@ async fn serve(
                     if should_fail(&faults, &req) {
                         return Ok::<_, Infallible>(internal_error());
                     }
-                    let latency = faults.lock().unwrap().get_latency;
+                    let latency = {
+                        let mut f = faults.lock().unwrap();
+                        let path = req.uri().path().trim_start_matches('/');
+                        if req.method() == hyper::Method::GET
+                            && path.split_once('/').is_some_and(|(_, key)| !key.is_empty())
+                        {
+                            f.object_gets += 1;
+                        }
+                        f.get_latency
+                    };
                     if req.method() == hyper::Method::GET && !latency.is_zero() {
                         tokio::time::sleep(latency).await;
                     }
