@@ -99,7 +99,9 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         state: state.clone(),
         force: args.force,
     };
-    if let (Some(store), false) = (&state, args.dry_run) {
+    // Where this run is recorded: nowhere for a dry run, which only reads the state.
+    let history = state.as_ref().filter(|_| !args.dry_run);
+    if let Some(store) = history {
         let run = RunInfo {
             run_id: run_id.clone(),
             manifest: args.manifest.display().to_string(),
@@ -117,7 +119,7 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     let outcome = scheduler::run(plan, config, report, progress.clone(), cancel.clone()).await?;
     signals.abort();
     progress.finish();
-    if let (Some(store), false) = (&state, args.dry_run) {
+    if let Some(store) = history {
         let s = &outcome.summary;
         if let Err(e) = store.finish_run(
             &run_id,

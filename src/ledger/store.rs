@@ -199,17 +199,10 @@ impl Store {
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
                 .and_then(|_| {
                     conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
-                });
+                })
+                .map_err(sql)
+                .and_then(|()| migrate(&mut conn, &path));
             match setup {
-                Ok(()) => break,
-                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(sql(e)),
-            }
-        }
-        loop {
-            match migrate(&mut conn, &path) {
                 Err(LedgerError::Sqlite { source, .. })
                     if is_busy(&source) && std::time::Instant::now() < deadline =>
                 {
@@ -574,7 +567,6 @@ impl Store {
         amount: Usd,
         now_unix: i64,
     ) -> Result<Result<HoldId, Usd>, LedgerError> {
-        let start = days_from_civil(day) * 86_400;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -584,17 +576,16 @@ impl Store {
             params![now_unix - HOLD_EXPIRES_SECS],
         )
         .map_err(|e| self.err(e))?;
-        let committed: i64 = tx
+        let held: i64 = tx
             .query_row(
-                "SELECT (SELECT COALESCE(SUM(cost_micros), 0) FROM spend
-                         WHERE at_unix >= ?1 AND at_unix < ?2)
-                      + (SELECT COALESCE(SUM(amount_micros), 0) FROM holds)",
-                params![start, start + 86_400],
+                "SELECT COALESCE(SUM(amount_micros), 0) FROM holds",
+                [],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
-        if i128::from(committed) + i128::from(amount.micros()) > i128::from(cap.micros()) {
-            return Ok(Err(Usd(committed)));
+        let committed = spent_during(&tx, day).map_err(|e| self.err(e))? + Usd(held);
+        if i128::from(committed.micros()) + i128::from(amount.micros()) > i128::from(cap.micros()) {
+            return Ok(Err(committed));
         }
         tx.execute(
             "INSERT INTO holds (run_id, amount_micros, at_unix) VALUES (?1, ?2, ?3)",
@@ -634,16 +625,7 @@ impl Store {
 
     /// Everything billed on the UTC day `day`, over all runs.
     pub fn spent_on(&self, day: Date) -> Result<Usd, LedgerError> {
-        let start = days_from_civil(day) * 86_400;
-        self.conn()
-            .query_row(
-                "SELECT COALESCE(SUM(cost_micros), 0) FROM spend
-                 WHERE at_unix >= ?1 AND at_unix < ?2",
-                params![start, start + 86_400],
-                |r| r.get(0),
-            )
-            .map(Usd)
-            .map_err(|e| self.err(e))
+        spent_during(&self.conn(), day).map_err(|e| self.err(e))
     }
 
     /// Records the catalog entries (model id, price per image) a run used.
@@ -711,6 +693,17 @@ impl Store {
         }
         Ok(stats)
     }
+}
+
+/// Everything billed on the UTC day `day`, over all runs.
+fn spent_during(conn: &Connection, day: Date) -> rusqlite::Result<Usd> {
+    let start = days_from_civil(day) * 86_400;
+    conn.query_row(
+        "SELECT COALESCE(SUM(cost_micros), 0) FROM spend WHERE at_unix >= ?1 AND at_unix < ?2",
+        params![start, start + 86_400],
+        |r| r.get(0),
+    )
+    .map(Usd)
 }
 
 /// SQLite's "busy" or "locked": another connection holds a lock this one needs.

@@ -107,66 +107,56 @@ pub(super) async fn process(
         },
         Err(problem) => return rows.all_failed(problem.reason(), &problem.to_string()),
     };
-    let bytes = match fetched {
-        Fetched::Bytes(b) => b,
+    let key = planned.item.display.clone();
+    let max_mp = ctx.manifest.limits.max_megapixels;
+    // The size and the content hash are enough to walk the cache; pixels come later, if needed.
+    let (pixels, size, icc, hash) = match fetched {
         Fetched::Failed(reason, message) => return rows.all_failed(reason, &message),
         Fetched::Known(known) => {
             let hash = blake3::Hash::from(known.hash);
-            if ctx.dry_run {
-                let key = &planned.item.display;
-                return super::dry_run::plan_rows(ctx, rows, key, known.size, hash);
+            let pixels = Pixels::Unfetched(planned.item, planned.s3, hash);
+            (pixels, known.size, known.icc, hash)
+        }
+        Fetched::Bytes(bytes) if ctx.dry_run => {
+            let job = move || codec::probe(&bytes, max_mp).map(|size| (size, input_hash(&bytes)));
+            match cpu::run(job).await {
+                Ok(Ok((size, hash))) => (Pixels::Input(Vec::new()), size, None, hash),
+                Ok(Err(e)) => return rows.all_failed(e.reason(), &e.to_string()),
+                Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
             }
-            let task = ImageTask {
-                ctx,
-                key: planned.item.display.clone(),
-                rows,
-                pixels: Pixels::Unfetched(planned.item, planned.s3, hash),
-                size: known.size,
-                icc: known.icc,
-                link: hash,
-                unreadable: false,
-                deferred: Vec::new(),
+        }
+        Fetched::Bytes(bytes) => {
+            let job = move || {
+                let header = codec::header(&bytes, max_mp);
+                let hash = input_hash(&bytes);
+                (bytes, header, hash)
             };
-            return task.run(output).await;
+            let (bytes, header, hash) = match cpu::run(job).await {
+                Ok((bytes, Ok(header), hash)) => (bytes, header, hash),
+                Ok((_, Err(e), _)) => return rows.all_failed(e.reason(), &e.to_string()),
+                Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
+            };
+            if let (Some(cache), Some(_)) = (&ctx.cache, &planned.item.version) {
+                let known = KnownInput {
+                    hash: *hash.as_bytes(),
+                    size: header.size,
+                    icc: header.icc.clone(),
+                };
+                cache.record_input(&planned.item, &known);
+            }
+            (Pixels::Input(bytes), header.size, header.icc, hash)
         }
     };
-    let max_mp = ctx.manifest.limits.max_megapixels;
     if ctx.dry_run {
-        let job = move || codec::probe(&bytes, max_mp).map(|size| (size, input_hash(&bytes)));
-        return match cpu::run(job).await {
-            Ok(Ok((size, hash))) => {
-                super::dry_run::plan_rows(ctx, rows, &planned.item.display, size, hash)
-            }
-            Ok(Err(e)) => rows.all_failed(e.reason(), &e.to_string()),
-            Err(panic) => rows.all_failed("internal-error", &panic.to_string()),
-        };
-    }
-    // The header and the content hash are enough to walk the cache; pixels come later, if needed.
-    let job = move || {
-        let header = codec::header(&bytes, max_mp);
-        let hash = input_hash(&bytes);
-        (bytes, header, hash)
-    };
-    let (bytes, header, hash) = match cpu::run(job).await {
-        Ok((bytes, Ok(header), hash)) => (bytes, header, hash),
-        Ok((_, Err(e), _)) => return rows.all_failed(e.reason(), &e.to_string()),
-        Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
-    };
-    if let Some(cache) = &ctx.cache {
-        let known = KnownInput {
-            hash: *hash.as_bytes(),
-            size: header.size,
-            icc: header.icc.clone(),
-        };
-        cache.record_input(&planned.item, &known);
+        return super::dry_run::plan_rows(ctx, rows, &key, size, hash);
     }
     let task = ImageTask {
         ctx,
-        key: planned.item.display.clone(),
+        key,
         rows,
-        pixels: Pixels::Input(bytes),
-        size: header.size,
-        icc: header.icc,
+        pixels,
+        size,
+        icc,
         link: hash,
         unreadable: false,
         deferred: Vec::new(),
@@ -352,30 +342,17 @@ impl<'a> ImageTask<'a> {
     /// steps as needed.
     async fn materialise(&mut self) -> Result<Arc<RgbaImage>, StepFailed> {
         let max_mp = self.ctx.manifest.limits.max_megapixels;
-        let pixels = match std::mem::replace(&mut self.pixels, Pixels::Blob(String::new())) {
-            Pixels::Unfetched(item, s3, expected) => {
-                Pixels::Input(self.fetch_now(&item, s3.as_ref(), expected).await?)
-            }
-            other => other,
-        };
-        let mut image = match pixels {
-            Pixels::Unfetched(..) => unreachable!("fetched just above"),
+        let mut image = match std::mem::replace(&mut self.pixels, Pixels::Blob(String::new())) {
             Pixels::Decoded(image) => image,
-            Pixels::Input(bytes) => match cpu::run(move || codec::decode(&bytes, max_mp)).await {
-                Ok(Ok(d)) => {
-                    self.icc = d.icc.or(self.icc.take());
-                    Arc::new(d.image)
-                }
-                Ok(Err(e)) => {
+            Pixels::Blob(hex) => self.read_blob(hex).await?,
+            input => match self.decode_input(input, max_mp).await {
+                Ok(image) => image,
+                Err(failed) => {
+                    // The input itself is unusable: every row of the image fails with this.
                     self.unreadable = true;
-                    return Err(StepFailed::nothing_ran(e.reason(), e.to_string()));
-                }
-                Err(panic) => {
-                    self.unreadable = true;
-                    return Err(StepFailed::nothing_ran("internal-error", panic.0));
+                    return Err(failed);
                 }
             },
-            Pixels::Blob(hex) => self.read_blob(hex).await?,
         };
         for deferred in std::mem::take(&mut self.deferred) {
             match deferred {
@@ -406,20 +383,42 @@ impl<'a> ImageTask<'a> {
         Ok(image)
     }
 
+    /// Decodes the input's pixels (`Pixels::Input`, or `Pixels::Unfetched` downloaded first),
+    /// keeping its ICC profile for the output.
+    async fn decode_input(
+        &mut self,
+        input: Pixels,
+        max_mp: u32,
+    ) -> Result<Arc<RgbaImage>, StepFailed> {
+        let bytes = match input {
+            Pixels::Unfetched(item, s3, expected) => {
+                self.fetch_now(&item, s3.as_ref(), expected).await?
+            }
+            Pixels::Input(bytes) => bytes,
+            Pixels::Blob(_) | Pixels::Decoded(_) => unreachable!("not an input"),
+        };
+        match cpu::run(move || codec::decode(&bytes, max_mp)).await {
+            Ok(Ok(d)) => {
+                self.icc = d.icc.or(self.icc.take());
+                Ok(Arc::new(d.image))
+            }
+            Ok(Err(e)) => Err(StepFailed::nothing_ran(e.reason(), e.to_string())),
+            Err(panic) => Err(StepFailed::nothing_ran("internal-error", panic.0)),
+        }
+    }
+
     /// Downloads an input that was skipped because its version was known, and checks it still
     /// holds what that version held.
     async fn fetch_now(
-        &mut self,
+        &self,
         item: &InputItem,
         s3: Option<&S3>,
         expected: blake3::Hash,
     ) -> Result<Vec<u8>, StepFailed> {
-        let bytes = sources::read(item, s3).await.map_err(|e| {
-            self.unreadable = true;
-            StepFailed::nothing_ran(e.reason(), e.to_string())
-        })?;
+        let bytes = sources::read(item, s3)
+            .await
+            .map_err(|e| StepFailed::nothing_ran(e.reason(), e.to_string()))?;
         if input_hash(&bytes) != expected {
-            self.unreadable = true;
             if let Some(cache) = &self.ctx.cache {
                 cache.forget_input(item);
             }

@@ -4,8 +4,9 @@
 //! Money rules live here: a call's estimated cost is reserved before it is made and settled with
 //! the billed amount after (a 200 answer is billed per returned image; errors are not), so
 //! concurrent images can never push the billed total past a cap. With a daily cap the price is
-//! also held in the state store, shared with every other run, for as long as the call lasts. When every candidate fails, the
-//! caller gets the reason (and anything that was billed anyway) and applies the step's fallback.
+//! also held in the state store, shared with every other run, for as long as the call lasts.
+//! When every candidate fails, the caller gets the reason (and anything that was billed anyway)
+//! and applies the step's fallback.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
