@@ -6,6 +6,7 @@
 //! [`sinks`], and records one [`report`] row per image and step. The binary (`src/main.rs`,
 //! `src/cli/`) only wires this together and maps the outcome to an exit code.
 
+pub mod atomic_file;
 pub mod catalog;
 pub mod codec;
 pub mod cpu;

@@ -217,13 +217,9 @@ impl BlobStore {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(io)?;
+        let mut tmp = crate::atomic_file::temp_in(dir, ".tmp-", "").map_err(io)?;
         tmp.write_all(bytes).map_err(io)?;
-        tmp.as_file().sync_data().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
+        crate::atomic_file::commit(tmp, &path).map_err(io)?;
         Ok(hex)
     }
 

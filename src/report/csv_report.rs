@@ -151,11 +151,8 @@ fn write_ordered(
         path: path.to_owned(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let dir = crate::atomic_file::parent(path);
+    let tmp = crate::atomic_file::temp_in(dir, ".report-", ".tmp").map_err(io)?;
     {
         let mut w = csv::Writer::from_writer(BufWriter::new(tmp.as_file()));
         let mut header: Vec<&str> = COLUMNS.to_vec();
@@ -167,9 +164,7 @@ fn write_ordered(
         }
         w.flush().map_err(io)?;
     }
-    tmp.as_file().sync_data().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    crate::atomic_file::commit(tmp, path).map_err(io)
 }
 
 fn write_row<W: Write>(w: &mut csv::Writer<W>, run_id: &str, r: &StepRecord) -> csv::Result<()> {

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -191,16 +190,7 @@ fn thumb_cell(resolver: &Resolver, name: &str) -> String {
 
 /// Writes `html` to `path` atomically (temp file in the same folder, then rename).
 pub fn write_atomic(path: &Path, html: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(html.as_bytes())?;
-    tmp.as_file().sync_data()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic_file::write(path, html.as_bytes())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! refused, for S3 outputs too, so every output key mirrors a clean relative path.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{OutputFormat, Place, S3Location};
@@ -192,23 +191,12 @@ pub fn output_path(dir: &Path, rel: &str, format: OutputFormat) -> Result<PathBu
     Ok(out)
 }
 
-/// Writes `bytes` to `path` atomically, creating parent folders.
+/// Writes `bytes` to `path` atomically, creating parent folders, with the umask's permissions.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SinkError> {
-    let err = |source| SinkError::Write {
+    crate::atomic_file::write(path, bytes).map_err(|source| SinkError::Write {
         path: path.to_owned(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".retouch-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_data().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]
