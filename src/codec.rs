@@ -16,6 +16,14 @@ use crate::manifest::OutputFormat;
 /// Bytes of memory the decoder may allocate for one image, on top of the pixel limit.
 const MAX_DECODE_ALLOC: u64 = 4 * 1024 * 1024 * 1024;
 
+/// The largest encoded input worth reading for an image of at most `max_megapixels`: every
+/// pixel at 16 bits per channel with alpha, uncompressed (8 bytes), plus 64 MiB of metadata.
+/// Nothing a decoder can accept within the pixel limit is bigger, so a larger file is refused
+/// before its bytes are read.
+pub fn max_input_bytes(max_megapixels: u32) -> u64 {
+    u64::from(max_megapixels) * 8_000_000 + 64 * 1024 * 1024
+}
+
 /// A decoded input image.
 #[derive(Debug, Clone)]
 pub struct Decoded {

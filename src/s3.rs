@@ -67,6 +67,15 @@ pub enum S3Error {
         key: String,
         detail: String,
     },
+    #[error(
+        "s3://{bucket}/{key} is {size} bytes or more, over the {limit}-byte limit; it was not read"
+    )]
+    TooLarge {
+        bucket: String,
+        key: String,
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl S3Error {
@@ -77,6 +86,7 @@ impl S3Error {
             S3Error::AccessDenied { .. } => "s3-access-denied",
             S3Error::NoSuchKey { .. } => "s3-no-such-key",
             S3Error::Failed { .. } => "s3-failed",
+            S3Error::TooLarge { .. } => "too-large",
         }
     }
 }
@@ -191,16 +201,25 @@ impl S3 {
 
     /// The whole object. Transient failures are retried, including a body that breaks off.
     pub async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, S3Error> {
-        self.get_range(bucket, key, None).await
+        self.get_range(bucket, key, None, u64::MAX).await
     }
 
-    /// The object's first `len` bytes (all of it when `len` is `None`).
+    /// The object's first `len` bytes (all of it when `len` is `None`). An object of more than
+    /// `max_bytes` is refused ([`S3Error::TooLarge`]) from its Content-Length, or as soon as its
+    /// body passes the limit, so memory stays bounded whatever the store sends.
     pub async fn get_range(
         &self,
         bucket: &str,
         key: &str,
         len: Option<u64>,
+        max_bytes: u64,
     ) -> Result<Vec<u8>, S3Error> {
+        let too_large = |size| S3Error::TooLarge {
+            bucket: bucket.into(),
+            key: key.into(),
+            size,
+            limit: max_bytes,
+        };
         let mut attempt = 1;
         loop {
             let request = self.client.get_object().bucket(bucket).key(key);
@@ -209,8 +228,13 @@ impl S3 {
                 None => request,
             };
             let out = request.send().await.map_err(|e| classify(e, bucket, key))?;
-            match out.body.collect().await {
-                Ok(data) => return Ok(data.into_bytes().to_vec()),
+            let announced = out.content_length().unwrap_or(0).max(0) as u64;
+            if announced > max_bytes {
+                return Err(too_large(announced));
+            }
+            match read_body(out.body, announced, max_bytes).await {
+                Ok(Some(data)) => return Ok(data),
+                Ok(None) => return Err(too_large(max_bytes.saturating_add(1))),
                 Err(e) if attempt < self.attempts => {
                     tracing::debug!("s3://{bucket}/{key}: body broke off ({e}); retrying");
                     attempt += 1;
@@ -286,6 +310,22 @@ impl S3 {
             .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
         Ok(request.uri().to_owned())
     }
+}
+
+/// Reads a body of `announced` bytes, or `None` once it passes `max_bytes`.
+async fn read_body(
+    mut body: ByteStream,
+    announced: u64,
+    max_bytes: u64,
+) -> Result<Option<Vec<u8>>, aws_sdk_s3::primitives::ByteStreamError> {
+    let mut data = Vec::with_capacity(announced.min(max_bytes) as usize);
+    while let Some(chunk) = body.try_next().await? {
+        if (data.len() + chunk.len()) as u64 > max_bytes {
+            return Ok(None);
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(Some(data))
 }
 
 /// Maps an SDK failure to what the user needs to know, naming the bucket and key.

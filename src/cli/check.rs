@@ -13,7 +13,7 @@ use retouch::manifest::{Manifest, ModelRef, Step};
 use retouch::money::Usd;
 use retouch::plan::Plan;
 use retouch::router::{self, Decision, Facts};
-use retouch::sources::{InputLocation, read_head};
+use retouch::sources::{InputLocation, read_file, read_head};
 
 use super::args::CheckArgs;
 use super::code;
@@ -27,7 +27,9 @@ pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         return Ok(code::USAGE);
     };
     let region = super::load::region(&manifest);
-    let plan = Plan::new(Arc::new(manifest), listing, s3);
+    let Some(plan) = super::load::plan(manifest, s3, listing) else {
+        return Ok(code::USAGE);
+    };
     print_header(&plan, &region);
     let mut sizes = probe_local_sizes(&plan);
     sizes.extend(probe_s3_sizes(&plan).await);
@@ -86,6 +88,13 @@ fn print_header(plan: &Plan, region: &str) {
             plan.excluded, plan.skipped_non_images
         );
     }
+    if plan.skipped_broken > 0 || !plan.unreadable_folders.is_empty() {
+        print!(
+            " ({} broken links skipped, {} unreadable folders skipped)",
+            plan.skipped_broken,
+            plan.unreadable_folders.len()
+        );
+    }
     if plan.skipped_folder_markers > 0 {
         print!(
             " ({} S3 folder markers skipped)",
@@ -120,7 +129,8 @@ fn probe_local_sizes(plan: &Plan) -> Vec<(u32, u32)> {
         .par_iter()
         .filter_map(|img| match &img.item.location {
             InputLocation::Local(path) => {
-                let bytes = std::fs::read(path).ok()?;
+                let max_bytes = retouch::codec::max_input_bytes(max_mp);
+                let bytes = read_file(path, &img.item.display, None, max_bytes).ok()?;
                 retouch::codec::probe(&bytes, max_mp).ok()
             }
             InputLocation::S3 { .. } => None,
@@ -144,11 +154,14 @@ async fn probe_s3_sizes(plan: &Plan) -> Vec<(u32, u32)> {
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.ok()?;
             let s3 = img.s3.as_ref();
-            let head = read_head(&img.item, s3, Some(S3_HEAD_BYTES)).await.ok()?;
+            let max_bytes = retouch::codec::max_input_bytes(max_mp);
+            let head = read_head(&img.item, s3, Some(S3_HEAD_BYTES), max_bytes)
+                .await
+                .ok()?;
             match retouch::codec::probe(&head, max_mp) {
                 Ok(size) => Some(size),
                 Err(_) if head.len() as u64 >= S3_HEAD_BYTES => {
-                    let all = read_head(&img.item, s3, None).await.ok()?;
+                    let all = read_head(&img.item, s3, None, max_bytes).await.ok()?;
                     retouch::codec::probe(&all, max_mp).ok()
                 }
                 Err(_) => None,

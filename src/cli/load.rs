@@ -84,3 +84,33 @@ pub async fn inputs(manifest: &Manifest) -> Option<(Option<retouch::s3::S3>, Lis
         }
     }
 }
+
+/// Plans the run and checks it would destroy none of the files it reads, printing warnings and
+/// refusals; `None` means exit code 2 (nothing was created or written).
+pub fn plan(
+    manifest: Manifest,
+    s3: Option<retouch::s3::S3>,
+    listing: Listing,
+) -> Option<retouch::plan::Plan> {
+    let plan = retouch::plan::Plan::new(Arc::new(manifest), listing, s3);
+    let m = &plan.manifest;
+    let writes = retouch::plan::overwrite::Writes {
+        report: &m.report,
+        state: &m.state,
+    };
+    let findings = retouch::plan::overwrite::check(&plan, writes);
+    for warning in &findings.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if findings.refusals.is_empty() {
+        return Some(plan);
+    }
+    eprintln!(
+        "error: {}: this run would destroy files it reads; nothing was done",
+        m.path.display()
+    );
+    for refusal in &findings.refusals {
+        eprintln!("  {refusal}");
+    }
+    None
+}

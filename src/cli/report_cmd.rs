@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use retouch::ledger::{StepRecord, Store};
 use retouch::report::html::{self, Resolver};
-use retouch::report::{Analysis, read_csv};
+use retouch::report::{Analysis, Unfinished, read_csv};
 
 use super::args::ReportArgs;
 use super::code;
 
 pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
-    let (run_id, rows, bases) = load(args)?;
+    let Loaded {
+        run_id,
+        rows,
+        bases,
+        unfinished,
+    } = load(args)?;
     let analysis = Analysis::from_rows(&run_id, &rows);
     if let Some(path) = &args.html {
         let resolver = Resolver {
@@ -23,9 +28,16 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&analysis)?);
+        let mut json = serde_json::to_value(&analysis)?;
+        if let Some(u) = &unfinished {
+            json["unfinished"] = serde_json::to_value(u)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{analysis}");
+        if let Some(u) = &unfinished {
+            print!("{u}");
+        }
         if let Some(path) = &args.html {
             println!("\nhtml:   {}", path.display());
         }
@@ -33,8 +45,17 @@ pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     Ok(code::OK)
 }
 
-/// The run id, its rows, and the folders relative paths in them may be relative to.
-fn load(args: &ReportArgs) -> anyhow::Result<(String, Vec<StepRecord>, Vec<PathBuf>)> {
+/// A run to review.
+struct Loaded {
+    run_id: String,
+    rows: Vec<StepRecord>,
+    /// The folders relative paths in the rows may be relative to.
+    bases: Vec<PathBuf>,
+    /// For a run from the state store: the money its rows do not show.
+    unfinished: Option<Unfinished>,
+}
+
+fn load(args: &ReportArgs) -> anyhow::Result<Loaded> {
     let target = Path::new(&args.run_or_csv);
     let cwd = PathBuf::from(".");
     if target.is_file() {
@@ -44,7 +65,12 @@ fn load(args: &ReportArgs) -> anyhow::Result<(String, Vec<StepRecord>, Vec<PathB
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let bases = vec![folder.to_owned(), folder.join(".."), cwd];
-        return Ok((rep.run_id, rep.rows, bases));
+        return Ok(Loaded {
+            run_id: rep.run_id,
+            rows: rep.rows,
+            bases,
+            unfinished: None,
+        });
     }
     let state = match super::state::find(args.state.as_deref()) {
         Ok(dir) => dir,
@@ -73,5 +99,11 @@ fn load(args: &ReportArgs) -> anyhow::Result<(String, Vec<StepRecord>, Vec<PathB
         .parent()
         .map(Path::to_owned)
         .unwrap_or_default();
-    Ok((run.info.run_id, rows, vec![manifest_dir, cwd]))
+    let unfinished = Unfinished::from_money(store.run_money(&run.info.run_id)?);
+    Ok(Loaded {
+        run_id: run.info.run_id,
+        rows,
+        bases: vec![manifest_dir, cwd],
+        unfinished,
+    })
 }

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use retouch::catalog::Date;
 use retouch::ledger::StepRecord;
+use retouch::ledger::lease::{ReportBusy, ReportLease, RunLease};
 use retouch::ledger::{RunInfo, Store};
 use retouch::manifest::{Manifest, Place};
 use retouch::plan::Plan;
@@ -45,6 +46,10 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     let Some((s3, listing)) = super::load::inputs(&manifest).await else {
         return Ok(code::USAGE);
     };
+    let Some(plan) = super::load::plan(manifest, s3.clone(), listing) else {
+        return Ok(code::USAGE);
+    };
+    let manifest = plan.manifest.clone();
     let run_id = run_id();
     // A dry run reads an existing state (to show what is already cached) but never creates or
     // records anything in it.
@@ -67,14 +72,30 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             }
         }
     };
+    // Held for the whole run: its lease tells other runs it is alive (they wait for the steps
+    // it claimed), and no other run may write its report meanwhile.
+    let _lease = match state.as_ref().filter(|_| !args.dry_run) {
+        Some(store) => RunLease::acquire(store.dir(), &run_id)
+            .map_err(|e| tracing::warn!("cannot take this run's lease in the state folder: {e}"))
+            .ok(),
+        None => None,
+    };
+    let report_path = super::s3::local_report_path(&manifest);
+    let _report_lease = match lease_report(state.as_deref(), &report_path, &run_id) {
+        Ok(lease) => lease,
+        Err(busy) => {
+            eprintln!("error: {busy}");
+            eprintln!(
+                "  two runs must not write one report: wait for it to finish, or pass --report PATH"
+            );
+            return Ok(code::USAGE);
+        }
+    };
     let manifest_region = manifest.aws.region.clone();
     let manifest_profile = manifest.aws.profile.clone();
     let attempts = manifest.limits.attempts;
-    let report_path = super::s3::local_report_path(&manifest);
     let report = CsvReport::create(&report_path, &run_id)
         .with_context(|| "cannot start the report".to_string())?;
-    let plan = Plan::new(Arc::new(manifest), listing, s3.clone());
-    let manifest = plan.manifest.clone();
     let skipped = skipped_inputs(&plan);
     let progress = Arc::new(Progress::new(plan.images.len() as u64, global.quiet));
     let cancel = CancellationToken::new();
@@ -168,6 +189,23 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     })
 }
 
+/// The run's lease on its report (none without a state folder to keep it in).
+fn lease_report(
+    state: Option<&Store>,
+    report: &std::path::Path,
+    run_id: &str,
+) -> Result<Option<ReportLease>, ReportBusy> {
+    let Some(store) = state else { return Ok(None) };
+    match ReportLease::acquire(store.dir(), report, run_id) {
+        Ok(Ok(lease)) => Ok(Some(lease)),
+        Ok(Err(busy)) => Err(busy),
+        Err(e) => {
+            tracing::warn!("cannot lease the report in the state folder: {e}");
+            Ok(None)
+        }
+    }
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -196,10 +234,15 @@ fn skipped_inputs(plan: &Plan) -> Option<String> {
         plan.skipped_non_images,
         plan.skipped_folder_markers,
     );
-    (ex + non + markers > 0).then(|| {
-        format!(
+    let (broken, folders) = (plan.skipped_broken, plan.unreadable_folders.len());
+    (ex + non + markers + broken + folders > 0).then(|| {
+        let mut line = format!(
             "skipped: {ex} excluded, {non} non-image files or keys, {markers} S3 folder markers"
-        )
+        );
+        if broken + folders > 0 {
+            line += &format!(", {broken} broken links, {folders} unreadable folders");
+        }
+        line
     })
 }
 

@@ -1,7 +1,10 @@
-//! `retouch runs`: the runs recorded in a state folder, newest first.
+//! `retouch runs`: the runs recorded in a state folder, newest first. A run that stopped
+//! part-way (killed) shows everything it was billed, including images that never got their
+//! rows, and what calls in flight at that moment may have cost on top.
 
 use retouch::catalog::Date;
 use retouch::ledger::Store;
+use retouch::money::Usd;
 
 use super::args::RunsArgs;
 use super::code;
@@ -25,10 +28,14 @@ pub fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
         "STARTED (UTC)", "RUN", "IMAGES", "OK", "FAILED", "COST (USD)"
     );
     for run in store.runs()? {
-        let unfinished = if run.finished_at.is_none() {
-            " (unfinished)"
-        } else {
-            ""
+        let unfinished = match (run.finished_at, store.is_alive(&run.info.run_id)) {
+            (Some(_), _) => String::new(),
+            (None, true) => " (running)".into(),
+            (None, false) if run.possibly_billed > Usd::ZERO => format!(
+                " (unfinished; up to ${} more possibly billed by calls in flight when it stopped)",
+                run.possibly_billed
+            ),
+            (None, false) => " (unfinished)".into(),
         };
         println!(
             "{:<20} {:<26} {:>7} {:>7} {:>7} {:>14}  {}{unfinished}",

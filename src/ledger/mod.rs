@@ -6,6 +6,7 @@
 //! cache ([`StepKey`], [`BlobStore`]) that make reruns free. It never calls a model or routes.
 
 mod cache;
+pub mod lease;
 mod store;
 
 use std::fmt;
@@ -17,8 +18,8 @@ pub use cache::{
     input_hash, output_spec, spec_for,
 };
 pub use store::{
-    CachedStep, GcStats, HOLD_EXPIRES_SECS, HoldId, KnownInput, OutputRecord, RunInfo, RunSummary,
-    Store,
+    CachedStep, CallRecord, Claim, GcStats, HOLD_EXPIRES_SECS, HoldId, KnownInput, OutputRecord,
+    PaidCall, RunInfo, RunMoney, RunSummary, Store,
 };
 
 /// A state store or blob that could not be read or written.

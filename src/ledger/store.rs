@@ -23,7 +23,7 @@ use crate::catalog::{Date, Op};
 use crate::money::Usd;
 
 /// The schema version this build writes and understands.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -82,14 +82,80 @@ CREATE TABLE inputs (
 ) WITHOUT ROWID;
 ";
 
+/// Version 5: every paid call names its image and step (spend, and holds, which every remote
+/// call now takes, so calls in flight when a run is killed are known), and claims on step keys,
+/// so runs going at once never pay twice for one step.
+const SCHEMA_V5: &str = "
+ALTER TABLE spend ADD COLUMN image TEXT NOT NULL DEFAULT '';
+ALTER TABLE spend ADD COLUMN step INTEGER;
+ALTER TABLE holds ADD COLUMN model TEXT NOT NULL DEFAULT '';
+ALTER TABLE holds ADD COLUMN image TEXT NOT NULL DEFAULT '';
+ALTER TABLE holds ADD COLUMN step INTEGER;
+CREATE INDEX spend_run ON spend (run_id);
+CREATE INDEX holds_run ON holds (run_id);
+CREATE INDEX rows_image ON rows (run_id, image, step);
+CREATE TABLE claims (
+    key BLOB PRIMARY KEY, run_id TEXT NOT NULL, token INTEGER NOT NULL, at_unix INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
 /// A hold older than this is taken to belong to a run that died mid-call (a live call settles
 /// long before: at most `attempts` × the 300 s read timeout, plus back-off). Until then a dead
 /// run's holds keep counting against the day, which errs on the side of spending less.
 pub const HOLD_EXPIRES_SECS: i64 = 3_600;
 
-/// Money held against the daily budget for one call in flight; see [`Store::hold_daily`].
+/// Money held for one paid call in flight; see [`Store::hold`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldId(i64);
+
+/// One paid call, as the money records name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaidCall<'a> {
+    pub run_id: &'a str,
+    /// The image as the report names it.
+    pub image: &'a str,
+    /// 0-based step index.
+    pub step: usize,
+    pub model: &'a str,
+}
+
+/// A billed or held call, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub image: String,
+    /// 0-based step index (`None` for calls recorded before schema version 5).
+    pub step: Option<usize>,
+    pub model: String,
+    /// Billed, or held (the price of the call).
+    pub cost: Usd,
+}
+
+/// A run's money beyond its rows; see [`Store::run_money`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunMoney {
+    /// Everything the run was billed, rows or not.
+    pub billed: Usd,
+    /// Billed calls of steps that have no row (the run stopped before their image finished).
+    pub outside_rows: Vec<CallRecord>,
+    /// Calls held and never settled: in flight, or, if the run is dead, possibly billed.
+    pub held: Vec<CallRecord>,
+}
+
+impl RunMoney {
+    /// The total of [`RunMoney::held`].
+    pub fn possibly_billed(&self) -> Usd {
+        self.held.iter().map(|c| c.cost).sum()
+    }
+}
+
+/// Who does a step now; see [`Store::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller does it.
+    Mine,
+    /// A live run (maybe the caller's own, for a duplicate image) is doing it.
+    Theirs { run_id: String },
+}
 
 /// A cache entry is touched (its `last_used` refreshed) at most this often, so a cached rerun
 /// reads far more than it writes.
@@ -115,7 +181,11 @@ pub struct RunSummary {
     pub finished_at: Option<i64>,
     pub ok: u64,
     pub failed: u64,
+    /// Everything the run was billed: its rows' costs, and for a run that stopped part-way
+    /// also the calls of images that never got their rows.
     pub cost: Usd,
+    /// Calls held and never settled: in flight, or possibly billed if the run died.
+    pub possibly_billed: Usd,
 }
 
 /// A cached step result: the blob holding its encoded image (lossless PNG) and what producing it
@@ -290,7 +360,9 @@ impl Store {
                 (SELECT COUNT(DISTINCT image_index) FROM rows w
                     WHERE w.run_id = r.run_id AND w.status = 'failed'),
                 (SELECT COALESCE(SUM(cost_micros), 0) FROM rows w WHERE w.run_id = r.run_id),
-                r.ok, r.failed, r.cost_micros
+                r.ok, r.failed, r.cost_micros,
+                (SELECT COALESCE(SUM(cost_micros), 0) FROM spend s WHERE s.run_id = r.run_id),
+                (SELECT COALESCE(SUM(amount_micros), 0) FROM holds h WHERE h.run_id = r.run_id)
              FROM runs r {filter} ORDER BY r.started_at DESC, r.rowid DESC"
         );
         let conn = self.conn();
@@ -308,7 +380,13 @@ impl Store {
                 finished_at: r.get(4)?,
                 ok: r.get::<_, Option<i64>>(8)?.unwrap_or(seen - failed_rows) as u64,
                 failed: r.get::<_, Option<i64>>(9)?.unwrap_or(failed_rows) as u64,
-                cost: Usd(r.get::<_, Option<i64>>(10)?.unwrap_or(r.get(7)?)),
+                // The spend table knows calls whose rows were never written (a killed run);
+                // the rows know calls recorded before spend named its run's images.
+                cost: Usd(r
+                    .get::<_, Option<i64>>(10)?
+                    .unwrap_or(r.get(7)?)
+                    .max(r.get(11)?)),
+                possibly_billed: Usd(r.get(12)?),
             })
         };
         let rows = match id {
@@ -537,59 +615,62 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Records money billed by one call (for the daily budget across runs).
+    /// Records money billed by one call (for the daily budget across runs, and the run's
+    /// history).
     pub fn record_spend(
         &self,
-        run_id: &str,
-        model: &str,
+        call: &PaidCall<'_>,
         cost: Usd,
         at_unix: i64,
     ) -> Result<(), LedgerError> {
-        self.conn()
-            .execute(
-                "INSERT INTO spend (run_id, model, cost_micros, at_unix) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, model, cost.micros(), at_unix],
-            )
-            .map(drop)
-            .map_err(|e| self.err(e))
+        insert_spend(&self.conn(), call, cost, at_unix).map_err(|e| self.err(e))
     }
 
-    /// Holds `amount` against the daily budget `cap` for a call about to be made, in one
-    /// transaction that no other run sharing the store can interleave with: granted only if what
-    /// every run was billed on `day` plus every live hold plus `amount` stays within `cap`.
-    /// Returns the hold, or what was already spent or held when refused. Expired holds (see
-    /// [`HOLD_EXPIRES_SECS`]) are dropped first.
-    pub fn hold_daily(
+    /// Holds `amount` for a paid call about to be made, until [`Store::settle_hold`] records
+    /// what it billed. A hold that is never settled is a call in flight when its run died: it
+    /// shows as "possibly billed" in that run's history.
+    ///
+    /// With a daily budget (`daily`: the UTC day and its cap) the hold is taken in one
+    /// transaction that no other run sharing the store can interleave with, and granted only if
+    /// what every run was billed that day plus every live hold plus `amount` stays within the
+    /// cap; when refused, the error is what was already spent or held. Holds older than
+    /// [`HOLD_EXPIRES_SECS`] no longer count against the day.
+    pub fn hold(
         &self,
-        run_id: &str,
-        day: Date,
-        cap: Usd,
+        call: &PaidCall<'_>,
         amount: Usd,
+        daily: Option<(Date, Usd)>,
         now_unix: i64,
     ) -> Result<Result<HoldId, Usd>, LedgerError> {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        tx.execute(
-            "DELETE FROM holds WHERE at_unix < ?1",
-            params![now_unix - HOLD_EXPIRES_SECS],
-        )
-        .map_err(|e| self.err(e))?;
-        let held: i64 = tx
-            .query_row(
-                "SELECT COALESCE(SUM(amount_micros), 0) FROM holds",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        let committed = spent_during(&tx, day).map_err(|e| self.err(e))? + Usd(held);
-        if i128::from(committed.micros()) + i128::from(amount.micros()) > i128::from(cap.micros()) {
-            return Ok(Err(committed));
+        if let Some((day, cap)) = daily {
+            let held: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(SUM(amount_micros), 0) FROM holds WHERE at_unix >= ?1",
+                    params![now_unix - HOLD_EXPIRES_SECS],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            let committed = spent_during(&tx, day).map_err(|e| self.err(e))? + Usd(held);
+            let total = i128::from(committed.micros()) + i128::from(amount.micros());
+            if total > i128::from(cap.micros()) {
+                return Ok(Err(committed));
+            }
         }
         tx.execute(
-            "INSERT INTO holds (run_id, amount_micros, at_unix) VALUES (?1, ?2, ?3)",
-            params![run_id, amount.micros(), now_unix],
+            "INSERT INTO holds (run_id, amount_micros, at_unix, model, image, step)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                call.run_id,
+                amount.micros(),
+                now_unix,
+                call.model,
+                call.image,
+                call.step as i64
+            ],
         )
         .map_err(|e| self.err(e))?;
         let id = tx.last_insert_rowid();
@@ -602,8 +683,7 @@ impl Store {
     pub fn settle_hold(
         &self,
         hold: HoldId,
-        run_id: &str,
-        model: &str,
+        call: &PaidCall<'_>,
         billed: Usd,
         at_unix: i64,
     ) -> Result<(), LedgerError> {
@@ -611,16 +691,120 @@ impl Store {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        if billed > Usd::ZERO {
-            tx.execute(
-                "INSERT INTO spend (run_id, model, cost_micros, at_unix) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, model, billed.micros(), at_unix],
-            )
-            .map_err(|e| self.err(e))?;
-        }
+        insert_spend(&tx, call, billed, at_unix).map_err(|e| self.err(e))?;
         tx.execute("DELETE FROM holds WHERE id = ?1", params![hold.0])
             .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Where a run's money went beyond its report rows: calls it was billed for steps that
+    /// have no row (images unfinished when it stopped) and calls still held (in flight, or, for
+    /// a run that died, possibly billed).
+    pub fn run_money(&self, run_id: &str) -> Result<RunMoney, LedgerError> {
+        let conn = self.conn();
+        let calls = |sql: &str| -> rusqlite::Result<Vec<CallRecord>> {
+            let mut stmt = conn.prepare_cached(sql)?;
+            stmt.query_map([run_id], |r| {
+                Ok(CallRecord {
+                    image: r.get(0)?,
+                    step: r.get::<_, Option<i64>>(1)?.map(|s| s as usize),
+                    model: r.get(2)?,
+                    cost: Usd(r.get(3)?),
+                })
+            })?
+            .collect()
+        };
+        let billed: i64 = conn
+            .query_row(
+                "SELECT COALESCE(SUM(cost_micros), 0) FROM spend WHERE run_id = ?1",
+                [run_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let outside_rows = calls(
+            "SELECT s.image, s.step, s.model, s.cost_micros FROM spend s WHERE s.run_id = ?1
+             AND NOT EXISTS (SELECT 1 FROM rows w
+                 WHERE w.run_id = s.run_id AND w.image = s.image AND w.step = s.step)
+             ORDER BY s.id",
+        )
+        .map_err(|e| self.err(e))?;
+        let held = calls(
+            "SELECT image, step, model, amount_micros FROM holds WHERE run_id = ?1 ORDER BY id",
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(RunMoney {
+            billed: Usd(billed),
+            outside_rows,
+            held,
+        })
+    }
+
+    /// Claims the right to do the step `key` (a claim key, see the scheduler's cache) for the
+    /// task `token` of `run_id`, so that runs going at once, and duplicate images within a run,
+    /// never pay twice for one step: the claimer does it, everyone else waits for its result.
+    /// A claim of a run that is no longer alive (see [`super::lease`]) is taken over.
+    pub fn claim(
+        &self,
+        key: &StepKey,
+        run_id: &str,
+        token: u64,
+        now_unix: i64,
+    ) -> Result<Claim, LedgerError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let holder: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT run_id, token FROM claims WHERE key = ?1",
+                [&key.0[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match holder {
+            Some((run, t)) if run == run_id && t == token as i64 => return Ok(Claim::Mine),
+            Some((run, _)) if run == run_id || self.is_alive(&run) => {
+                return Ok(Claim::Theirs { run_id: run });
+            }
+            _ => {}
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO claims (key, run_id, token, at_unix) VALUES (?1, ?2, ?3, ?4)",
+            params![&key.0[..], run_id, token as i64, now_unix],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(Claim::Mine)
+    }
+
+    /// Ends the claim `token` made on `key` (done, or given up).
+    pub fn release_claim(&self, key: &StepKey, token: u64) -> Result<(), LedgerError> {
+        self.conn()
+            .execute(
+                "DELETE FROM claims WHERE key = ?1 AND token = ?2",
+                params![&key.0[..], token as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Ends every claim of `run_id` (when it ends).
+    pub fn release_claims(&self, run_id: &str) -> Result<(), LedgerError> {
+        self.conn()
+            .execute("DELETE FROM claims WHERE run_id = ?1", [run_id])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether the run `run_id` is alive (holds its lease in this state folder).
+    pub fn is_alive(&self, run_id: &str) -> bool {
+        super::lease::is_alive(self.dir(), run_id)
+    }
+
+    /// The state folder.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Everything billed on the UTC day `day`, over all runs.
@@ -695,6 +879,30 @@ impl Store {
     }
 }
 
+fn insert_spend(
+    conn: &Connection,
+    call: &PaidCall<'_>,
+    cost: Usd,
+    at_unix: i64,
+) -> rusqlite::Result<()> {
+    if cost == Usd::ZERO {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO spend (run_id, model, cost_micros, at_unix, image, step)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        call.run_id,
+        call.model,
+        cost.micros(),
+        at_unix,
+        call.image,
+        call.step as i64
+    ])
+    .map(drop)
+}
+
 /// Everything billed on the UTC day `day`, over all runs.
 fn spent_during(conn: &Connection, day: Date) -> rusqlite::Result<Usd> {
     let start = days_from_civil(day) * 86_400;
@@ -744,6 +952,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
     }
     if version < 4 {
         tx.execute_batch(SCHEMA_V4).map_err(sql)?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5).map_err(sql)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -27,6 +27,65 @@ fn record(image_index: usize, step: usize, status: Status, cost: i64) -> StepRec
     }
 }
 
+/// The money calls of a run, named by run and model only (the image and step do not matter
+/// to the daily budget).
+trait Money {
+    fn spend(&self, run: &str, model: &str, cost: Usd, at: i64) -> Result<(), LedgerError>;
+    fn hold_daily(
+        &self,
+        run: &str,
+        day: Date,
+        cap: Usd,
+        amount: Usd,
+        now: i64,
+    ) -> Result<Result<HoldId, Usd>, LedgerError>;
+    fn settle(
+        &self,
+        hold: HoldId,
+        run: &str,
+        model: &str,
+        billed: Usd,
+        at: i64,
+    ) -> Result<(), LedgerError>;
+}
+
+fn call<'a>(run_id: &'a str, model: &'a str) -> PaidCall<'a> {
+    PaidCall {
+        run_id,
+        image: "photos/a.jpg",
+        step: 0,
+        model,
+    }
+}
+
+impl Money for Store {
+    fn spend(&self, run: &str, model: &str, cost: Usd, at: i64) -> Result<(), LedgerError> {
+        self.record_spend(&call(run, model), cost, at)
+    }
+
+    fn hold_daily(
+        &self,
+        run: &str,
+        day: Date,
+        cap: Usd,
+        amount: Usd,
+        now: i64,
+    ) -> Result<Result<HoldId, Usd>, LedgerError> {
+        self.hold(&call(run, "m"), amount, Some((day, cap)), now)
+    }
+
+    fn settle(
+        &self,
+        hold: HoldId,
+        run: &str,
+        model: &str,
+        billed: Usd,
+        at: i64,
+    ) -> Result<(), LedgerError> {
+        self.settle_hold(hold, &call(run, model), billed, at)
+    }
+}
+
 fn key(n: u8) -> StepKey {
     let step = Step {
         index: 0,
@@ -114,7 +173,7 @@ fn state_survives_reopening_and_the_schema_is_versioned() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        store.record_spend("r1", "m", Usd(5), 1_000).unwrap();
+        store.spend("r1", "m", Usd(5), 1_000).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(
@@ -149,7 +208,7 @@ fn two_handles_write_concurrently_without_errors() {
                 let store = Store::open(&path).unwrap();
                 let run = format!("run-{t}");
                 for i in 0..200 {
-                    store.record_spend(&run, "m", Usd(1), 86_400 + i).unwrap();
+                    store.spend(&run, "m", Usd(1), 86_400 + i).unwrap();
                     store
                         .record_rows(&run, &[record(i as usize, 0, Status::Ok, 1)])
                         .unwrap();
@@ -177,15 +236,11 @@ fn spend_is_counted_per_utc_day_across_runs() {
     let store = Store::open(dir.path()).unwrap();
     let day: Date = "2026-03-14".parse().unwrap();
     let midnight = days_from_civil(day) * 86_400;
+    store.spend("a", "m1", Usd(100), midnight - 1).unwrap();
+    store.spend("a", "m1", Usd(10), midnight).unwrap();
+    store.spend("b", "m2", Usd(20), midnight + 86_399).unwrap();
     store
-        .record_spend("a", "m1", Usd(100), midnight - 1)
-        .unwrap();
-    store.record_spend("a", "m1", Usd(10), midnight).unwrap();
-    store
-        .record_spend("b", "m2", Usd(20), midnight + 86_399)
-        .unwrap();
-    store
-        .record_spend("b", "m2", Usd(1_000), midnight + 86_400)
+        .spend("b", "m2", Usd(1_000), midnight + 86_400)
         .unwrap();
     assert_eq!(store.spent_on(day).unwrap(), Usd(30));
     assert_eq!(
@@ -209,7 +264,7 @@ fn daily_holds_are_shared_by_every_handle_and_settle_into_spend() {
     let day: Date = "2026-03-14".parse().unwrap();
     let noon = days_from_civil(day) * 86_400 + 43_200;
     let cap = Usd(100);
-    a.record_spend("earlier", "m", Usd(30), noon - 600).unwrap();
+    a.spend("earlier", "m", Usd(30), noon - 600).unwrap();
     let held_a = a
         .hold_daily("run-a", day, cap, Usd(40), noon)
         .unwrap()
@@ -224,10 +279,8 @@ fn daily_holds_are_shared_by_every_handle_and_settle_into_spend() {
         .unwrap()
         .unwrap();
     // Settling turns a hold into spend (here less than held); an unbilled call frees its hold.
-    a.settle_hold(held_a, "run-a", "m", Usd(25), noon + 5)
-        .unwrap();
-    b.settle_hold(held_b, "run-b", "m", Usd::ZERO, noon + 5)
-        .unwrap();
+    a.settle(held_a, "run-a", "m", Usd(25), noon + 5).unwrap();
+    b.settle(held_b, "run-b", "m", Usd::ZERO, noon + 5).unwrap();
     assert_eq!(b.spent_on(day).unwrap(), Usd(55));
     assert_eq!(
         a.hold_daily("run-a", day, cap, Usd(46), noon + 6).unwrap(),
@@ -386,4 +439,95 @@ fn the_last_lock_wins() {
     );
     store.record_lock("r2", &[("a".into(), Usd(3))]).unwrap();
     assert_eq!(store.last_lock().unwrap(), vec![("a".to_string(), Usd(3))]);
+}
+
+#[test]
+fn a_killed_runs_money_is_all_accounted_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let run = RunInfo {
+        run_id: "killed".into(),
+        manifest: "m.yaml".into(),
+        started_at: 1_000,
+        images: 3,
+    };
+    store.begin_run(&run).unwrap();
+    // Image 0 finished: its two steps have rows and were billed.
+    store
+        .record_rows(
+            "killed",
+            &[record(0, 0, Status::Ok, 40), record(0, 1, Status::Ok, 30)],
+        )
+        .unwrap();
+    let img = |i: usize, step: usize| PaidCall {
+        run_id: "killed",
+        image: if i == 0 {
+            "photos/img0.jpg"
+        } else {
+            "photos/img1.jpg"
+        },
+        step,
+        model: "m",
+    };
+    store.record_spend(&img(0, 0), Usd(40), 1_001).unwrap();
+    store.record_spend(&img(0, 1), Usd(30), 1_002).unwrap();
+    // Image 1's first step was billed, but the run died before the image finished.
+    let h = store
+        .hold(&img(1, 0), Usd(40), None, 1_003)
+        .unwrap()
+        .unwrap();
+    store.settle_hold(h, &img(1, 0), Usd(40), 1_004).unwrap();
+    // Its second step was in flight at the kill: held, never settled.
+    store
+        .hold(&img(1, 1), Usd(30), None, 1_005)
+        .unwrap()
+        .unwrap();
+
+    let summary = store.run("killed").unwrap().unwrap();
+    assert_eq!(summary.finished_at, None);
+    assert_eq!(summary.cost, Usd(110), "rows say 70; the spend table 110");
+    assert_eq!(summary.possibly_billed, Usd(30));
+    let money = store.run_money("killed").unwrap();
+    assert_eq!(money.billed, Usd(110));
+    assert_eq!(
+        money.outside_rows,
+        vec![CallRecord {
+            image: "photos/img1.jpg".into(),
+            step: Some(0),
+            model: "m".into(),
+            cost: Usd(40)
+        }]
+    );
+    assert_eq!(money.held.len(), 1);
+    assert_eq!(money.held[0].step, Some(1));
+    assert_eq!(money.possibly_billed(), Usd(30));
+}
+
+#[test]
+fn a_step_is_claimed_by_one_task_until_released_and_dead_runs_lose_their_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let k = key(7);
+    let lease_a = crate::ledger::lease::RunLease::acquire(dir.path(), "run-a").unwrap();
+    assert_eq!(store.claim(&k, "run-a", 1, 10).unwrap(), Claim::Mine);
+    assert_eq!(
+        store.claim(&k, "run-a", 1, 11).unwrap(),
+        Claim::Mine,
+        "idempotent"
+    );
+    // A duplicate image of the same run waits, as does another live run.
+    let theirs = Claim::Theirs {
+        run_id: "run-a".into(),
+    };
+    assert_eq!(store.claim(&k, "run-a", 2, 12).unwrap(), theirs);
+    let _lease_b = crate::ledger::lease::RunLease::acquire(dir.path(), "run-b").unwrap();
+    assert_eq!(store.claim(&k, "run-b", 1, 12).unwrap(), theirs);
+    store.release_claim(&k, 1).unwrap();
+    assert_eq!(store.claim(&k, "run-b", 1, 13).unwrap(), Claim::Mine);
+    // run-b dies (its lease ends) holding the claim: run-a takes it over at once.
+    drop(_lease_b);
+    assert_eq!(store.claim(&k, "run-a", 3, 14).unwrap(), Claim::Mine);
+    store.release_claims("run-a").unwrap();
+    assert_eq!(store.claim(&k, "run-c", 1, 15).unwrap(), Claim::Mine);
+    drop(lease_a);
 }

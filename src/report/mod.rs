@@ -7,7 +7,9 @@ pub mod analysis;
 mod csv_report;
 pub mod html;
 mod summary;
+mod unfinished;
 
 pub use analysis::{Analysis, AnalysisError, ReportRows, read_csv};
 pub use csv_report::{COLUMNS, CsvReport, OUTPUT_URL, ReportError, write_with_output_urls};
 pub use summary::{StepLatency, Summary};
+pub use unfinished::Unfinished;

@@ -9,7 +9,7 @@
 //! state store is logged and treated as a miss: the cache can cost a recompute, never a result.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use image::RgbaImage;
@@ -19,7 +19,8 @@ use crate::catalog::Date;
 use crate::codec;
 use crate::cpu;
 use crate::ledger::{
-    CachedStep, HoldId, KnownInput, OutputRecord, StepKey, Store, output_spec, spec_for,
+    CachedStep, Claim, HoldId, KnownInput, OutputRecord, PaidCall, StepKey, Store, output_spec,
+    spec_for,
 };
 use crate::manifest::{OutputFormat, OutputSpec, Step};
 use crate::money::Usd;
@@ -34,6 +35,8 @@ pub struct RunCache {
     force: bool,
     /// Whether a store failure was already logged (logged once per run, not per image).
     warned: AtomicBool,
+    /// Numbers this run's claims, so duplicate images within the run wait for each other.
+    next_token: AtomicU64,
 }
 
 /// A hit: the key it was found under and what it holds.
@@ -49,6 +52,7 @@ impl RunCache {
             run_id,
             force,
             warned: AtomicBool::new(false),
+            next_token: AtomicU64::new(1),
         }
     }
 
@@ -115,39 +119,70 @@ impl RunCache {
         }
     }
 
-    /// Holds `amount` against today's daily budget `cap` across every run sharing the store,
-    /// before a call (see [`Store::hold_daily`]). Refused when it would pass the cap, and also
-    /// when the store cannot be read: unknown spending must not risk the cap.
-    pub async fn hold_daily(&self, cap: Usd, amount: Usd) -> Result<HoldId, BudgetExceeded> {
+    /// Holds `amount` for the paid call `call` (see [`Store::hold`]); with a daily budget
+    /// `cap`, only if the day across every run sharing the store can afford it. Refused with a
+    /// daily cap also when the store cannot be read: unknown spending must not risk the cap.
+    /// Without a cap, a hold the store cannot record is `Ok(None)`: the call goes ahead.
+    pub async fn hold(
+        &self,
+        call: CallOf<'_>,
+        cap: Option<Usd>,
+        amount: Usd,
+    ) -> Result<Option<HoldId>, BudgetExceeded> {
         let (store, run_id) = (self.store.clone(), self.run_id.clone());
-        let job = move || store.hold_daily(&run_id, Date::today_utc(), cap, amount, unix_now());
-        let refused = |committed| BudgetExceeded {
+        let (image, model, step) = (call.image.to_owned(), call.model.to_owned(), call.step);
+        let job = move || {
+            let call = PaidCall {
+                run_id: &run_id,
+                image: &image,
+                step,
+                model: &model,
+            };
+            let daily = cap.map(|cap| (Date::today_utc(), cap));
+            store.hold(&call, amount, daily, unix_now())
+        };
+        let refused = |committed, cap| BudgetExceeded {
             which: Cap::Daily,
             cap,
             committed,
             requested: amount,
         };
-        match tokio::task::spawn_blocking(job).await {
-            Ok(Ok(Ok(hold))) => Ok(hold),
-            Ok(Ok(Err(committed))) => Err(refused(committed)),
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    "cannot read today's spend ({e}); treating the daily budget as used up"
-                );
-                Err(refused(cap))
+        let failed = match tokio::task::spawn_blocking(job).await {
+            Ok(Ok(Ok(hold))) => return Ok(Some(hold)),
+            Ok(Ok(Err(committed))) => {
+                return Err(refused(committed, cap.unwrap_or(Usd::ZERO)));
             }
-            Err(e) => {
-                tracing::warn!("daily budget check stopped ({e}); treating the budget as used up");
-                Err(refused(cap))
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        match cap {
+            Some(cap) => {
+                tracing::warn!(
+                    "cannot read today's spend ({failed}); treating the daily budget as used up"
+                );
+                Err(refused(cap, cap))
+            }
+            None => {
+                self.warn(failed);
+                Ok(None)
             }
         }
     }
 
-    /// Ends a daily-budget hold with what its call was billed (zero for a call that billed
-    /// nothing), recording the spend and dropping the hold together.
-    pub async fn settle_hold(&self, hold: HoldId, model: &str, billed: Usd) {
-        let (store, run_id, model) = (self.store.clone(), self.run_id.clone(), model.to_owned());
-        let job = move || store.settle_hold(hold, &run_id, &model, billed, unix_now());
+    /// Ends a hold with what its call was billed (zero for a call that billed nothing),
+    /// recording the spend and dropping the hold together.
+    pub async fn settle_hold(&self, hold: HoldId, call: CallOf<'_>, billed: Usd) {
+        let (store, run_id) = (self.store.clone(), self.run_id.clone());
+        let (image, model, step) = (call.image.to_owned(), call.model.to_owned(), call.step);
+        let job = move || {
+            let call = PaidCall {
+                run_id: &run_id,
+                image: &image,
+                step,
+                model: &model,
+            };
+            store.settle_hold(hold, &call, billed, unix_now())
+        };
         let failed = match tokio::task::spawn_blocking(job).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => e.to_string(),
@@ -155,6 +190,61 @@ impl RunCache {
         };
         // The hold stays (it expires later), so the day still counts at least what it held.
         tracing::warn!("could not record a billed call of ${billed} in the state store: {failed}");
+    }
+
+    /// Records money one call billed that was not held (see [`RunCache::hold`]).
+    pub fn record_spend(&self, call: CallOf<'_>, cost: Usd) {
+        let call = PaidCall {
+            run_id: &self.run_id,
+            image: call.image,
+            step: call.step,
+            model: call.model,
+        };
+        if let Err(e) = self.store.record_spend(&call, cost, unix_now()) {
+            self.warn(e);
+        }
+    }
+
+    /// Claims `step` on the input `prev` for this task, waiting while another task or a live
+    /// run holds it (it is doing the same paid work; its result lands in the cache). The
+    /// caller looks the step up again once it holds the claim. `None` when the store cannot
+    /// record claims: the step then runs unclaimed, as before claims existed.
+    pub async fn claim(&self, step: &Step, prev: blake3::Hash, image: &str) -> Option<ClaimGuard> {
+        let key = StepKey::chain(prev, &spec_for(step, CLAIM_MODEL));
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let mut waited = false;
+        loop {
+            match self.store.claim(&key, &self.run_id, token, unix_now()) {
+                Ok(Claim::Mine) => {
+                    return Some(ClaimGuard {
+                        store: self.store.clone(),
+                        key,
+                        token,
+                    });
+                }
+                Ok(Claim::Theirs { run_id }) => {
+                    if !waited {
+                        tracing::info!(
+                            "{image}: step {} is being done by run {run_id}; waiting for its result",
+                            step.index + 1
+                        );
+                        waited = true;
+                    }
+                    tokio::time::sleep(CLAIM_POLL).await;
+                }
+                Err(e) => {
+                    self.warn(e);
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Ends every claim this run still holds (when it ends).
+    pub fn release_claims(&self) {
+        if let Err(e) = self.store.release_claims(&self.run_id) {
+            self.warn(e);
+        }
     }
 
     /// What an input listed with a version (an S3 object's ETag and size) held when an earlier
@@ -182,17 +272,6 @@ impl RunCache {
     /// Forgets a versioned input whose bytes no longer match what was recorded.
     pub fn forget_input(&self, item: &InputItem) {
         if let Err(e) = self.store.forget_input(&item.display) {
-            self.warn(e);
-        }
-    }
-
-    /// Records money one call billed, for the daily budget of every later run.
-    pub fn record_spend(&self, model: &str, cost: Usd) {
-        if cost > Usd::ZERO
-            && let Err(e) = self
-                .store
-                .record_spend(&self.run_id, model, cost, unix_now())
-        {
             self.warn(e);
         }
     }
@@ -248,6 +327,36 @@ impl RunCache {
                 "step cache: {e}; results are still written, but may be recomputed next run"
             );
         }
+    }
+}
+
+/// A paid call as the run names it (the run id is the cache's).
+#[derive(Debug, Clone, Copy)]
+pub struct CallOf<'a> {
+    pub image: &'a str,
+    /// 0-based step index.
+    pub step: usize,
+    pub model: &'a str,
+}
+
+/// The model name claim keys are made with: no real model's, so a claim covers the step
+/// whichever model ends up serving it.
+const CLAIM_MODEL: &str = "(claim)";
+
+/// How often a task waiting for another's claim looks again.
+const CLAIM_POLL: Duration = Duration::from_millis(100);
+
+/// A step this task claimed (see [`RunCache::claim`]); released when dropped, on every path.
+pub struct ClaimGuard {
+    store: Arc<Store>,
+    key: StepKey,
+    token: u64,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        // One short statement; a failure leaves a claim that dies with this run's lease.
+        let _ = self.store.release_claim(&self.key, self.token);
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use image::RgbaImage;
 
-use super::cache::{RunCache, StepResult, output_key};
+use super::cache::{ClaimGuard, Hit, RunCache, StepResult, output_key};
 use super::remote::{NotServed, Remote};
 use super::rows::{RowBuilder, StepDone};
 use crate::catalog::Catalog;
@@ -73,11 +73,13 @@ pub(super) enum Fetched {
 pub(super) fn fetch(
     planned: &PlannedImage,
     cache: Option<Arc<RunCache>>,
+    max_megapixels: u32,
 ) -> impl std::future::Future<Output = Fetched> + Send + 'static {
-    let (item, s3, wanted) = (
+    let (item, s3, wanted, max_bytes) = (
         planned.item.clone(),
         planned.s3.clone(),
         planned.output.is_ok(),
+        codec::max_input_bytes(max_megapixels),
     );
     async move {
         if !wanted {
@@ -86,7 +88,7 @@ pub(super) fn fetch(
         if let Some(known) = cache.as_ref().and_then(|c| c.known_input(&item)) {
             return Fetched::Known(known);
         }
-        match sources::read(&item, s3.as_ref()).await {
+        match sources::read(&item, s3.as_ref(), max_bytes).await {
             Ok(bytes) => Fetched::Bytes(bytes),
             Err(e) => Fetched::Failed(e.reason(), e.to_string()),
         }
@@ -219,9 +221,9 @@ impl<'a> ImageTask<'a> {
         for step in &ctx.manifest.steps {
             let input_size = self.size;
             let decision = ctx.decide(step, input_size);
-            if let Some(cache) = &ctx.cache
-                && let Some(hit) = cache.lookup(step, self.link, &models_of(&decision))
-            {
+            // Held until the step's result is recorded: nobody else pays for it meanwhile.
+            let (hit, _claim) = self.find_or_claim(step, &decision).await;
+            if let Some(hit) = hit {
                 self.link = hit.key.as_hash();
                 self.size = (hit.step.out_w, hit.step.out_h);
                 if hit.step.blob.is_empty() {
@@ -286,6 +288,31 @@ impl<'a> ImageTask<'a> {
             }
         }
         self.write_output(output).await
+    }
+
+    /// The cached result of `step`, or, for a paid step not done yet, the claim to do it: if
+    /// another task or run is doing it, this waits for it and returns its result.
+    async fn find_or_claim(
+        &self,
+        step: &Step,
+        decision: &Decision,
+    ) -> (Option<Hit>, Option<ClaimGuard>) {
+        let Some(cache) = &self.ctx.cache else {
+            return (None, None);
+        };
+        let models = models_of(decision);
+        if let Some(hit) = cache.lookup(step, self.link, &models) {
+            return (Some(hit), None);
+        }
+        if !matches!(decision, Decision::Remote { .. }) {
+            return (None, None); // free work: recomputing it costs nothing
+        }
+        let claim = cache.claim(step, self.link, &self.key).await;
+        // Whoever held the claim before may have recorded the result.
+        match cache.lookup(step, self.link, &models) {
+            Some(hit) => (Some(hit), None),
+            None => (None, claim),
+        }
     }
 
     /// Runs `step` on `image` (remote or local, as decided), records the result in the cache and
@@ -415,7 +442,8 @@ impl<'a> ImageTask<'a> {
         s3: Option<&S3>,
         expected: blake3::Hash,
     ) -> Result<Vec<u8>, StepFailed> {
-        let bytes = sources::read(item, s3)
+        let max_bytes = codec::max_input_bytes(self.ctx.manifest.limits.max_megapixels);
+        let bytes = sources::read(item, s3, max_bytes)
             .await
             .map_err(|e| StepFailed::nothing_ran(e.reason(), e.to_string()))?;
         if input_hash(&bytes) != expected {

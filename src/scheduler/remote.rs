@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use image::RgbaImage;
 
 use super::budget::{Budget, BudgetExceeded};
-use super::cache::RunCache;
+use super::cache::{CallOf, RunCache};
 use super::health::{Admission, Health, OpenReason};
 use super::rate_limit::RateLimits;
 use super::retry::RetryPolicy;
@@ -106,25 +106,28 @@ impl Remote {
         }
     }
 
-    /// With a daily cap and a state store, holds `amount` against the day across every run
-    /// sharing the store, so runs started together cannot overspend it between them. `None`
-    /// when there is nothing to hold (no daily cap, no store, a free call).
-    async fn hold_daily(&self, amount: Usd) -> Result<Option<HoldId>, BudgetExceeded> {
-        match (&self.ledger, self.budget.daily_cap()) {
-            (Some(ledger), Some(cap)) if amount > Usd::ZERO => {
-                ledger.hold_daily(cap, amount).await.map(Some)
+    /// With a state store, holds `amount` for the call in the store until it settles, so a
+    /// run killed mid-call still shows it as possibly billed; with a daily cap too, the hold
+    /// counts against the day across every run sharing the store, so runs started together
+    /// cannot overspend it between them. `None` when there is nothing to hold (no store, a free
+    /// call).
+    async fn hold(&self, call: CallOf<'_>, amount: Usd) -> Result<Option<HoldId>, BudgetExceeded> {
+        match &self.ledger {
+            Some(ledger) if amount > Usd::ZERO => {
+                ledger.hold(call, self.budget.daily_cap(), amount).await
             }
             _ => Ok(None),
         }
     }
 
-    /// Records what a call was billed, right as it settles, ending its daily hold if it had
-    /// one. Called with zero for a call that was never made or billed nothing.
-    async fn billed(&self, model: &str, cost: Usd, hold: Option<HoldId>) {
+    /// Records what a call was billed, right as it settles, ending its hold if it had one.
+    /// Called with zero for a call that was never made or billed nothing.
+    async fn billed(&self, call: CallOf<'_>, cost: Usd, hold: Option<HoldId>) {
         let Some(ledger) = &self.ledger else { return };
         match hold {
-            Some(hold) => ledger.settle_hold(hold, model, cost).await,
-            None => ledger.record_spend(model, cost),
+            Some(hold) => ledger.settle_hold(hold, call, cost).await,
+            None if cost > Usd::ZERO => ledger.record_spend(call, cost),
+            None => {}
         }
     }
 
@@ -206,28 +209,32 @@ impl Remote {
                 return failure.set(open_reason(r), format!("{model_id}: {r}"), Next::NextModel);
             }
         };
-        // Held only once admitted, so a hold lasts as long as the call itself, not the wait for
-        // a rate-limit slot (holds of runs that died expire after `HOLD_EXPIRES_SECS`).
-        let hold = match self.hold_daily(candidate.price).await {
+        self.warn_if_legacy(&candidate);
+        let request = match self.encode(step, image, &candidate).await {
+            Ok(r) => r,
+            Err(e) => return failure.set(Reason::FallbackTooLarge, e, Next::NextModel),
+        };
+        // Held only once the first attempt has its rate-limit slot, so a hold lasts as long as
+        // the call itself: a run killed while waiting for a slot has nothing possibly billed
+        // (holds of runs that died stop counting against the day after `HOLD_EXPIRES_SECS`).
+        self.rates.acquire(&model_id).await;
+        let call = CallOf {
+            image: key,
+            step: step.index,
+            model: &model_id,
+        };
+        let hold = match self.hold(call, candidate.price).await {
             Ok(hold) => hold,
             Err(e) => {
                 drop(reservation); // nothing called
                 return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
             }
         };
-        self.warn_if_legacy(&candidate);
-        let request = match self.encode(step, image, &candidate).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.billed(&model_id, Usd::ZERO, hold).await;
-                return failure.set(Reason::FallbackTooLarge, e, Next::NextModel);
-            }
-        };
         let body = match self.call(client, &model_id, &request, failure).await {
             Ok(body) => body,
             Err(e) => {
                 drop(reservation); // nothing billed
-                self.billed(&model_id, Usd::ZERO, hold).await;
+                self.billed(call, Usd::ZERO, hold).await;
                 return match e.action() {
                     RetryAction::OpenCircuit => {
                         self.health.open(&model_id, circuit_reason(&e));
@@ -272,7 +279,7 @@ impl Remote {
             Ok(Ok(d)) => {
                 let cost = candidate.price.times(d.images_billed);
                 reservation.settle(cost);
-                self.billed(&model_id, cost, hold).await;
+                self.billed(call, cost, hold).await;
                 self.log_budget_warnings();
                 Ok((d.image, model_id, cost))
             }
@@ -284,7 +291,7 @@ impl Remote {
                     candidate.price
                 };
                 reservation.settle(cost);
-                self.billed(&model_id, cost, hold).await;
+                self.billed(call, cost, hold).await;
                 failure.cost += cost;
                 failure.set(
                     Reason::FallbackRemote(e.reason()),
@@ -294,7 +301,7 @@ impl Remote {
             }
             Err(panic) => {
                 reservation.settle(candidate.price);
-                self.billed(&model_id, candidate.price, hold).await;
+                self.billed(call, candidate.price, hold).await;
                 failure.cost += candidate.price;
                 failure.set(
                     Reason::FallbackRemote("fallback-bad-response"),
@@ -321,7 +328,8 @@ impl Remote {
         }
     }
 
-    /// The call with rate limiting and retries; counts attempts into `failure`.
+    /// The call with retries, each retry waiting for its rate-limit slot (the first attempt's
+    /// slot is taken by the caller); counts attempts into `failure`.
     async fn call(
         &self,
         client: &BedrockClient,
@@ -331,7 +339,9 @@ impl Remote {
     ) -> Result<Vec<u8>, RemoteError> {
         let mut tries = 0;
         loop {
-            self.rates.acquire(model).await;
+            if tries > 0 {
+                self.rates.acquire(model).await;
+            }
             tries += 1;
             failure.attempts += 1;
             let result = client

@@ -154,7 +154,8 @@ pub async fn run(
     loop {
         while ahead.len() < read_ahead {
             let Some(planned) = pending.next() else { break };
-            let fetch = tokio::spawn(image_task::fetch(&planned, ctx.cache.clone()));
+            let max_mp = manifest.limits.max_megapixels;
+            let fetch = tokio::spawn(image_task::fetch(&planned, ctx.cache.clone(), max_mp));
             ahead.push_back((planned, fetch));
         }
         let Some((planned, mut fetch)) = ahead.pop_front() else {
@@ -189,6 +190,9 @@ pub async fn run(
     }
     drop(tx);
     while tasks.join_next().await.is_some() {}
+    if let Some(cache) = &ctx.cache {
+        cache.release_claims();
+    }
 
     let billed = ctx.remote.budget.spent();
     let rows = report_task.await.map_err(|_| RunError::ReportTask)??;

@@ -8,7 +8,7 @@
 mod local;
 mod s3;
 
-pub use local::{LocalGlob, is_image_extension};
+pub use local::{LocalGlob, is_image_extension, read_file};
 pub use s3::S3Input;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +48,11 @@ pub struct Listing {
     pub excluded: usize,
     /// S3 keys ending in `/` (empty "folder" objects some tools create).
     pub skipped_folder_markers: usize,
+    /// Dangling or looping symbolic links the globs do not match (matched ones are listed and
+    /// fail when read).
+    pub skipped_broken: usize,
+    /// Subfolders of a glob's base that could not be read (skipped, with a warning).
+    pub unreadable_folders: Vec<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +78,18 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{} is a {kind}, not a regular file; it was not read", path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("{} is a symbolic link that leads nowhere ({why})", path.display())]
+    BrokenLink { path: PathBuf, why: String },
+    #[error(
+        "{input} is {size} bytes, more than any image within limits.max_megapixels can take ({limit} bytes); it was not read"
+    )]
+    TooLarge {
+        input: String,
+        size: u64,
+        limit: u64,
+    },
     /// Listing or reading an S3 input failed (missing bucket, access denied, ...).
     #[error(transparent)]
     S3(#[from] S3Error),
@@ -89,6 +106,9 @@ impl SourceError {
     pub fn reason(&self) -> &'static str {
         match self {
             SourceError::S3(e) => e.reason(),
+            SourceError::NotAFile { .. } => "not-a-file",
+            SourceError::BrokenLink { .. } => "broken-link",
+            SourceError::TooLarge { .. } => "too-large",
             _ => "read-failed",
         }
     }
@@ -139,32 +159,48 @@ pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, Sourc
     Ok(listing)
 }
 
-/// Reads an input's bytes (an S3 object is fetched with GetObject, retried when transient).
-pub async fn read(item: &InputItem, s3: Option<&S3>) -> Result<Vec<u8>, SourceError> {
-    read_head(item, s3, None).await
+/// Reads an input's bytes (an S3 object is fetched with GetObject, retried when transient),
+/// refusing, before reading them, inputs of more than `max_bytes`.
+pub async fn read(
+    item: &InputItem,
+    s3: Option<&S3>,
+    max_bytes: u64,
+) -> Result<Vec<u8>, SourceError> {
+    read_head(item, s3, None, max_bytes).await
 }
 
 /// Reads at most the first `len` bytes of an input (all of it for `None`): enough for image
-/// headers without fetching a whole object.
+/// headers without fetching a whole object. Inputs of more than `max_bytes` are refused whole.
+/// Never blocks on a FIFO or device: only regular files are read.
 pub async fn read_head(
     item: &InputItem,
     s3: Option<&S3>,
     len: Option<u64>,
+    max_bytes: u64,
 ) -> Result<Vec<u8>, SourceError> {
     match &item.location {
         InputLocation::Local(path) => {
-            tokio::fs::read(path)
-                .await
-                .map_err(|source| SourceError::Read {
-                    path: path.clone(),
-                    source,
+            let (path, display) = (path.clone(), item.display.clone());
+            let job = move || local::read_file(&path, &display, len, max_bytes);
+            tokio::task::spawn_blocking(job).await.unwrap_or_else(|e| {
+                Err(SourceError::Read {
+                    path: item.display.clone().into(),
+                    source: std::io::Error::other(e),
                 })
+            })
         }
         InputLocation::S3 { bucket, key } => {
             let s3 = s3.ok_or_else(|| SourceError::NoS3Client {
                 input: item.display.clone(),
             })?;
-            Ok(s3.get_range(bucket, key, len).await?)
+            match s3.get_range(bucket, key, len, max_bytes).await {
+                Err(crate::s3::S3Error::TooLarge { size, .. }) => Err(SourceError::TooLarge {
+                    input: item.display.clone(),
+                    size,
+                    limit: max_bytes,
+                }),
+                other => Ok(other?),
+            }
         }
     }
 }

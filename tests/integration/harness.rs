@@ -58,8 +58,15 @@ impl Test {
 
     /// Runs the binary in the test folder.
     pub fn run(self, args: &[&str]) -> Outcome {
-        let out = Command::new(env!("CARGO_BIN_EXE_retouch"))
-            .args(args)
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_retouch"), args);
+        self.output(&mut cmd)
+    }
+
+    /// `program args` set up to run in the test folder with no AWS credentials or config (to
+    /// wrap the binary in another program, e.g. `sh -c` or `setpriv`).
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(self.root())
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("AWS_ACCESS_KEY_ID")
@@ -69,9 +76,13 @@ impl Test {
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
                 self.root().join("no-aws-credentials"),
-            )
-            .output()
-            .expect("run retouch");
+            );
+        cmd
+    }
+
+    /// Runs `cmd` (from [`Test::command`]) to completion.
+    pub fn output(self, cmd: &mut Command) -> Outcome {
+        let out = cmd.output().expect("run retouch");
         Outcome {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -10,3 +10,4 @@ mod cli_run;
 mod report_cmd;
 mod reruns;
 mod s3;
+mod safety;

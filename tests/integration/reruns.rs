@@ -482,3 +482,193 @@ fn a_local_rerun_reuses_everything_and_a_change_replays_only_free_steps() {
     let (w, h) = image::image_dimensions(out.root.join("out/a.png")).unwrap();
     assert_eq!((w, h), (360, 270));
 }
+
+/// Seconds of latency the double adds, so calls of runs going at once overlap.
+const SLOW: Duration = Duration::from_millis(250);
+
+fn slow_double_models(double: &BedrockDouble) {
+    double.set_latency(STAB_FAST, SLOW);
+    double.set_latency(STAB_BG, SLOW);
+}
+
+/// What the double billed: $0.03 per upscale, $0.07 per cut-out, in micro-USD.
+fn billed_micros(double: &BedrockDouble) -> i64 {
+    let (fast, bg) = calls(double);
+    fast as i64 * 30_000 + bg as i64 * 70_000
+}
+
+fn micros(cost: &str) -> i64 {
+    (cost.parse::<f64>().unwrap() * 1e6).round() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_of_one_manifest_at_once_pay_each_step_once() {
+    let double = BedrockDouble::start().await;
+    slow_double_models(&double);
+    let images = 6;
+    let test = project(images)
+        .manifest(&pipeline("#ffffff", "").replace("limits: {", "limits: { concurrency: 3,"));
+    let root = test.root();
+    let (a, b) = tokio::join!(
+        retouch(root, &double, true, RUN),
+        retouch(
+            root,
+            &double,
+            true,
+            &["run", "pipelines/test.yaml", "-q", "--report", "out/b.csv"]
+        ),
+    );
+    a.success();
+    b.success();
+    assert_eq!(
+        calls(&double),
+        (images as u64, images as u64),
+        "a step was paid for by both runs"
+    );
+    // Every image and step is paid in exactly one of the two reports; the other reused it.
+    let (ra, rb) = (
+        report(&root.join("out/report.csv")),
+        report(&root.join("out/b.csv")),
+    );
+    assert_eq!((ra.len(), rb.len()), (2 * images, 2 * images));
+    let paid: i64 = ra.iter().chain(&rb).map(|r| micros(&r[4])).sum();
+    assert_eq!(paid, billed_micros(&double), "{ra:?}\n{rb:?}");
+    for (x, y) in ra.iter().zip(&rb) {
+        let paid_once = (micros(&x[4]) > 0) != (micros(&y[4]) > 0);
+        assert!(paid_once, "{x:?} / {y:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_images_in_one_run_pay_once() {
+    let double = BedrockDouble::start().await;
+    slow_double_models(&double);
+    let test = project(1);
+    let photo = std::fs::read(test.root().join("photos/p0.png")).unwrap();
+    let test = test
+        .file("photos/copy-1.png", &photo)
+        .file("photos/copy-2.png", &photo);
+    retouch(test.root(), &double, true, RUN).await.success();
+    assert_eq!(calls(&double), (1, 1), "one content, one payment");
+    let rows = routes(test.root());
+    assert_eq!(rows.len(), 6);
+    let hits = rows.iter().filter(|r| r.1 == "cache-hit").count();
+    assert_eq!(hits, 4, "{rows:?}");
+    for name in ["p0", "copy-1", "copy-2"] {
+        assert!(
+            test.root().join(format!("out/{name}.png")).is_file(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_may_not_write_the_report_a_live_run_writes() {
+    let double = BedrockDouble::start().await;
+    double.set_latency(STAB_FAST, Duration::from_millis(400));
+    let test = project(4)
+        .manifest(&pipeline("#ffffff", "").replace("limits: {", "limits: { concurrency: 1,"));
+    let root = test.root().to_owned();
+    let mut first = spawn(&root, &double, RUN);
+    let live = root.join("pipelines/.retouch/live");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let started = || {
+        std::fs::read_dir(&live).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("report-"))
+        })
+    };
+    while !started() {
+        assert!(Instant::now() < deadline, "the first run never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = retouch(&root, &double, true, RUN).await;
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("is writing the report") && second.stderr.contains("out/report.csv"),
+        "{}",
+        second.stderr
+    );
+    assert!(first.wait().unwrap().success());
+    assert_eq!(
+        report(&root.join("out/report.csv")).len(),
+        8,
+        "first run's report intact"
+    );
+    // Once it is done, the report is free again.
+    retouch(&root, &double, true, RUN).await.success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_runs_cost_shows_everything_it_was_billed_and_what_it_may_have_been() {
+    let double = BedrockDouble::start().await;
+    slow_double_models(&double);
+    let test = project(6)
+        .manifest(&pipeline("#ffffff", "").replace("limits: {", "limits: { concurrency: 3,"));
+    let root = test.root().to_owned();
+    let state = root.join("pipelines/.retouch/state.db");
+    let mut child = spawn(&root, &double, RUN);
+    let recorded = || -> i64 {
+        let Ok(db) = rusqlite::Connection::open_with_flags(
+            &state,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        ) else {
+            return 0;
+        };
+        db.query_row("SELECT COUNT(*) FROM steps WHERE blob != ''", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or(0)
+    };
+    // Kill while first steps are done and second steps are on the wire: their images have
+    // been billed but have no rows yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while recorded() < 2 {
+        assert!(Instant::now() < deadline, "nothing was recorded");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    tokio::time::sleep(SLOW * 2).await; // calls on the wire get their answers
+    let billed = billed_micros(&double);
+    assert!(billed > 0);
+
+    let runs = crate::harness::Test { dir: test.dir }
+        .run(&["runs", "--state", "pipelines/.retouch"])
+        .success();
+    let line = runs
+        .stdout
+        .lines()
+        .find(|l| l.contains("(unfinished"))
+        .unwrap_or_else(|| panic!("{}", runs.stdout));
+    let cost = micros(line.split_whitespace().nth(6).unwrap());
+    let possibly = line
+        .split("up to $")
+        .nth(1)
+        .map_or(0, |rest| micros(rest.split_whitespace().next().unwrap()));
+    assert!(
+        cost <= billed && billed <= cost + possibly,
+        "runs says ${cost} billed + up to ${possibly}; the double billed {billed}\n{line}"
+    );
+    // The rows alone say less: the difference is the images that never finished.
+    let rows: i64 = {
+        let db = rusqlite::Connection::open(&state).unwrap();
+        db.query_row("SELECT COALESCE(SUM(cost_micros), 0) FROM rows", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert!(cost > rows, "cost {cost} rows {rows}");
+    let run_id = line.split_whitespace().nth(2).unwrap().to_owned();
+    let out = runs
+        .then()
+        .run(&["report", &run_id, "--state", "pipelines/.retouch"])
+        .success();
+    assert!(
+        out.stdout
+            .contains("billed for steps of images that never finished"),
+        "{}",
+        out.stdout
+    );
+}
