@@ -5,6 +5,7 @@
 //! matte, the well-lit reference, and a degraded copy with a known colour cast, exposure error
 //! and mild noise. Rendering happens in linear light. Only one case is in memory at a time.
 
+pub mod hostile;
 pub mod metrics;
 mod rng;
 mod shapes;

@@ -7,6 +7,7 @@ mod support;
 mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
+mod hostile;
 mod report_cmd;
 mod reruns;
 mod s3;

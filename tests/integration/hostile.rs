@@ -1,0 +1,117 @@
+//! The hostile-input campaign as tests: every generated hostile image gets the row reason it
+//! must get, in one run, with memory bounded; every hostile manifest is refused by `check` with
+//! a clear message, fast. The cases themselves live in `retouch::testset::hostile`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use retouch::testset::hostile::{self, BombSize};
+
+use crate::harness::Test;
+
+/// Runs `cmd` and returns (exit code, peak resident memory in bytes) of the child.
+#[cfg(target_os = "linux")]
+fn run_measuring_rss(cmd: &mut std::process::Command) -> (i32, u64) {
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start retouch");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet waited for; status and usage are valid pointers.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (code, usage.ru_maxrss as u64 * 1024)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn every_hostile_image_gets_its_reason_and_memory_stays_bounded() {
+    let cases = hostile::images(BombSize::TEST);
+    let mut test = Test::new().manifest(
+        "version: 1\nname: hostile\ninputs: [\"../in/*\"]\noutput: { dir: ../out }\n\
+         steps:\n  - op: fix-lighting\n    models: [local]\nlimits: { concurrency: 8, max_megapixels: 12 }\n",
+    );
+    for case in &cases {
+        test = test.file(&format!("in/{}", case.name), &case.bytes);
+    }
+    let mut cmd = test.command(
+        env!("CARGO_BIN_EXE_retouch"),
+        &["run", "pipelines/test.yaml", "-q"],
+    );
+    let (code, rss) = run_measuring_rss(&mut cmd);
+    assert_eq!(code, 1, "some images fail, the run finishes");
+    let mut report = csv::Reader::from_path(test.root().join("out/report.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = report.records().map(Result::unwrap).collect();
+    let got: BTreeMap<String, String> = rows
+        .iter()
+        .map(|r| {
+            let name = r[1].trim_start_matches("../in/").to_string();
+            let reason = if &r[6] == "ok" { "ok" } else { &r[5] };
+            (name, reason.to_string())
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let reason = got.get(case.name).map_or("(no row)", String::as_str);
+        if reason != case.expect {
+            wrong.push(format!("{}: expected {}, got {reason}", case.name, case.expect));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(
+        rss < 300 << 20,
+        "peak RSS {} MiB over the hostile folder at concurrency 8",
+        rss >> 20
+    );
+    // Nothing oversized reached an output.
+    for case in cases.iter().filter(|c| c.expect == "ok") {
+        let stem = case.name.rsplit_once('.').unwrap().0;
+        let len = std::fs::metadata(test.root().join(format!("out/{stem}.png")))
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+            .len();
+        assert!(len < 8 << 20, "{}: {len} bytes", case.name);
+    }
+}
+
+#[test]
+fn every_hostile_manifest_is_refused_with_a_clear_message_fast() {
+    let mut test = Test::new().image("in/a.jpg", 20, 20);
+    let cases = hostile::manifests();
+    for case in &cases {
+        test = test.file(&format!("pipelines/{}", case.name), &case.text);
+    }
+    let mut slow = Vec::new();
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let manifest = format!("pipelines/{}", case.name);
+        let started = Instant::now();
+        let mut cmd = test.command(env!("CARGO_BIN_EXE_retouch"), &["check", &manifest]);
+        let out = cmd.output().unwrap();
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(case.exit) || !stderr.contains(case.says) {
+            wrong.push(format!(
+                "{}: exit {:?} (expected {}), expected to say `{}`:\n{stderr}",
+                case.name,
+                out.status.code(),
+                case.exit,
+                case.says
+            ));
+        }
+        // Generous for a loaded CI machine; the bracket bomb took 45-55 s before the guard.
+        if took > Duration::from_secs(10) {
+            slow.push(format!("{}: {took:?}", case.name));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    assert!(slow.is_empty(), "{}", slow.join("\n"));
+}
