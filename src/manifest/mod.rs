@@ -17,6 +17,7 @@ mod models;
 mod sections;
 mod steps;
 mod suggest;
+mod yaml;
 
 pub use diagnostic::{Diagnostic, Location, ManifestErrors, Position};
 pub use location::{MAX_PRESIGN, normalize, parse_s3};
@@ -75,7 +76,7 @@ pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Manifest, Man
     if let Err(d) = guard::size(text.len()).and_then(|()| guard::depth(text)) {
         return fail(vec![d]);
     }
-    let root: Value = match serde_yaml::from_str(text) {
+    let root: Value = match yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => return fail(syntax_errors(&e, text)),
     };

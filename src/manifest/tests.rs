@@ -602,6 +602,68 @@ fn duplicate_keys_point_at_the_second_one() {
     assert_eq!(d.location.position, Some(Position { line: 5, column: 3 }));
 }
 
+/// `(text, key path, line:column, message)` for numbers that are not finite or do not fit: each
+/// is one diagnostic at its key.
+#[test]
+fn non_finite_and_huge_numbers_are_located_with_the_range() {
+    let cases = [
+        (
+            with_steps("  - op: upscale\n    models: [local]\n    factor: .inf\n"),
+            "steps[0].factor",
+            (9, 13),
+            "`.inf` in steps[0].factor is not a finite number: expected a number > 1 and <= 8",
+        ),
+        (
+            with_steps("  - op: upscale\n    models: [local]\n    factor: 1e999\n"),
+            "steps[0].factor",
+            (9, 13),
+            "`1e999` in steps[0].factor is not a finite number: expected a number > 1 and <= 8",
+        ),
+        (
+            with_extra("budget:\n  max_usd: .nan\n"),
+            "budget.max_usd",
+            (11, 12),
+            "`.nan` in budget.max_usd is not a finite number: \
+             expected a number >= 0 and <= 1000000000",
+        ),
+        (
+            with_extra("limits:\n  concurrency: 99999999999999999999999\n"),
+            "limits.concurrency",
+            (11, 16),
+            "limits.concurrency is 99999999999999999999999, but must be between 1 and 1024",
+        ),
+        (
+            with_extra("limits:\n  downloads: -99999999999999999999999\n"),
+            "limits.downloads",
+            (11, 14),
+            "limits.downloads is -99999999999999999999999, but must be between 1 and 1024",
+        ),
+        (
+            with_extra(&format!("limits:\n  attempts: 1{}\n", "0".repeat(40))),
+            "limits.attempts",
+            (11, 13),
+            "limits.attempts is 1e40, but must be between 1 and 10",
+        ),
+        (
+            with_extra("budget: {max_usd: 99999999999999999999999}\n"),
+            "budget.max_usd",
+            (10, 19),
+            "budget.max_usd is 99999999999999999999999, but must be >= 0 and <= 1000000000",
+        ),
+        (
+            with_extra("limits: {concurrency: .inf}\n"),
+            "limits.concurrency",
+            (10, 23),
+            "`.inf` in limits.concurrency is not a finite number: \
+             expected a whole number between 1 and 1024",
+        ),
+    ];
+    for (text, key_path, (line, column), message) in cases {
+        let d = only_error(&text, key_path, line, column);
+        assert_eq!(d.message, message);
+    }
+}
+
 /// Nesting is refused before any YAML parser sees it (they take time quadratic in depth, or
 /// overflow the stack), at the first level too deep.
 #[test]
@@ -626,6 +688,36 @@ fn deeply_nested_text_is_refused_where_it_gets_too_deep() {
             help(&d)
         );
     }
+}
+
+#[test]
+fn a_huge_integer_is_one_problem_among_the_others() {
+    let text = with_extra(
+        "limits:\n  concurrency: 99999999999999999999999\n  attempts: 0\nbudget: {max_usd: .inf}\n",
+    )
+    .replace("name: t", "name: bad name");
+    let e = errors(&text);
+    let at: Vec<_> = e
+        .diagnostics
+        .iter()
+        .map(|d| {
+            (
+                d.location.key_path.as_str(),
+                d.location.position.map(|p| p.line),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            ("name", Some(2)),
+            ("limits.concurrency", Some(11)),
+            ("limits.attempts", Some(12)),
+            ("budget.max_usd", Some(13)),
+        ],
+        "{e}"
+    );
+    assert!(!e.to_string().contains("u128"), "{e}");
 }
 
 #[test]
