@@ -57,6 +57,21 @@ pub fn load(path: &Path, catalog: &Catalog) -> Result<Manifest, ManifestErrors> 
     }
 }
 
+/// The manifest's `catalog:` value joined onto its folder, read before validation (the model
+/// names in the manifest depend on the catalog). `None` when the file has no such string or is
+/// not a manifest at all; [`load`] then reports why.
+pub fn catalog_key(path: &Path) -> Option<PathBuf> {
+    let bytes = read_capped(path).ok()?;
+    guard::size(bytes.len()).ok()?;
+    let text = guard::utf8(&bytes).ok()?;
+    // The same guard as `parse`: serde_yaml took minutes over a nesting bomb.
+    guard::depth(text).ok()?;
+    let root = yaml::from_str(text).ok()?;
+    let rel = root.get("catalog")?.as_str()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Some(dir.join(rel))
+}
+
 /// The file's bytes, reading at most one byte past the size limit (enough to refuse it).
 fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;

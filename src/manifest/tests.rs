@@ -783,3 +783,15 @@ fn oversized_and_non_utf8_files_are_one_diagnostic() {
         )
     );
 }
+
+#[test]
+fn catalog_key_is_read_through_the_same_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, with_extra("catalog: models.yaml\n")).unwrap();
+    assert_eq!(catalog_key(&path), Some(dir.path().join("models.yaml")));
+    std::fs::write(&path, format!("catalog: x\nsteps: {}", "[".repeat(200_000))).unwrap();
+    assert_eq!(catalog_key(&path), None);
+    std::fs::write(&path, b"catalog: caf\xe9\n").unwrap();
+    assert_eq!(catalog_key(&path), None);
+}
