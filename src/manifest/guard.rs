@@ -106,6 +106,15 @@ struct Scan {
 impl Scan {
     /// Scans one line (without its `\n`); `Err` holds the 1-based column that is too deep.
     fn line(&mut self, line: &str) -> Result<(), usize> {
+        // A node may follow a document marker on its line (`--- [a]`): scan it as indented.
+        let marked;
+        let line = match line.get(..3) {
+            Some("---" | "...") if line[3..].starts_with([' ', '\t']) => {
+                marked = format!("   {}", &line[3..]);
+                marked.as_str()
+            }
+            _ => line,
+        };
         let indent = line.len() - line.trim_start_matches(' ').len();
         let blank = line.trim().is_empty();
         if let Some(parent) = self.block_scalar {
@@ -171,7 +180,8 @@ impl Scan {
         }
         match c {
             ' ' | '\t' => {}
-            '-' | '?' if blank_next => {
+            // Block entries and explicit keys and values (`? [a]` / `: [b]`).
+            '-' | '?' | ':' if blank_next => {
                 self.depth += 1;
                 self.node_col = col;
                 check(self.depth, col + 1)?;
@@ -287,6 +297,8 @@ mod tests {
             "[&a \"]\", ".repeat(40),
             "[x \", \"]\" ".repeat(40),
             "{\"a\":\"]\", b: ".repeat(40),
+            format!("--- {}", "[".repeat(40)),
+            format!("? a\n: {}", "[".repeat(40)),
             format!("[\"abc\n, \"{}", "[".repeat(40)),
         ] {
             assert!(too_deep(&text).is_some(), "{text}");
