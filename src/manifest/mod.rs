@@ -1,11 +1,12 @@
 //! YAML manifest → validated [`Manifest`], or every diagnostic at once.
 //!
-//! Owns the manifest format (version 1). serde_yaml parses the text into a `Value`; small `check_*`
-//! style functions (`sections`, `steps`, `models`) walk it, pushing a [`Diagnostic`] for every
-//! unknown key, wrong type, out-of-range value or unknown model, and build the domain types only
-//! when nothing was wrong. `locate` maps key paths back to line and column. Reads only the manifest
-//! file itself: no globbing, no existence checks (the engine does those). No `Raw*` type or YAML
-//! value leaves this module.
+//! Owns the manifest format (version 1). `guard` refuses oversized, non-UTF-8 or deeply nested
+//! text before any parser sees it; `yaml` parses the rest into a `Value` (via serde_yaml); small
+//! `check_*` style functions (`sections`, `steps`, `models`) walk it, pushing a [`Diagnostic`] for
+//! every unknown key, wrong type, out-of-range value or unknown model, and build the domain types
+//! only when nothing was wrong. `locate` maps key paths back to line and column. Reads only the
+//! manifest file itself: no globbing, no existence checks (the engine does those). No `Raw*` type
+//! or YAML value leaves this module.
 
 mod check;
 mod diagnostic;
