@@ -160,6 +160,11 @@ fn open_decoder(
         .expect("reading from memory cannot fail");
     let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
     check_complete(format, bytes)?;
+    // The PNG decoder applies the allocation limit while opening, so a huge PNG would be refused
+    // as "Memory limit exceeded" before its size could be checked here.
+    if let Some((width, height)) = png_dimensions(format, bytes) {
+        check_pixels(width, height, max_megapixels)?;
+    }
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
@@ -167,6 +172,12 @@ fn open_decoder(
         .into_decoder()
         .map_err(|source| DecodeError::Corrupt { format, source })?;
     let (width, height) = decoder.dimensions();
+    check_pixels(width, height, max_megapixels)?;
+    Ok((format, Box::new(decoder)))
+}
+
+/// Refuses an image of more than `max_megapixels` million pixels.
+fn check_pixels(width: u32, height: u32, max_megapixels: u32) -> Result<(), DecodeError> {
     if u64::from(width) * u64::from(height) > u64::from(max_megapixels) * 1_000_000 {
         return Err(DecodeError::TooLarge {
             width,
@@ -174,7 +185,15 @@ fn open_decoder(
             limit: max_megapixels,
         });
     }
-    Ok((format, Box::new(decoder)))
+    Ok(())
+}
+
+/// The width and height a PNG's header claims: the IHDR chunk must come first, right after the
+/// 8-byte signature (length, `IHDR`, then width and height as big-endian `u32`s).
+fn png_dimensions(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(8..24).filter(|_| format == ImageFormat::Png)?;
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (&ihdr[4..8] == b"IHDR").then(|| (be(&ihdr[8..12]), be(&ihdr[12..16])))
 }
 
 /// Catches truncation that lenient decoders would paper over with grey pixels.
@@ -332,6 +351,67 @@ mod tests {
         let err = decode(&png_bytes(&big), 1).unwrap_err();
         assert_eq!(err.reason(), "too-large");
         assert!(err.to_string().contains("1100x1000"), "{err}");
+    }
+
+    /// A PNG whose header claims `width` x `height` RGBA pixels, followed by one tiny IDAT.
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA, deflate, no interlace
+        // A zlib stream holding one empty stored block.
+        let idat = [
+            0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x01,
+        ];
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [
+            (b"IHDR", &ihdr[..]),
+            (b"IDAT", &idat[..]),
+            (b"IEND", &[][..]),
+        ] {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            let crc = crc32(&out[start..]);
+            out.extend_from_slice(&crc.to_be_bytes());
+        }
+        out
+    }
+
+    /// CRC-32 (IEEE), as PNG chunks use it.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn huge_png_header_is_too_large_not_corrupt() {
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082, "the CRC matches PNG's");
+        for (w, h) in [
+            (65_535, 65_535),
+            (u32::MAX >> 1, u32::MAX >> 1),
+            (100_000, 30_000),
+        ] {
+            let png = png_claiming(w, h);
+            let err = decode(&png, 100).unwrap_err();
+            assert_eq!(err.reason(), "too-large", "{w}x{h}: {err}");
+            assert!(err.to_string().contains(&format!("{w}x{h}")), "{err}");
+            assert_eq!(probe(&png, 100).unwrap_err().reason(), "too-large");
+        }
+        // The same header at a size the limit allows gets as far as the (empty) pixel data.
+        let err = decode(&png_claiming(4, 4), 100).unwrap_err();
+        assert_eq!(err.reason(), "corrupt-image", "{err}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! access denied are named as such (with the bucket and key), and transient failures (throttling,
 //! 5xx, timeouts, dropped connections) are retried by the SDK's standard retry policy. A body that
 //! breaks off mid-download is retried here. Only this file, `sources` and `sinks` import
-//! `aws-sdk-s3`; nothing else sees an SDK type.
+//! `aws-sdk-s3`; nothing else sees an SDK type. Listings ask for URL-encoded keys (a key may hold
+//! characters XML 1.0 cannot carry) and decode them; an error's detail never carries more than a
+//! few hundred bytes of what the server sent.
 
 use std::time::Duration;
 
@@ -16,6 +18,10 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::EncodingType;
+
+/// The most of an error's detail (which may quote a whole response body) kept in messages.
+const MAX_DETAIL: usize = 300;
 
 /// How to reach S3 (from the manifest's `aws:` section; the SDK's own environment variables,
 /// such as `AWS_ENDPOINT_URL_S3`, apply when these leave something unset).
@@ -158,18 +164,28 @@ impl S3 {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<ListedObject>, S3Error> {
+        // A key may hold characters XML 1.0 cannot carry (control characters): listed raw, one
+        // such key makes the whole listing unreadable. URL-encoded, every key arrives.
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .encoding_type(EncodingType::Url)
             .into_paginator()
             .send();
         let mut objects = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| classify(e, bucket, prefix))?;
+            // Only a store that says it encoded the keys has them decoded.
+            let encoded = page.encoding_type() == Some(&EncodingType::Url);
             objects.extend(page.contents().iter().filter_map(|o| {
-                let key = o.key()?.to_owned();
+                let key = o.key()?;
+                let key = if encoded {
+                    url_decode(key)
+                } else {
+                    key.to_owned()
+                };
                 let version = o
                     .size()
                     .and_then(|size| match (o.e_tag(), o.last_modified()) {
@@ -244,7 +260,7 @@ impl S3 {
                     return Err(S3Error::Failed {
                         bucket: bucket.into(),
                         key: key.into(),
-                        detail: format!("reading the body failed: {e}"),
+                        detail: clip(format!("reading the body failed: {e}")),
                     });
                 }
             }
@@ -307,7 +323,7 @@ impl S3 {
             .key(key)
             .presigned(config)
             .await
-            .map_err(|e| failed(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| failed(clip(DisplayErrorContext(&e).to_string())))?;
         Ok(request.uri().to_owned())
     }
 }
@@ -340,6 +356,7 @@ where
         Some(m) if !code.is_empty() => format!("{code}: {m}"),
         _ => DisplayErrorContext(&e).to_string(),
     };
+    let detail = clip(detail);
     let (bucket, key) = (bucket.to_owned(), key.to_owned());
     match (code.as_str(), status) {
         ("NoSuchBucket", _) => S3Error::NoSuchBucket { bucket, key },
@@ -359,6 +376,45 @@ where
             detail,
         },
     }
+}
+
+/// `detail` cut to [`MAX_DETAIL`] bytes: an SDK error that could not parse a response quotes
+/// all of it (5.5 KB for one page of a listing).
+fn clip(detail: String) -> String {
+    if detail.len() <= MAX_DETAIL {
+        return detail;
+    }
+    let mut end = MAX_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = detail.len() - end;
+    format!("{}… ({cut} more bytes not shown)", &detail[..end])
+}
+
+/// A key from a listing made with `EncodingType=url`: `%XX` escapes, and `+` for a space, as S3
+/// writes them. Bytes that do not form UTF-8 are replaced; such a key names no object, and
+/// reading it fails that one image.
+fn url_decode(key: &str) -> String {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        match (bytes[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(h)) => {
+                let h = std::str::from_utf8(h).unwrap_or("00");
+                out.push(u8::from_str_radix(h, 16).unwrap_or(0));
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The HTTP status of a raw response, whatever the SDK's response type.
@@ -402,5 +458,26 @@ mod tests {
         let reasons: std::collections::HashSet<_> = all.iter().map(S3Error::reason).collect();
         assert_eq!(reasons.len(), 4);
         assert!(all[0].to_string().contains("bucket `b` does not exist"));
+    }
+
+    #[test]
+    fn listed_keys_are_url_decoded_as_s3_encodes_them() {
+        assert_eq!(url_decode("photos/a%01b.jpg"), "photos/a\u{1}b.jpg");
+        assert_eq!(url_decode("run+books/a%2Bb%20c.jpg"), "run books/a+b c.jpg");
+        assert_eq!(url_decode("%ED%95%9C%EA%B8%80/x.txt"), "한글/x.txt");
+        assert_eq!(url_decode("100%25.csv"), "100%.csv");
+        // Not escapes: kept as they are.
+        assert_eq!(url_decode("50%.jpg"), "50%.jpg");
+        assert_eq!(url_decode("a%+1b%2"), "a% 1b%2");
+        assert_eq!(url_decode("bad%FF.jpg"), "bad\u{FFFD}.jpg");
+    }
+
+    #[test]
+    fn details_are_clipped_to_a_few_hundred_bytes() {
+        assert_eq!(clip("short".into()), "short");
+        let body = format!("unhandled error: <ListBucketResult>{}", "é".repeat(3_000));
+        let clipped = clip(body);
+        assert!(clipped.len() < MAX_DETAIL + 40, "{}", clipped.len());
+        assert!(clipped.ends_with(" more bytes not shown)"), "{clipped}");
     }
 }

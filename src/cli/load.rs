@@ -1,7 +1,7 @@
 //! Loading what a command needs: the model catalog (built-in, plus a user file and the
 //! manifest's price overrides) and the validated manifest, printing diagnostics on failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use retouch::catalog::{Catalog, CatalogError};
@@ -13,22 +13,12 @@ use retouch::sources::Listing;
 pub fn catalog_for(manifest_path: &Path, flag: Option<&Path>) -> Result<Catalog, CatalogError> {
     let file = flag
         .map(Path::to_owned)
-        .or_else(|| catalog_key(manifest_path));
+        .or_else(|| manifest::catalog_key(manifest_path));
     let builtin = Catalog::builtin();
     match file {
         Some(path) => builtin.with_overrides(&path),
         None => Ok(builtin),
     }
-}
-
-/// The manifest's `catalog:` value joined onto its folder, if it has one. Errors are left for
-/// validation to report properly.
-fn catalog_key(manifest_path: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(manifest_path).ok()?;
-    let value: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
-    let rel = value.get("catalog")?.as_str()?;
-    let dir = manifest_path.parent().unwrap_or(Path::new("."));
-    Some(dir.join(rel))
 }
 
 /// Loads the catalog and the manifest, printing every problem; `None` means exit code 2.

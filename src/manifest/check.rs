@@ -12,6 +12,7 @@ use serde_yaml::{Mapping, Value};
 use super::diagnostic::{Diagnostic, Location};
 use super::locate::{Spans, join_key};
 use super::suggest;
+use super::yaml;
 use crate::catalog::Catalog;
 
 /// State shared by all checks of one manifest.
@@ -222,39 +223,83 @@ impl<'a> Checker<'a> {
 
     /// A whole number in `min..=max`.
     pub fn int(&mut self, v: &Value, path: &str, min: i64, max: i64) -> Option<i64> {
-        let Some(n) = v.as_i64() else {
-            let expected = format!("a whole number between {min} and {max}");
-            self.type_error(path, v, &expected);
-            return None;
-        };
-        if !(min..=max).contains(&n) {
-            let message = format!("{path} is {n}, but must be between {min} and {max}");
-            self.error(path, message, None);
+        let expected = format!("a whole number between {min} and {max}");
+        if let Some(text) = non_finite(v) {
+            self.not_finite(path, &text, &expected);
             return None;
         }
-        Some(n)
+        let n = match (v.as_i64(), whole_number(v)) {
+            (Some(n), _) if (min..=max).contains(&n) => return Some(n),
+            (Some(n), _) => n.to_string(),
+            // Too large for 64 bits, or so large serde_yaml read it as a float.
+            (None, Some(text)) => text,
+            (None, None) => {
+                self.type_error(path, v, &expected);
+                return None;
+            }
+        };
+        let message = format!("{path} is {n}, but must be between {min} and {max}");
+        self.error(path, message, None);
+        None
     }
 
     /// A number (integers accepted) within `range`.
     pub fn float(&mut self, v: &Value, path: &str, range: FloatRange) -> Option<f64> {
-        let Some(x) = v.as_f64().filter(|x| x.is_finite()) else {
-            self.type_error(path, v, "a number");
-            return None;
-        };
-        if !range.contains(x) {
-            let message = format!("{path} is {x}, but must be {}", range.describe());
-            self.error(path, message, None);
+        let expected = format!("a number {}", range.describe());
+        if let Some(text) = non_finite(v) {
+            self.not_finite(path, &text, &expected);
             return None;
         }
-        Some(x)
+        let shown = match (v.as_f64(), yaml::big_int(v)) {
+            (Some(x), _) if range.contains(x) => return Some(x),
+            (Some(x), _) => x.to_string(),
+            (None, Some(digits)) => digits.to_owned(),
+            (None, None) => {
+                self.type_error(path, v, "a number");
+                return None;
+            }
+        };
+        let message = format!("{path} is {shown}, but must be {}", range.describe());
+        self.error(path, message, None);
+        None
     }
+
+    /// `.inf`, `.nan` or a number too large for a float where a number is expected.
+    fn not_finite(&mut self, path: &str, text: &str, expected: &str) {
+        let message = format!("`{text}` in {path} is not a finite number: expected {expected}");
+        self.error(path, message, None);
+    }
+}
+
+/// How a value that is not a finite number, but reads as one, was written: `.inf`, `-.inf` and
+/// `.nan` (YAML floats), or a string such as `1e999` that overflows a float.
+fn non_finite(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) if n.as_f64().is_some_and(|x| !x.is_finite()) => Some(n.to_string()),
+        Value::String(s) if s.trim().parse::<f64>().is_ok_and(|x| !x.is_finite()) => {
+            Some(s.trim().to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// A whole number that does not fit in an `i64`, as written (or as serde_yaml read it).
+fn whole_number(v: &Value) -> Option<String> {
+    if let Some(digits) = yaml::big_int(v) {
+        return Some(digits.to_owned());
+    }
+    let Value::Number(n) = v else { return None };
+    // `4.0` is in range but not written as a whole number: only floats beyond `i64` count.
+    let beyond = |x: f64| x.fract() == 0.0 && (x < i64::MIN as f64 || x > i64::MAX as f64);
+    let is_whole = n.is_u64() || n.as_f64().is_some_and(beyond);
+    is_whole.then(|| n.to_string())
 }
 
 /// A quoted number where a number is expected: suggest dropping the quotes.
 fn unquote_help(v: &Value, expected: &str) -> Option<String> {
     let s = v.as_str()?.trim();
     let wants_number = expected.contains("number");
-    (wants_number && s.parse::<f64>().is_ok())
+    (wants_number && s.parse::<f64>().is_ok_and(f64::is_finite))
         .then(|| format!("write the number without quotes: `{s}`"))
 }
 
@@ -273,6 +318,9 @@ pub fn describe(v: &Value) -> String {
         Value::Null => "nothing (null)".into(),
         Value::Bool(b) => format!("a boolean (`{b}`)"),
         Value::Number(n) => format!("a number (`{n}`)"),
+        Value::Tagged(_) if yaml::big_int(v).is_some() => {
+            format!("a number (`{}`)", yaml::big_int(v).unwrap_or_default())
+        }
         Value::String(s) if s.chars().count() <= 40 => format!("a string (`{s}`)"),
         Value::String(_) => "a string".into(),
         Value::Sequence(_) => "a list".into(),

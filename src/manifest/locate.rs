@@ -12,6 +12,9 @@ use yaml_rust2::scanner::Marker;
 
 use super::diagnostic::Position;
 
+/// Nesting past which nothing is indexed: serde_yaml refuses documents nested deeper.
+const MAX_INDEXED_DEPTH: usize = 128;
+
 /// Positions of keys and values by key path.
 #[derive(Debug, Default)]
 pub struct Spans {
@@ -32,12 +35,20 @@ pub struct Duplicate {
 }
 
 impl Spans {
-    /// Indexes `text`; the root value has the empty path.
+    /// Indexes the first document in `text`; the root value has the empty path.
     pub fn index(text: &str) -> Spans {
         let mut builder = Builder::default();
-        // Errors leave a partial index, which is the best we can do for a file serde_yaml
-        // accepted; syntax errors are reported from serde_yaml's own location.
-        let _ = Parser::new_from_str(text).load(&mut builder, false);
+        let mut parser = Parser::new_from_str(text);
+        // Event by event: `Parser::load` recurses once per level and overflows the stack on
+        // deeply nested text. Errors leave a partial index, which is the best we can do for a
+        // file serde_yaml accepted; syntax errors are reported from serde_yaml's own location.
+        while let Ok((ev, mark)) = parser.next_token() {
+            let done = matches!(ev, Event::DocumentEnd | Event::StreamEnd);
+            if done || builder.stack.len() > MAX_INDEXED_DEPTH {
+                break;
+            }
+            builder.on_event(ev, mark);
+        }
         builder.spans
     }
 
@@ -250,5 +261,12 @@ flow: {a: 1, b: [x, y]}
     fn broken_text_keeps_what_came_before() {
         let spans = Spans::index("name: x\nsteps: [\n");
         assert_eq!(spans.value("name"), at(1, 7));
+    }
+
+    #[test]
+    fn deep_nesting_neither_recurses_nor_indexes_past_the_limit() {
+        let spans = Spans::index(&format!("{}x\n", "- ".repeat(100_000)));
+        assert!(spans.value(&"[0]".repeat(MAX_INDEXED_DEPTH)).is_some());
+        assert_eq!(spans.value(&"[0]".repeat(MAX_INDEXED_DEPTH + 1)), None);
     }
 }

@@ -1,14 +1,16 @@
 //! YAML manifest → validated [`Manifest`], or every diagnostic at once.
 //!
-//! Owns the manifest format (version 1). serde_yaml parses the text into a `Value`; small `check_*`
-//! style functions (`sections`, `steps`, `models`) walk it, pushing a [`Diagnostic`] for every
-//! unknown key, wrong type, out-of-range value or unknown model, and build the domain types only
-//! when nothing was wrong. `locate` maps key paths back to line and column. Reads only the manifest
-//! file itself: no globbing, no existence checks (the engine does those). No `Raw*` type or YAML
-//! value leaves this module.
+//! Owns the manifest format (version 1). `guard` refuses oversized, non-UTF-8 or deeply nested
+//! text before any parser sees it; `yaml` parses the rest into a `Value` (via serde_yaml); small
+//! `check_*` style functions (`sections`, `steps`, `models`) walk it, pushing a [`Diagnostic`] for
+//! every unknown key, wrong type, out-of-range value or unknown model, and build the domain types
+//! only when nothing was wrong. `locate` maps key paths back to line and column. Reads only the
+//! manifest file itself: no globbing, no existence checks (the engine does those). No `Raw*` type
+//! or YAML value leaves this module.
 
 mod check;
 mod diagnostic;
+mod guard;
 mod locate;
 mod location;
 mod model;
@@ -16,6 +18,7 @@ mod models;
 mod sections;
 mod steps;
 mod suggest;
+mod yaml;
 
 pub use diagnostic::{Diagnostic, Location, ManifestErrors, Position};
 pub use location::{MAX_PRESIGN, normalize, parse_s3};
@@ -35,25 +38,63 @@ const TOP_KEYS: &[&str] = &[
     "catalog", "prices", "report", "state",
 ];
 
-/// Reads and validates the manifest at `path`. A read failure is a single diagnostic.
+/// Reads and validates the manifest at `path`. A read failure, a file over the size limit and
+/// bytes that are not UTF-8 are each a single diagnostic.
 pub fn load(path: &Path, catalog: &Catalog) -> Result<Manifest, ManifestErrors> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, path, catalog),
+    let fail = |d| Err(ManifestErrors::new(path.to_owned(), vec![d]));
+    let bytes = match read_capped(path) {
+        Ok(bytes) => bytes,
         Err(e) => {
             let message = format!("cannot read manifest: {e}");
-            let d = Diagnostic::new(message, Location::default());
-            Err(ManifestErrors::new(path.to_owned(), vec![d]))
+            return fail(Diagnostic::new(message, Location::default()));
         }
+    };
+    if let Err(d) = guard::size(bytes.len()) {
+        return fail(d);
     }
+    match guard::utf8(&bytes) {
+        Ok(text) => parse(text, path, catalog),
+        Err(d) => fail(d),
+    }
+}
+
+/// The manifest's `catalog:` value joined onto its folder, read before validation (the model
+/// names in the manifest depend on the catalog). `None` when the file has no such string or is
+/// not a manifest at all; [`load`] then reports why.
+pub fn catalog_key(path: &Path) -> Option<PathBuf> {
+    let bytes = read_capped(path).ok()?;
+    guard::size(bytes.len()).ok()?;
+    let text = guard::utf8(&bytes).ok()?;
+    // The same guard as `parse`: serde_yaml took minutes over a nesting bomb.
+    guard::depth(text).ok()?;
+    let root = yaml::from_str(text).ok()?;
+    let rel = root.get("catalog")?.as_str()?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    Some(dir.join(rel))
+}
+
+/// The file's bytes, reading at most one byte past the size limit (enough to refuse it).
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let limit = guard::MAX_BYTES as u64 + 1;
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Validates manifest `text` that was read from `path`; relative paths in it are resolved onto
 /// `path`'s folder.
 pub fn parse(text: &str, path: &Path, catalog: &Catalog) -> Result<Manifest, ManifestErrors> {
     let fail = |diagnostics| Err(ManifestErrors::new(path.to_owned(), diagnostics));
-    let root: Value = match serde_yaml::from_str(text) {
+    // Before any YAML parser: both take time quadratic in nesting depth.
+    if let Err(d) = guard::size(text.len()).and_then(|()| guard::depth(text)) {
+        return fail(vec![d]);
+    }
+    let root: Value = match yaml::from_str(text) {
         Ok(v) => v,
-        Err(e) => return fail(syntax_errors(&e, &Spans::index(text))),
+        Err(e) => return fail(syntax_errors(&e, text)),
     };
     let base_dir = base_dir(path);
     let spans = Spans::index(text);
@@ -78,13 +119,17 @@ fn base_dir(path: &Path) -> PathBuf {
 }
 
 /// serde_yaml stops at the first problem; for duplicate keys, which it reports without a
-/// position, the locator finds every one.
-fn syntax_errors(e: &serde_yaml::Error, spans: &Spans) -> Vec<Diagnostic> {
-    let duplicates = spans.duplicates();
-    if !e.to_string().contains("duplicate entry") || duplicates.is_empty() {
+/// position, the locator finds every one. The locator only runs for those: on text serde_yaml
+/// refused it may take far longer than serde_yaml did.
+fn syntax_errors(e: &serde_yaml::Error, text: &str) -> Vec<Diagnostic> {
+    if !e.to_string().contains("duplicate entry") {
         return vec![syntax_error(e)];
     }
-    duplicates.iter().map(duplicate_key).collect()
+    let spans = Spans::index(text);
+    match spans.duplicates() {
+        [] => vec![syntax_error(e)],
+        duplicates => duplicates.iter().map(duplicate_key).collect(),
+    }
 }
 
 fn duplicate_key(dup: &locate::Duplicate) -> Diagnostic {

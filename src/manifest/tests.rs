@@ -601,3 +601,197 @@ fn duplicate_keys_point_at_the_second_one() {
     assert_eq!(d.location.key_path, "output.dir");
     assert_eq!(d.location.position, Some(Position { line: 5, column: 3 }));
 }
+
+/// `(text, key path, line:column, message)` for numbers that are not finite or do not fit: each
+/// is one diagnostic at its key.
+#[test]
+fn non_finite_and_huge_numbers_are_located_with_the_range() {
+    let cases = [
+        (
+            with_steps("  - op: upscale\n    models: [local]\n    factor: .inf\n"),
+            "steps[0].factor",
+            (9, 13),
+            "`.inf` in steps[0].factor is not a finite number: expected a number > 1 and <= 8",
+        ),
+        (
+            with_steps("  - op: upscale\n    models: [local]\n    factor: 1e999\n"),
+            "steps[0].factor",
+            (9, 13),
+            "`1e999` in steps[0].factor is not a finite number: expected a number > 1 and <= 8",
+        ),
+        (
+            with_extra("budget:\n  max_usd: .nan\n"),
+            "budget.max_usd",
+            (11, 12),
+            "`.nan` in budget.max_usd is not a finite number: \
+             expected a number >= 0 and <= 1000000000",
+        ),
+        (
+            with_extra("limits:\n  concurrency: 99999999999999999999999\n"),
+            "limits.concurrency",
+            (11, 16),
+            "limits.concurrency is 99999999999999999999999, but must be between 1 and 1024",
+        ),
+        (
+            with_extra("limits:\n  downloads: -99999999999999999999999\n"),
+            "limits.downloads",
+            (11, 14),
+            "limits.downloads is -99999999999999999999999, but must be between 1 and 1024",
+        ),
+        (
+            with_extra(&format!("limits:\n  attempts: 1{}\n", "0".repeat(40))),
+            "limits.attempts",
+            (11, 13),
+            "limits.attempts is 1e40, but must be between 1 and 10",
+        ),
+        (
+            with_extra("budget: {max_usd: 99999999999999999999999}\n"),
+            "budget.max_usd",
+            (10, 19),
+            "budget.max_usd is 99999999999999999999999, but must be >= 0 and <= 1000000000",
+        ),
+        (
+            with_extra("limits: {concurrency: .inf}\n"),
+            "limits.concurrency",
+            (10, 23),
+            "`.inf` in limits.concurrency is not a finite number: \
+             expected a whole number between 1 and 1024",
+        ),
+    ];
+    for (text, key_path, (line, column), message) in cases {
+        let d = only_error(&text, key_path, line, column);
+        assert_eq!(d.message, message);
+    }
+}
+
+/// Nesting is refused before any YAML parser sees it (they take time quadratic in depth, or
+/// overflow the stack), at the first level too deep.
+#[test]
+fn deeply_nested_text_is_refused_where_it_gets_too_deep() {
+    let bomb = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let block: String = (0..1_400)
+        .map(|i| format!("{}a{i}:\n", " ".repeat(i)))
+        .collect();
+    let cases = [
+        (bomb.clone(), (1, 32)),
+        (with_extra(&format!("exclude: {bomb}\n")), (10, 41)),
+        (block, (33, 33)),
+        (format!("{}x\n", "- ".repeat(50_000)), (1, 63)),
+        (format!("{}x\n", "{a: ".repeat(50_000)), (1, 125)),
+    ];
+    for (text, (line, column)) in cases {
+        let d = only_error(&text, "", line, column);
+        assert_eq!(d.message, "the manifest is nested more than 32 levels deep");
+        assert!(
+            help(&d).contains("looks generated or corrupt"),
+            "{}",
+            help(&d)
+        );
+    }
+}
+
+#[test]
+fn a_huge_integer_is_one_problem_among_the_others() {
+    let text = with_extra(
+        "limits:\n  concurrency: 99999999999999999999999\n  attempts: 0\nbudget: {max_usd: .inf}\n",
+    )
+    .replace("name: t", "name: bad name");
+    let e = errors(&text);
+    let at: Vec<_> = e
+        .diagnostics
+        .iter()
+        .map(|d| {
+            (
+                d.location.key_path.as_str(),
+                d.location.position.map(|p| p.line),
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            ("name", Some(2)),
+            ("limits.concurrency", Some(11)),
+            ("limits.attempts", Some(12)),
+            ("budget.max_usd", Some(13)),
+        ],
+        "{e}"
+    );
+    assert!(!e.to_string().contains("u128"), "{e}");
+}
+
+#[test]
+fn brackets_in_quotes_comments_and_block_scalars_do_not_count_as_nesting() {
+    let deep = "[{".repeat(40);
+    let m = parse_ok(&with_steps(&format!(
+        "  - op: remove-bg # {deep}\n    models: [nova-canvas]\n    prompt: \"{deep} \\\" [\"\n\
+         \x20   negative_prompt: '{deep}'' ['\n\
+         \x20 - op: fix-lighting\n    models: [local]\n    prompt: |\n      {deep}\n      {deep}\n\
+         \x20 - op: upscale\n    models: [local]\n    factor: 2\n    prompt: >-\n      {deep}\n",
+    )));
+    assert_eq!(m.steps.len(), 3);
+    assert!(m.steps[0].prompt.as_deref().unwrap().ends_with("\" ["));
+    assert_eq!(
+        m.steps[1].prompt.as_deref(),
+        Some(&*format!("{deep}\n{deep}\n"))
+    );
+    // Flow collections, quoted keys and values with brackets in them, and plain globs.
+    let flow = with_extra(
+        "exclude: [\"in/[ab].jpg\", 'x[', {\"a\":\"]\"}, in/[cd]*.png]\naws: {s3: {path_style: true}}\n",
+    );
+    assert!(
+        errors(&flow)
+            .diagnostics
+            .iter()
+            .all(|d| !d.message.contains("nested"))
+    );
+}
+
+#[test]
+fn oversized_and_non_utf8_files_are_one_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, b"version: 1\nname: caf\xe9\ninputs: [a]\n").unwrap();
+    let e = load(&path, &Catalog::builtin()).unwrap_err();
+    assert_eq!(e.diagnostics.len(), 1, "{e}");
+    let d = &e.diagnostics[0];
+    assert_eq!(
+        d.message,
+        "the manifest is not valid UTF-8: invalid byte 0xe9"
+    );
+    assert_eq!(
+        d.location.position,
+        Some(Position {
+            line: 2,
+            column: 10
+        })
+    );
+    let big = format!("name: x\n{}", "# padding\n".repeat(110_000));
+    std::fs::write(&path, &big).unwrap();
+    let e = load(&path, &Catalog::builtin()).unwrap_err();
+    assert_eq!(e.diagnostics.len(), 1, "{e}");
+    assert_eq!(
+        e.diagnostics[0].message,
+        "the manifest is 1048577 bytes, over the limit of 1048576 bytes (1 MiB)"
+    );
+    let e = errors(&big);
+    assert_eq!(
+        e.diagnostics[0].message,
+        format!(
+            "the manifest is {} bytes, over the limit of 1048576 bytes (1 MiB)",
+            big.len()
+        )
+    );
+}
+
+#[test]
+fn catalog_key_is_read_through_the_same_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, with_extra("catalog: models.yaml\n")).unwrap();
+    assert_eq!(catalog_key(&path), Some(dir.path().join("models.yaml")));
+    std::fs::write(&path, format!("catalog: x\nsteps: {}", "[".repeat(200_000))).unwrap();
+    assert_eq!(catalog_key(&path), None);
+    std::fs::write(&path, b"catalog: caf\xe9\n").unwrap();
+    assert_eq!(catalog_key(&path), None);
+}

@@ -17,8 +17,8 @@ use crate::money::Usd;
 
 /// How many images the costliest list shows.
 pub const COSTLIEST: usize = 10;
-/// How many example images each failure group shows.
-const EXAMPLES: usize = 3;
+/// How many images of each failure group the text lists (the JSON lists them all).
+pub const LISTED_FAILURES: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -226,13 +226,23 @@ pub struct Latency {
     pub max_ms: u64,
 }
 
-/// Failed rows sharing a reason.
+/// The images that failed for one reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailureGroup {
     pub reason: String,
+    /// Images with a failed row for this reason (an image failed at every step counts once).
     pub count: usize,
-    /// Up to three (image, error) pairs.
-    pub examples: Vec<(String, String)>,
+    /// Failed rows for this reason: one per image and step.
+    pub rows: usize,
+    /// Each of those images once, in input order, with the error of its first failed row.
+    pub images: Vec<FailedImage>,
+}
+
+/// One image of a [`FailureGroup`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedImage {
+    pub image: String,
+    pub error: String,
 }
 
 /// One image's total cost.
@@ -351,20 +361,33 @@ fn percentile(sorted: &[u64], p: usize) -> u64 {
     sorted[(p * sorted.len()).div_ceil(100).max(1) - 1]
 }
 
+/// Failed rows grouped by reason, counting and listing images rather than rows.
 fn failures(rows: &[StepRecord]) -> Vec<FailureGroup> {
-    let mut groups: BTreeMap<&str, FailureGroup> = BTreeMap::new();
+    type Images<'a> = BTreeMap<usize, &'a StepRecord>;
+    let mut groups: BTreeMap<&str, (usize, Images)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.status == Status::Failed) {
-        let g = groups.entry(&r.reason).or_insert_with(|| FailureGroup {
-            reason: r.reason.clone(),
-            count: 0,
-            examples: Vec::new(),
-        });
-        g.count += 1;
-        if g.examples.len() < EXAMPLES {
-            g.examples.push((r.image.clone(), r.error.clone()));
+        let (count, images) = groups.entry(&r.reason).or_default();
+        *count += 1;
+        let first = images.entry(r.image_index).or_insert(r);
+        if r.step < first.step {
+            *first = r;
         }
     }
-    let mut out: Vec<FailureGroup> = groups.into_values().collect();
+    let mut out: Vec<FailureGroup> = groups
+        .into_iter()
+        .map(|(reason, (rows, images))| FailureGroup {
+            reason: reason.to_string(),
+            count: images.len(),
+            rows,
+            images: images
+                .into_values()
+                .map(|r| FailedImage {
+                    image: r.image.clone(),
+                    error: r.error.clone(),
+                })
+                .collect(),
+        })
+        .collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
     out
 }
@@ -417,10 +440,7 @@ impl fmt::Display for Analysis {
         if !self.failures.is_empty() {
             writeln!(f, "\nfailures:")?;
             for g in &self.failures {
-                writeln!(f, "  {} ({})", g.reason, g.count)?;
-                for (image, error) in &g.examples {
-                    writeln!(f, "    {image}: {error}")?;
-                }
+                write_failure_group(f, g)?;
             }
         }
         if !self.costliest.is_empty() {
@@ -431,6 +451,25 @@ impl fmt::Display for Analysis {
         }
         Ok(())
     }
+}
+
+/// `reason (N images)`, with the rows when an image failed at more than one step, then each
+/// image once (the first [`LISTED_FAILURES`]).
+fn write_failure_group(f: &mut fmt::Formatter<'_>, g: &FailureGroup) -> fmt::Result {
+    let images = if g.count == 1 { "image" } else { "images" };
+    if g.rows == g.count {
+        writeln!(f, "  {} ({} {images})", g.reason, g.count)?;
+    } else {
+        writeln!(f, "  {} ({} {images}, {} rows)", g.reason, g.count, g.rows)?;
+    }
+    for i in g.images.iter().take(LISTED_FAILURES) {
+        writeln!(f, "    {}: {}", i.image, i.error)?;
+    }
+    if g.count > LISTED_FAILURES {
+        let more = g.count - LISTED_FAILURES;
+        writeln!(f, "    … and {more} more (`--json` lists every image)")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -519,8 +558,11 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
             .collect();
         assert_eq!(fails, [("budget", 1), ("cheapest", 1)]);
         assert_eq!(
-            a.failures[1].examples,
-            [("b.jpg".to_string(), "throttled, gave up".to_string())]
+            a.failures[1].images,
+            [FailedImage {
+                image: "b.jpg".to_string(),
+                error: "throttled, gave up".to_string()
+            }]
         );
         let top: Vec<(&str, i64)> = a
             .costliest
@@ -540,6 +582,83 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
         assert_eq!(v["total_cost_usd"], serde_json::json!(0.16));
         assert_eq!(v["by_step"][0]["cost_usd"], serde_json::json!(0.08));
         assert_eq!(v["costliest"][0]["image"], "b.jpg");
+    }
+
+    /// Rows of a 3-step run over `ok` good images followed by `failed` corrupt ones, each of
+    /// which failed at every step.
+    fn corrupt_run(ok: usize, failed: usize) -> Vec<StepRecord> {
+        let row = |i: usize, step: usize, failed: bool| StepRecord {
+            image_index: i,
+            image: format!("in/{i:02}.jpg"),
+            step,
+            op: [Op::RemoveBg, Op::FixLighting, Op::Upscale][step],
+            model: "local".into(),
+            reason: if failed {
+                "corrupt-image"
+            } else {
+                "only-permitted"
+            }
+            .into(),
+            status: if failed { Status::Failed } else { Status::Ok },
+            cost: Usd::ZERO,
+            latency_ms: 10,
+            attempts: 1,
+            input_size: None,
+            output_size: None,
+            output: String::new(),
+            error: if failed {
+                format!("corrupt {i}")
+            } else {
+                String::new()
+            },
+        };
+        (0..ok + failed)
+            .flat_map(|i| (0..3).map(move |step| row(i, step, i >= ok)))
+            .collect()
+    }
+
+    #[test]
+    fn failures_count_and_list_images_not_rows() {
+        let a = Analysis::from_rows("r", &corrupt_run(2, 13));
+        assert_eq!(a.failures.len(), 1);
+        let g = &a.failures[0];
+        assert_eq!(
+            (g.reason.as_str(), g.count, g.rows),
+            ("corrupt-image", 13, 39)
+        );
+        let listed: Vec<&str> = g.images.iter().map(|i| i.image.as_str()).collect();
+        let expected: Vec<String> = (2..15).map(|i| format!("in/{i:02}.jpg")).collect();
+        assert_eq!(listed, expected);
+        assert_eq!(g.images[0].error, "corrupt 2");
+        let text = a.to_string();
+        assert!(
+            text.contains("  corrupt-image (13 images, 39 rows)\n"),
+            "{text}"
+        );
+        for image in &expected {
+            assert_eq!(text.matches(&format!("{image}: ")).count(), 1, "{text}");
+        }
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(v["failures"][0]["count"], 13);
+        assert_eq!(v["failures"][0]["rows"], 39);
+        assert_eq!(v["failures"][0]["images"].as_array().unwrap().len(), 13);
+        assert_eq!(v["failures"][0]["images"][12]["image"], "in/14.jpg");
+    }
+
+    #[test]
+    fn long_failure_groups_list_the_first_images_in_text() {
+        let a = Analysis::from_rows("r", &corrupt_run(0, LISTED_FAILURES + 5));
+        let text = a.to_string();
+        assert_eq!(
+            text.matches(": corrupt ").count(),
+            LISTED_FAILURES,
+            "{text}"
+        );
+        assert!(
+            text.contains("… and 5 more (`--json` lists every image)"),
+            "{text}"
+        );
+        assert_eq!(a.failures[0].images.len(), LISTED_FAILURES + 5);
     }
 
     #[test]

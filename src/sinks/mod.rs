@@ -5,8 +5,9 @@
 //! the output format's extension. Local writes go to a temporary file in the destination folder,
 //! are synced, then renamed over the destination, so an interrupted run never leaves a
 //! half-written file; an S3 object appears whole or not at all. A relative path that could escape
-//! the output folder (`..`, absolute, backslashes, empty segments, as S3 keys may contain) is
-//! refused, for S3 outputs too, so every output key mirrors a clean relative path.
+//! the output folder (`..`, absolute, backslashes, empty segments, as S3 keys may contain) or that
+//! holds control characters is refused, for S3 outputs too, so every output key mirrors a clean
+//! relative path.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::s3::{S3, S3Error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("unsafe output path `{rel}`: {why}")]
+    #[error("unsafe output path `{}`: {why}", escape_controls(rel))]
     UnsafePath { rel: String, why: &'static str },
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -179,6 +180,11 @@ pub fn output_path(dir: &Path, rel: &str, format: OutputFormat) -> Result<PathBu
     if rel.contains('\\') {
         return Err(unsafe_path("backslash in path"));
     }
+    // A control character is a legal byte in a file name and an S3 key, but not in a file a
+    // user can see, type or pass to another tool.
+    if rel.chars().any(char::is_control) {
+        return Err(unsafe_path("control character in path"));
+    }
     let mut out = dir.to_owned();
     for segment in rel.split('/') {
         match segment {
@@ -189,6 +195,19 @@ pub fn output_path(dir: &Path, rel: &str, format: OutputFormat) -> Result<PathBu
     }
     out.set_extension(format.extension());
     Ok(out)
+}
+
+/// `s` with each control character written as a `\u{..}` escape, so messages never carry one.
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Writes `bytes` to `path` atomically, creating parent folders, with the umask's permissions.
@@ -220,10 +239,19 @@ mod tests {
             "a\\b.jpg",
             "a//b.jpg",
             "",
+            "a\u{1}b.jpg",
+            "a/b\n.jpg",
+            "\u{1b}[2J.jpg",
         ] {
             let err = output_path(Path::new("out"), rel, OutputFormat::Png).unwrap_err();
             assert_eq!(err.reason(), "unsafe-output-path", "{rel}");
+            assert!(!err.to_string().contains(char::is_control), "{err}");
         }
+        let err = output_path(Path::new("out"), "a\u{1}b.jpg", OutputFormat::Png).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsafe output path `a\\u{1}b.jpg`: control character in path"
+        );
     }
 
     #[test]

@@ -171,6 +171,47 @@ fn invalid_manifest_exits_2_before_reading_images() {
     assert!(!out.root.join("out").exists());
 }
 
+/// Every command reads the manifest through the same guard: a nesting bomb (which took the
+/// catalog lookup's YAML parse two minutes) is refused at once, and a huge integer is a range
+/// error next to the file's other problems.
+#[test]
+fn hostile_manifests_are_refused_with_a_position() {
+    let bomb = format!("steps: {}", "[".repeat(200_000));
+    let out = Test::new()
+        .manifest(&bomb)
+        .run(&["check", "pipelines/test.yaml"])
+        .code(2);
+    assert!(
+        out.stderr.contains(
+            "error: the manifest is nested more than 32 levels deep\n  --> pipelines/test.yaml:1:39\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let huge = THREE_STEPS.replace(
+        "limits: { concurrency: 4 }",
+        "limits: { concurrency: 99999999999999999999999 }\nbudget: { max_usd: .nan }",
+    );
+    let out = three_step_test()
+        .manifest(&huge)
+        .run(&["run", "pipelines/test.yaml"])
+        .code(2);
+    assert!(
+        out.stderr.contains(
+            "limits.concurrency is 99999999999999999999999, but must be between 1 and 1024"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("`.nan` in budget.max_usd is not a finite number"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.root.join("out").exists());
+}
+
 #[test]
 fn flags_override_report_path_and_concurrency() {
     let out = three_step_test()

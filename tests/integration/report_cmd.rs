@@ -27,6 +27,65 @@ fn report_json_from_a_csv() {
     assert_eq!(v["costliest"][0]["image"], "../photos/a.jpg");
 }
 
+/// A 3-step run over 15 photos, the last 13 of which were corrupt (failed at every step).
+fn corrupt_run_csv() -> String {
+    let mut csv = String::from(
+        "run_id,image,step,op,model,reason,status,cost_usd,latency_ms,attempts,in_w,in_h,out_w,out_h,output,error\n",
+    );
+    for i in 0..15 {
+        for (step, op) in [(1, "remove-bg"), (2, "fix-lighting"), (3, "upscale")] {
+            let row = if i < 2 {
+                format!(
+                    "r-3,photos/{i:02}.jpg,{step},{op},local,only-permitted,ok,0,20,1,8,8,8,8,out/{i:02}.png,\n"
+                )
+            } else {
+                format!(
+                    "r-3,photos/{i:02}.jpg,{step},{op},local,corrupt-image,failed,0,0,0,,,,,,bad data {i}\n"
+                )
+            };
+            csv.push_str(&row);
+        }
+    }
+    csv
+}
+
+#[test]
+fn failures_count_and_list_each_image_once() {
+    let out = Test::new()
+        .file("out/report.csv", corrupt_run_csv().as_bytes())
+        .run(&["report", "out/report.csv"])
+        .success();
+    assert!(
+        out.stdout
+            .contains("\n  corrupt-image (13 images, 39 rows)\n"),
+        "{}",
+        out.stdout
+    );
+    for i in 2..15 {
+        let line = format!("    photos/{i:02}.jpg: bad data {i}\n");
+        assert_eq!(out.stdout.matches(&line).count(), 1, "{}", out.stdout);
+    }
+    let out = out
+        .then()
+        .run(&["report", "out/report.csv", "--json"])
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.stdout);
+    let group = &v["failures"][0];
+    assert_eq!(
+        (&group["reason"], &group["count"], &group["rows"]),
+        (&"corrupt-image".into(), &13.into(), &39.into())
+    );
+    let images: std::collections::BTreeSet<&str> = group["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(images.len(), 13);
+    assert_eq!(group["images"].as_array().unwrap().len(), 13);
+    assert_eq!(v["images_by_status"]["failed"], 13);
+}
+
 #[test]
 fn report_html_shows_thumbnails_and_escapes_names() {
     let out = Test::new()

@@ -395,6 +395,60 @@ fn failed_gets_and_puts_are_retried_then_become_failed_rows() {
     assert_eq!(by_image("flaky.png").0, "ok");
 }
 
+/// XML 1.0 cannot carry a control character, so a listing with a raw `\u{1}` in a key is
+/// unreadable: the whole run stops (with a short message, not the listing). Listed URL-encoded,
+/// as retouch asks, every key arrives decoded (a space, a `+`), and the one with the control
+/// character is a failed row while the others are processed.
+#[test]
+fn a_key_with_a_control_character_is_one_failed_row() {
+    let server = S3Server::start();
+    server.create_bucket("src");
+    let keys = ["photos/a\u{1}b.png", "photos/c d+e.png", "photos/good.png"];
+    let objects = keys.iter().map(|k| (k.to_string(), png(8, 8))).collect();
+    server.put_all("src", objects, "image/png");
+    let test = Test::new().manifest(&manifest("\"s3://src/photos/\"", "{ dir: ../out }", ""));
+
+    server.set_url_encoding(false);
+    let raw = retouch(test.root(), &server, &["run", "pipelines/test.yaml"]).code(2);
+    let error = raw.stderr.lines().find(|l| l.starts_with("error:"));
+    let error = error.unwrap_or_else(|| panic!("{}", raw.stderr));
+    assert!(
+        error.contains("S3 request for s3://src/photos/ failed"),
+        "{error}"
+    );
+    assert!(error.contains("non-XML character"), "{error}");
+    assert!(error.len() < 500, "{} bytes: {error}", error.len());
+    assert!(!error.contains("good.png"), "no listing dump: {error}");
+
+    server.set_url_encoding(true);
+    let ran = retouch(test.root(), &server, &["run", "pipelines/test.yaml"]).code(1);
+    assert!(
+        ran.stdout.contains("images: 2 ok, 1 failed of 3"),
+        "{}",
+        ran.stdout
+    );
+    let text = std::fs::read_to_string(test.root().join("out/report.csv")).unwrap();
+    let (_, rows) = report_rows(&text);
+    let row = |image: &str| {
+        let r = rows.iter().find(|r| &r[1] == image).expect(image);
+        (r[6].to_string(), r[5].to_string(), r[15].to_string())
+    };
+    let (status, reason, error) = row("s3://src/photos/a\u{1}b.png");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("failed", "unsafe-output-path")
+    );
+    // The plan names the image first (as the image column does, control character included).
+    assert!(
+        error.ends_with(": unsafe output path `a\\u{1}b.png`: control character in path"),
+        "{error}"
+    );
+    assert_eq!(row("s3://src/photos/c d+e.png").0, "ok");
+    assert_eq!(row("s3://src/photos/good.png").0, "ok");
+    assert!(test.root().join("out/c d+e.png").is_file());
+    assert!(test.root().join("out/good.png").is_file());
+}
+
 /// Keys that would escape a local output folder never get there: the plan refuses them and the
 /// run goes on. (s3s-fs stores keys as files, so it cannot hold such keys; they are added to a
 /// real listing here, and the rest of the run is real.)

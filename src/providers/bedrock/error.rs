@@ -2,9 +2,13 @@
 //!
 //! Owns `RemoteError`, its mapping from SDK errors and response bodies, and the retry policy
 //! per kind. The SDK's own retries are off (see `client`), so this is the only retry policy.
+//! A message never carries more than a few hundred bytes of what the service sent.
 
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
+
+/// The most of a message (which may quote a whole response) kept in a `RemoteError`.
+const MAX_MESSAGE: usize = 300;
 
 /// The substring Bedrock puts in every content-filter message (input and output).
 pub const CONTENT_FILTER_TEXT: &str = "blocked by our content filters";
@@ -120,16 +124,17 @@ impl RemoteError {
             SdkError::TimeoutError(_) => RemoteError::Timeout,
             SdkError::DispatchFailure(d) if d.is_timeout() => RemoteError::Timeout,
             SdkError::DispatchFailure(d) if d.is_user() || d.is_other() => RemoteError::Config {
-                message: format!("{:?}", d),
+                message: clip(format!("{:?}", d)),
             },
             SdkError::DispatchFailure(d) => RemoteError::Network {
-                message: format!("{:?}", d),
+                message: clip(format!("{:?}", d)),
             },
+            // Its debug form holds the raw response, body and all.
             SdkError::ResponseError(r) => RemoteError::BadResponse {
-                message: format!("{r:?}"),
+                message: clip(format!("{r:?}")),
             },
             SdkError::ConstructionFailure(c) => RemoteError::Config {
-                message: format!("{c:?}"),
+                message: clip(format!("{c:?}")),
             },
             other => RemoteError::Network {
                 message: other.to_string(),
@@ -139,7 +144,7 @@ impl RemoteError {
 
     fn from_service(e: &InvokeModelError) -> RemoteError {
         use InvokeModelError as E;
-        let message = e.message().unwrap_or_default().to_string();
+        let message = clip(e.message().unwrap_or_default().to_string());
         match e {
             E::ThrottlingException(_) => RemoteError::Throttled,
             E::ModelNotReadyException(_) => RemoteError::ModelNotReady,
@@ -181,9 +186,50 @@ impl RemoteError {
     }
 }
 
+/// `message` cut to [`MAX_MESSAGE`] bytes, saying how much was left out.
+fn clip(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = message.len() - end;
+    format!("{}… ({cut} more bytes not shown)", &message[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_that_cannot_be_read_is_not_quoted_whole() {
+        let raw = format!(
+            "HttpResponse {{ body: {:?} }}",
+            "{\"images\": [\"".repeat(2_000)
+        );
+        let err = SdkError::<InvokeModelError, String>::response_error(
+            std::io::Error::other("body broke off"),
+            raw,
+        );
+        let e = RemoteError::from_sdk(err);
+        assert_eq!(
+            e.reason(),
+            RemoteError::BadResponse {
+                message: String::new()
+            }
+            .reason()
+        );
+        let text = e.to_string();
+        assert!(
+            text.len() < MAX_MESSAGE + 80,
+            "{} bytes: {text}",
+            text.len()
+        );
+        assert!(text.ends_with(" more bytes not shown)"), "{text}");
+        assert_eq!(clip("short".into()), "short");
+    }
 
     #[test]
     fn validation_messages_are_told_apart() {

@@ -5,8 +5,15 @@
 //!
 //! The server runs on its own Tokio runtime, so plain `#[test]`s can start the `retouch` binary
 //! against it and seed or inspect buckets through [`S3Server::block_on`].
+//!
+//! ListObjectsV2 honours `encoding-type=url` as S3 does (s3s-fs echoes the parameter but lists
+//! keys raw): keys, prefixes, the delimiter and start-after are percent-encoded, a space as `+`.
+//! [`S3Server::set_url_encoding`] turns that off, to show what a raw listing does to a client.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -40,6 +47,7 @@ pub struct S3Server {
     pub endpoint: String,
     pub client: aws_sdk_s3::Client,
     faults: Arc<Mutex<Faults>>,
+    url_encoding: Arc<AtomicBool>,
     rt: tokio::runtime::Runtime,
     task: tokio::task::JoinHandle<()>,
     _dir: TempDir,
@@ -61,7 +69,12 @@ impl S3Server {
         let dir = tempfile::tempdir().expect("server root");
         let faults = Arc::new(Mutex::new(Faults::default()));
         let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        let url_encoding = Arc::new(AtomicBool::new(true));
+        let store = Store {
+            fs,
+            url_encoding: url_encoding.clone(),
+        };
+        let mut builder = s3s::service::S3ServiceBuilder::new(store);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
         let listener = rt
@@ -74,6 +87,7 @@ impl S3Server {
             endpoint,
             client,
             faults,
+            url_encoding,
             rt,
             task,
             _dir: dir,
@@ -188,6 +202,110 @@ impl S3Server {
     pub fn injected(&self) -> usize {
         self.faults.lock().unwrap().injected
     }
+
+    /// Whether ListObjectsV2 encodes keys when asked to (on by default, as S3 does).
+    pub fn set_url_encoding(&self, on: bool) {
+        self.url_encoding.store(on, Ordering::SeqCst);
+    }
+}
+
+/// s3s-fs, with ListObjectsV2's `encoding-type=url` applied.
+struct Store {
+    fs: s3s_fs::FileSystem,
+    /// Off: keys are listed raw whatever the request asks, as s3s-fs itself does.
+    url_encoding: Arc<AtomicBool>,
+}
+
+type S3Future<'a, T> = Pin<Box<dyn Future<Output = s3s::S3Result<s3s::S3Response<T>>> + Send + 'a>>;
+
+/// Trait methods passed straight to s3s-fs. `s3s::S3` is an `async_trait`; these are the
+/// signatures it expands to, which spares the tests a dependency on `async-trait`.
+macro_rules! delegate {
+    ($($method:ident($input:ident) -> $output:ident;)*) => {$(
+        fn $method<'life0, 'async_trait>(
+            &'life0 self,
+            req: s3s::S3Request<s3s::dto::$input>,
+        ) -> S3Future<'async_trait, s3s::dto::$output>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            s3s::S3::$method(&self.fs, req)
+        }
+    )*};
+}
+
+impl s3s::S3 for Store {
+    delegate! {
+        create_bucket(CreateBucketInput) -> CreateBucketOutput;
+        copy_object(CopyObjectInput) -> CopyObjectOutput;
+        delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
+        delete_object(DeleteObjectInput) -> DeleteObjectOutput;
+        delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput;
+        get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
+        get_object(GetObjectInput) -> GetObjectOutput;
+        head_bucket(HeadBucketInput) -> HeadBucketOutput;
+        head_object(HeadObjectInput) -> HeadObjectOutput;
+        list_buckets(ListBucketsInput) -> ListBucketsOutput;
+        list_objects(ListObjectsInput) -> ListObjectsOutput;
+        put_object(PutObjectInput) -> PutObjectOutput;
+        create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
+        upload_part(UploadPartInput) -> UploadPartOutput;
+        upload_part_copy(UploadPartCopyInput) -> UploadPartCopyOutput;
+        list_parts(ListPartsInput) -> ListPartsOutput;
+        complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
+        abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
+    }
+
+    fn list_objects_v2<'life0, 'async_trait>(
+        &'life0 self,
+        req: s3s::S3Request<s3s::dto::ListObjectsV2Input>,
+    ) -> S3Future<'async_trait, s3s::dto::ListObjectsV2Output>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            let asked = req.input.encoding_type.as_ref();
+            let encode = self.url_encoding.load(Ordering::SeqCst)
+                && asked.is_some_and(|e| e.as_str() == s3s::dto::EncodingType::URL);
+            let mut resp = s3s::S3::list_objects_v2(&self.fs, req).await?;
+            if encode {
+                url_encode_listing(&mut resp.output);
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// Encodes what S3 encodes in a listing made with `encoding-type=url`.
+fn url_encode_listing(out: &mut s3s::dto::ListObjectsV2Output) {
+    let keys = out.contents.iter_mut().flatten().map(|o| &mut o.key);
+    let prefixes = out
+        .common_prefixes
+        .iter_mut()
+        .flatten()
+        .map(|p| &mut p.prefix);
+    let fields = [&mut out.prefix, &mut out.delimiter, &mut out.start_after];
+    for s in keys.chain(prefixes).chain(fields).flatten() {
+        *s = url_encode(s);
+    }
+}
+
+/// S3's URL encoding of a key: unreserved characters and `/` as they are, a space as `+`, every
+/// other byte as `%XX`.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(char::from(b));
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// A client for seeding and inspecting, built without the environment.
