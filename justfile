@@ -22,7 +22,7 @@ check:
     cargo run --release -- check pipelines/demo.yaml
 
 # All benchmarks; figures go to BENCHMARKS.md by hand.
-bench: bench-quality bench-upscale bench-pipeline bench-remote bench-s3 bench-rerun
+bench: bench-quality bench-upscale bench-pipeline bench-remote bench-s3 bench-rerun bench-hostile
 
 # Quality of the local ops against ground truth and against GrabCut / ImageMagick baselines.
 bench-quality:
@@ -51,3 +51,7 @@ bench-s3:
 # Rerun of an unchanged 5,000-image catalogue: images/s (bar 1,000) and zero model calls.
 bench-rerun:
     cargo bench --bench rerun
+
+# Peak RSS over the hostile set (400 MiB decompression bombs of every kind) at concurrency 8.
+bench-hostile:
+    bash bench/hostile.sh

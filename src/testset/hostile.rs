@@ -113,33 +113,81 @@ fn png_cases(size: BombSize) -> Vec<HostileImage> {
             Png::header_only(0, 10).finish(),
             "corrupt-image",
         ),
-        case("png-bad-crc.png", bad_crc(small().finish()), "corrupt-image"),
-        case("png-truncated.png", truncated(small().finish()), "corrupt-image"),
+        case(
+            "png-bad-crc.png",
+            bad_crc(small().finish()),
+            "corrupt-image",
+        ),
+        case(
+            "png-truncated.png",
+            truncated(small().finish()),
+            "corrupt-image",
+        ),
         case("png-named-jpg.jpg", small().finish(), "ok"),
-        case("png-idat-zeros-within-limit.png", Png::zeros(2_000, 2_000).finish(), "ok"),
+        case(
+            "png-idat-zeros-within-limit.png",
+            Png::zeros(2_000, 2_000).finish(),
+            "ok",
+        ),
     ]
 }
 
 fn jpeg_cases() -> Vec<HostileImage> {
     let jpg = encode(&photo(48, 32), image::ImageFormat::Jpeg);
     vec![
-        case("jpeg-claims-65500-square.jpg", jpeg_dims(&jpg, 65_500, 65_500), "too-large"),
-        case("jpeg-icc-6mb.jpg", jpeg_icc(&jpg, 6 << 20), "oversized-metadata"),
+        case(
+            "jpeg-claims-65500-square.jpg",
+            jpeg_dims(&jpg, 65_500, 65_500),
+            "too-large",
+        ),
+        case(
+            "jpeg-icc-6mb.jpg",
+            jpeg_icc(&jpg, 6 << 20),
+            "oversized-metadata",
+        ),
         case("jpeg-icc-200kb.jpg", jpeg_icc(&jpg, 200 << 10), "ok"),
         case("jpeg-truncated.jpg", truncated(jpg.clone()), "truncated"),
-        case("jpeg-garbage-after-soi.jpg", garbage_after(&jpg[..2], 4_096), "truncated"),
+        case(
+            "jpeg-soi-then-garbage.jpg",
+            garbage_after(&jpg[..2], 4_096),
+            "not-an-image",
+        ),
         case("empty.jpg", Vec::new(), "empty-file"),
-        case("text-named.png", b"just some text, not a picture\n".to_vec(), "not-an-image"),
-        case("html-named.webp", b"<html><body>hello</body></html>".to_vec(), "not-an-image"),
+        case(
+            "text-named.png",
+            b"just some text, not a picture\n".to_vec(),
+            "not-an-image",
+        ),
+        case(
+            "html-named.webp",
+            b"<html><body>hello</body></html>".to_vec(),
+            "not-an-image",
+        ),
     ]
 }
 
 fn other_format_cases() -> Vec<HostileImage> {
     vec![
-        case("gif-screen-65535.gif", gif_screen(65_535, 65_535), "too-large"),
-        case("bmp-claims-60000.bmp", bmp_header(60_000, 60_000), "too-large"),
-        case("tiff-claims-100000.tif", tiff_header(100_000, 100_000), "too-large"),
-        case("webp-claims-16384.webp", webp_vp8l_header(16_384, 16_384), "too-large"),
+        case(
+            "gif-screen-65535.gif",
+            gif_screen(65_535, 65_535),
+            "too-large",
+        ),
+        case(
+            "bmp-claims-60000.bmp",
+            bmp_header(60_000, 60_000),
+            "too-large",
+        ),
+        case(
+            "tiff-claims-100000.tif",
+            tiff_header(100_000, 100_000),
+            "too-large",
+        ),
+        case(
+            "webp-claims-16384.webp",
+            webp_vp8l_header(16_384, 16_384),
+            "too-large",
+        ),
         case(
             "webp-iccp-6mb.webp",
             webp_with_iccp(&photo(32, 24), 6 << 20),
@@ -448,12 +496,22 @@ pub fn manifests() -> Vec<HostileManifest> {
             "block-nesting-bomb.yaml",
             format!(
                 "{VALID}limits:\n{}",
-                (1..3_000).map(|d| format!("{}k{d}:\n", " ".repeat(d))).collect::<String>()
+                (1..3_000)
+                    .map(|d| format!("{}k{d}:\n", " ".repeat(d)))
+                    .collect::<String>()
             ),
             "nest",
         ),
-        manifest("huge-manifest.yaml", format!("{VALID}# {}\n", "x".repeat(3 << 20)), "MiB"),
-        manifest("inf-factor.yaml", VALID.replace("factor: 2", "factor: .inf"), "finite"),
+        manifest(
+            "huge-manifest.yaml",
+            format!("{VALID}# {}\n", "x".repeat(3 << 20)),
+            "MiB",
+        ),
+        manifest(
+            "inf-factor.yaml",
+            VALID.replace("factor: 2", "factor: .inf"),
+            "finite",
+        ),
         manifest(
             "nan-budget.yaml",
             format!("{VALID}budget: {{ max_usd: .nan }}\n"),
@@ -464,10 +522,22 @@ pub fn manifests() -> Vec<HostileManifest> {
             format!("{VALID}limits: {{ concurrency: 99999999999999999999999 }}\n"),
             "limits.concurrency",
         ),
-        manifest("unknown-key.yaml", format!("{VALID}colour: red\n"), "unknown key"),
-        manifest("wrong-type.yaml", VALID.replace("factor: 2", "factor: two"), "factor"),
+        manifest(
+            "unknown-key.yaml",
+            format!("{VALID}colour: red\n"),
+            "unknown top-level key",
+        ),
+        manifest(
+            "wrong-type.yaml",
+            VALID.replace("factor: 2", "factor: two"),
+            "factor",
+        ),
         manifest("empty.yaml", String::new(), "empty"),
-        manifest("duplicate-key.yaml", format!("{VALID}name: again\n"), "duplicate key"),
+        manifest(
+            "duplicate-key.yaml",
+            format!("{VALID}name: again\n"),
+            "duplicate key",
+        ),
         manifest(
             "output-over-inputs.yaml",
             VALID.replace("dir: ../out", "dir: ../in, format: jpeg"),

@@ -13,8 +13,19 @@ use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, 
 
 use crate::manifest::OutputFormat;
 
-/// Bytes of memory the decoder may allocate for one image, on top of the pixel limit.
-const MAX_DECODE_ALLOC: u64 = 4 * 1024 * 1024 * 1024;
+mod container;
+
+/// The largest embedded ICC profile accepted. Real profiles are a few KB (sRGB, Display P3) to
+/// a few hundred KB (camera and printer LUT profiles); anything bigger is a bomb or garbage, and
+/// would be carried into every output.
+pub const MAX_ICC_BYTES: usize = 4 << 20;
+
+/// Bytes the decoder may allocate for an image of at most `max_megapixels`: every pixel at 16
+/// bits per channel with alpha, plus room for its metadata. Bounds what any decoder may reserve
+/// for one image, so memory follows `limits.max_megapixels` whatever the file claims.
+fn max_decode_alloc(max_megapixels: u32) -> u64 {
+    u64::from(max_megapixels) * 8_000_000 + 2 * MAX_ICC_BYTES as u64 + (16 << 20)
+}
 
 /// The largest encoded input worth reading for an image of at most `max_megapixels`: every
 /// pixel at 16 bits per channel with alpha, uncompressed (8 bytes), plus 64 MiB of metadata.
@@ -53,6 +64,20 @@ pub enum DecodeError {
         format: &'static str,
         detail: &'static str,
     },
+    #[error(
+        "{what} is {} or more, over the {} MiB any real one needs; the image was not processed",
+        size_text(*size),
+        limit / (1 << 20)
+    )]
+    OversizedMetadata {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    #[error(
+        "decoding this {format:?} needs more memory than limits.max_megapixels ({limit} MP) allows"
+    )]
+    NeedsTooMuchMemory { format: ImageFormat, limit: u32 },
     #[error("corrupt or unsupported {format:?} data: {source}")]
     Corrupt {
         format: ImageFormat,
@@ -67,10 +92,19 @@ impl DecodeError {
         match self {
             DecodeError::Empty => "empty-file",
             DecodeError::UnknownFormat => "not-an-image",
-            DecodeError::TooLarge { .. } => "too-large",
+            DecodeError::TooLarge { .. } | DecodeError::NeedsTooMuchMemory { .. } => "too-large",
+            DecodeError::OversizedMetadata { .. } => "oversized-metadata",
             DecodeError::Truncated { .. } => "truncated",
             DecodeError::Corrupt { .. } => "corrupt-image",
         }
+    }
+}
+
+fn size_text(bytes: usize) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
     }
 }
 
@@ -90,8 +124,8 @@ pub enum EncodeError {
 /// Decodes `bytes`, refusing images of more than `max_megapixels` million pixels.
 pub fn decode(bytes: &[u8], max_megapixels: u32) -> Result<Decoded, DecodeError> {
     let (format, mut decoder) = open_decoder(bytes, max_megapixels)?;
-    let corrupt = |source| DecodeError::Corrupt { format, source };
-    let icc = decoder.icc_profile().ok().flatten();
+    let corrupt = |source| image_error(format, max_megapixels, source);
+    let icc = bounded_icc(&mut decoder)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
@@ -116,7 +150,7 @@ pub struct Header {
 /// Reads only the header: the upright size and the ICC profile.
 pub fn header(bytes: &[u8], max_megapixels: u32) -> Result<Header, DecodeError> {
     let (_, mut decoder) = open_decoder(bytes, max_megapixels)?;
-    let icc = decoder.icc_profile().ok().flatten();
+    let icc = bounded_icc(&mut decoder)?;
     Ok(Header {
         size: upright_size(&mut decoder),
         icc,
@@ -160,17 +194,24 @@ fn open_decoder(
         .expect("reading from memory cannot fail");
     let format = reader.format().ok_or(DecodeError::UnknownFormat)?;
     check_complete(format, bytes)?;
-    // The PNG decoder applies the allocation limit while opening, so a huge PNG would be refused
-    // as "Memory limit exceeded" before its size could be checked here.
-    if let Some((width, height)) = png_dimensions(format, bytes) {
+    // Some decoders allocate or parse before telling the size (the PNG decoder applies the
+    // allocation limit while opening, and inflates its colour profile in full): check what the
+    // container claims first.
+    if let Some((width, height)) = container::claimed_size(format, bytes) {
         check_pixels(width, height, max_megapixels)?;
     }
+    if format == ImageFormat::Png
+        && let Some(size) = container::png_profile_size(bytes, MAX_ICC_BYTES)
+        && size > MAX_ICC_BYTES
+    {
+        return Err(oversized_profile(size));
+    }
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    limits.max_alloc = Some(max_decode_alloc(max_megapixels));
     reader.limits(limits);
     let decoder = reader
         .into_decoder()
-        .map_err(|source| DecodeError::Corrupt { format, source })?;
+        .map_err(|source| image_error(format, max_megapixels, source))?;
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, max_megapixels)?;
     Ok((format, Box::new(decoder)))
@@ -188,12 +229,31 @@ fn check_pixels(width: u32, height: u32, max_megapixels: u32) -> Result<(), Deco
     Ok(())
 }
 
-/// The width and height a PNG's header claims: the IHDR chunk must come first, right after the
-/// 8-byte signature (length, `IHDR`, then width and height as big-endian `u32`s).
-fn png_dimensions(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u32)> {
-    let ihdr = bytes.get(8..24).filter(|_| format == ImageFormat::Png)?;
-    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    (&ihdr[4..8] == b"IHDR").then(|| (be(&ihdr[8..12]), be(&ihdr[12..16])))
+/// The embedded colour profile, refused when larger than [`MAX_ICC_BYTES`] (its bytes are
+/// bounded by the file's own size for every format but PNG, whose profile was measured before
+/// the decoder opened).
+fn bounded_icc(decoder: &mut impl ImageDecoder) -> Result<Option<Vec<u8>>, DecodeError> {
+    match decoder.icc_profile().ok().flatten() {
+        Some(icc) if icc.len() > MAX_ICC_BYTES => Err(oversized_profile(icc.len())),
+        icc => Ok(icc),
+    }
+}
+
+fn oversized_profile(size: usize) -> DecodeError {
+    DecodeError::OversizedMetadata {
+        what: "the embedded ICC colour profile",
+        size,
+        limit: MAX_ICC_BYTES,
+    }
+}
+
+/// A decoder's error: running into the memory limit means the image is too large for
+/// `limits.max_megapixels`, anything else that the data is corrupt or unsupported.
+fn image_error(format: ImageFormat, limit: u32, source: image::ImageError) -> DecodeError {
+    match source {
+        image::ImageError::Limits(_) => DecodeError::NeedsTooMuchMemory { format, limit },
+        source => DecodeError::Corrupt { format, source },
+    }
 }
 
 /// Catches truncation that lenient decoders would paper over with grey pixels.
