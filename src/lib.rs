@@ -17,6 +17,7 @@ pub mod money;
 pub mod ops;
 pub mod plan;
 pub mod providers;
+pub mod reason;
 pub mod report;
 pub mod router;
 pub mod s3;

@@ -13,56 +13,7 @@ use std::fmt;
 use crate::catalog::{Catalog, Date, Exclusion, Fit, Lifecycle, ModelEntry};
 use crate::manifest::{Fallback, ModelRef, Step};
 use crate::money::Usd;
-
-/// Why a route was chosen. Rendered kebab-case in the report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    /// The only permitted model.
-    OnlyPermitted,
-    /// The cheapest of several permitted models that can take this image.
-    Cheapest,
-    /// A cheaper model failed for this image; this is the next cheapest.
-    NextCheapest,
-    FallbackNoCredentials,
-    FallbackBudget,
-    FallbackAccessDenied,
-    FallbackEndOfLife,
-    FallbackRegion,
-    FallbackTooLarge,
-    FallbackTooSmall,
-    FallbackAspectRatio,
-    /// A remote failure; the string is the remote error's own reason (`fallback-throttled`, …).
-    FallbackRemote(&'static str),
-    /// A previous run already produced this result (the row's model); nothing ran, nothing was
-    /// billed.
-    CacheHit,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::OnlyPermitted => "only-permitted",
-            Reason::Cheapest => "cheapest",
-            Reason::NextCheapest => "next-cheapest",
-            Reason::FallbackNoCredentials => "fallback-no-credentials",
-            Reason::FallbackBudget => "fallback-budget",
-            Reason::FallbackAccessDenied => "fallback-access-denied",
-            Reason::FallbackEndOfLife => "fallback-end-of-life",
-            Reason::FallbackRegion => "fallback-region",
-            Reason::FallbackTooLarge => "fallback-too-large",
-            Reason::FallbackTooSmall => "fallback-too-small",
-            Reason::FallbackAspectRatio => "fallback-aspect-ratio",
-            Reason::FallbackRemote(r) => r,
-            Reason::CacheHit => "cache-hit",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::reason::Reason;
 
 /// Where one step of one image goes when it does not go to a remote model.
 #[derive(Debug, Clone, PartialEq, Eq)]

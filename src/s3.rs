@@ -18,6 +18,8 @@ use aws_sdk_s3::config::{Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+
+use crate::reason::Reason;
 use aws_sdk_s3::types::EncodingType;
 
 /// The most of an error's detail (which may quote a whole response body) kept in messages.
@@ -85,14 +87,14 @@ pub enum S3Error {
 }
 
 impl S3Error {
-    /// Short kebab-case reason for the report.
-    pub fn reason(&self) -> &'static str {
+    /// The report's reason.
+    pub fn reason(&self) -> Reason {
         match self {
-            S3Error::NoSuchBucket { .. } => "s3-no-such-bucket",
-            S3Error::AccessDenied { .. } => "s3-access-denied",
-            S3Error::NoSuchKey { .. } => "s3-no-such-key",
-            S3Error::Failed { .. } => "s3-failed",
-            S3Error::TooLarge { .. } => "too-large",
+            S3Error::NoSuchBucket { .. } => Reason::S3NoSuchBucket,
+            S3Error::AccessDenied { .. } => Reason::S3AccessDenied,
+            S3Error::NoSuchKey { .. } => Reason::S3NoSuchKey,
+            S3Error::Failed { .. } => Reason::S3Failed,
+            S3Error::TooLarge { .. } => Reason::TooLarge,
         }
     }
 }

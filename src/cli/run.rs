@@ -163,7 +163,7 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             let hits = outcome
                 .rows
                 .iter()
-                .filter(|r| r.reason == "cache-hit")
+                .filter(|r| r.reason == retouch::reason::Reason::CacheHit)
                 .count();
             println!(
                 "cache:  {hits} of {} steps {} from earlier runs; state in {}",

@@ -12,6 +12,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, ImageReader, RgbaImage};
 
 use crate::manifest::OutputFormat;
+use crate::reason::Reason;
 
 mod container;
 
@@ -87,15 +88,17 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// Short kebab-case reason for the report.
-    pub fn reason(&self) -> &'static str {
+    /// The report's reason.
+    pub fn reason(&self) -> Reason {
         match self {
-            DecodeError::Empty => "empty-file",
-            DecodeError::UnknownFormat => "not-an-image",
-            DecodeError::TooLarge { .. } | DecodeError::NeedsTooMuchMemory { .. } => "too-large",
-            DecodeError::OversizedMetadata { .. } => "oversized-metadata",
-            DecodeError::Truncated { .. } => "truncated",
-            DecodeError::Corrupt { .. } => "corrupt-image",
+            DecodeError::Empty => Reason::EmptyFile,
+            DecodeError::UnknownFormat => Reason::NotAnImage,
+            DecodeError::TooLarge { .. } | DecodeError::NeedsTooMuchMemory { .. } => {
+                Reason::TooLarge
+            }
+            DecodeError::OversizedMetadata { .. } => Reason::OversizedMetadata,
+            DecodeError::Truncated { .. } => Reason::Truncated,
+            DecodeError::Corrupt { .. } => Reason::CorruptImage,
         }
     }
 }
@@ -393,23 +396,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_inputs_with_reasons() {
-        assert_eq!(decode(&[], 100).unwrap_err().reason(), "empty-file");
+        assert_eq!(decode(&[], 100).unwrap_err().reason(), Reason::EmptyFile);
         assert_eq!(
             decode(b"hello, not an image", 100).unwrap_err().reason(),
-            "not-an-image"
+            Reason::NotAnImage
         );
         let img = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(64, 64, Rgb([9, 9, 9])));
         let mut jpg = Vec::new();
         img.write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg)
             .unwrap();
         let cut = &jpg[..jpg.len() / 2];
-        assert_eq!(decode(cut, 100).unwrap_err().reason(), "truncated");
+        assert_eq!(decode(cut, 100).unwrap_err().reason(), Reason::Truncated);
         let png = png_bytes(&img);
         let err = decode(&png[..png.len() - 20], 100).unwrap_err();
-        assert_eq!(err.reason(), "corrupt-image", "{err}");
+        assert_eq!(err.reason(), Reason::CorruptImage, "{err}");
         let big = DynamicImage::ImageLuma8(ImageBuffer::from_pixel(1100, 1000, Luma([0])));
         let err = decode(&png_bytes(&big), 1).unwrap_err();
-        assert_eq!(err.reason(), "too-large");
+        assert_eq!(err.reason(), Reason::TooLarge);
         assert!(err.to_string().contains("1100x1000"), "{err}");
     }
 
@@ -465,13 +468,13 @@ mod tests {
         ] {
             let png = png_claiming(w, h);
             let err = decode(&png, 100).unwrap_err();
-            assert_eq!(err.reason(), "too-large", "{w}x{h}: {err}");
+            assert_eq!(err.reason(), Reason::TooLarge, "{w}x{h}: {err}");
             assert!(err.to_string().contains(&format!("{w}x{h}")), "{err}");
-            assert_eq!(probe(&png, 100).unwrap_err().reason(), "too-large");
+            assert_eq!(probe(&png, 100).unwrap_err().reason(), Reason::TooLarge);
         }
         // The same header at a size the limit allows gets as far as the (empty) pixel data.
         let err = decode(&png_claiming(4, 4), 100).unwrap_err();
-        assert_eq!(err.reason(), "corrupt-image", "{err}");
+        assert_eq!(err.reason(), Reason::CorruptImage, "{err}");
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub enum LedgerError {
 
 use crate::catalog::Op;
 use crate::money::Usd;
+use crate::reason::Reason;
 
 /// What happened to one image at one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,8 +97,8 @@ pub struct StepRecord {
     pub op: Op,
     /// `local` or a model id.
     pub model: String,
-    /// Short kebab-case reason for the model choice or the outcome.
-    pub reason: String,
+    /// Why this model, or why the step failed.
+    pub reason: Reason,
     pub status: Status,
     /// What this step was billed.
     pub cost: Usd,

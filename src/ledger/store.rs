@@ -21,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{BlobStore, LedgerError, Status, StepKey, StepRecord};
 use crate::catalog::{Date, Op};
 use crate::money::Usd;
+use crate::reason::Reason;
 
 /// The schema version this build writes and understands.
 const SCHEMA_VERSION: i64 = 5;
@@ -417,7 +418,7 @@ impl Store {
                     r.image,
                     r.op.as_str(),
                     r.model,
-                    r.reason,
+                    r.reason.as_str(),
                     r.status.as_str(),
                     r.cost.micros(),
                     r.latency_ms as i64,
@@ -968,6 +969,7 @@ fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<StepRecord> {
         Ok(r.get::<_, Option<u32>>(w)?.zip(r.get::<_, Option<u32>>(h)?))
     };
     let op: String = r.get(3)?;
+    let reason: String = r.get(5)?;
     let status: String = r.get(6)?;
     Ok(StepRecord {
         image_index: r.get::<_, i64>(0)? as usize,
@@ -975,7 +977,7 @@ fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<StepRecord> {
         step: r.get::<_, i64>(2)? as usize,
         op: Op::parse(&op).ok_or_else(|| unknown(3, op.clone()))?,
         model: r.get(4)?,
-        reason: r.get(5)?,
+        reason: Reason::parse(&reason).ok_or_else(|| unknown(5, reason.clone()))?,
         status: Status::parse(&status).ok_or_else(|| unknown(6, status.clone()))?,
         cost: Usd(r.get(7)?),
         latency_ms: r.get::<_, i64>(8)? as u64,

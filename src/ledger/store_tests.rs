@@ -11,7 +11,7 @@ fn record(image_index: usize, step: usize, status: Status, cost: i64) -> StepRec
         step,
         op: Op::FixLighting,
         model: "amazon.nova-canvas-v1:0".into(),
-        reason: "cheapest".into(),
+        reason: crate::reason::Reason::Cheapest,
         status,
         cost: Usd(cost),
         latency_ms: 120 + step as u64,

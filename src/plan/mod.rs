@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::manifest::Manifest;
+use crate::reason::Reason;
 use crate::s3::S3;
 use crate::sinks::{self, Destination};
 use crate::sources::{InputItem, Listing};
@@ -39,10 +40,10 @@ pub enum PlanProblem {
 }
 
 impl PlanProblem {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            PlanProblem::UnsafeOutput(_) => "unsafe-output-path",
-            PlanProblem::Collision { .. } => "output-collision",
+            PlanProblem::UnsafeOutput(_) => Reason::UnsafeOutputPath,
+            PlanProblem::Collision { .. } => Reason::OutputCollision,
         }
     }
 }
@@ -160,7 +161,7 @@ mod tests {
             assert!(
                 reasons[1..]
                     .iter()
-                    .all(|r| *r == Some("unsafe-output-path")),
+                    .all(|r| *r == Some(Reason::UnsafeOutputPath)),
                 "{dir}: {reasons:?}"
             );
             let err = plan.images[1].output.as_ref().unwrap_err().to_string();
@@ -180,7 +181,7 @@ mod tests {
         );
         assert!(plan.images[0].output.is_ok());
         let err = plan.images[1].output.as_ref().unwrap_err();
-        assert_eq!(err.reason(), "output-collision");
+        assert_eq!(err.reason(), Reason::OutputCollision);
         assert!(err.to_string().contains("s3://cat-out/a.png"), "{err}");
     }
 }

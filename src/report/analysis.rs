@@ -14,6 +14,7 @@ use serde::{Serialize, Serializer};
 use crate::catalog::Op;
 use crate::ledger::{Status, StepRecord};
 use crate::money::Usd;
+use crate::reason::Reason;
 
 /// How many images the costliest list shows.
 pub const COSTLIEST: usize = 10;
@@ -156,7 +157,8 @@ impl Columns {
                 .ok_or_else(|| bad("step", &rec[self.step]))?,
             op: Op::parse(&rec[self.op]).ok_or_else(|| bad("op", &rec[self.op]))?,
             model: rec[self.model].to_string(),
-            reason: rec[self.reason].to_string(),
+            reason: Reason::parse(&rec[self.reason])
+                .ok_or_else(|| bad("reason", &rec[self.reason]))?,
             status: Status::parse(&rec[self.status])
                 .ok_or_else(|| bad("status", &rec[self.status]))?,
             cost: parse_usd(&rec[self.cost]).ok_or_else(|| bad("cost_usd", &rec[self.cost]))?,
@@ -301,7 +303,7 @@ impl Analysis {
             total_cost: rows.iter().map(|r| r.cost).sum(),
             by_step: group(rows, |r| (r.step, format!("{} {}", r.step + 1, r.op))),
             by_model: group(rows, |r| (0, r.model.clone())),
-            by_reason: group(rows, |r| (0, r.reason.clone())),
+            by_reason: group(rows, |r| (0, r.reason.to_string())),
             latency: latency(rows),
             failures: failures(rows),
             costliest: costliest(&per_image),
@@ -366,7 +368,7 @@ fn failures(rows: &[StepRecord]) -> Vec<FailureGroup> {
     type Images<'a> = BTreeMap<usize, &'a StepRecord>;
     let mut groups: BTreeMap<&str, (usize, Images)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.status == Status::Failed) {
-        let (count, images) = groups.entry(&r.reason).or_default();
+        let (count, images) = groups.entry(r.reason.as_str()).or_default();
         *count += 1;
         let first = images.entry(r.image_index).or_insert(r);
         if r.step < first.step {
@@ -483,8 +485,8 @@ r-7,a.jpg,2,upscale,local,only-permitted,ok,0.000000,50,1,10,10,20,20,out/a.png,
 r-7,b.jpg,1,remove-bg,stability.rb,cheapest,ok,0.040000,1100,2,10,10,10,10,out/b.png,,x
 r-7,b.jpg,2,upscale,amazon.nova,cheapest,failed,0.080000,3000,4,10,10,,,,\"throttled, gave up\",x
 r-7,c.jpg,1,remove-bg,stability.rb,cache-hit,ok,0,0,0,10,10,10,10,out/c.png,,x
-r-7,c.jpg,2,upscale,amazon.nova,budget,failed,0,0,0,10,10,,,,budget exceeded,x
-r-7,d.jpg,1,remove-bg,local,fallback,skipped,0,0,0,10,10,,,out/d.png,,x
+r-7,c.jpg,2,upscale,amazon.nova,fallback-budget,failed,0,0,0,10,10,,,,budget exceeded,x
+r-7,d.jpg,1,remove-bg,local,fallback-no-credentials,skipped,0,0,0,10,10,,,out/d.png,,x
 r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
 ";
 
@@ -493,6 +495,15 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
         let path = dir.path().join("report.csv");
         std::fs::write(&path, CSV).unwrap();
         read_csv(&path).unwrap()
+    }
+
+    #[test]
+    fn a_reason_retouch_never_writes_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.csv");
+        std::fs::write(&path, CSV.replace("fallback-budget", "budget")).unwrap();
+        let err = read_csv(&path).unwrap_err().to_string();
+        assert!(err.ends_with("report.csv:7: bad reason `budget`"), "{err}");
     }
 
     #[test]
@@ -543,8 +554,8 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
                 ("stability.rb".to_string(), 3, 80_000)
             ]
         );
-        assert_eq!(g(&a.by_reason)[0], ("budget".to_string(), 1, 0));
-        assert_eq!(g(&a.by_reason)[2], ("cheapest".to_string(), 2, 160_000));
+        assert_eq!(g(&a.by_reason)[2], ("fallback-budget".to_string(), 1, 0));
+        assert_eq!(g(&a.by_reason)[1], ("cheapest".to_string(), 2, 160_000));
         let lat = &a.latency[0];
         assert_eq!(
             (lat.samples, lat.p50_ms, lat.p95_ms, lat.max_ms),
@@ -556,9 +567,9 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
             .iter()
             .map(|f| (f.reason.as_str(), f.count))
             .collect();
-        assert_eq!(fails, [("budget", 1), ("cheapest", 1)]);
+        assert_eq!(fails, [("cheapest", 1), ("fallback-budget", 1)]);
         assert_eq!(
-            a.failures[1].images,
+            a.failures[0].images,
             [FailedImage {
                 image: "b.jpg".to_string(),
                 error: "throttled, gave up".to_string()
@@ -594,11 +605,10 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
             op: [Op::RemoveBg, Op::FixLighting, Op::Upscale][step],
             model: "local".into(),
             reason: if failed {
-                "corrupt-image"
+                Reason::CorruptImage
             } else {
-                "only-permitted"
-            }
-            .into(),
+                Reason::OnlyPermitted
+            },
             status: if failed { Status::Failed } else { Status::Ok },
             cost: Usd::ZERO,
             latency_ms: 10,

@@ -64,7 +64,7 @@ pub(super) enum Fetched {
     /// it held (its bytes are fetched later only if its pixels turn out to be needed).
     Known(KnownInput),
     /// Why it could not be read: `(reason, message)`.
-    Failed(&'static str, String),
+    Failed(Reason, String),
 }
 
 /// Reads an input's bytes; a future the run loop spawns ahead of processing (read-ahead), so
@@ -124,7 +124,7 @@ pub(super) async fn process(
             match cpu::run(job).await {
                 Ok(Ok((size, hash))) => (Pixels::Input(Vec::new()), size, None, hash),
                 Ok(Err(e)) => return rows.all_failed(e.reason(), &e.to_string()),
-                Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
+                Err(panic) => return rows.all_failed(Reason::InternalError, &panic.to_string()),
             }
         }
         Fetched::Bytes(bytes) => {
@@ -136,7 +136,7 @@ pub(super) async fn process(
             let (bytes, header, hash) = match cpu::run(job).await {
                 Ok((bytes, Ok(header), hash)) => (bytes, header, hash),
                 Ok((_, Err(e), _)) => return rows.all_failed(e.reason(), &e.to_string()),
-                Err(panic) => return rows.all_failed("internal-error", &panic.to_string()),
+                Err(panic) => return rows.all_failed(Reason::InternalError, &panic.to_string()),
             };
             if let (Some(cache), Some(_)) = (&ctx.cache, &planned.item.version) {
                 let known = KnownInput {
@@ -278,7 +278,7 @@ impl<'a> ImageTask<'a> {
                     self.pixels = Pixels::Decoded(new);
                 }
                 Err(failed) if self.unreadable => {
-                    return self.rows.all_failed(&failed.reason, &failed.error);
+                    return self.rows.all_failed(failed.reason, &failed.error);
                 }
                 Err(failed) => {
                     self.flush_deferred_as_hits();
@@ -430,7 +430,7 @@ impl<'a> ImageTask<'a> {
                 Ok(Arc::new(d.image))
             }
             Ok(Err(e)) => Err(StepFailed::nothing_ran(e.reason(), e.to_string())),
-            Err(panic) => Err(StepFailed::nothing_ran("internal-error", panic.0)),
+            Err(panic) => Err(StepFailed::nothing_ran(Reason::InternalError, panic.0)),
         }
     }
 
@@ -451,7 +451,7 @@ impl<'a> ImageTask<'a> {
                 cache.forget_input(item);
             }
             return Err(StepFailed::nothing_ran(
-                "input-changed",
+                Reason::InputChanged,
                 "the input changed while the run was going; run again to pick up the new version"
                     .into(),
             ));
@@ -462,7 +462,7 @@ impl<'a> ImageTask<'a> {
     async fn read_blob(&self, hex: String) -> Result<Arc<RgbaImage>, StepFailed> {
         let Some(cache) = self.ctx.cache.as_ref() else {
             return Err(StepFailed::nothing_ran(
-                "internal-error",
+                Reason::InternalError,
                 "cached result without a cache".into(),
             ));
         };
@@ -474,7 +474,7 @@ impl<'a> ImageTask<'a> {
             .flatten();
         let Some(bytes) = bytes else {
             return Err(StepFailed::nothing_ran(
-                "cache-unreadable",
+                Reason::CacheUnreadable,
                 format!(
                     "cached result {hex} vanished or is damaged (it was removed; rerun to recompute it)"
                 ),
@@ -483,8 +483,11 @@ impl<'a> ImageTask<'a> {
         let max_mp = self.ctx.manifest.limits.max_megapixels.max(1024);
         match cpu::run(move || codec::decode(&bytes, max_mp)).await {
             Ok(Ok(d)) => Ok(Arc::new(d.image)),
-            Ok(Err(e)) => Err(StepFailed::nothing_ran("cache-unreadable", e.to_string())),
-            Err(panic) => Err(StepFailed::nothing_ran("internal-error", panic.0)),
+            Ok(Err(e)) => Err(StepFailed::nothing_ran(
+                Reason::CacheUnreadable,
+                e.to_string(),
+            )),
+            Err(panic) => Err(StepFailed::nothing_ran(Reason::InternalError, panic.0)),
         }
     }
 
@@ -523,17 +526,21 @@ impl<'a> ImageTask<'a> {
         let image = match self.materialise().await {
             Ok(image) => image,
             Err(failed) if self.unreadable => {
-                return self.rows.all_failed(&failed.reason, &failed.error);
+                return self.rows.all_failed(failed.reason, &failed.error);
             }
-            Err(failed) => return self.rows.fail_last(&failed.reason, &failed.error),
+            Err(failed) => return self.rows.fail_last(failed.reason, &failed.error),
         };
         let (format, quality, icc) = (out.format, out.quality, self.icc.take());
         let job = move || codec::encode(&image, format, quality, icc.as_deref());
         let last = ctx.manifest.steps.len() as u32 + 1;
         let bytes = match cpu::run_at(last, job).await {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => return self.rows.fail_last("encode-failed", &e.to_string()),
-            Err(panic) => return self.rows.fail_last("internal-error", &panic.to_string()),
+            Ok(Err(e)) => return self.rows.fail_last(Reason::EncodeFailed, &e.to_string()),
+            Err(panic) => {
+                return self
+                    .rows
+                    .fail_last(Reason::InternalError, &panic.to_string());
+            }
         };
         if let Err(e) = output.write(bytes, format).await {
             return self.rows.fail_last(e.reason(), &e.to_string());
@@ -564,7 +571,7 @@ pub(super) fn models_of(decision: &Decision) -> Vec<String> {
 /// A step that failed, for its row.
 pub(super) struct StepFailed {
     pub model: String,
-    pub reason: String,
+    pub reason: Reason,
     pub error: String,
     pub cost: Usd,
     pub attempts: u32,
@@ -573,10 +580,10 @@ pub(super) struct StepFailed {
 
 impl StepFailed {
     /// Failed before anything ran (the pixels could not be read).
-    fn nothing_ran(reason: &str, error: String) -> StepFailed {
+    fn nothing_ran(reason: Reason, error: String) -> StepFailed {
         StepFailed {
             model: "-".into(),
-            reason: reason.into(),
+            reason,
             error,
             cost: Usd::ZERO,
             attempts: 0,
@@ -607,9 +614,9 @@ async fn run_route(
                 let t = Instant::now();
                 (providers::local::run_step(&step_owned, &input), t.elapsed())
             };
-            let failed = |reason: &str, error: String| StepFailed {
+            let failed = |reason: Reason, error: String| StepFailed {
                 model: "local".into(),
-                reason: reason.into(),
+                reason,
                 error,
                 cost,
                 attempts: attempts + 1,
@@ -624,8 +631,8 @@ async fn run_route(
                     latency: latency + elapsed,
                     image: Some(Arc::new(out)),
                 }),
-                Ok((Err(e), _)) => Err(failed("op-failed", e.to_string())),
-                Err(panic) => Err(failed("internal-error", panic.to_string())),
+                Ok((Err(e), _)) => Err(failed(Reason::OpFailed, e.to_string())),
+                Err(panic) => Err(failed(Reason::InternalError, panic.to_string())),
             }
         }
         Route::Skip { .. } => Ok(StepDone {
@@ -638,7 +645,7 @@ async fn run_route(
         }),
         Route::Fail { .. } => Err(StepFailed {
             model: "-".into(),
-            reason: reason.to_string(),
+            reason,
             error: if remote_error.is_empty() {
                 "no permitted model could serve this step and `fallback` is `fail`".into()
             } else {

@@ -238,22 +238,10 @@ impl Remote {
                 return match e.action() {
                     RetryAction::OpenCircuit => {
                         self.health.open(&model_id, circuit_reason(&e));
-                        failure.set(
-                            Reason::FallbackRemote(e.reason()),
-                            e.to_string(),
-                            Next::NextModel,
-                        )
+                        failure.set(e.reason(), e.to_string(), Next::NextModel)
                     }
-                    RetryAction::Retry => failure.set(
-                        Reason::FallbackRemote(e.reason()),
-                        e.to_string(),
-                        Next::NextModel,
-                    ),
-                    RetryAction::FallBack => failure.set(
-                        Reason::FallbackRemote(e.reason()),
-                        e.to_string(),
-                        next_after(&e),
-                    ),
+                    RetryAction::Retry => failure.set(e.reason(), e.to_string(), Next::NextModel),
+                    RetryAction::FallBack => failure.set(e.reason(), e.to_string(), next_after(&e)),
                 };
             }
         };
@@ -293,18 +281,14 @@ impl Remote {
                 reservation.settle(cost);
                 self.billed(call, cost, hold).await;
                 failure.cost += cost;
-                failure.set(
-                    Reason::FallbackRemote(e.reason()),
-                    e.to_string(),
-                    next_after(&e),
-                )
+                failure.set(e.reason(), e.to_string(), next_after(&e))
             }
             Err(panic) => {
                 reservation.settle(candidate.price);
                 self.billed(call, candidate.price, hold).await;
                 failure.cost += candidate.price;
                 failure.set(
-                    Reason::FallbackRemote("fallback-bad-response"),
+                    Reason::FallbackBadResponse,
                     panic.to_string(),
                     Next::NextModel,
                 )
@@ -412,9 +396,9 @@ fn circuit_reason(e: &RemoteError) -> OpenReason {
 fn open_reason(r: OpenReason) -> Reason {
     match r {
         OpenReason::AccessDenied => Reason::FallbackAccessDenied,
-        OpenReason::NotFound => Reason::FallbackRemote("fallback-model-not-found"),
-        OpenReason::InvalidModel => Reason::FallbackRemote("fallback-model-invalid"),
-        OpenReason::Unavailable => Reason::FallbackRemote("fallback-model-unavailable"),
+        OpenReason::NotFound => Reason::FallbackModelNotFound,
+        OpenReason::InvalidModel => Reason::FallbackModelInvalid,
+        OpenReason::Unavailable => Reason::FallbackModelUnavailable,
     }
 }
 

@@ -40,7 +40,7 @@ impl RowBuilder {
                 step: 0,
                 op: steps[0].op,
                 model: "-".into(),
-                reason: String::new(),
+                reason: Reason::UpstreamFailed,
                 status: Status::Skipped,
                 cost: Usd::ZERO,
                 latency_ms: 0,
@@ -74,7 +74,7 @@ impl RowBuilder {
         let status = if skipped { Status::Skipped } else { Status::Ok };
         let row = StepRecord {
             model: done.model,
-            reason: done.reason.to_string(),
+            reason: done.reason,
             status,
             cost: done.cost,
             latency_ms: done.latency.as_millis() as u64,
@@ -90,7 +90,7 @@ impl RowBuilder {
     pub fn cached(&mut self, step: &Step, model: &str, input: (u32, u32), output: (u32, u32)) {
         let row = StepRecord {
             model: model.into(),
-            reason: Reason::CacheHit.to_string(),
+            reason: Reason::CacheHit,
             status: Status::Ok,
             input_size: Some(input),
             output_size: Some(output),
@@ -111,7 +111,7 @@ impl RowBuilder {
     ) {
         let row = StepRecord {
             model: model.into(),
-            reason: reason.to_string(),
+            reason,
             status: Status::Planned,
             cost: estimate,
             input_size: Some(input),
@@ -137,12 +137,12 @@ impl RowBuilder {
     }
 
     /// Every step failed for the same reason (the image could not even be read).
-    pub fn all_failed(mut self, reason: &str, error: &str) -> Vec<StepRecord> {
+    pub fn all_failed(mut self, reason: Reason, error: &str) -> Vec<StepRecord> {
         for (i, &op) in self.ops.iter().enumerate() {
             self.rows.push(StepRecord {
                 step: i,
                 op,
-                reason: reason.into(),
+                reason,
                 status: Status::Failed,
                 error: error.into(),
                 ..self.template.clone()
@@ -157,7 +157,7 @@ impl RowBuilder {
             self.rows.push(StepRecord {
                 step: i,
                 op: self.ops[i],
-                reason: "upstream-failed".into(),
+                reason: Reason::UpstreamFailed,
                 ..self.template.clone()
             });
         }
@@ -165,10 +165,10 @@ impl RowBuilder {
     }
 
     /// Writing the result failed after every step ran: the last row carries the failure.
-    pub fn fail_last(mut self, reason: &str, error: &str) -> Vec<StepRecord> {
+    pub fn fail_last(mut self, reason: Reason, error: &str) -> Vec<StepRecord> {
         if let Some(last) = self.rows.last_mut() {
             last.status = Status::Failed;
-            last.reason = reason.into();
+            last.reason = reason;
             last.error = error.into();
         }
         self.rows

@@ -24,6 +24,7 @@ use crate::manifest::Manifest;
 use crate::money::Usd;
 use crate::plan::Plan;
 use crate::providers::bedrock::{BedrockClient, ConnectError, ConnectSettings};
+use crate::reason::Reason;
 use crate::report::{CsvReport, ReportError, Summary};
 
 /// How to run (flags, not pipeline description).
@@ -168,7 +169,7 @@ pub async fn run(
                 break;
             }
             fetched = &mut fetch => fetched.unwrap_or_else(|e| {
-                Fetched::Failed("internal-error", format!("reading the input: {e}"))
+                Fetched::Failed(Reason::InternalError, format!("reading the input: {e}"))
             }),
         };
         let permit = tokio::select! {

@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{OutputFormat, Place, S3Location};
+use crate::reason::Reason;
 use crate::s3::{S3, S3Error};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +33,11 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    /// Short kebab-case reason for the report.
-    pub fn reason(&self) -> &'static str {
+    /// The report's reason.
+    pub fn reason(&self) -> Reason {
         match self {
-            SinkError::UnsafePath { .. } => "unsafe-output-path",
-            SinkError::Write { .. } | SinkError::NoS3Client { .. } => "write-failed",
+            SinkError::UnsafePath { .. } => Reason::UnsafeOutputPath,
+            SinkError::Write { .. } | SinkError::NoS3Client { .. } => Reason::WriteFailed,
             SinkError::S3(e) => e.reason(),
         }
     }
@@ -244,7 +245,7 @@ mod tests {
             "\u{1b}[2J.jpg",
         ] {
             let err = output_path(Path::new("out"), rel, OutputFormat::Png).unwrap_err();
-            assert_eq!(err.reason(), "unsafe-output-path", "{rel}");
+            assert_eq!(err.reason(), Reason::UnsafeOutputPath, "{rel}");
             assert!(!err.to_string().contains(char::is_control), "{err}");
         }
         let err = output_path(Path::new("out"), "a\u{1}b.jpg", OutputFormat::Png).unwrap_err();
@@ -264,7 +265,7 @@ mod tests {
         assert_eq!(d.to_string(), "s3://out/done/a/b/1.webp");
         for rel in ["../x.jpg", "/x.jpg", "a\\b.jpg", "a//b.jpg"] {
             let err = destination(&dir, rel, OutputFormat::Png).unwrap_err();
-            assert_eq!(err.reason(), "unsafe-output-path", "{rel}");
+            assert_eq!(err.reason(), Reason::UnsafeOutputPath, "{rel}");
         }
         let local = Place::Local(PathBuf::from("out"));
         let d = destination(&local, "x/y.png", OutputFormat::Jpeg).unwrap();

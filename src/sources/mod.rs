@@ -14,6 +14,7 @@ pub use s3::S3Input;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{InputSpec, Manifest};
+use crate::reason::Reason;
 use crate::s3::{S3, S3Error};
 
 /// One input image.
@@ -102,14 +103,14 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    /// Short kebab-case reason for the report.
-    pub fn reason(&self) -> &'static str {
+    /// The report's reason.
+    pub fn reason(&self) -> Reason {
         match self {
             SourceError::S3(e) => e.reason(),
-            SourceError::NotAFile { .. } => "not-a-file",
-            SourceError::BrokenLink { .. } => "broken-link",
-            SourceError::TooLarge { .. } => "too-large",
-            _ => "read-failed",
+            SourceError::NotAFile { .. } => Reason::NotAFile,
+            SourceError::BrokenLink { .. } => Reason::BrokenLink,
+            SourceError::TooLarge { .. } => Reason::TooLarge,
+            _ => Reason::ReadFailed,
         }
     }
 }

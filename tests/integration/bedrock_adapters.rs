@@ -3,6 +3,7 @@
 //! Every adapter round-trips (encode → strict validation → decode), and every failure the
 //! double can produce is classified as the scheduler expects.
 
+use retouch::reason::Reason;
 use std::time::Duration;
 
 use crate::support::bedrock_double::{BedrockDouble, Filter, sdk_config};
@@ -181,7 +182,7 @@ async fn strict_validation_rejects_extra_fields_and_oversize_images() {
         matches!(&err, RemoteError::Validation { message } if message.contains("1600x800")),
         "{err:?}"
     );
-    assert_eq!(err.reason(), "fallback-validation");
+    assert_eq!(err.reason().as_str(), "fallback-validation");
     assert_eq!(double.successes("amazon.nova-canvas-v1:0"), 0);
 }
 
@@ -249,7 +250,7 @@ async fn rpm_window_throttles_with_429() {
     assert_eq!(err, RemoteError::Throttled);
     assert_eq!(
         (err.action(), err.reason()),
-        (RetryAction::Retry, "fallback-throttled")
+        (RetryAction::Retry, Reason::FallbackThrottled)
     );
     assert_eq!(double.requests(&m.id), 3);
     assert_eq!(double.successes(&m.id), 2);
@@ -269,7 +270,7 @@ async fn access_denied_and_retired_open_the_circuit() {
     assert!(matches!(err, RemoteError::AccessDenied { .. }), "{err:?}");
     assert_eq!(
         (err.action(), err.reason()),
-        (RetryAction::OpenCircuit, "fallback-access-denied")
+        (RetryAction::OpenCircuit, Reason::FallbackAccessDenied)
     );
 
     let titan = model("titan-image-v2");
@@ -327,7 +328,7 @@ async fn content_filter_signals_fall_back() {
         );
         assert_eq!(
             (err.action(), err.reason()),
-            (RetryAction::FallBack, "fallback-content-filtered")
+            (RetryAction::FallBack, Reason::FallbackContentFiltered)
         );
     }
     let m = model("stability-remove-bg");

@@ -126,7 +126,7 @@ fn row<'a>(rows: &'a [StepRecord], image: &str, step: usize) -> &'a StepRecord {
 
 /// (model, reason, status) of a row, for compact comparisons.
 fn route(r: &StepRecord) -> (&str, &str, Status) {
-    (&r.model, &r.reason, r.status)
+    (&r.model, r.reason.as_str(), r.status)
 }
 
 /// What the double billed: each successful call returns one billed image at the model's price.
@@ -279,7 +279,10 @@ limits: { rpm: { titan-image-v2: 600, nova-canvas: 600 } }
     );
     // Images routed to Titan before it was taken out (its probes, and those waiting behind
     // them) say `next-cheapest`; later ones only had Nova left.
-    let after_titan = rows.iter().filter(|r| r.reason == "next-cheapest").count();
+    let after_titan = rows
+        .iter()
+        .filter(|r| r.reason.as_str() == "next-cheapest")
+        .count();
     assert!(after_titan >= double.requests(TITAN), "{rows:#?}");
     assert!(
         rows.iter()
@@ -457,7 +460,7 @@ budget: { max_usd: 3.50 }
     let mut by_route: HashMap<(&str, &str), usize> = HashMap::new();
     for r in &rows {
         assert_eq!(r.status, Status::Ok);
-        *by_route.entry((&r.model, &r.reason)).or_default() += 1;
+        *by_route.entry((&r.model, r.reason.as_str())).or_default() += 1;
     }
     assert_eq!(by_route.len(), 2, "{by_route:?}");
     assert_eq!(by_route[&(STAB_BG, "only-permitted")], 50);

@@ -137,7 +137,7 @@ fn with_recorded_run() -> Test {
         step: 0,
         op: Op::Upscale,
         model: "local".into(),
-        reason: "cache-hit".into(),
+        reason: retouch::reason::Reason::CacheHit,
         status: Status::Ok,
         cost: Usd(0),
         latency_ms: 0,

@@ -496,7 +496,7 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
     });
     let statuses: Vec<(String, String)> = outcome
         .iter()
-        .map(|r| (r.image.clone(), r.reason.clone()))
+        .map(|r| (r.image.clone(), r.reason.to_string()))
         .collect();
     assert_eq!(statuses[0].0, "s3://src/p/good.png");
     assert_eq!(outcome[0].status, retouch::ledger::Status::Ok);

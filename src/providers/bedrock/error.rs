@@ -7,6 +7,8 @@
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 
+use crate::reason::Reason;
+
 /// The most of a message (which may quote a whole response) kept in a `RemoteError`.
 const MAX_MESSAGE: usize = 300;
 
@@ -85,23 +87,23 @@ impl RemoteError {
     }
 
     /// The report reason used when this error makes a step fall back.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         use RemoteError::*;
         match self {
-            Throttled => "fallback-throttled",
-            ModelNotReady => "fallback-model-not-ready",
-            Server { .. } => "fallback-server-error",
-            Timeout => "fallback-timeout",
-            Network { .. } => "fallback-network",
-            AccessDenied { .. } => "fallback-access-denied",
-            ModelNotFound { .. } => "fallback-model-not-found",
-            InvalidModel { .. } => "fallback-model-invalid",
-            QuotaExceeded { .. } => "fallback-quota-exceeded",
-            ContentFiltered { .. } => "fallback-content-filtered",
-            Validation { .. } => "fallback-validation",
-            ModelError { .. } | InferenceError => "fallback-model-error",
-            BadResponse { .. } => "fallback-bad-response",
-            Config { .. } => "fallback-client-config",
+            Throttled => Reason::FallbackThrottled,
+            ModelNotReady => Reason::FallbackModelNotReady,
+            Server { .. } => Reason::FallbackServerError,
+            Timeout => Reason::FallbackTimeout,
+            Network { .. } => Reason::FallbackNetwork,
+            AccessDenied { .. } => Reason::FallbackAccessDenied,
+            ModelNotFound { .. } => Reason::FallbackModelNotFound,
+            InvalidModel { .. } => Reason::FallbackModelInvalid,
+            QuotaExceeded { .. } => Reason::FallbackQuotaExceeded,
+            ContentFiltered { .. } => Reason::FallbackContentFiltered,
+            Validation { .. } => Reason::FallbackValidation,
+            ModelError { .. } | InferenceError => Reason::FallbackModelError,
+            BadResponse { .. } => Reason::FallbackBadResponse,
+            Config { .. } => Reason::FallbackClientConfig,
         }
     }
 
@@ -238,12 +240,12 @@ mod tests {
         let filtered = RemoteError::from_validation(
             "This request has been blocked by our content filters. Please adjust your input image to submit a new request.",
         );
-        assert_eq!(filtered.reason(), "fallback-content-filtered");
+        assert_eq!(filtered.reason(), Reason::FallbackContentFiltered);
         assert_eq!(filtered.action(), RetryAction::FallBack);
         let plain = RemoteError::from_validation("extraneous key [x] is not permitted");
         assert_eq!(
             (plain.action(), plain.reason()),
-            (RetryAction::FallBack, "fallback-validation")
+            (RetryAction::FallBack, Reason::FallbackValidation)
         );
     }
 
@@ -255,6 +257,6 @@ mod tests {
             message: String::new(),
         };
         assert_eq!(denied.action(), RetryAction::OpenCircuit);
-        assert_eq!(denied.reason(), "fallback-access-denied");
+        assert_eq!(denied.reason(), Reason::FallbackAccessDenied);
     }
 }

@@ -193,7 +193,7 @@ fn content_filter_and_inference_signals() {
         &m,
     )
     .unwrap_err();
-    assert_eq!(e.reason(), "fallback-content-filtered");
+    assert_eq!(e.reason(), crate::reason::Reason::FallbackContentFiltered);
     let stab = json!({ "finish_reasons": ["Filter reason: output image"] });
     let e = decode_response(
         &model("stability-remove-bg"),
