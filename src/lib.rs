@@ -9,7 +9,6 @@
 pub mod atomic_file;
 pub mod catalog;
 pub mod codec;
-pub mod cpu;
 pub mod ledger;
 pub mod lock;
 pub mod manifest;

@@ -1,6 +1,155 @@
 //! Backends that perform one step on one image: the built-in local implementations, and remote
-//! models. Each classifies its own failures; none decides which backend to use (that is the
-//! router's job) or retries (the scheduler's).
+//! models. This file is the seam the scheduler calls through; the scheduler never sees a
+//! request body, a response or an SDK type.
+//!
+//! A remote call has three parts, so the scheduler can keep what spans calls (money, rate
+//! limits, retries, circuit breaking, fallback order) while a provider owns everything about
+//! its API: [`PreparedCall::prepare`] fits the image to the model's input rules and encodes the
+//! request (CPU work), [`Providers::attempt`] sends it once (async; the scheduler retries), and
+//! [`PreparedCall::finish`] decodes the answer and maps it back onto the original image (size,
+//! alpha at full resolution, backdrop colour) and says what was billed. Each provider classifies
+//! its own failures ([`RemoteError::action`]). None decides which backend to use (the router's
+//! job) or retries (the scheduler's). Adding a model family is an adapter module here plus
+//! catalog data.
 
 pub mod bedrock;
 pub mod local;
+
+use image::RgbaImage;
+
+pub use bedrock::{
+    AdapterError, BedrockClient, ConnectError, ConnectSettings, RemoteError, RetryAction,
+};
+
+use crate::catalog::{ModelEntry, Op};
+use crate::manifest::{OpParams, Step};
+use crate::money::Usd;
+
+/// What one call was billed, in the unit its model is priced in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Billed {
+    /// Images returned (image models bill per output image).
+    Images(u32),
+}
+
+impl Billed {
+    /// The cost at the catalog's `unit_price` (per image).
+    pub fn cost(self, unit_price: Usd) -> Usd {
+        match self {
+            Billed::Images(n) => unit_price.times(n),
+        }
+    }
+}
+
+/// A model's answer, mapped back onto the original image.
+#[derive(Debug, Clone)]
+pub struct ModelOutput {
+    pub image: RgbaImage,
+    pub billed: Billed,
+}
+
+/// A call built for one image and model: sent once per attempt, its answer mapped back by
+/// [`PreparedCall::finish`].
+#[derive(Debug, Clone)]
+pub struct PreparedCall {
+    model: ModelEntry,
+    op: Op,
+    /// A backdrop colour the step asks for: the models return a cut-out, the colour is ours.
+    background: Option<[u8; 3]>,
+    request: Request,
+}
+
+/// The request in its provider's terms.
+#[derive(Debug, Clone)]
+enum Request {
+    Bedrock(bedrock::EncodedRequest),
+}
+
+impl PreparedCall {
+    /// Prepares `step` on `image` for `model`: fits it to the model's input rules (resize,
+    /// flatten transparency) and encodes the request. Synchronous and CPU-bound. Nothing is
+    /// sent or billed when this fails.
+    pub fn prepare(
+        step: &Step,
+        model: &ModelEntry,
+        image: &RgbaImage,
+    ) -> Result<PreparedCall, AdapterError> {
+        let params = remote_params(step, image.dimensions());
+        let request = bedrock::encode_request(model, step.op, image, &params)?;
+        let background = match &step.params {
+            OpParams::RemoveBg(p) => p.background.map(|c| c.0),
+            _ => None,
+        };
+        Ok(PreparedCall {
+            model: model.clone(),
+            op: step.op,
+            background,
+            request: Request::Bedrock(request),
+        })
+    }
+
+    /// Decodes a successful answer and maps it back onto `original`. Synchronous and
+    /// CPU-bound. An error here came with a 200 answer: [`RemoteError::answer_billed`] says
+    /// whether it was billed.
+    pub fn finish(&self, answer: &[u8], original: &RgbaImage) -> Result<ModelOutput, RemoteError> {
+        let Request::Bedrock(request) = &self.request;
+        let decoded =
+            bedrock::decode_response(&self.model, self.op, answer, original, &request.mapping)?;
+        let image = match self.background {
+            Some(bg) => crate::ops::remove_bg::flatten(&decoded.image, bg),
+            None => decoded.image,
+        };
+        Ok(ModelOutput {
+            image,
+            billed: Billed::Images(decoded.images_billed),
+        })
+    }
+}
+
+/// The run's remote clients (one per provider that needs one). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Providers {
+    bedrock: BedrockClient,
+}
+
+impl Providers {
+    /// Resolves credentials and region through the standard AWS chain.
+    pub async fn connect(settings: &ConnectSettings) -> Result<Providers, ConnectError> {
+        BedrockClient::connect(settings).await.map(Providers::from)
+    }
+
+    /// The region the clients call, when known.
+    pub fn region(&self) -> Option<String> {
+        self.bedrock.region()
+    }
+
+    /// Sends `call` once and returns the raw answer; retrying is the caller's decision
+    /// ([`RemoteError::action`]).
+    pub async fn attempt(&self, call: &PreparedCall) -> Result<Vec<u8>, RemoteError> {
+        let Request::Bedrock(request) = &call.request;
+        self.bedrock
+            .invoke(&request.invoke_id, request.body.clone())
+            .await
+    }
+}
+
+impl From<BedrockClient> for Providers {
+    fn from(bedrock: BedrockClient) -> Providers {
+        Providers { bedrock }
+    }
+}
+
+/// The step parameters a remote model sees.
+fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
+    let target = match &step.params {
+        OpParams::Upscale(p) => Some(p.target.output_size(w, h)),
+        _ => None,
+    };
+    bedrock::RemoteParams {
+        prompt: step.prompt.clone(),
+        negative_prompt: step.negative_prompt.clone(),
+        similarity: step.similarity,
+        target,
+        seed: None,
+    }
+}

@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use image::RgbaImage;
 
 use super::budget::{BudgetExceeded, Cap};
+use super::cpu;
 use crate::catalog::Date;
 use crate::codec;
-use crate::cpu;
 use crate::ledger::{
     CachedStep, Claim, HoldId, KnownInput, OutputRecord, PaidCall, StepKey, Store, output_spec,
     spec_for,

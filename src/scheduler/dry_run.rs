@@ -5,7 +5,7 @@
 //! reserved against the run's budget as if they were spent, so a dry run shows where
 //! `fallback-budget` would start.
 
-use super::image_task::{ImageContext, models_of};
+use super::context::{ImageContext, models_of};
 use super::rows::RowBuilder;
 use crate::ledger::{StepKey, StepRecord, spec_for};
 use crate::money::Usd;

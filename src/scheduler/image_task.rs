@@ -10,51 +10,22 @@ use std::time::{Duration, Instant};
 use image::RgbaImage;
 
 use super::cache::{ClaimGuard, Hit, RunCache, StepResult, output_key};
-use super::remote::{NotServed, Remote};
-use super::rows::{RowBuilder, StepDone};
-use crate::catalog::Catalog;
+use super::context::{ImageContext, models_of};
+use super::cpu::{self, priority};
+use super::outcome::{StepDone, StepFailed};
+use super::remote::NotServed;
+use super::rows::RowBuilder;
 use crate::codec;
-use crate::cpu;
 use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash, spec_for};
-use crate::manifest::{Manifest, Step};
+use crate::manifest::Step;
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::providers;
-use crate::router::{self, Decision, Facts, Reason, Route};
+use crate::reason::Reason;
+use crate::router::{self, Decision, Route};
 use crate::s3::S3;
 use crate::sinks;
 use crate::sources::{self, InputItem};
-
-/// What every image task shares. Lives as long as the run.
-pub(super) struct ImageContext {
-    pub manifest: Arc<Manifest>,
-    pub catalog: Arc<Catalog>,
-    pub remote: Remote,
-    /// Route and price only; call nothing, write nothing.
-    pub dry_run: bool,
-    /// The step cache; `None` when the run keeps no state.
-    pub cache: Option<Arc<RunCache>>,
-}
-
-impl ImageContext {
-    pub(super) fn decide(&self, step: &Step, size: (u32, u32)) -> Decision {
-        let unhealthy = |id: &str| self.remote.unhealthy(id);
-        let facts = Facts {
-            catalog: &self.catalog,
-            region: &self.remote.region,
-            today: self.remote.today,
-            remote_available: self.remote.client.is_some() || self.dry_run,
-            unhealthy: &unhealthy,
-        };
-        router::decide(step, size, &facts)
-    }
-}
-
-/// CPU priority of a step's work (see [`cpu::run_at`]): later stages first, so images in flight
-/// finish before new ones are decoded. Decoding is 0; encoding the output is after the last step.
-pub(super) fn priority(step: &Step) -> u32 {
-    step.index as u32 + 1
-}
 
 /// What the read-ahead got for one input.
 pub(super) enum Fetched {
@@ -551,44 +522,6 @@ impl<'a> ImageTask<'a> {
                 .await;
         }
         self.rows.finish_written(&output.dest.to_string())
-    }
-}
-
-/// The models whose cached results would serve this decision, in the router's order.
-pub(super) fn models_of(decision: &Decision) -> Vec<String> {
-    match decision {
-        Decision::Remote { candidates, .. } => {
-            candidates.iter().map(|c| c.model.id.clone()).collect()
-        }
-        Decision::Other {
-            route: Route::Local { .. },
-            ..
-        } => vec!["local".into()],
-        Decision::Other { .. } => Vec::new(),
-    }
-}
-
-/// A step that failed, for its row.
-pub(super) struct StepFailed {
-    pub model: String,
-    pub reason: Reason,
-    pub error: String,
-    pub cost: Usd,
-    pub attempts: u32,
-    pub latency: Duration,
-}
-
-impl StepFailed {
-    /// Failed before anything ran (the pixels could not be read).
-    fn nothing_ran(reason: Reason, error: String) -> StepFailed {
-        StepFailed {
-            model: "-".into(),
-            reason,
-            error,
-            cost: Usd::ZERO,
-            attempts: 0,
-            latency: Duration::ZERO,
-        }
     }
 }
 

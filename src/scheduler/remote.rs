@@ -16,24 +16,21 @@ use image::RgbaImage;
 
 use super::budget::{Budget, BudgetExceeded};
 use super::cache::{CallOf, RunCache};
+use super::cpu;
 use super::health::{Admission, Health, OpenReason};
 use super::rate_limit::RateLimits;
 use super::retry::RetryPolicy;
 use crate::catalog::Date;
-use crate::cpu;
 use crate::ledger::HoldId;
-use crate::manifest::{OpParams, Step};
+use crate::manifest::Step;
 use crate::money::Usd;
-use crate::providers::bedrock::{
-    BedrockClient, EncodedRequest, RemoteError, RemoteParams, RetryAction, decode_response,
-    encode_request,
-};
+use crate::providers::{PreparedCall, Providers, RemoteError, RetryAction};
 use crate::router::{Candidate, Reason};
 
 /// Everything remote calls share during a run. Created once per run, dropped at its end.
 pub struct Remote {
     /// `None` when no credentials were found: every remote step falls back at once.
-    pub client: Option<BedrockClient>,
+    pub client: Option<Providers>,
     pub region: String,
     pub today: Date,
     pub budget: Budget,
@@ -85,7 +82,7 @@ enum Next {
 
 impl Remote {
     pub fn new(
-        client: Option<BedrockClient>,
+        client: Option<Providers>,
         region: String,
         today: Date,
         budget: Budget,
@@ -181,7 +178,7 @@ impl Remote {
         Err(failure)
     }
 
-    /// One candidate: reserve, admit, encode, call with retries, decode, settle.
+    /// One candidate: reserve, admit, prepare, hold, call with retries, map back, settle.
     async fn try_candidate(
         &self,
         step: &Step,
@@ -191,7 +188,7 @@ impl Remote {
         failure: &mut NotServed,
     ) -> Result<(RgbaImage, String, Usd), Next> {
         let model_id = candidate.model.id.clone();
-        let Some(client) = &self.client else {
+        let Some(providers) = &self.client else {
             return failure.set(
                 Reason::FallbackNoCredentials,
                 "no AWS credentials".into(),
@@ -210,115 +207,95 @@ impl Remote {
             }
         };
         self.warn_if_legacy(&candidate);
-        let request = match self.encode(step, image, &candidate).await {
-            Ok(r) => r,
+        let call = match prepare(step, image, &candidate).await {
+            Ok(call) => call,
             Err(e) => return failure.set(Reason::FallbackTooLarge, e, Next::NextModel),
         };
         // Held only once the first attempt has its rate-limit slot, so a hold lasts as long as
         // the call itself: a run killed while waiting for a slot has nothing possibly billed
         // (holds of runs that died stop counting against the day after `HOLD_EXPIRES_SECS`).
         self.rates.acquire(&model_id).await;
-        let call = CallOf {
+        let paid = CallOf {
             image: key,
             step: step.index,
             model: &model_id,
         };
-        let hold = match self.hold(call, candidate.price).await {
+        let hold = match self.hold(paid, candidate.price).await {
             Ok(hold) => hold,
             Err(e) => {
                 drop(reservation); // nothing called
                 return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
             }
         };
-        let body = match self.call(client, &model_id, &request, failure).await {
-            Ok(body) => body,
+        let answer = match self.call(providers, &model_id, &call, failure).await {
+            Ok(answer) => answer,
             Err(e) => {
                 drop(reservation); // nothing billed
-                self.billed(call, Usd::ZERO, hold).await;
-                return match e.action() {
-                    RetryAction::OpenCircuit => {
-                        self.health.open(&model_id, circuit_reason(&e));
-                        failure.set(e.reason(), e.to_string(), Next::NextModel)
-                    }
-                    RetryAction::Retry => failure.set(e.reason(), e.to_string(), Next::NextModel),
-                    RetryAction::FallBack => failure.set(e.reason(), e.to_string(), next_after(&e)),
-                };
+                self.billed(paid, Usd::ZERO, hold).await;
+                return self.not_answered(&model_id, &e, failure);
             }
         };
         self.health.on_success(&model_id);
         self.rates.on_success(&model_id);
-        let op = step.op;
-        let (model, original) = (candidate.model.clone(), image.clone());
-        let mapping = request.mapping;
-        // The models return a cut-out; a requested backdrop colour is ours to apply.
-        let background = match &step.params {
-            OpParams::RemoveBg(p) => p.background.map(|c| c.0),
-            _ => None,
-        };
-        let decoded = cpu::run_at(super::image_task::priority(step), move || {
-            let mut d = decode_response(&model, op, &body, &original, &mapping)?;
-            if let Some(bg) = background {
-                d.image = crate::ops::remove_bg::flatten(&d.image, bg);
-            }
-            Ok(d)
-        })
-        .await;
-        match decoded {
-            Ok(Ok(d)) => {
-                let cost = candidate.price.times(d.images_billed);
-                reservation.settle(cost);
-                self.billed(call, cost, hold).await;
-                self.log_budget_warnings();
-                Ok((d.image, model_id, cost))
-            }
-            Ok(Err(e)) => {
-                // The call answered 200: billed unless nothing came back (filtered out).
-                let cost = if matches!(e, RemoteError::ContentFiltered { .. }) {
-                    Usd::ZERO
-                } else {
-                    candidate.price
-                };
-                reservation.settle(cost);
-                self.billed(call, cost, hold).await;
-                failure.cost += cost;
-                failure.set(e.reason(), e.to_string(), next_after(&e))
-            }
-            Err(panic) => {
-                reservation.settle(candidate.price);
-                self.billed(call, candidate.price, hold).await;
-                failure.cost += candidate.price;
-                failure.set(
+        let original = image.clone();
+        let job = move || call.finish(&answer, &original);
+        let (cost, result) = match cpu::run_at(cpu::priority(step), job).await {
+            Ok(Ok(output)) => (output.billed.cost(candidate.price), Ok(output.image)),
+            // The call answered 200: billed unless nothing came back (filtered out).
+            Ok(Err(e)) if e.answer_billed() => (
+                candidate.price,
+                Err((e.reason(), e.to_string(), next_after(&e))),
+            ),
+            Ok(Err(e)) => (Usd::ZERO, Err((e.reason(), e.to_string(), next_after(&e)))),
+            Err(panic) => (
+                candidate.price,
+                Err((
                     Reason::FallbackBadResponse,
                     panic.to_string(),
                     Next::NextModel,
-                )
+                )),
+            ),
+        };
+        reservation.settle(cost);
+        self.billed(paid, cost, hold).await;
+        match result {
+            Ok(image) => {
+                self.log_budget_warnings();
+                Ok((image, model_id, cost))
+            }
+            Err((reason, error, next)) => {
+                failure.cost += cost;
+                failure.set(reason, error, next)
             }
         }
     }
 
-    async fn encode(
+    /// A call that got no usable answer after its retries: what to do next, and the model's
+    /// circuit opened when the failure says the model is unusable for the run.
+    fn not_answered<T>(
         &self,
-        step: &Step,
-        image: &Arc<RgbaImage>,
-        candidate: &Candidate,
-    ) -> Result<EncodedRequest, String> {
-        let params = remote_params(step, image.dimensions());
-        let (model, image, op) = (candidate.model.clone(), image.clone(), step.op);
-        let job = move || encode_request(&model, op, &image, &params);
-        match cpu::run_at(super::image_task::priority(step), job).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(panic) => Err(panic.to_string()),
-        }
+        model_id: &str,
+        e: &RemoteError,
+        failure: &mut NotServed,
+    ) -> Result<T, Next> {
+        let next = match e.action() {
+            RetryAction::OpenCircuit => {
+                self.health.open(model_id, circuit_reason(e));
+                Next::NextModel
+            }
+            RetryAction::Retry => Next::NextModel,
+            RetryAction::FallBack => next_after(e),
+        };
+        failure.set(e.reason(), e.to_string(), next)
     }
 
     /// The call with retries, each retry waiting for its rate-limit slot (the first attempt's
     /// slot is taken by the caller); counts attempts into `failure`.
     async fn call(
         &self,
-        client: &BedrockClient,
+        providers: &Providers,
         model: &str,
-        request: &EncodedRequest,
+        call: &PreparedCall,
         failure: &mut NotServed,
     ) -> Result<Vec<u8>, RemoteError> {
         let mut tries = 0;
@@ -328,11 +305,8 @@ impl Remote {
             }
             tries += 1;
             failure.attempts += 1;
-            let result = client
-                .invoke(&request.invoke_id, request.body.clone())
-                .await;
-            let err = match result {
-                Ok(body) => return Ok(body),
+            let err = match providers.attempt(call).await {
+                Ok(answer) => return Ok(answer),
                 Err(e) => e,
             };
             if err.action() != RetryAction::Retry || !self.retry.allows_another(tries) {
@@ -402,17 +376,17 @@ fn open_reason(r: OpenReason) -> Reason {
     }
 }
 
-/// The step parameters a remote model sees.
-fn remote_params(step: &Step, (w, h): (u32, u32)) -> RemoteParams {
-    let target = match &step.params {
-        OpParams::Upscale(p) => Some(p.target.output_size(w, h)),
-        _ => None,
-    };
-    RemoteParams {
-        prompt: step.prompt.clone(),
-        negative_prompt: step.negative_prompt.clone(),
-        similarity: step.similarity,
-        target,
-        seed: None,
+/// Prepares the call on the CPU pool.
+async fn prepare(
+    step: &Step,
+    image: &Arc<RgbaImage>,
+    candidate: &Candidate,
+) -> Result<PreparedCall, String> {
+    let (step_owned, model, image) = (step.clone(), candidate.model.clone(), image.clone());
+    let job = move || PreparedCall::prepare(&step_owned, &model, &image);
+    match cpu::run_at(cpu::priority(step), job).await {
+        Ok(Ok(call)) => Ok(call),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(panic.to_string()),
     }
 }

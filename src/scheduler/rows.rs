@@ -1,28 +1,12 @@
 //! Accumulates one image's report rows as its steps finish.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use image::RgbaImage;
-
-use super::image_task::StepFailed;
+use super::outcome::{StepDone, StepFailed};
 use crate::catalog::Op;
 use crate::ledger::{Status, StepRecord};
 use crate::manifest::Step;
 use crate::money::Usd;
 use crate::router::Reason;
 use crate::sources::InputItem;
-
-/// A step that finished (ran somewhere, or was skipped by `fallback: skip`).
-pub(super) struct StepDone {
-    pub model: String,
-    pub reason: Reason,
-    pub cost: Usd,
-    pub attempts: u32,
-    pub latency: Duration,
-    /// The new image; `None` when the step was skipped.
-    pub image: Option<Arc<RgbaImage>>,
-}
 
 /// One image's rows, in step order.
 pub(super) struct RowBuilder {

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{Budget, DailyAllowance};
 use super::cache::RunCache;
-use super::image_task::{self, Fetched, ImageContext};
+use super::context::ImageContext;
+use super::image_task::{self, Fetched};
 use super::rate_limit::RateLimits;
 use super::remote::Remote;
 use super::retry::RetryPolicy;
@@ -23,7 +24,7 @@ use crate::ledger::{StepRecord, Store};
 use crate::manifest::Manifest;
 use crate::money::Usd;
 use crate::plan::Plan;
-use crate::providers::bedrock::{BedrockClient, ConnectError, ConnectSettings};
+use crate::providers::{BedrockClient, ConnectError, ConnectSettings, Providers};
 use crate::reason::Reason;
 use crate::report::{CsvReport, ReportError, Summary};
 
@@ -216,9 +217,11 @@ async fn connect(manifest: &Manifest, config: &RunConfig, ledger: Option<Arc<Run
         .iter()
         .any(|s| s.models.iter().any(|m| !m.is_local()));
     let (client, region) = match &config.connection {
-        Connection::Client { client, region } => (Some(client.clone()), region.clone()),
+        Connection::Client { client, region } => {
+            (Some(Providers::from(client.clone())), region.clone())
+        }
         Connection::Connect(settings) if wants_remote && !config.dry_run => {
-            match BedrockClient::connect(settings).await {
+            match Providers::connect(settings).await {
                 Ok(client) => {
                     let region = client.region().unwrap_or_else(|| "us-east-1".into());
                     (Some(client), region)

@@ -107,6 +107,12 @@ impl RemoteError {
         }
     }
 
+    /// For a failure that came with a 200 answer (see `PreparedCall::finish`): whether that
+    /// answer was billed. A content-filtered answer returned no image and is not.
+    pub fn answer_billed(&self) -> bool {
+        !matches!(self, RemoteError::ContentFiltered { .. })
+    }
+
     /// Classifies a `ValidationException` message: retired model, content filter, or plain.
     pub fn from_validation(message: &str) -> RemoteError {
         let message = message.to_string();

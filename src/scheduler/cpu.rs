@@ -20,6 +20,14 @@ use std::sync::{Mutex, OnceLock};
 
 use tokio::sync::oneshot;
 
+use crate::manifest::Step;
+
+/// The priority of a step's CPU work (see [`run_at`]): later stages first, so images in flight
+/// finish before new ones are decoded. Decoding is 0; encoding the output is after the last step.
+pub fn priority(step: &Step) -> u32 {
+    step.index as u32 + 1
+}
+
 /// Admission to the pool: one permit per rayon thread. Lives for the process.
 fn gate() -> &'static Gate {
     static GATE: OnceLock<Gate> = OnceLock::new();

@@ -1,0 +1,50 @@
+//! What every image task of a run shares, and how a step is routed for one image.
+//!
+//! Owned by the run loop (one per run, behind an `Arc`), read by image tasks and the dry run.
+
+use std::sync::Arc;
+
+use super::cache::RunCache;
+use super::remote::Remote;
+use crate::catalog::Catalog;
+use crate::manifest::{Manifest, Step};
+use crate::router::{self, Decision, Facts, Route};
+
+/// What every image task shares. Lives as long as the run.
+pub(super) struct ImageContext {
+    pub manifest: Arc<Manifest>,
+    pub catalog: Arc<Catalog>,
+    pub remote: Remote,
+    /// Route and price only; call nothing, write nothing.
+    pub dry_run: bool,
+    /// The step cache; `None` when the run keeps no state.
+    pub cache: Option<Arc<RunCache>>,
+}
+
+impl ImageContext {
+    pub(super) fn decide(&self, step: &Step, size: (u32, u32)) -> Decision {
+        let unhealthy = |id: &str| self.remote.unhealthy(id);
+        let facts = Facts {
+            catalog: &self.catalog,
+            region: &self.remote.region,
+            today: self.remote.today,
+            remote_available: self.remote.client.is_some() || self.dry_run,
+            unhealthy: &unhealthy,
+        };
+        router::decide(step, size, &facts)
+    }
+}
+
+/// The models whose cached results would serve this decision, in the router's order.
+pub(super) fn models_of(decision: &Decision) -> Vec<String> {
+    match decision {
+        Decision::Remote { candidates, .. } => {
+            candidates.iter().map(|c| c.model.id.clone()).collect()
+        }
+        Decision::Other {
+            route: Route::Local { .. },
+            ..
+        } => vec!["local".into()],
+        Decision::Other { .. } => Vec::new(),
+    }
+}
