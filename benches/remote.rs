@@ -21,13 +21,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use retouch::catalog::{Catalog, Date};
 use retouch::ledger::{Status, StepRecord};
-use retouch::plan::Plan;
-use retouch::providers::bedrock::BedrockClient;
-use retouch::report::CsvReport;
-use retouch::scheduler::retry::RetryPolicy;
-use retouch::scheduler::{self, Connection, RunConfig, RunObserver};
+use retouch::providers::BedrockClient;
+use retouch::run::{Connection, Run, RunOptions, Unobserved};
 use support::bedrock_double::{self, BedrockDouble};
 
 const MODEL: &str = "stability.stable-image-remove-background-v1:0";
@@ -113,12 +109,6 @@ fn main() {
     }
 }
 
-struct NoProgress;
-
-impl RunObserver for NoProgress {
-    fn image_finished(&self, _rows: &[StepRecord]) {}
-}
-
 /// `pipelines/bench.yaml` and `images` identical 64×64 PNGs under `photos/`.
 fn write_project(root: &Path, images: usize) {
     let manifest = format!(
@@ -145,38 +135,23 @@ fn write_project(root: &Path, images: usize) {
 }
 
 async fn run(root: &Path, endpoint: &str) -> (Vec<StepRecord>, Duration) {
-    let path = root.join("pipelines/bench.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let catalog = Catalog::builtin();
-    let manifest = retouch::manifest::parse(&text, &path, &catalog).expect("valid manifest");
-    let listing = retouch::sources::list(&manifest, None).await.unwrap();
-    let report_path = manifest.report.local().expect("local report").to_owned();
-    let report = CsvReport::create(&report_path, "bench").unwrap();
-    let config = RunConfig {
-        run_id: "bench".into(),
-        concurrency: manifest.limits.concurrency,
-        dry_run: false,
-        catalog: Arc::new(catalog),
-        today: Date::today_utc(),
+    let options = RunOptions {
+        stateless: true,
+        run_id: Some("bench".into()),
         connection: Connection::Client {
             client: BedrockClient::from_conf(bedrock_double::sdk_config(endpoint)),
             region: "us-east-1".into(),
         },
-        state: None,
-        force: false,
-        retry: RetryPolicy::default(),
+        ..RunOptions::default()
     };
-    let plan = Plan::new(Arc::new(manifest), listing, None);
+    let run = Run::prepare(&root.join("pipelines/bench.yaml"), options)
+        .await
+        .expect("valid manifest and inputs");
     let started = Instant::now();
-    let outcome = scheduler::run(
-        plan,
-        config,
-        report,
-        Arc::new(NoProgress),
-        CancellationToken::new(),
-    )
-    .await
-    .expect("run completes");
+    let outcome = run
+        .execute(Arc::new(Unobserved), CancellationToken::new())
+        .await
+        .expect("run completes");
     (outcome.rows, started.elapsed())
 }
 

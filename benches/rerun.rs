@@ -79,8 +79,10 @@ fn main() {
 
 async fn timed_run(root: &Path, double: &BedrockDouble) -> Duration {
     let started = Instant::now();
-    let out =
-        support::cli::retouch(root, double, true, &["run", "pipelines/bench.yaml", "-q"]).await;
+    let out = support::retouch::Retouch::at(root)
+        .bedrock(double)
+        .run_async(&["run", "pipelines/bench.yaml", "-q"])
+        .await;
     let elapsed = started.elapsed();
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     elapsed

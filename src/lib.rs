@@ -19,6 +19,7 @@ pub mod providers;
 pub mod reason;
 pub mod report;
 pub mod router;
+pub mod run;
 pub mod s3;
 pub mod scheduler;
 pub mod sinks;

@@ -50,7 +50,7 @@ pub enum Lifecycle {
 }
 
 /// Default requests per minute when an entry names none (a guess, like all rpm defaults).
-const FALLBACK_RPM: u32 = 10;
+pub(crate) const FALLBACK_RPM: u32 = 10;
 
 /// One model the catalog knows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -205,6 +205,13 @@ impl Catalog {
             .find(|m| m.alias == name || m.id == name || m.invoke_id == name)
     }
 
+    /// The requests per minute `name` is assumed to allow when the manifest sets none: its
+    /// entry's default, or the catalog's fallback for a model it does not know.
+    pub fn default_rpm(&self, name: &str) -> u32 {
+        self.resolve(name)
+            .map_or(entry::FALLBACK_RPM, |m| m.default_rpm)
+    }
+
     pub fn entries(&self) -> &[ModelEntry] {
         &self.entries
     }

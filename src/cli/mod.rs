@@ -6,13 +6,11 @@
 mod args;
 mod cache_cmd;
 mod check;
-mod load;
 mod models;
 mod progress;
 mod report_cmd;
 mod run;
 mod runs_cmd;
-mod s3;
 mod state;
 
 use clap::Parser;

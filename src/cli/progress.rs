@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use retouch::ledger::{Status, StepRecord};
 use retouch::money::Usd;
-use retouch::scheduler::RunObserver;
+use retouch::run::RunObserver;
 
 pub struct Progress {
     bar: ProgressBar,

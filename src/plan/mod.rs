@@ -6,6 +6,7 @@
 //! everything else proceeds. [`overwrite`] then checks that the run would destroy none of the
 //! files it reads.
 
+pub mod estimate;
 pub mod overwrite;
 
 use std::collections::HashMap;
@@ -61,6 +62,8 @@ pub struct Plan {
     pub skipped_broken: usize,
     /// Subfolders that could not be read.
     pub unreadable_folders: Vec<std::path::PathBuf>,
+    /// The run's S3 client, when anything is in S3.
+    pub s3: Option<S3>,
 }
 
 impl Plan {
@@ -99,6 +102,7 @@ impl Plan {
             skipped_folder_markers: listing.skipped_folder_markers,
             skipped_broken: listing.skipped_broken,
             unreadable_folders: listing.unreadable_folders,
+            s3,
         }
     }
 }

@@ -8,6 +8,7 @@ use super::cache::RunCache;
 use super::remote::Remote;
 use crate::catalog::Catalog;
 use crate::manifest::{Manifest, Step};
+use crate::plan::estimate::{self, StepRoute};
 use crate::router::{self, Decision, Facts, Route};
 
 /// What every image task shares. Lives as long as the run.
@@ -22,7 +23,18 @@ pub(super) struct ImageContext {
 }
 
 impl ImageContext {
+    /// Routes `step` for an image of `size` with what the run knows now (credentials, the
+    /// health of each model).
     pub(super) fn decide(&self, step: &Step, size: (u32, u32)) -> Decision {
+        self.with_facts(|facts| router::decide(step, size, facts))
+    }
+
+    /// The planned route of `step` (a dry run's view of [`ImageContext::decide`]).
+    pub(super) fn route(&self, step: &Step, size: (u32, u32)) -> StepRoute {
+        self.with_facts(|facts| estimate::route_step(step, size, facts))
+    }
+
+    fn with_facts<T>(&self, f: impl FnOnce(&Facts) -> T) -> T {
         let unhealthy = |id: &str| self.remote.unhealthy(id);
         let facts = Facts {
             catalog: &self.catalog,
@@ -31,7 +43,7 @@ impl ImageContext {
             remote_available: self.remote.client.is_some() || self.dry_run,
             unhealthy: &unhealthy,
         };
-        router::decide(step, size, &facts)
+        f(&facts)
     }
 }
 

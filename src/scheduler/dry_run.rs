@@ -1,15 +1,17 @@
 //! `--dry-run`: the route and estimated cost each image would take, calling nothing.
 //!
-//! Reads only image headers (and hashes the input). Steps an earlier run already did are planned
-//! as `cache-hit` at no cost, walking the same cache chain a real run would. Estimates are
-//! reserved against the run's budget as if they were spent, so a dry run shows where
-//! `fallback-budget` would start.
+//! Reads only image headers (and hashes the input). Each step is routed and priced by the same
+//! estimator `retouch check` prints ([`crate::plan::estimate`]); on top, steps an earlier run
+//! already did are planned as `cache-hit` at no cost, walking the same cache chain a real run
+//! would, and estimates are reserved against the run's budget as if they were spent, so a dry
+//! run shows where `fallback-budget` would start.
 
-use super::context::{ImageContext, models_of};
+use super::context::ImageContext;
 use super::rows::RowBuilder;
 use crate::ledger::{StepKey, StepRecord, spec_for};
 use crate::money::Usd;
-use crate::router::{self, Decision, Reason};
+use crate::reason::Reason;
+use crate::router;
 
 pub(super) fn plan_rows(
     ctx: &ImageContext,
@@ -19,41 +21,31 @@ pub(super) fn plan_rows(
     mut link: blake3::Hash,
 ) -> Vec<StepRecord> {
     for step in &ctx.manifest.steps {
-        let decision = ctx.decide(step, size);
+        let route = ctx.route(step, size);
         if let Some(cache) = &ctx.cache
-            && let Some(hit) = cache.lookup(step, link, &models_of(&decision))
+            && let Some(hit) = cache.lookup(step, link, &route.servers)
         {
             let out = (hit.step.out_w, hit.step.out_h);
-            rows.planned(
-                step,
-                &hit.step.model,
-                Reason::CacheHit,
-                Usd::ZERO,
-                size,
-                out,
-            );
+            let model = &hit.step.model;
+            rows.planned(step, model, Reason::CacheHit, Usd::ZERO, size, out);
             link = hit.key.as_hash();
             size = out;
             continue;
         }
         let out = step.output_size(size);
-        let (model, reason, estimate) = match decision {
-            Decision::Remote {
-                candidates, reason, ..
-            } => {
-                let first = &candidates[0];
-                match ctx.remote.budget.reserve(key, first.price) {
-                    Ok(r) => {
-                        r.settle(first.price);
-                        (first.model.id.clone(), reason, first.price)
-                    }
-                    Err(_) => {
-                        let route = router::fall_back(step.fallback, Reason::FallbackBudget);
-                        (route.model(), route.reason(), Usd::ZERO)
-                    }
+        let (model, reason, estimate) = if !route.remote {
+            (route.model, route.reason, Usd::ZERO)
+        } else {
+            match ctx.remote.budget.reserve(key, route.price) {
+                Ok(r) => {
+                    r.settle(route.price);
+                    (route.model, route.reason, route.price)
+                }
+                Err(_) => {
+                    let fallback = router::fall_back(step.fallback, Reason::FallbackBudget);
+                    (fallback.model(), fallback.reason(), Usd::ZERO)
                 }
             }
-            Decision::Other { route, .. } => (route.model(), route.reason(), Usd::ZERO),
         };
         rows.planned(step, &model, reason, estimate, size, out);
         link = StepKey::chain(link, &spec_for(step, &model)).as_hash();

@@ -20,7 +20,7 @@ pub mod retry;
 mod rows;
 mod run;
 
-pub use run::{Connection, RunConfig, RunError, RunObserver, RunOutcome, run};
+pub use run::{RowSender, RunConfig, Scheduled, run};
 
 #[cfg(test)]
 mod boundaries {

@@ -5,24 +5,17 @@
 //! `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` variable.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tokio_util::sync::CancellationToken;
 
+use crate::harness::{Retouch, report};
 use crate::harness::{Test, product_photo};
 use crate::support::bedrock_double::{BedrockDouble, Filter};
-use crate::support::cli::{report, retouch};
-use retouch::catalog::{Catalog, Date};
+use retouch::catalog::Date;
 use retouch::ledger::{Status, StepRecord};
 use retouch::money::Usd;
-use retouch::plan::Plan;
-use retouch::providers::bedrock::BedrockClient;
-use retouch::report::CsvReport;
-use retouch::scheduler::retry::RetryPolicy;
-use retouch::scheduler::{self, Connection, RunConfig, RunObserver};
+use retouch::run::RunOptions;
 
 const TITAN: &str = "amazon.titan-image-generator-v2:0";
 const NOVA: &str = "amazon.nova-canvas-v1:0";
@@ -37,12 +30,6 @@ fn before_eol() -> Date {
 
 fn usd(dollars: f64) -> Usd {
     Usd::from_dollars(dollars).unwrap()
-}
-
-struct NoProgress;
-
-impl RunObserver for NoProgress {
-    fn image_finished(&self, _rows: &[StepRecord]) {}
 }
 
 /// A project folder (`pipelines/test.yaml`, `photos/`, `out/`) run in process against a double.
@@ -68,52 +55,22 @@ impl Project {
         Project { dir }
     }
 
-    fn manifest_path(&self) -> PathBuf {
-        self.dir.path().join("pipelines/test.yaml")
-    }
-
-    /// Runs the manifest through `scheduler::run` with a client pointed at `double`, judging
-    /// lifecycles on `today`. Returns the rows in input-then-step order.
+    /// Runs the manifest in process (the library's entry point) with a client pointed at
+    /// `double`, judging lifecycles on `today`, keeping no state and retrying fast. Returns the
+    /// rows in input-then-step order.
     async fn run(&self, double: &BedrockDouble, today: Date) -> Vec<StepRecord> {
-        let path = self.manifest_path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut catalog = Catalog::builtin();
-        let manifest = retouch::manifest::parse(&text, &path, &catalog).expect("valid manifest");
-        for (id, price) in &manifest.prices {
-            catalog.set_price(id, *price).unwrap();
-        }
-        let listing = retouch::sources::list(&manifest, None).await.unwrap();
-        let report_path = manifest.report.local().expect("local report").to_owned();
-        let report = CsvReport::create(&report_path, "test-run").unwrap();
-        let config = RunConfig {
-            run_id: "test-run".into(),
-            concurrency: manifest.limits.concurrency,
-            dry_run: false,
-            catalog: Arc::new(catalog),
-            today,
-            connection: Connection::Client {
-                client: BedrockClient::from_conf(double.sdk_config()),
-                region: "us-east-1".into(),
-            },
-            state: None,
-            force: false,
-            retry: RetryPolicy {
-                attempts: manifest.limits.attempts,
-                base: Duration::from_millis(5),
-                cap: Duration::from_millis(40),
-            },
+        let options = RunOptions {
+            stateless: true,
+            today: Some(today),
+            backoff: Some((Duration::from_millis(5), Duration::from_millis(40))),
+            run_id: Some("test-run".into()),
+            ..RunOptions::default()
         };
-        let plan = Plan::new(Arc::new(manifest), listing, None);
-        let outcome = scheduler::run(
-            plan,
-            config,
-            report,
-            Arc::new(NoProgress),
-            CancellationToken::new(),
-        )
-        .await
-        .expect("run completes");
-        outcome.rows
+        Retouch::at(self.dir.path())
+            .bedrock(double)
+            .execute("pipelines/test.yaml", options)
+            .await
+            .rows
     }
 }
 
@@ -520,14 +477,11 @@ fn stability_project() -> Test {
 async fn the_binary_calls_bedrock_at_the_endpoint_from_the_environment() {
     let double = BedrockDouble::start().await;
     let test = stability_project();
-    retouch(
-        test.root(),
-        &double,
-        true,
-        &["run", "pipelines/test.yaml", "-q"],
-    )
-    .await
-    .success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(&["run", "pipelines/test.yaml", "-q"])
+        .await
+        .success();
     assert_eq!(double.successes(STAB_BG), 3);
     let rows = report(&test.root().join("out/report.csv"));
     assert_eq!(rows.len(), 3);
@@ -546,7 +500,10 @@ async fn the_binary_calls_bedrock_at_the_endpoint_from_the_environment() {
 async fn without_credentials_remote_steps_fall_back_at_once() {
     let double = BedrockDouble::start().await;
     let test = stability_project();
-    let out = retouch(test.root(), &double, false, &["run", "pipelines/test.yaml"])
+    let out = Retouch::at(test.root())
+        .bedrock(&double)
+        .credentials(false)
+        .run_async(&["run", "pipelines/test.yaml"])
         .await
         .success();
     assert!(out.stderr.contains("no AWS credentials"), "{}", out.stderr);
@@ -565,14 +522,11 @@ async fn without_credentials_remote_steps_fall_back_at_once() {
 async fn a_dry_run_plans_every_row_and_calls_nothing() {
     let double = BedrockDouble::start().await;
     let test = stability_project();
-    retouch(
-        test.root(),
-        &double,
-        true,
-        &["run", "pipelines/test.yaml", "--dry-run", "-q"],
-    )
-    .await
-    .success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(&["run", "pipelines/test.yaml", "--dry-run", "-q"])
+        .await
+        .success();
     assert_eq!(double.requests(STAB_BG), 0);
     let rows = report(&test.root().join("out/report.csv"));
     assert_eq!(rows.len(), 3);

@@ -1,8 +1,6 @@
-//! A small fluent helper for end-to-end tests:
-//! `Test::new().manifest(..).image(..).run(&["run", ..]).success()`.
-//!
-//! Each test gets its own temporary folder laid out like a user's project (`pipelines/`,
-//! `photos/`, `out/`); the real binary runs there with no AWS credentials and no network.
+//! [`Test`]: a project folder laid out like a user's (`pipelines/`, `photos/`, `out/`) with a
+//! fluent `Test::new().manifest(..).image(..).run(&["run", ..]).success()`. Runs go through the
+//! one builder, [`Retouch`] (`support/retouch.rs`), re-exported here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,10 +8,14 @@ use std::process::Command;
 use image::{Rgb, RgbImage};
 use tempfile::TempDir;
 
+pub use crate::support::retouch::{Ran, Retouch, ran, report};
+
+/// A project folder.
 pub struct Test {
     pub dir: TempDir,
 }
 
+/// A run of the binary in a [`Test`] folder, which it keeps alive for inspection.
 pub struct Outcome {
     pub code: i32,
     pub stdout: String,
@@ -32,6 +34,11 @@ impl Test {
 
     pub fn root(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// How to run retouch in this folder.
+    pub fn retouch(&self) -> Retouch {
+        Retouch::at(self.root())
     }
 
     /// Writes `pipelines/test.yaml`.
@@ -56,37 +63,28 @@ impl Test {
         self
     }
 
-    /// Runs the binary in the test folder.
+    /// Runs the binary in the test folder, plain.
     pub fn run(self, args: &[&str]) -> Outcome {
-        let mut cmd = self.command(env!("CARGO_BIN_EXE_retouch"), args);
-        self.output(&mut cmd)
+        let cmd = self.retouch().command(env!("CARGO_BIN_EXE_retouch"), args);
+        self.output(cmd)
     }
 
-    /// `program args` set up to run in the test folder with no AWS credentials or config (to
-    /// wrap the binary in another program, e.g. `sh -c` or `setpriv`).
+    /// `program args` set up like [`Test::run`]'s (see [`Retouch::command`]).
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .current_dir(self.root())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", self.root().join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.root().join("no-aws-credentials"),
-            );
-        cmd
+        self.retouch().command(program, args)
     }
 
     /// Runs `cmd` (from [`Test::command`]) to completion.
-    pub fn output(self, cmd: &mut Command) -> Outcome {
-        let out = cmd.output().expect("run retouch");
+    pub fn output(self, cmd: Command) -> Outcome {
+        let Ran {
+            code,
+            stdout,
+            stderr,
+        } = ran(cmd);
         Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code,
+            stdout,
+            stderr,
             root: self.root().to_owned(),
             _dir: self.dir,
         }

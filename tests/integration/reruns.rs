@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::Test;
+use crate::harness::{Retouch, report};
 use crate::support::bedrock_double::BedrockDouble;
-use crate::support::cli::{report, retouch, spawn};
 
 const STAB_BG: &str = "stability.stable-image-remove-background-v1:0";
 const STAB_FAST: &str = "stability.stable-fast-upscale-v1:0";
@@ -63,12 +63,18 @@ async fn a_second_run_makes_no_calls_and_rewrites_nothing() {
     let double = BedrockDouble::start().await;
     let test = project(3);
     let root = test.root();
-    retouch(root, &double, true, RUN).await.success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (3, 3));
     let first = std::fs::read(root.join("out/p1.png")).unwrap();
     let written = mtime(&root.join("out/p1.png"));
 
-    let out = retouch(root, &double, true, &["run", "pipelines/test.yaml"])
+    let out = Retouch::at(root)
+        .bedrock(&double)
+        .run_async(&["run", "pipelines/test.yaml"])
         .await
         .success();
     assert_eq!(calls(&double), (3, 3), "the rerun called a model");
@@ -90,10 +96,18 @@ async fn a_change_at_the_last_step_recalls_only_that_step() {
     let double = BedrockDouble::start().await;
     let test = project(3);
     let root = test.root();
-    retouch(root, &double, true, RUN).await.success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (3, 3));
     let test = test.manifest(&pipeline("#000000", ""));
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (3, 6), "only remove-bg runs again");
     let rows = routes(test.root());
     for pair in rows.chunks(2) {
@@ -116,7 +130,11 @@ async fn a_dry_run_plans_cached_steps_as_free_and_records_nothing() {
     let double = BedrockDouble::start().await;
     let test = project(3);
     // Before any run: every step planned at its price, and no state folder is created.
-    retouch(test.root(), &double, true, DRY).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(DRY)
+        .await
+        .success();
     assert!(!test.root().join("pipelines/.retouch").exists());
     let planned = routes(test.root());
     assert!(
@@ -125,10 +143,18 @@ async fn a_dry_run_plans_cached_steps_as_free_and_records_nothing() {
             .all(|r| r.1 == "only-permitted" && r.2 != "0.000000"),
         "{planned:?}"
     );
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (3, 3));
     // Unchanged: every step would be a free cache hit.
-    retouch(test.root(), &double, true, DRY).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(DRY)
+        .await
+        .success();
     let rows = routes(test.root());
     assert_eq!(rows.len(), 6);
     assert!(
@@ -137,7 +163,11 @@ async fn a_dry_run_plans_cached_steps_as_free_and_records_nothing() {
     );
     // The last step changed: the first is still a hit, the second planned at its price.
     let test = test.manifest(&pipeline("#000000", ""));
-    retouch(test.root(), &double, true, DRY).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(DRY)
+        .await
+        .success();
     for pair in routes(test.root()).chunks(2) {
         assert_eq!(pair[0].1, "cache-hit");
         assert_eq!(
@@ -158,9 +188,17 @@ async fn a_dry_run_plans_cached_steps_as_free_and_records_nothing() {
 async fn a_changed_input_recomputes_only_that_image() {
     let double = BedrockDouble::start().await;
     let test = project(3);
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     let test = test.image("photos/p1.png", 100, 70);
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (4, 4));
     let rows = report(&test.root().join("out/report.csv"));
     for r in &rows {
@@ -180,11 +218,19 @@ async fn deleted_outputs_are_restored_from_the_cache_without_calls() {
     let double = BedrockDouble::start().await;
     let test = project(3);
     let root = test.root();
-    retouch(root, &double, true, RUN).await.success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     let original = std::fs::read(root.join("out/p2.png")).unwrap();
     std::fs::remove_file(root.join("out/p2.png")).unwrap();
     std::fs::write(root.join("out/p0.png"), b"scribbled over").unwrap();
-    retouch(root, &double, true, RUN).await.success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (3, 3));
     assert_eq!(std::fs::read(root.join("out/p2.png")).unwrap(), original);
     let restored = image::open(root.join("out/p0.png")).expect("p0 restored as an image");
@@ -196,15 +242,16 @@ async fn force_runs_every_step_again() {
     let double = BedrockDouble::start().await;
     let test = project(2);
     let root = test.root();
-    retouch(root, &double, true, RUN).await.success();
-    retouch(
-        root,
-        &double,
-        true,
-        &["run", "pipelines/test.yaml", "-q", "--force"],
-    )
-    .await
-    .success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(&["run", "pipelines/test.yaml", "-q", "--force"])
+        .await
+        .success();
     assert_eq!(calls(&double), (4, 4));
     assert!(
         routes(root)
@@ -212,7 +259,11 @@ async fn force_runs_every_step_again() {
             .all(|(_, reason, _)| reason != "cache-hit")
     );
     // …and what it recomputed is cached in turn.
-    retouch(root, &double, true, RUN).await.success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (4, 4));
 }
 
@@ -235,7 +286,7 @@ async fn killed_mid_run_then_rerun_pays_each_call_exactly_once() {
     let root = test.root().to_owned();
     let state = root.join("pipelines/.retouch/state.db");
 
-    let mut child = spawn(&root, &double, RUN);
+    let mut child = Retouch::at(&root).bedrock(&double).spawn(RUN);
     let recorded = || -> i64 {
         let Ok(db) = rusqlite::Connection::open_with_flags(
             &state,
@@ -269,7 +320,11 @@ async fn killed_mid_run_then_rerun_pays_each_call_exactly_once() {
 
     let fast_rpm = slow.replace("concurrency: 1,", "");
     let test = test.manifest(&fast_rpm.replace("150", "6000"));
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(
         calls(&double),
         (images as u64, images as u64),
@@ -295,13 +350,21 @@ async fn the_daily_budget_holds_across_runs() {
     let capped = pipeline("#ffffff", "budget: { daily_max_usd: 0.50 }")
         .replace("limits: {", "limits: { concurrency: 1,");
     let test = project(3).manifest(&capped);
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (3, 3));
     let test = test
         .image("photos/p3.png", 120, 64)
         .image("photos/p4.png", 128, 64)
         .image("photos/p5.png", 136, 64);
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (5, 5), "the day's cap was exceeded");
     let rows = report(&test.root().join("out/report.csv"));
     let budget: Vec<_> = rows.iter().filter(|r| r[2] == "fallback-budget").collect();
@@ -332,9 +395,10 @@ async fn runs_started_together_share_the_daily_budget() {
             .image(&format!("photos-b/p{i}.png"), 64 + 8 * i, 72);
     }
     let root = test.root();
+    let retouch = Retouch::at(root).bedrock(&double);
     let (a, b) = tokio::join!(
-        retouch(root, &double, true, &["run", "pipelines/a.yaml", "-q"]),
-        retouch(root, &double, true, &["run", "pipelines/b.yaml", "-q"]),
+        retouch.run_async(&["run", "pipelines/a.yaml", "-q"]),
+        retouch.run_async(&["run", "pipelines/b.yaml", "-q"]),
     );
     a.success();
     b.success();
@@ -364,15 +428,16 @@ async fn runs_started_together_share_the_daily_budget() {
 async fn check_reports_a_price_change_since_the_last_run() {
     let double = BedrockDouble::start().await;
     let test = project(1);
-    retouch(test.root(), &double, true, RUN).await.success();
-    let out = retouch(
-        test.root(),
-        &double,
-        true,
-        &["check", "pipelines/test.yaml"],
-    )
-    .await
-    .success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
+    let out = Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(&["check", "pipelines/test.yaml"])
+        .await
+        .success();
     assert!(
         out.stdout
             .contains("since the last run: same models, same prices"),
@@ -383,14 +448,11 @@ async fn check_reports_a_price_change_since_the_last_run() {
         "#ffffff",
         "prices: { stability-remove-bg: 0.09 }",
     ));
-    let out = retouch(
-        test.root(),
-        &double,
-        true,
-        &["check", "pipelines/test.yaml"],
-    )
-    .await
-    .success();
+    let out = Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(&["check", "pipelines/test.yaml"])
+        .await
+        .success();
     let line = format!("{STAB_BG}/remove-bg: price changed from $0.070000 to $0.090000");
     assert!(out.stdout.contains(&line), "{}", out.stdout);
 }
@@ -400,7 +462,11 @@ async fn cache_gc_forgets_old_results() {
     let double = BedrockDouble::start().await;
     let test = project(2);
     let root = test.root();
-    retouch(root, &double, true, RUN).await.success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let gc = &[
         "cache",
@@ -410,14 +476,22 @@ async fn cache_gc_forgets_old_results() {
         "--state",
         "pipelines/.retouch",
     ];
-    let out = retouch(root, &double, true, gc).await.success();
+    let out = Retouch::at(root)
+        .bedrock(&double)
+        .run_async(gc)
+        .await
+        .success();
     assert!(
         out.stdout.contains("removed 4 cache entries and 4 files"),
         "{}",
         out.stdout
     );
     std::fs::remove_dir_all(root.join("out")).unwrap();
-    retouch(root, &double, true, RUN).await.success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (4, 4), "gc'd results are recomputed");
 }
 
@@ -426,15 +500,16 @@ async fn the_html_report_of_a_run_lists_every_image() {
     let double = BedrockDouble::start().await;
     let test = project(4);
     let root = test.root();
-    retouch(root, &double, true, RUN).await.success();
-    let out = retouch(
-        root,
-        &double,
-        true,
-        &["report", "out/report.csv", "--html", "out/report.html"],
-    )
-    .await
-    .success();
+    Retouch::at(root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
+    let out = Retouch::at(root)
+        .bedrock(&double)
+        .run_async(&["report", "out/report.csv", "--html", "out/report.html"])
+        .await
+        .success();
     assert!(out.stdout.contains("cost:   $0.400000"), "{}", out.stdout);
     let page = std::fs::read_to_string(root.join("out/report.html")).unwrap();
     assert_eq!(page.matches("<tr class=\"image\"").count(), 4);
@@ -509,14 +584,10 @@ async fn two_runs_of_one_manifest_at_once_pay_each_step_once() {
     let test = project(images)
         .manifest(&pipeline("#ffffff", "").replace("limits: {", "limits: { concurrency: 3,"));
     let root = test.root();
+    let retouch = Retouch::at(root).bedrock(&double);
     let (a, b) = tokio::join!(
-        retouch(root, &double, true, RUN),
-        retouch(
-            root,
-            &double,
-            true,
-            &["run", "pipelines/test.yaml", "-q", "--report", "out/b.csv"]
-        ),
+        retouch.run_async(RUN),
+        retouch.run_async(&["run", "pipelines/test.yaml", "-q", "--report", "out/b.csv"]),
     );
     a.success();
     b.success();
@@ -548,7 +619,11 @@ async fn duplicate_images_in_one_run_pay_once() {
     let test = test
         .file("photos/copy-1.png", &photo)
         .file("photos/copy-2.png", &photo);
-    retouch(test.root(), &double, true, RUN).await.success();
+    Retouch::at(test.root())
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
     assert_eq!(calls(&double), (1, 1), "one content, one payment");
     let rows = routes(test.root());
     assert_eq!(rows.len(), 6);
@@ -569,7 +644,7 @@ async fn a_second_run_may_not_write_the_report_a_live_run_writes() {
     let test = project(4)
         .manifest(&pipeline("#ffffff", "").replace("limits: {", "limits: { concurrency: 1,"));
     let root = test.root().to_owned();
-    let mut first = spawn(&root, &double, RUN);
+    let mut first = Retouch::at(&root).bedrock(&double).spawn(RUN);
     let live = root.join("pipelines/.retouch/live");
     let deadline = Instant::now() + Duration::from_secs(30);
     let started = || {
@@ -582,7 +657,7 @@ async fn a_second_run_may_not_write_the_report_a_live_run_writes() {
         assert!(Instant::now() < deadline, "the first run never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let second = retouch(&root, &double, true, RUN).await;
+    let second = Retouch::at(&root).bedrock(&double).run_async(RUN).await;
     assert_eq!(second.code, 2, "{}", second.stderr);
     assert!(
         second.stderr.contains("is writing the report") && second.stderr.contains("out/report.csv"),
@@ -596,7 +671,11 @@ async fn a_second_run_may_not_write_the_report_a_live_run_writes() {
         "first run's report intact"
     );
     // Once it is done, the report is free again.
-    retouch(&root, &double, true, RUN).await.success();
+    Retouch::at(&root)
+        .bedrock(&double)
+        .run_async(RUN)
+        .await
+        .success();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,7 +686,7 @@ async fn a_killed_runs_cost_shows_everything_it_was_billed_and_what_it_may_have_
         .manifest(&pipeline("#ffffff", "").replace("limits: {", "limits: { concurrency: 3,"));
     let root = test.root().to_owned();
     let state = root.join("pipelines/.retouch/state.db");
-    let mut child = spawn(&root, &double, RUN);
+    let mut child = Retouch::at(&root).bedrock(&double).spawn(RUN);
     let recorded = || -> i64 {
         let Ok(db) = rusqlite::Connection::open_with_flags(
             &state,

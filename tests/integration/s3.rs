@@ -1,11 +1,9 @@
 //! S3 inputs and outputs end to end: the `retouch` binary (and, where counters matter, the
 //! library) with the real `aws-sdk-s3` client against an in-process S3 server on 127.0.0.1.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
-use crate::harness::Test;
+use crate::harness::{Retouch, Test};
 use crate::support::s3_server::S3Server;
 
 /// A tiny PNG (cheap to list, fetch, upscale and upload by the thousand).
@@ -16,45 +14,6 @@ fn png(w: u32, h: u32) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
-}
-
-struct Ran {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the binary in `root` with the environment pointing at `server`.
-fn retouch(root: &Path, server: &S3Server, args: &[&str]) -> Ran {
-    let out = Command::new(env!("CARGO_BIN_EXE_retouch"))
-        .args(args)
-        .current_dir(root)
-        .envs(server.env())
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .env("AWS_CONFIG_FILE", root.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            root.join("no-aws-credentials"),
-        )
-        .output()
-        .expect("run retouch");
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-impl Ran {
-    fn code(self, expected: i32) -> Ran {
-        assert_eq!(
-            self.code, expected,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
 }
 
 fn manifest(inputs: &str, output: &str, extra: &str) -> String {
@@ -93,7 +52,10 @@ fn prefix_of_1200_nested_objects_is_listed_and_processed_completely() {
         "{ dir: ../out }",
         "exclude: [\"thumb_*\"]\nlimits: { concurrency: 16 }\n",
     ));
-    let ran = retouch(test.root(), &server, &["run", "pipelines/test.yaml"]).code(0);
+    let ran = Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml"])
+        .code(0);
     assert!(
         ran.stdout.contains("images: 1200 ok, 0 failed of 1200"),
         "{}",
@@ -132,7 +94,12 @@ fn a_rerun_downloads_only_objects_whose_etag_changed() {
         .collect();
     server.put_all("catalogue", objects, "image/png");
     let test = Test::new().manifest(&manifest("\"s3://catalogue/cat/\"", "{ dir: ../out }", ""));
-    let run = || retouch(test.root(), &server, &["run", "pipelines/test.yaml", "-q"]).code(0);
+    let run = || {
+        Retouch::at(test.root())
+            .s3(&server)
+            .run(&["run", "pipelines/test.yaml", "-q"])
+            .code(0)
+    };
     let reasons = || {
         let text = std::fs::read_to_string(test.root().join("out/report.csv")).unwrap();
         let (_, rows) = report_rows(&text);
@@ -177,12 +144,10 @@ fn a_rerun_downloads_only_objects_whose_etag_changed() {
         (24, 16)
     );
     // --force reads everything.
-    retouch(
-        test.root(),
-        &server,
-        &["run", "pipelines/test.yaml", "-q", "--force"],
-    )
-    .code(0);
+    Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml", "-q", "--force"])
+        .code(0);
     assert_eq!(server.object_gets(), 14);
     // Bytes that do not match what their version recorded (an object rewritten between listing
     // and download) fail that image, and the next run reads it afresh.
@@ -195,7 +160,10 @@ fn a_rerun_downloads_only_objects_whose_etag_changed() {
         .unwrap();
     assert_eq!(changed, 1);
     std::fs::remove_file(test.root().join("out/img-1.png")).unwrap();
-    retouch(test.root(), &server, &["run", "pipelines/test.yaml", "-q"]).code(1);
+    Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml", "-q"])
+        .code(1);
     let failed: Vec<_> = reasons().into_iter().filter(|r| r != "cache-hit").collect();
     assert_eq!(failed, ["input-changed"]);
     run();
@@ -214,7 +182,10 @@ fn local_to_s3_writes_mirrored_keys_with_content_types_and_the_report() {
         ))
         .image("photos/a/1.jpg", 40, 30)
         .image("photos/b/1.png", 20, 20);
-    retouch(test.root(), &server, &["run", "pipelines/test.yaml", "-q"]).code(0);
+    Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml", "-q"])
+        .code(0);
     assert_eq!(
         server.keys("results", ""),
         ["done/a/1.webp", "done/b/1.webp", "done/report.csv"]
@@ -255,7 +226,10 @@ fn s3_to_s3_with_glob_presigned_urls_and_a_report_key() {
         "{ dir: \"s3://out-bucket/x\", format: jpeg, presign: 1h }",
         "report: s3://reports/runs/latest.csv\n",
     ));
-    retouch(test.root(), &server, &["run", "pipelines/test.yaml", "-q"]).code(0);
+    Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml", "-q"])
+        .code(0);
     assert_eq!(
         server.keys("out-bucket", ""),
         ["x/a/1.jpg", "x/a/deep/2.jpg", "x/b/3.jpg"]
@@ -305,7 +279,10 @@ fn missing_bucket_empty_prefix_and_bad_credentials_stop_before_any_work() {
     for (yaml, named) in cases {
         let test = Test::new().manifest(&yaml);
         for cmd in ["run", "check"] {
-            let ran = retouch(test.root(), &server, &[cmd, "pipelines/test.yaml"]).code(2);
+            let ran = Retouch::at(test.root())
+                .s3(&server)
+                .run(&[cmd, "pipelines/test.yaml"])
+                .code(2);
             assert!(ran.stderr.contains(named), "{cmd}: {}", ran.stderr);
         }
         assert!(!test.root().join("out").exists(), "no work was done");
@@ -315,7 +292,10 @@ fn missing_bucket_empty_prefix_and_bad_credentials_stop_before_any_work() {
         "{ dir: ../out }",
         "",
     ));
-    let ran = retouch(test.root(), &server, &["run", "pipelines/test.yaml"]).code(2);
+    let ran = Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml"])
+        .code(2);
     assert!(
         ran.stderr
             .contains("bucket `absent-bucket` does not exist (s3://absent-bucket/photos/)"),
@@ -324,13 +304,13 @@ fn missing_bucket_empty_prefix_and_bad_credentials_stop_before_any_work() {
     );
     // Wrong secret: the server rejects the signature; the user hears "access denied".
     let test = Test::new().manifest(&manifest("\"s3://present/p/\"", "{ dir: ../out }", ""));
-    let out = Command::new(env!("CARGO_BIN_EXE_retouch"))
-        .args(["run", "pipelines/test.yaml"])
-        .current_dir(test.root())
-        .envs(server.env())
+    let out = Retouch::at(test.root())
+        .s3(&server)
+        .command(
+            env!("CARGO_BIN_EXE_retouch"),
+            &["run", "pipelines/test.yaml"],
+        )
         .env("AWS_SECRET_ACCESS_KEY", "wrong")
-        .env("AWS_CONFIG_FILE", test.root().join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", test.root().join("none"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -364,7 +344,10 @@ fn failed_gets_and_puts_are_retried_then_become_failed_rows() {
         "{ dir: \"s3://dst/o/\" }",
         "limits: { attempts: 3 }\n",
     ));
-    let ran = retouch(test.root(), &server, &["run", "pipelines/test.yaml"]).code(1);
+    let ran = Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml"])
+        .code(1);
     assert!(
         ran.stdout.contains("images: 2 ok, 2 failed of 4"),
         "{}",
@@ -409,7 +392,10 @@ fn a_key_with_a_control_character_is_one_failed_row() {
     let test = Test::new().manifest(&manifest("\"s3://src/photos/\"", "{ dir: ../out }", ""));
 
     server.set_url_encoding(false);
-    let raw = retouch(test.root(), &server, &["run", "pipelines/test.yaml"]).code(2);
+    let raw = Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml"])
+        .code(2);
     let error = raw.stderr.lines().find(|l| l.starts_with("error:"));
     let error = error.unwrap_or_else(|| panic!("{}", raw.stderr));
     assert!(
@@ -421,7 +407,10 @@ fn a_key_with_a_control_character_is_one_failed_row() {
     assert!(!error.contains("good.png"), "no listing dump: {error}");
 
     server.set_url_encoding(true);
-    let ran = retouch(test.root(), &server, &["run", "pipelines/test.yaml"]).code(1);
+    let ran = Retouch::at(test.root())
+        .s3(&server)
+        .run(&["run", "pipelines/test.yaml"])
+        .code(1);
     assert!(
         ran.stdout.contains("images: 2 ok, 1 failed of 3"),
         "{}",
@@ -464,7 +453,8 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
     let path = root.path().join("m.yaml");
     std::fs::write(&path, &yaml).unwrap();
     let catalog = Arc::new(retouch::catalog::Catalog::builtin());
-    let manifest = retouch::manifest::load(&path, &catalog).unwrap();
+    let mut manifest = retouch::manifest::load(&path, &catalog).unwrap();
+    manifest.report = retouch::manifest::Place::Local(root.path().join("report.csv"));
     let settings = retouch::s3::S3Settings {
         endpoint_url: Some(server.endpoint.clone()),
         path_style: true,
@@ -492,7 +482,21 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
             });
         }
         let plan = retouch::plan::Plan::new(Arc::new(manifest), listing, Some(s3));
-        run_plan(plan, catalog, &root.path().join("report.csv")).await
+        let prepared = retouch::run::Prepared {
+            plan,
+            catalog,
+            warnings: Vec::new(),
+        };
+        let options = retouch::run::RunOptions {
+            stateless: true,
+            concurrency: Some(4),
+            run_id: Some("t".into()),
+            ..Default::default()
+        };
+        Retouch::at(root.path())
+            .execute_prepared("m.yaml", prepared, options)
+            .await
+            .rows
     });
     let statuses: Vec<(String, String)> = outcome
         .iter()
@@ -519,33 +523,4 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
         .collect();
     files.sort();
     assert_eq!(files, ["m.yaml", "out/good.png", "report.csv"]);
-}
-
-struct Quiet;
-impl retouch::scheduler::RunObserver for Quiet {
-    fn image_finished(&self, _: &[retouch::ledger::StepRecord]) {}
-}
-
-async fn run_plan(
-    plan: retouch::plan::Plan,
-    catalog: Arc<retouch::catalog::Catalog>,
-    report: &Path,
-) -> Vec<retouch::ledger::StepRecord> {
-    let config = retouch::scheduler::RunConfig {
-        run_id: "t".into(),
-        concurrency: 4,
-        dry_run: false,
-        catalog,
-        today: retouch::catalog::Date::today_utc(),
-        connection: retouch::scheduler::Connection::Connect(Default::default()),
-        state: None,
-        force: false,
-        retry: Default::default(),
-    };
-    let report = retouch::report::CsvReport::create(report, "t").unwrap();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    retouch::scheduler::run(plan, config, report, Arc::new(Quiet), cancel)
-        .await
-        .unwrap()
-        .rows
 }

@@ -183,8 +183,8 @@ fn outputs_and_reports_get_the_permissions_the_umask_gives() {
             "umask {umask} && {bin} run pipelines/test.yaml -q && \
              {bin} report out/report.csv --html out/report.html > /dev/null"
         );
-        let mut cmd = test.command("sh", &["-c", &script]);
-        let out = test.output(&mut cmd).success();
+        let cmd = test.command("sh", &["-c", &script]);
+        let out = test.output(cmd).success();
         for rel in ["out/a.png", "out/report.csv", "out/report.html"] {
             let mode = std::fs::metadata(out.root.join(rel))
                 .unwrap()
@@ -283,7 +283,7 @@ fn run_unprivileged(test: Test, args: &[&str]) -> Outcome {
     wrapped.extend_from_slice(args);
     let mut cmd = test.command("setpriv", &wrapped);
     cmd.env("HOME", test.root());
-    test.output(&mut cmd)
+    test.output(cmd)
 }
 
 #[cfg(unix)]

@@ -4,5 +4,5 @@
 // The double's handlers return a ready HTTP error response as `Err`; size is no concern there.
 #[allow(clippy::result_large_err)]
 pub mod bedrock_double;
-pub mod cli;
+pub mod retouch;
 pub mod s3_server;

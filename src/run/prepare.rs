@@ -1,0 +1,146 @@
+//! Everything a run (or `check`) does before its first image: the catalog (built-in, a user
+//! file, the manifest's price overrides), the validated manifest with the flags' overrides, the
+//! S3 client and the pre-flight check of every bucket, the listing, the plan, and the check
+//! that the run would destroy none of the files it reads. Creates nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::PrepareError;
+use crate::catalog::Catalog;
+use crate::manifest::{self, Manifest, Place};
+use crate::plan::{Plan, overwrite};
+use crate::s3::{S3, S3Settings};
+
+/// What the flags change about the manifest, and clients the caller already has.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// A catalog file (overrides the manifest's `catalog:`).
+    pub catalog: Option<PathBuf>,
+    /// The state folder (overrides `state:`).
+    pub state: Option<PathBuf>,
+    /// Where the report goes (overrides `report:`).
+    pub report: Option<Place>,
+    /// A ready S3 client (tests, embedding); else one is built from the manifest when it uses
+    /// S3.
+    pub s3: Option<S3>,
+}
+
+/// A planned run, checked: nothing created yet.
+#[derive(Debug)]
+pub struct Prepared {
+    pub plan: Plan,
+    /// The model catalog with the manifest's prices applied.
+    pub catalog: Arc<Catalog>,
+    /// Layouts that are risky but allowed (an output folder inside an input folder).
+    pub warnings: Vec<String>,
+}
+
+/// Loads, lists and plans the manifest at `path`, refusing a run that would write over what it
+/// reads.
+pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, PrepareError> {
+    let (mut manifest, catalog) = load(path, overrides.catalog.as_deref())?;
+    if let Some(state) = overrides.state {
+        manifest.state = state;
+    }
+    if let Some(report) = overrides.report {
+        manifest.report = report;
+    }
+    let s3 = match overrides.s3 {
+        Some(s3) => Some(s3),
+        None => connect_s3(&manifest).await,
+    };
+    preflight(&manifest, s3.as_ref()).await?;
+    let listing = crate::sources::list(&manifest, s3.as_ref()).await?;
+    let plan = Plan::new(Arc::new(manifest), listing, s3);
+    let m = &plan.manifest;
+    let writes = overwrite::Writes {
+        report: &m.report,
+        state: &m.state,
+    };
+    let findings = overwrite::check(&plan, writes);
+    if !findings.refusals.is_empty() {
+        return Err(PrepareError::WouldOverwrite {
+            manifest: m.path.clone(),
+            refusals: findings.refusals,
+            warnings: findings.warnings,
+        });
+    }
+    Ok(Prepared {
+        plan,
+        catalog,
+        warnings: findings.warnings,
+    })
+}
+
+/// The catalog for a manifest: built-in, overridden by `flag` or else by the manifest's own
+/// `catalog:` key (read before validation, since the manifest's model names depend on it).
+pub fn catalog_for(manifest_path: &Path, flag: Option<&Path>) -> Result<Catalog, PrepareError> {
+    let file = flag
+        .map(Path::to_owned)
+        .or_else(|| manifest::catalog_key(manifest_path));
+    let builtin = Catalog::builtin();
+    match file {
+        Some(path) => Ok(builtin.with_overrides(&path)?),
+        None => Ok(builtin),
+    }
+}
+
+/// The catalog and the validated manifest, with the manifest's prices applied to the catalog.
+pub fn load(
+    path: &Path,
+    catalog_flag: Option<&Path>,
+) -> Result<(Manifest, Arc<Catalog>), PrepareError> {
+    let mut catalog = catalog_for(path, catalog_flag)?;
+    let manifest = manifest::load(path, &catalog)?;
+    for (id, price) in &manifest.prices {
+        catalog
+            .set_price(id, *price)
+            .map_err(PrepareError::Prices)?;
+    }
+    Ok((manifest, Arc::new(catalog)))
+}
+
+/// The run's shared S3 client, when any input, the output or the report is in S3.
+async fn connect_s3(manifest: &Manifest) -> Option<S3> {
+    if !manifest.uses_s3() {
+        return None;
+    }
+    let settings = S3Settings {
+        region: manifest.aws.region.clone(),
+        profile: manifest.aws.profile.clone(),
+        endpoint_url: manifest.aws.s3.endpoint_url.clone(),
+        path_style: manifest.aws.s3.path_style,
+        attempts: manifest.limits.attempts,
+    };
+    Some(S3::connect(&settings).await)
+}
+
+/// Checks that the output's and the report's buckets exist and are reachable (input prefixes
+/// are checked by listing them). The message names the bucket and prefix.
+async fn preflight(manifest: &Manifest, s3: Option<&S3>) -> Result<(), PrepareError> {
+    let Some(s3) = s3 else { return Ok(()) };
+    for (what, loc) in [
+        ("output.dir", &manifest.output.dir),
+        ("report", &manifest.report),
+    ] {
+        if let Place::S3(loc) = loc {
+            s3.check_bucket(&loc.bucket)
+                .await
+                .map_err(|e| PrepareError::Preflight(format!("{what} {loc}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The region a run will use: the manifest's, else the environment's, else `us-east-1`.
+pub fn region(manifest: &Manifest) -> String {
+    manifest
+        .aws
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into())
+}

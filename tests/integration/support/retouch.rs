@@ -1,0 +1,212 @@
+//! The one way tests and benchmarks run retouch: a builder for the real binary, or for the
+//! library's entry point (`retouch::run::Run`), in one folder, plain or pointed at the Bedrock
+//! double and the S3 server, with or without credentials. Every run has no AWS config or
+//! credential files, no instance metadata and no network beyond the doubles on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::bedrock_double::BedrockDouble;
+use super::s3_server::{self, S3Server};
+
+/// How to run retouch in one folder.
+#[derive(Clone)]
+pub struct Retouch {
+    root: PathBuf,
+    /// The Bedrock double's endpoint.
+    bedrock: Option<String>,
+    /// The S3 server's endpoint.
+    s3: Option<String>,
+    /// Dummy credentials for the doubles.
+    credentials: bool,
+}
+
+/// What a run of the binary said.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn code(self, expected: i32) -> Ran {
+        assert_eq!(
+            self.code, expected,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn success(self) -> Ran {
+        self.code(0)
+    }
+}
+
+impl Retouch {
+    /// Runs in `root`, with no credentials and no doubles.
+    pub fn at(root: impl AsRef<Path>) -> Retouch {
+        Retouch {
+            root: root.as_ref().to_owned(),
+            bedrock: None,
+            s3: None,
+            credentials: false,
+        }
+    }
+
+    /// Bedrock calls go to `double`, with dummy credentials.
+    pub fn bedrock(mut self, double: &BedrockDouble) -> Retouch {
+        self.bedrock = Some(double.endpoint().to_owned());
+        self.credentials = true;
+        self
+    }
+
+    /// S3 calls go to `server`, with its credentials.
+    pub fn s3(mut self, server: &S3Server) -> Retouch {
+        self.s3 = Some(server.endpoint.clone());
+        self.credentials = true;
+        self
+    }
+
+    /// With or without the doubles' dummy credentials.
+    pub fn credentials(mut self, yes: bool) -> Retouch {
+        self.credentials = yes;
+        self
+    }
+
+    /// `program args` set up to run here (to wrap the binary in `sh -c` or `setpriv`).
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.root)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", self.root.join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.root.join("no-aws-credentials"),
+            )
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        if let Some(endpoint) = &self.bedrock {
+            cmd.env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", endpoint)
+                .env("AWS_REGION", "us-east-1");
+        }
+        if let Some(endpoint) = &self.s3 {
+            cmd.env("AWS_ENDPOINT_URL_S3", endpoint)
+                .env("AWS_REGION", "us-east-1");
+        }
+        if self.credentials {
+            cmd.env("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY);
+        }
+        cmd
+    }
+
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Ran {
+        ran(self.command(env!("CARGO_BIN_EXE_retouch"), args))
+    }
+
+    /// [`Retouch::run`] off the async workers, for tests whose doubles run on their runtime.
+    pub async fn run_async(&self, args: &[&str]) -> Ran {
+        let cmd = self.command(env!("CARGO_BIN_EXE_retouch"), args);
+        tokio::task::spawn_blocking(move || ran(cmd)).await.unwrap()
+    }
+
+    /// Starts the binary without waiting for it (to kill it part-way).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(env!("CARGO_BIN_EXE_retouch"), args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start retouch")
+    }
+
+    /// Runs the manifest `rel` in process through the library's entry point, pointed at the
+    /// doubles as the binary would be.
+    pub async fn execute(
+        &self,
+        rel: &str,
+        options: retouch::run::RunOptions,
+    ) -> retouch::run::RunOutcome {
+        let path = self.root.join(rel);
+        let options = self.with_doubles(options).await;
+        let run = retouch::run::Run::prepare(&path, options)
+            .await
+            .unwrap_or_else(|e| panic!("prepare {rel}: {e}"));
+        self.finish(run).await
+    }
+
+    /// Runs an already prepared (and perhaps edited) plan through the library's entry point.
+    pub async fn execute_prepared(
+        &self,
+        rel: &str,
+        prepared: retouch::run::Prepared,
+        options: retouch::run::RunOptions,
+    ) -> retouch::run::RunOutcome {
+        let options = self.with_doubles(options).await;
+        let run = retouch::run::Run::from_prepared(&self.root.join(rel), prepared, options)
+            .unwrap_or_else(|e| panic!("prepare {rel}: {e}"));
+        self.finish(run).await
+    }
+
+    /// The S3 client this builder's runs use (for preparing a plan by hand).
+    pub async fn s3_client(&self) -> Option<retouch::s3::S3> {
+        let endpoint = self.s3.clone()?;
+        let settings = retouch::s3::S3Settings {
+            endpoint_url: Some(endpoint),
+            path_style: true,
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let (ak, sk) = (s3_server::ACCESS_KEY, s3_server::SECRET_KEY);
+        Some(retouch::s3::S3::connect_with_credentials(&settings, ak, sk).await)
+    }
+
+    async fn with_doubles(
+        &self,
+        mut options: retouch::run::RunOptions,
+    ) -> retouch::run::RunOptions {
+        if let Some(endpoint) = self.bedrock.as_ref().filter(|_| self.credentials) {
+            let sdk = super::bedrock_double::sdk_config(endpoint);
+            options.connection = retouch::run::Connection::Client {
+                client: retouch::providers::BedrockClient::from_conf(sdk),
+                region: "us-east-1".into(),
+            };
+        }
+        if options.overrides.s3.is_none() {
+            options.overrides.s3 = self.s3_client().await;
+        }
+        options
+    }
+
+    async fn finish(&self, run: retouch::run::Run) -> retouch::run::RunOutcome {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        run.execute(std::sync::Arc::new(retouch::run::Unobserved), cancel)
+            .await
+            .expect("the run completes")
+    }
+}
+
+pub fn ran(mut cmd: Command) -> Ran {
+    let out = cmd.output().expect("run retouch");
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Report rows as (image, model, reason, status, cost_usd, attempts).
+pub fn report(path: &Path) -> Vec<[String; 6]> {
+    let mut rdr = csv::Reader::from_path(path).expect("report exists");
+    rdr.records()
+        .map(|r| {
+            let r = r.unwrap();
+            [1, 4, 5, 6, 7, 9].map(|i| r[i].to_string())
+        })
+        .collect()
+}
