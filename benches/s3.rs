@@ -126,13 +126,13 @@ fn download_only(server: &S3Server) -> Duration {
     // A runtime of its own, as the binary has: not the one serving the requests.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let settings = retouch::s3::S3Settings {
+        let settings = retouch::s3_client::S3Settings {
             endpoint_url: Some(server.endpoint.clone()),
             path_style: true,
             region: Some("us-east-1".into()),
             ..Default::default()
         };
-        let s3 = retouch::s3::S3::connect_with_credentials(
+        let s3 = retouch::s3_client::S3::connect_with_credentials(
             &settings,
             s3_server::ACCESS_KEY,
             s3_server::SECRET_KEY,

@@ -62,7 +62,7 @@ fn print_drift(manifest: &Manifest, catalog: &Catalog, today: Date) {
             return;
         }
     };
-    let drift = retouch::lock::drift(&last, manifest, catalog, today);
+    let drift = retouch::ledger::catalog_lock::drift(&last, manifest, catalog, today);
     println!();
     if drift.is_empty() {
         println!("since the last run: same models, same prices");

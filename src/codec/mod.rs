@@ -16,6 +16,10 @@ use crate::reason::Reason;
 
 mod container;
 
+/// Version of the output encoders: bump when they write different bytes for the same pixels
+/// (outputs written by older versions are then rewritten).
+pub const ENCODER_VERSION: u32 = 1;
+
 /// The largest embedded ICC profile accepted. Real profiles are a few KB (sRGB, Display P3) to
 /// a few hundred KB (camera and printer LUT profiles); anything bigger is a bomb or garbage, and
 /// would be carried into every output.

@@ -19,15 +19,6 @@ use serde::Serialize;
 use super::LedgerError;
 use crate::manifest::{OpParams, Step, UpscaleTarget};
 
-/// Version of the built-in local ops: bump when any local op's output changes.
-pub const LOCAL_OPS_VERSION: u32 = 1;
-/// Version of the Amazon Nova Canvas adapter's request/response handling.
-pub const NOVA_ADAPTER_VERSION: u32 = 1;
-/// Version of the Amazon Titan Image Generator adapter.
-pub const TITAN_ADAPTER_VERSION: u32 = 1;
-/// Version of the Stability AI adapters.
-pub const STABILITY_ADAPTER_VERSION: u32 = 1;
-
 /// Everything that changes one step's result, given its input. Serialised canonically to make a
 /// [`StepKey`]; field order is part of the key, so never reorder fields (append only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,32 +37,15 @@ pub struct StepSpec {
     pub similarity: Option<String>,
 }
 
-/// The adapter version for a model id: local ops have their own; remote ids are mapped to their
-/// family by provider prefix (`amazon.nova-`, `amazon.titan-`, `stability.`).
-pub fn adapter_version(model: &str) -> u32 {
-    let id = model.trim_start_matches("us.");
-    if model == "local" {
-        LOCAL_OPS_VERSION
-    } else if id.starts_with("amazon.nova") {
-        NOVA_ADAPTER_VERSION
-    } else if id.starts_with("amazon.titan") {
-        TITAN_ADAPTER_VERSION
-    } else if id.starts_with("stability.") {
-        STABILITY_ADAPTER_VERSION
-    } else {
-        // Unknown family: a distinct version so it never shares keys with a known adapter.
-        0
-    }
-}
-
-/// The spec of `step` when served by `model` (`local` or a canonical model id). The model that
-/// serves a step depends on routing, so the scheduler builds this after routing.
-pub fn spec_for(step: &Step, model: &str) -> StepSpec {
+/// The spec of `step` when served by `model` (`local` or a canonical model id) through the
+/// adapter (or local ops) at `adapter_version` (the providers own their versions). The model
+/// that serves a step depends on routing, so the scheduler builds this after routing.
+pub fn spec_for(step: &Step, model: &str, adapter_version: u32) -> StepSpec {
     StepSpec {
         op: step.op.as_str().to_string(),
         params: canonical_params(&step.params),
         model: model.to_string(),
-        adapter_version: adapter_version(model),
+        adapter_version,
         prompt: step.prompt.clone(),
         negative_prompt: step.negative_prompt.clone(),
         similarity: step.similarity.map(float),
@@ -111,12 +85,9 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
     out
 }
 
-/// Bump when the output encoders change what they write for the same pixels.
-pub const OUTPUT_ENCODER_VERSION: u32 = 1;
-
 /// The pseudo-step that turns an image's last result into its output file: chained after the
-/// last step's key, it names what an output file holds.
-pub fn output_spec(format_extension: &str, quality: u8) -> StepSpec {
+/// last step's key, it names what an output file holds (`encoder_version`: the codec's).
+pub fn output_spec(format_extension: &str, quality: u8, encoder_version: u32) -> StepSpec {
     let mut params = BTreeMap::new();
     params.insert("format".into(), format_extension.to_string());
     params.insert("quality".into(), quality.to_string());
@@ -124,7 +95,7 @@ pub fn output_spec(format_extension: &str, quality: u8) -> StepSpec {
         op: "output".into(),
         params,
         model: String::new(),
-        adapter_version: OUTPUT_ENCODER_VERSION,
+        adapter_version: encoder_version,
         prompt: None,
         negative_prompt: None,
         similarity: None,
@@ -325,7 +296,7 @@ mod tests {
         let specs: Vec<StepSpec> = steps
             .iter()
             .zip(models)
-            .map(|(s, m)| spec_for(s, m))
+            .map(|(s, m)| spec_for(s, m, 1))
             .collect();
         StepKey::chain_all(input, &specs)
     }
@@ -338,7 +309,7 @@ mod tests {
         let b = keys(b"photo", &pipeline(0.8, 2.0), LOCAL);
         assert_eq!(a, b);
         // Pinned: the canonical form must not drift between builds.
-        let spec = spec_for(&pipeline(0.8, 2.0)[1], "local");
+        let spec = spec_for(&pipeline(0.8, 2.0)[1], "local", 1);
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(
             json,
@@ -362,11 +333,11 @@ mod tests {
     #[test]
     fn every_ingredient_changes_the_key() {
         let base_steps = pipeline(0.8, 2.0);
-        let base = StepKey::chain(input_hash(b"x"), &spec_for(&base_steps[0], "local"));
+        let base = StepKey::chain(input_hash(b"x"), &spec_for(&base_steps[0], "local", 1));
         let mut variants = Vec::new();
         variants.push(StepKey::chain(
             input_hash(b"y"),
-            &spec_for(&base_steps[0], "local"),
+            &spec_for(&base_steps[0], "local", 1),
         ));
         let flat = step(
             0,
@@ -374,47 +345,33 @@ mod tests {
                 background: Some(Rgb([255, 255, 255])),
             }),
         );
-        variants.push(StepKey::chain(input_hash(b"x"), &spec_for(&flat, "local")));
+        variants.push(StepKey::chain(
+            input_hash(b"x"),
+            &spec_for(&flat, "local", 1),
+        ));
         let model = "stability.stable-image-remove-background-v1:0";
         variants.push(StepKey::chain(
             input_hash(b"x"),
-            &spec_for(&base_steps[0], model),
+            &spec_for(&base_steps[0], model, 1),
         ));
         let mut with_prompt = base_steps[0].clone();
         with_prompt.prompt = Some("white studio".into());
         variants.push(StepKey::chain(
             input_hash(b"x"),
-            &spec_for(&with_prompt, "local"),
+            &spec_for(&with_prompt, "local", 1),
         ));
         let mut with_sim = base_steps[0].clone();
         with_sim.similarity = Some(0.5);
         variants.push(StepKey::chain(
             input_hash(b"x"),
-            &spec_for(&with_sim, "local"),
+            &spec_for(&with_sim, "local", 1),
         ));
-        let mut bumped = spec_for(&base_steps[0], "local");
+        let mut bumped = spec_for(&base_steps[0], "local", 1);
         bumped.adapter_version += 1;
         variants.push(StepKey::chain(input_hash(b"x"), &bumped));
         for (i, v) in variants.iter().enumerate() {
             assert_ne!(*v, base, "variant {i} kept the key");
         }
-    }
-
-    #[test]
-    fn adapter_versions_follow_the_family() {
-        assert_eq!(adapter_version("local"), LOCAL_OPS_VERSION);
-        assert_eq!(
-            adapter_version("amazon.nova-canvas-v1:0"),
-            NOVA_ADAPTER_VERSION
-        );
-        assert_eq!(
-            adapter_version("amazon.titan-image-generator-v2:0"),
-            TITAN_ADAPTER_VERSION
-        );
-        assert_eq!(
-            adapter_version("us.stability.stable-fast-upscale-v1:0"),
-            STABILITY_ADAPTER_VERSION
-        );
     }
 
     #[test]

@@ -6,21 +6,25 @@
 //! cache ([`StepKey`], [`BlobStore`]) that make reruns free. It never calls a model or routes.
 
 mod cache;
+pub mod catalog_lock;
 pub mod lease;
 mod store;
 
 use std::fmt;
 use std::path::PathBuf;
 
-pub use cache::{
-    BlobStore, LOCAL_OPS_VERSION, NOVA_ADAPTER_VERSION, OUTPUT_ENCODER_VERSION,
-    STABILITY_ADAPTER_VERSION, StepKey, StepSpec, TITAN_ADAPTER_VERSION, adapter_version,
-    input_hash, output_spec, spec_for,
-};
+pub use cache::{BlobStore, StepKey, StepSpec, input_hash, output_spec, spec_for};
 pub use store::{
     CachedStep, CallRecord, Claim, GcStats, HOLD_EXPIRES_SECS, HoldId, KnownInput, OutputRecord,
     PaidCall, RunInfo, RunMoney, RunSummary, Store,
 };
+
+/// Unix seconds now (the clock every record of the state store is stamped with).
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// A state store or blob that could not be read or written.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_yaml::{Mapping, Value};
 
 use super::diagnostic::{Diagnostic, Location};
-use super::locate::{Spans, join_key};
+use super::spans::{Spans, join_key};
 use super::suggest;
 use super::yaml;
 use crate::catalog::Catalog;

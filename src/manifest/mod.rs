@@ -4,25 +4,25 @@
 //! text before any parser sees it; `yaml` parses the rest into a `Value` (via serde_yaml); small
 //! `check_*` style functions (`sections`, `steps`, `models`) walk it, pushing a [`Diagnostic`] for
 //! every unknown key, wrong type, out-of-range value or unknown model, and build the domain types
-//! only when nothing was wrong. `locate` maps key paths back to line and column. Reads only the
+//! only when nothing was wrong. `spans` maps key paths back to line and column. Reads only the
 //! manifest file itself: no globbing, no existence checks (the engine does those). No `Raw*` type
 //! or YAML value leaves this module.
 
 mod check;
 mod diagnostic;
 mod guard;
-mod locate;
-mod location;
-mod model;
-mod models;
+mod model_names;
+mod places;
 mod sections;
+mod spans;
 mod steps;
 mod suggest;
+mod types;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Location, ManifestErrors, Position};
-pub use location::{MAX_PRESIGN, normalize, parse_s3};
-pub use model::*;
+pub use places::{MAX_PRESIGN, normalize, parse_s3};
+pub use types::*;
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +30,7 @@ use serde_yaml::Value;
 
 use crate::catalog::Catalog;
 use check::Checker;
-use locate::{Spans, join_key};
+use spans::{Spans, join_key};
 
 /// Every top-level key, in the order the docs list them.
 const TOP_KEYS: &[&str] = &[
@@ -132,7 +132,7 @@ fn syntax_errors(e: &serde_yaml::Error, text: &str) -> Vec<Diagnostic> {
     }
 }
 
-fn duplicate_key(dup: &locate::Duplicate) -> Diagnostic {
+fn duplicate_key(dup: &spans::Duplicate) -> Diagnostic {
     let parent = match dup.parent.as_str() {
         "" => String::new(),
         p => format!(" in {p}"),

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
-use super::location;
-use super::model::{
+use super::places;
+use super::suggest;
+use super::types::{
     AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint, Usd,
 };
-use super::suggest;
 
 pub const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign"];
 pub const LIMITS_KEYS: &[&str] = &[
@@ -81,10 +81,10 @@ pub fn inputs(ck: &mut Checker, fields: &Fields) -> Option<Vec<InputSpec>> {
 
 fn input(ck: &mut Checker, v: &Value, path: &str) -> Option<InputSpec> {
     let s = ck.non_empty_string(v, path)?;
-    if !location::is_s3(s) {
+    if !places::is_s3(s) {
         return glob(ck, v, path).map(|pattern| InputSpec::LocalGlob { pattern });
     }
-    match location::s3_input(s) {
+    match places::s3_input(s) {
         Ok(spec) => Some(spec),
         Err(why) => {
             let help = "write `s3://bucket/prefix/` or `s3://bucket/prefix/**/*.jpg`".into();
@@ -119,7 +119,7 @@ fn glob_list(ck: &mut Checker, v: &Value, path: &str) -> Option<Vec<String>> {
 
 fn glob(ck: &mut Checker, v: &Value, path: &str) -> Option<String> {
     let pattern = ck.non_empty_string(v, path)?;
-    if location::is_s3(pattern) {
+    if places::is_s3(pattern) {
         let help = "exclude patterns match paths relative to each input's prefix or glob base, \
                     e.g. `**/*_thumb.*`"
             .into();
@@ -174,10 +174,10 @@ pub fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
 
 /// A local folder (joined onto the manifest's folder) or an `s3://bucket/prefix/`.
 fn folder_location(ck: &mut Checker, s: &str, path: &str) -> Option<Place> {
-    if !location::is_s3(s) {
-        return Some(Place::Local(location::normalize(&ck.base_dir.join(s))));
+    if !places::is_s3(s) {
+        return Some(Place::Local(places::normalize(&ck.base_dir.join(s))));
     }
-    match location::s3_folder(s) {
+    match places::s3_folder(s) {
         Ok(loc) => Some(Place::S3(loc)),
         Err(why) => {
             let help = "write `s3://bucket/prefix/`".into();
@@ -194,7 +194,7 @@ fn folder_location(ck: &mut Checker, s: &str, path: &str) -> Option<Place> {
 /// `output.presign: 24h`: only for S3 outputs, at most 7 days.
 fn presign(ck: &mut Checker, v: &Value, dir: Option<&Place>) -> Option<std::time::Duration> {
     let s = ck.string(v, "output.presign")?;
-    let d = match location::duration(s) {
+    let d = match places::duration(s) {
         Ok(d) => d,
         Err(why) => {
             let help = "write a whole number with s, m, h or d, e.g. `24h` or `90m`".into();
@@ -403,7 +403,7 @@ pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>
         None => Some(None),
         Some(v) => ck
             .non_empty_string(v, "catalog")
-            .map(|p| Some(location::normalize(&ck.base_dir.join(p)))),
+            .map(|p| Some(places::normalize(&ck.base_dir.join(p)))),
     }
 }
 
@@ -411,10 +411,10 @@ pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>
 /// default `.retouch` next to the manifest.
 pub fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
     match fields.get("state") {
-        None => Some(location::normalize(&ck.base_dir.join(".retouch"))),
+        None => Some(places::normalize(&ck.base_dir.join(".retouch"))),
         Some(v) => ck
             .non_empty_string(v, "state")
-            .map(|p| location::normalize(&ck.base_dir.join(p))),
+            .map(|p| places::normalize(&ck.base_dir.join(p))),
     }
 }
 
@@ -432,10 +432,10 @@ pub fn report(ck: &mut Checker, fields: &Fields, output: Option<&OutputSpec>) ->
         return output.map(|o| o.dir.join("report.csv"));
     };
     let s = ck.non_empty_string(v, "report")?;
-    if !location::is_s3(s) {
-        return Some(Place::Local(location::normalize(&ck.base_dir.join(s))));
+    if !places::is_s3(s) {
+        return Some(Place::Local(places::normalize(&ck.base_dir.join(s))));
     }
-    match location::s3_object(s) {
+    match places::s3_object(s) {
         Ok(loc) => Some(Place::S3(loc)),
         Err(why) => {
             ck.error(
@@ -468,7 +468,7 @@ fn model_map<T>(
             continue;
         };
         let key_path = format!("{path}.{name}");
-        let id = super::models::canonical_id(ck, name, &key_path);
+        let id = super::model_names::canonical_id(ck, name, &key_path);
         let val = value(ck, v, &key_path);
         match (id, val) {
             (Some(id), Some(val)) => {

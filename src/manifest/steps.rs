@@ -6,11 +6,11 @@
 use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
-use super::model::{
+use super::types::{
     Fallback, FixLightingParams, Op, OpParams, RemoveBgParams, Rgb, Step, UpscaleParams,
     UpscaleTarget,
 };
-use super::{models, suggest};
+use super::{model_names, suggest};
 
 /// Every key a step may have, in the order the docs list them.
 pub const STEP_KEYS: &[&str] = &[
@@ -64,7 +64,7 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
     let op = ck.required(&f, "op").and_then(|v| op(ck, v, &f.path("op")));
     let models = ck
         .required(&f, "models")
-        .and_then(|v| models::step_models(ck, v, &f.path("models"), op));
+        .and_then(|v| model_names::step_models(ck, v, &f.path("models"), op));
     let fallback = fallback(ck, &f);
     let prompt = opt_prompt(ck, &f, "prompt");
     let negative_prompt = opt_prompt(ck, &f, "negative_prompt");

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::manifest::Manifest;
 use crate::reason::Reason;
-use crate::s3::S3;
+use crate::s3_client::S3;
 use crate::sinks::{self, Destination};
 use crate::sources::{InputItem, Listing};
 

@@ -8,6 +8,10 @@ use image::RgbaImage;
 use crate::manifest::{OpParams, Step};
 use crate::ops::{self, OpError};
 
+/// Version of the built-in local ops: bump when any local op's output changes (cached local
+/// results of older versions are then recomputed).
+pub const OPS_VERSION: u32 = 1;
+
 /// Runs `step` locally on `image`.
 pub fn run_step(step: &Step, image: &RgbaImage) -> Result<RgbaImage, OpError> {
     match &step.params {

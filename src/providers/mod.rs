@@ -25,6 +25,16 @@ use crate::catalog::{ModelEntry, Op};
 use crate::manifest::{OpParams, Step};
 use crate::money::Usd;
 
+/// The version of the code that serves `model` (`local`, or a model id): part of every cache
+/// key, so a changed adapter never serves a result an older one produced.
+pub fn adapter_version(model: &str) -> u32 {
+    if model == crate::manifest::ModelRef::LOCAL {
+        local::OPS_VERSION
+    } else {
+        bedrock::adapter_version(model)
+    }
+}
+
 /// What one call was billed, in the unit its model is priced in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Billed {
@@ -151,5 +161,29 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         similarity: step.similarity,
         target,
         seed: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_versions_follow_the_family() {
+        use bedrock::{NOVA_ADAPTER_VERSION, STABILITY_ADAPTER_VERSION, TITAN_ADAPTER_VERSION};
+        assert_eq!(adapter_version("local"), local::OPS_VERSION);
+        assert_eq!(
+            adapter_version("amazon.nova-canvas-v1:0"),
+            NOVA_ADAPTER_VERSION
+        );
+        assert_eq!(
+            adapter_version("amazon.titan-image-generator-v2:0"),
+            TITAN_ADAPTER_VERSION
+        );
+        assert_eq!(
+            adapter_version("us.stability.stable-fast-upscale-v1:0"),
+            STABILITY_ADAPTER_VERSION
+        );
+        assert_eq!(adapter_version("acme.unknown-v1"), 0);
     }
 }

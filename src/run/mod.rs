@@ -23,7 +23,7 @@ pub use report_out::{Published, local_report_path};
 
 use crate::catalog::{Catalog, Date};
 use crate::ledger::lease::{ReportLease, RunLease};
-use crate::ledger::{RunInfo, StepRecord, Store};
+use crate::ledger::{RunInfo, StepRecord, Store, unix_now};
 use crate::plan::Plan;
 use crate::providers::{BedrockClient, ConnectError, ConnectSettings, Providers};
 use crate::reason::Reason;
@@ -253,7 +253,7 @@ impl Run {
             started_at: unix_now(),
             images: self.plan.images.len() as u64,
         };
-        let lock = crate::lock::entries(&self.plan.manifest, &self.catalog, today);
+        let lock = crate::ledger::catalog_lock::entries(&self.plan.manifest, &self.catalog, today);
         if let Err(e) = store
             .begin_run(&run)
             .and_then(|()| store.record_lock(&self.run_id, &lock))
@@ -352,13 +352,6 @@ async fn connect(options: &RunOptions, plan: &Plan) -> (Option<Providers>, Strin
 
 fn warn_offline(e: &ConnectError) {
     tracing::warn!("{e}; remote steps fall back (fallback-no-credentials)");
-}
-
-/// Unix seconds now.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// `20261122T010418Z-3f9a`: sortable, unique enough across concurrent runs.

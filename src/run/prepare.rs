@@ -10,7 +10,7 @@ use super::PrepareError;
 use crate::catalog::Catalog;
 use crate::manifest::{self, Manifest, Place};
 use crate::plan::{Plan, overwrite};
-use crate::s3::{S3, S3Settings};
+use crate::s3_client::{S3, S3Settings};
 
 /// What the flags change about the manifest, and clients the caller already has.
 #[derive(Debug, Clone, Default)]

@@ -16,7 +16,7 @@ use super::RunObserver;
 use crate::ledger::{StepRecord, Store};
 use crate::manifest::{self, Manifest, Place, S3Location};
 use crate::report::{CsvReport, ReportError, write_with_output_urls};
-use crate::s3::S3;
+use crate::s3_client::S3;
 use crate::scheduler::RowSender;
 
 /// Starts the report task; rows sent to the returned sender are written, recorded in `history`

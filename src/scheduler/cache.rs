@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use image::RgbaImage;
 
@@ -19,10 +19,10 @@ use super::cpu;
 use crate::catalog::Date;
 use crate::codec;
 use crate::ledger::{
-    CachedStep, Claim, HoldId, KnownInput, OutputRecord, PaidCall, StepKey, Store, output_spec,
-    spec_for,
+    CachedStep, Claim, HoldId, KnownInput, OutputRecord, PaidCall, StepKey, StepSpec, Store,
+    output_spec, spec_for, unix_now,
 };
-use crate::manifest::{OutputFormat, OutputSpec, Step};
+use crate::manifest::{ModelRef, OutputFormat, OutputSpec, Step};
 use crate::money::Usd;
 use crate::sinks::{self, Destination};
 use crate::sources::InputItem;
@@ -67,7 +67,7 @@ impl RunCache {
             return None;
         }
         models.iter().find_map(|model| {
-            let key = StepKey::chain(prev, &spec_for(step, model));
+            let key = StepKey::chain(prev, &spec(step, model));
             match self.store.lookup(&key) {
                 Ok(found) => found.map(|step| Hit { key, step }),
                 Err(e) => {
@@ -82,7 +82,7 @@ impl RunCache {
     /// `priority`, written and synced off the async workers), a local one by its size only.
     pub async fn record(&self, key: StepKey, result: &StepResult<'_>, priority: u32) {
         let (w, h) = result.image.dimensions();
-        let blob = if result.model == "local" {
+        let blob = if result.model == ModelRef::LOCAL {
             String::new()
         } else {
             let image = result.image.clone();
@@ -210,7 +210,7 @@ impl RunCache {
     /// caller looks the step up again once it holds the claim. `None` when the store cannot
     /// record claims: the step then runs unclaimed, as before claims existed.
     pub async fn claim(&self, step: &Step, prev: blake3::Hash, image: &str) -> Option<ClaimGuard> {
-        let key = StepKey::chain(prev, &spec_for(step, CLAIM_MODEL));
+        let key = StepKey::chain(prev, &spec(step, CLAIM_MODEL));
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let mut waited = false;
         loop {
@@ -281,7 +281,7 @@ impl RunCache {
     pub async fn output_current(
         &self,
         dest: &Destination,
-        s3: Option<&crate::s3::S3>,
+        s3: Option<&crate::s3_client::S3>,
         key: StepKey,
     ) -> bool {
         if self.force {
@@ -305,7 +305,7 @@ impl RunCache {
     pub async fn record_output(
         &self,
         dest: &Destination,
-        s3: Option<&crate::s3::S3>,
+        s3: Option<&crate::s3_client::S3>,
         key: StepKey,
     ) {
         let Some(now) = sinks::existing(dest, s3).await else {
@@ -360,6 +360,11 @@ impl Drop for ClaimGuard {
     }
 }
 
+/// The cache spec of `step` served by `model`, with the version of the code that serves it.
+pub(super) fn spec(step: &Step, model: &str) -> StepSpec {
+    spec_for(step, model, crate::providers::adapter_version(model))
+}
+
 /// A step result about to be recorded.
 pub struct StepResult<'a> {
     pub model: &'a str,
@@ -372,12 +377,10 @@ pub struct StepResult<'a> {
 pub fn output_key(prev: blake3::Hash, output: &OutputSpec) -> StepKey {
     StepKey::chain(
         prev,
-        &output_spec(output.format.extension(), output.quality),
+        &output_spec(
+            output.format.extension(),
+            output.quality,
+            crate::codec::ENCODER_VERSION,
+        ),
     )
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::cache::RunCache;
 use super::remote::Remote;
 use crate::catalog::Catalog;
-use crate::manifest::{Manifest, Step};
+use crate::manifest::{Manifest, ModelRef, Step};
 use crate::plan::estimate::{self, StepRoute};
 use crate::router::{self, Decision, Facts, Route};
 
@@ -56,7 +56,7 @@ pub(super) fn models_of(decision: &Decision) -> Vec<String> {
         Decision::Other {
             route: Route::Local { .. },
             ..
-        } => vec!["local".into()],
+        } => vec![ModelRef::LOCAL.into()],
         Decision::Other { .. } => Vec::new(),
     }
 }

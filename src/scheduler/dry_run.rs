@@ -6,9 +6,10 @@
 //! would, and estimates are reserved against the run's budget as if they were spent, so a dry
 //! run shows where `fallback-budget` would start.
 
+use super::cache::spec;
 use super::context::ImageContext;
 use super::rows::RowBuilder;
-use crate::ledger::{StepKey, StepRecord, spec_for};
+use crate::ledger::{StepKey, StepRecord};
 use crate::money::Usd;
 use crate::reason::Reason;
 use crate::router;
@@ -48,7 +49,7 @@ pub(super) fn plan_rows(
             }
         };
         rows.planned(step, &model, reason, estimate, size, out);
-        link = StepKey::chain(link, &spec_for(step, &model)).as_hash();
+        link = StepKey::chain(link, &spec(step, &model)).as_hash();
         size = out;
     }
     rows.finish()

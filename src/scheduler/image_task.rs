@@ -9,21 +9,21 @@ use std::time::{Duration, Instant};
 
 use image::RgbaImage;
 
-use super::cache::{ClaimGuard, Hit, RunCache, StepResult, output_key};
+use super::cache::{ClaimGuard, Hit, RunCache, StepResult, output_key, spec};
 use super::context::{ImageContext, models_of};
 use super::cpu::{self, priority};
 use super::outcome::{StepDone, StepFailed};
 use super::remote::NotServed;
 use super::rows::RowBuilder;
 use crate::codec;
-use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash, spec_for};
-use crate::manifest::Step;
+use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash};
+use crate::manifest::{ModelRef, Step};
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::providers;
 use crate::reason::Reason;
 use crate::router::{self, Decision, Route};
-use crate::s3::S3;
+use crate::s3_client::S3;
 use crate::sinks;
 use crate::sources::{self, InputItem};
 
@@ -321,7 +321,7 @@ impl<'a> ImageTask<'a> {
         let Some(result) = &done.image else {
             return Ok(done); // skipped after a remote failure: the chain does not move
         };
-        let key = StepKey::chain(self.link, &spec_for(step, &done.model));
+        let key = StepKey::chain(self.link, &spec(step, &done.model));
         self.link = key.as_hash();
         if let Some(cache) = &ctx.cache {
             // Recorded before the next step starts: a crash from here on never pays for it again.
@@ -472,7 +472,7 @@ impl<'a> ImageTask<'a> {
                     input,
                     output,
                     ..
-                } => self.rows.cached(step, "local", input, output),
+                } => self.rows.cached(step, ModelRef::LOCAL, input, output),
                 Deferred::Skipped { step, done, size } => {
                     self.rows.done(step, done, true, size, size);
                 }
@@ -548,7 +548,7 @@ async fn run_route(
                 (providers::local::run_step(&step_owned, &input), t.elapsed())
             };
             let failed = |reason: Reason, error: String| StepFailed {
-                model: "local".into(),
+                model: ModelRef::LOCAL.into(),
                 reason,
                 error,
                 cost,
@@ -557,7 +557,7 @@ async fn run_route(
             };
             match cpu::run_at(priority(step), job).await {
                 Ok((Ok(out), elapsed)) => Ok(StepDone {
-                    model: "local".into(),
+                    model: ModelRef::LOCAL.into(),
                     reason,
                     cost,
                     attempts: attempts + 1,

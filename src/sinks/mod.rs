@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::manifest::{OutputFormat, Place, S3Location};
 use crate::reason::Reason;
-use crate::s3::{S3, S3Error};
+use crate::s3_client::{S3, S3Error};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -5,17 +5,17 @@
 //! reads an item's bytes. Only this module knows where inputs live: local globs (`local`) and
 //! S3 prefixes (`s3`, through the run's shared [`S3`] client).
 
-mod local;
-mod s3;
+mod local_glob;
+mod s3_prefix;
 
-pub use local::{LocalGlob, is_image_extension, read_file};
-pub use s3::S3Input;
+pub use local_glob::{LocalGlob, is_image_extension, read_file};
+pub use s3_prefix::S3Input;
 
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{InputSpec, Manifest};
 use crate::reason::Reason;
-use crate::s3::{S3, S3Error};
+use crate::s3_client::{S3, S3Error};
 
 /// One input image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl SourceError {
 /// Lists every input of `manifest`, sorted by display path, duplicates removed. `s3` is the
 /// run's client, needed when an input is in S3.
 pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, SourceError> {
-    let exclude = local::exclude_set(&manifest.exclude)?;
+    let exclude = local_glob::exclude_set(&manifest.exclude)?;
     let mut listing = Listing::default();
     let mut seen = std::collections::HashSet::new();
     let mut seen_s3 = std::collections::HashSet::new();
@@ -182,7 +182,7 @@ pub async fn read_head(
     match &item.location {
         InputLocation::Local(path) => {
             let (path, display) = (path.clone(), item.display.clone());
-            let job = move || local::read_file(&path, &display, len, max_bytes);
+            let job = move || local_glob::read_file(&path, &display, len, max_bytes);
             tokio::task::spawn_blocking(job).await.unwrap_or_else(|e| {
                 Err(SourceError::Read {
                     path: item.display.clone().into(),
@@ -195,11 +195,13 @@ pub async fn read_head(
                 input: item.display.clone(),
             })?;
             match s3.get_range(bucket, key, len, max_bytes).await {
-                Err(crate::s3::S3Error::TooLarge { size, .. }) => Err(SourceError::TooLarge {
-                    input: item.display.clone(),
-                    size,
-                    limit: max_bytes,
-                }),
+                Err(crate::s3_client::S3Error::TooLarge { size, .. }) => {
+                    Err(SourceError::TooLarge {
+                        input: item.display.clone(),
+                        size,
+                        limit: max_bytes,
+                    })
+                }
                 other => Ok(other?),
             }
         }

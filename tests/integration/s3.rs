@@ -455,7 +455,7 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
     let catalog = Arc::new(retouch::catalog::Catalog::builtin());
     let mut manifest = retouch::manifest::load(&path, &catalog).unwrap();
     manifest.report = retouch::manifest::Place::Local(root.path().join("report.csv"));
-    let settings = retouch::s3::S3Settings {
+    let settings = retouch::s3_client::S3Settings {
         endpoint_url: Some(server.endpoint.clone()),
         path_style: true,
         region: Some("us-east-1".into()),
@@ -464,7 +464,8 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
     let outcome = server.block_on(async {
         // Static credentials through the SDK's environment chain are not available in-process
         // without set_var; the listing goes through a client built from the same settings.
-        let s3 = retouch::s3::S3::connect_with_credentials(&settings, "test-ak", "test-sk").await;
+        let s3 =
+            retouch::s3_client::S3::connect_with_credentials(&settings, "test-ak", "test-sk").await;
         let mut listing = retouch::sources::list(&manifest, Some(&s3)).await.unwrap();
         for (i, rel) in ["../../escape.png", "/abs.png", "a\\b.png", "a//b.png"]
             .iter()

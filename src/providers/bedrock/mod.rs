@@ -20,6 +20,30 @@ pub use error::{RemoteError, RetryAction};
 
 use crate::catalog::{Exclusion, Op};
 
+/// Version of the Amazon Nova Canvas adapter's request/response handling: bump when it changes
+/// what a model returns for the same input (cached results of older versions are then redone).
+pub const NOVA_ADAPTER_VERSION: u32 = 1;
+/// Version of the Amazon Titan Image Generator adapter.
+pub const TITAN_ADAPTER_VERSION: u32 = 1;
+/// Version of the Stability AI adapters.
+pub const STABILITY_ADAPTER_VERSION: u32 = 1;
+
+/// The adapter version serving a remote model id, by its provider prefix (`amazon.nova-`,
+/// `amazon.titan-`, `stability.`, with or without an inference-profile prefix).
+pub fn adapter_version(model: &str) -> u32 {
+    let id = model.trim_start_matches("us.");
+    if id.starts_with("amazon.nova") {
+        NOVA_ADAPTER_VERSION
+    } else if id.starts_with("amazon.titan") {
+        TITAN_ADAPTER_VERSION
+    } else if id.starts_with("stability.") {
+        STABILITY_ADAPTER_VERSION
+    } else {
+        // Unknown family: a distinct version so it never shares keys with a known adapter.
+        0
+    }
+}
+
 /// Step parameters that reach the model; `None` means the catalog's default for the op.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RemoteParams {

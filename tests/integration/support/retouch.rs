@@ -154,16 +154,16 @@ impl Retouch {
     }
 
     /// The S3 client this builder's runs use (for preparing a plan by hand).
-    pub async fn s3_client(&self) -> Option<retouch::s3::S3> {
+    pub async fn s3_client(&self) -> Option<retouch::s3_client::S3> {
         let endpoint = self.s3.clone()?;
-        let settings = retouch::s3::S3Settings {
+        let settings = retouch::s3_client::S3Settings {
             endpoint_url: Some(endpoint),
             path_style: true,
             region: Some("us-east-1".into()),
             ..Default::default()
         };
         let (ak, sk) = (s3_server::ACCESS_KEY, s3_server::SECRET_KEY);
-        Some(retouch::s3::S3::connect_with_credentials(&settings, ak, sk).await)
+        Some(retouch::s3_client::S3::connect_with_credentials(&settings, ak, sk).await)
     }
 
     async fn with_doubles(

@@ -6,7 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::model::{InputSpec, S3Location};
+use super::types::{InputSpec, S3Location};
 
 /// The longest a presigned URL may live (S3's own limit for SigV4).
 pub const MAX_PRESIGN: Duration = Duration::from_secs(7 * 24 * 3600);

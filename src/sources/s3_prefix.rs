@@ -12,9 +12,9 @@ use std::path::Path;
 
 use globset::{GlobBuilder, GlobMatcher, GlobSet};
 
-use super::local::is_image_extension;
+use super::local_glob::is_image_extension;
 use super::{InputItem, InputLocation, Listing, SourceError};
-use crate::s3::S3;
+use crate::s3_client::S3;
 
 /// One `s3://` input, ready to list.
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl S3Input {
 }
 
 fn is_match(m: &GlobMatcher, rel: &str) -> bool {
-    m.is_match(rel) || m.is_match(super::local::lowercase_extension(rel))
+    m.is_match(rel) || m.is_match(super::local_glob::lowercase_extension(rel))
 }
 
 #[cfg(test)]
@@ -121,7 +121,7 @@ mod tests {
     use super::*;
 
     fn classify(input: &S3Input, keys: &[&str], exclude: &[&str]) -> Listing {
-        let exclude = super::super::local::exclude_set(
+        let exclude = super::super::local_glob::exclude_set(
             &exclude.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         )
         .unwrap();

@@ -7,12 +7,12 @@
 use serde_yaml::Value;
 
 use super::check::Checker;
-use super::model::{ModelRef, Op};
 use super::suggest;
+use super::types::{ModelRef, Op};
 use crate::catalog::{ModelEntry, ModelKind};
 
 /// The reserved name of the built-in implementation.
-const LOCAL: &str = "local";
+const LOCAL: &str = ModelRef::LOCAL;
 
 /// The canonical id of a catalog model named by alias or id, used as a mapping key at `path`;
 /// unknown names are reported.

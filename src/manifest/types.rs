@@ -283,6 +283,9 @@ pub enum ModelRef {
 }
 
 impl ModelRef {
+    /// The name of the built-in implementation, in manifests, reports and cache records.
+    pub const LOCAL: &'static str = "local";
+
     pub fn is_local(&self) -> bool {
         matches!(self, ModelRef::Local)
     }
@@ -291,7 +294,7 @@ impl ModelRef {
 impl fmt::Display for ModelRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ModelRef::Local => f.write_str("local"),
+            ModelRef::Local => f.write_str(ModelRef::LOCAL),
             ModelRef::Remote(id) => f.write_str(id),
         }
     }

@@ -1,8 +1,13 @@
 //! Unit tests of the state store (kept beside `store.rs` to keep that file short).
 
+use super::money::days_from_civil;
 use super::*;
+use crate::catalog::{Date, Op};
+use crate::ledger::{Status, StepKey, StepRecord, unix_now};
 use crate::ledger::{StepSpec, spec_for};
 use crate::manifest::{Fallback, FixLightingParams, ModelRef, OpParams, Step};
+use crate::money::Usd;
+use rusqlite::Connection;
 
 fn record(image_index: usize, step: usize, status: Status, cost: i64) -> StepRecord {
     StepRecord {
@@ -97,7 +102,7 @@ fn key(n: u8) -> StepKey {
         negative_prompt: None,
         similarity: None,
     };
-    let spec: StepSpec = spec_for(&step, "local");
+    let spec: StepSpec = spec_for(&step, "local", 1);
     StepKey::chain(blake3::hash(&[n]), &spec)
 }
 
@@ -352,7 +357,7 @@ fn step_cache_round_trips_and_needs_its_blob() {
 fn gc_trims_unused_entries_and_their_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let old = now_unix() - 40 * 86_400;
+    let old = unix_now() - 40 * 86_400;
     let stale = store.blobs().put(b"stale").unwrap();
     let fresh = store.blobs().put(b"fresh").unwrap();
     let shared = store.blobs().put(b"shared").unwrap();
@@ -375,9 +380,9 @@ fn gc_trims_unused_entries_and_their_blobs() {
 
     // Blobs were just written, so only a cutoff in the future can collect them: that exercises
     // the entry and blob rules together.
-    let stats = store.gc_before(now_unix() - 30 * 86_400).unwrap();
+    let stats = store.gc_before(unix_now() - 30 * 86_400).unwrap();
     assert_eq!((stats.entries_removed, stats.blobs_removed), (2, 0));
-    let stats = store.gc_before(now_unix() + 10).unwrap();
+    let stats = store.gc_before(unix_now() + 10).unwrap();
     // Every remaining entry was used before `now + 10`: all are trimmed, and every blob with
     // them, including the orphan a crash could have left.
     assert_eq!(stats.entries_removed, 2);
@@ -391,16 +396,16 @@ fn gc_trims_unused_entries_and_their_blobs() {
 fn gc_keeps_blobs_still_referenced() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let old = now_unix() - 40 * 86_400;
+    let old = unix_now() - 40 * 86_400;
     let shared = store.blobs().put(b"shared").unwrap();
     let orphan = store.blobs().put(b"orphan").unwrap();
     store
         .record_step(&key(1), &cached(shared.clone(), old))
         .unwrap();
     store
-        .record_step(&key(2), &cached(shared.clone(), now_unix()))
+        .record_step(&key(2), &cached(shared.clone(), unix_now()))
         .unwrap();
-    let stats = store.gc_before(now_unix() + 1).unwrap();
+    let stats = store.gc_before(unix_now() + 1).unwrap();
     // Both entries were last used before the cutoff: both go, and their blob with them.
     assert_eq!(stats.entries_removed, 2);
     assert!(!store.blobs().contains(&orphan));
@@ -412,9 +417,9 @@ fn gc_keeps_blobs_still_referenced() {
         .record_step(&key(1), &cached(shared.clone(), old))
         .unwrap();
     store
-        .record_step(&key(2), &cached(shared.clone(), now_unix() + 100))
+        .record_step(&key(2), &cached(shared.clone(), unix_now() + 100))
         .unwrap();
-    let stats = store.gc_before(now_unix() + 1).unwrap();
+    let stats = store.gc_before(unix_now() + 1).unwrap();
     assert_eq!((stats.entries_removed, stats.blobs_removed), (1, 1));
     assert!(
         store.blobs().contains(&shared),
