@@ -23,4 +23,5 @@ pub mod s3_client;
 pub mod scheduler;
 pub mod sinks;
 pub mod sources;
+#[cfg(feature = "testset")]
 pub mod testset;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "Batch-process product photos through declarative pipelines"
 )]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     pub command: Command,
     /// Print only errors: no progress bar, no summary.
@@ -22,7 +22,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn verbosity(&self) -> i8 {
+    pub(crate) fn verbosity(&self) -> i8 {
         if self.quiet {
             -1
         } else {
@@ -32,7 +32,7 @@ impl Args {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a pipeline over its inputs.
     Run(RunArgs),
     /// Validate a manifest and show what a run would do (routes, cost range, duration),
@@ -50,13 +50,13 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CacheCommand {
+pub(crate) enum CacheCommand {
     /// Delete cached results not used for a while (and files no entry refers to).
     Gc(CacheGcArgs),
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CacheGcArgs {
+pub(crate) struct CacheGcArgs {
     /// Keep results used within this long: `30d`, `12h`, `90m`.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub older_than: std::time::Duration,
@@ -87,7 +87,7 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The pipeline manifest (YAML).
     pub manifest: PathBuf,
     /// Images in flight at once (overrides limits.concurrency).
@@ -112,7 +112,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// The pipeline manifest (YAML).
     pub manifest: PathBuf,
     /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
@@ -121,7 +121,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ModelsArgs {
+pub(crate) struct ModelsArgs {
     /// Only models that can do this op (remove-bg, fix-lighting, upscale).
     #[arg(long, value_parser = ["remove-bg", "fix-lighting", "upscale"])]
     pub op: Option<String>,
@@ -131,7 +131,7 @@ pub struct ModelsArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// A report CSV, or a run id recorded in the state folder.
     pub run_or_csv: String,
     /// Also write a self-contained HTML page with before/after thumbnails.
@@ -151,7 +151,7 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct RunsArgs {
+pub(crate) struct RunsArgs {
     /// The state folder (default: `.retouch` here, else the one `*/.retouch` one level down).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,

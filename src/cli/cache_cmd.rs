@@ -5,7 +5,7 @@ use retouch::ledger::Store;
 use super::args::{CacheCommand, CacheGcArgs};
 use super::code;
 
-pub fn cache(command: &CacheCommand) -> anyhow::Result<i32> {
+pub(super) fn cache(command: &CacheCommand) -> anyhow::Result<i32> {
     match command {
         CacheCommand::Gc(args) => gc(args),
     }

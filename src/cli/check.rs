@@ -13,7 +13,7 @@ use retouch::run::{Overrides, prepare, region};
 use super::args::CheckArgs;
 use super::code;
 
-pub async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
+pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     let overrides = Overrides {
         catalog: args.catalog.clone(),
         ..Overrides::default()

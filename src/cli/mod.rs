@@ -15,18 +15,18 @@ mod state;
 
 use clap::Parser;
 
-pub use args::{Args, Command};
+pub(crate) use args::{Args, Command};
 
 /// Exit codes.
-pub mod code {
-    pub const OK: i32 = 0;
-    pub const SOME_FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const INTERRUPTED: i32 = 130;
+pub(crate) mod code {
+    pub(crate) const OK: i32 = 0;
+    pub(crate) const SOME_FAILED: i32 = 1;
+    pub(crate) const USAGE: i32 = 2;
+    pub(crate) const INTERRUPTED: i32 = 130;
 }
 
 /// Parses the command line, runs the command, returns the exit code.
-pub fn main() -> i32 {
+pub(crate) fn main() -> i32 {
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

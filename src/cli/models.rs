@@ -5,7 +5,7 @@ use retouch::catalog::{Date, Lifecycle, ModelKind, Op};
 use super::args::ModelsArgs;
 use super::code;
 
-pub fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
+pub(super) fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
     let catalog = match &args.catalog {
         Some(path) => retouch::catalog::Catalog::builtin().with_overrides(path)?,
         None => retouch::catalog::Catalog::builtin(),

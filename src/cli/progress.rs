@@ -10,14 +10,14 @@ use retouch::ledger::{Status, StepRecord};
 use retouch::money::Usd;
 use retouch::run::RunObserver;
 
-pub struct Progress {
+pub(super) struct Progress {
     bar: ProgressBar,
     /// (images failed, cost so far); updated by the report task only.
     tally: Mutex<(u64, Usd)>,
 }
 
 impl Progress {
-    pub fn new(total: u64, quiet: bool) -> Progress {
+    pub(super) fn new(total: u64, quiet: bool) -> Progress {
         let target = if quiet {
             ProgressDrawTarget::hidden()
         } else {
@@ -38,7 +38,7 @@ impl Progress {
         }
     }
 
-    pub fn println(&self, msg: &str) {
+    pub(super) fn println(&self, msg: &str) {
         if self.bar.is_hidden() {
             eprintln!("{msg}");
         } else {
@@ -46,7 +46,7 @@ impl Progress {
         }
     }
 
-    pub fn finish(&self) {
+    pub(super) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }

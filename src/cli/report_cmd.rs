@@ -11,7 +11,7 @@ use retouch::report::{Analysis, Unfinished, read_csv};
 use super::args::ReportArgs;
 use super::code;
 
-pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let Loaded {
         run_id,
         rows,

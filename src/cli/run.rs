@@ -12,7 +12,7 @@ use super::args::{Args, RunArgs};
 use super::code;
 use super::progress::Progress;
 
-pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
+pub(super) async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
     let report = match args.report.as_deref().map(report_location).transpose() {
         Ok(report) => report,
         Err(e) => {
@@ -63,7 +63,7 @@ pub async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
 }
 
 /// Prints why a run could not start; the exit code is 2.
-pub fn refused(e: &PrepareError) -> i32 {
+pub(super) fn refused(e: &PrepareError) -> i32 {
     match e {
         PrepareError::Manifest(errors) => eprintln!("{errors}"),
         PrepareError::WouldOverwrite { warnings, .. } => {

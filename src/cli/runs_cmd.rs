@@ -9,7 +9,7 @@ use retouch::money::Usd;
 use super::args::RunsArgs;
 use super::code;
 
-pub fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
+pub(super) fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
     let state = match super::state::find(args.state.as_deref()) {
         Ok(dir) => dir,
         Err(why) => {

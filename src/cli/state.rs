@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const DB: &str = "state.db";
 
 /// The state folder to use, or a message saying why none could be chosen.
-pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
+pub(super) fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(dir) = explicit {
         return Ok(dir.to_owned());
     }
@@ -48,7 +48,7 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
 }
 
 /// [`find`], saying on stderr why when no folder can be chosen (the caller then exits 2).
-pub fn find_or_explain(explicit: Option<&Path>) -> Option<PathBuf> {
+pub(super) fn find_or_explain(explicit: Option<&Path>) -> Option<PathBuf> {
     find(explicit).map_err(|why| eprintln!("error: {why}")).ok()
 }
 

@@ -15,7 +15,7 @@ use image::ImageFormat;
 /// The width and height the header claims, for formats whose decoders allocate or parse before
 /// telling it (PNG, WebP); `None` for others, or when the header is unreadable (the decoder
 /// then says why).
-pub fn claimed_size(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u32)> {
+pub(super) fn claimed_size(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u32)> {
     match format {
         ImageFormat::Png => png_size(bytes),
         ImageFormat::WebP => webp_size(bytes),
@@ -25,7 +25,7 @@ pub fn claimed_size(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u32)> {
 
 /// The size of a PNG's `iCCP` profile once inflated, counted up to `limit + 1` bytes (so a bomb
 /// is never inflated further than that). `None` when there is no profile or it is unreadable.
-pub fn png_profile_size(bytes: &[u8], limit: usize) -> Option<usize> {
+pub(super) fn png_profile_size(bytes: &[u8], limit: usize) -> Option<usize> {
     let data = png_chunks(bytes)
         .take_while(|(tag, _)| tag != b"IDAT")
         .find(|(tag, _)| tag == b"iCCP")?

@@ -16,7 +16,7 @@ use super::yaml;
 use crate::catalog::Catalog;
 
 /// State shared by all checks of one manifest.
-pub struct Checker<'a> {
+pub(super) struct Checker<'a> {
     pub catalog: &'a Catalog,
     /// Folder relative paths are joined onto.
     pub base_dir: &'a Path,
@@ -25,36 +25,36 @@ pub struct Checker<'a> {
 }
 
 /// A mapping whose keys have been checked against a list of valid keys.
-pub struct Fields<'v> {
+pub(super) struct Fields<'v> {
     path: String,
     map: &'v Mapping,
 }
 
 impl<'v> Fields<'v> {
     /// The value of `key`, if present.
-    pub fn get(&self, key: &str) -> Option<&'v Value> {
+    pub(super) fn get(&self, key: &str) -> Option<&'v Value> {
         self.map.get(key)
     }
 
     /// The key path of `key` in this mapping.
-    pub fn path(&self, key: &str) -> String {
+    pub(super) fn path(&self, key: &str) -> String {
         join_key(&self.path, key)
     }
 
     /// The key path of the mapping itself.
-    pub fn own_path(&self) -> &str {
+    pub(super) fn own_path(&self) -> &str {
         &self.path
     }
 
     /// The keys present, in source order (non-string keys were reported and are skipped).
-    pub fn keys(&self) -> impl Iterator<Item = &'v str> {
+    pub(super) fn keys(&self) -> impl Iterator<Item = &'v str> {
         self.map.keys().filter_map(Value::as_str)
     }
 }
 
 /// An inclusive or exclusive bound for float checks.
 #[derive(Clone, Copy)]
-pub struct FloatRange {
+pub(super) struct FloatRange {
     pub min: f64,
     /// Whether `min` itself is allowed.
     pub min_inclusive: bool,
@@ -62,9 +62,9 @@ pub struct FloatRange {
 }
 
 impl FloatRange {
-    pub const UNIT: FloatRange = FloatRange::inclusive(0.0, 1.0);
+    pub(super) const UNIT: FloatRange = FloatRange::inclusive(0.0, 1.0);
 
-    pub const fn inclusive(min: f64, max: f64) -> FloatRange {
+    pub(super) const fn inclusive(min: f64, max: f64) -> FloatRange {
         FloatRange {
             min,
             min_inclusive: true,
@@ -88,7 +88,7 @@ impl FloatRange {
 }
 
 impl<'a> Checker<'a> {
-    pub fn new(catalog: &'a Catalog, base_dir: &'a Path, spans: &'a Spans) -> Checker<'a> {
+    pub(super) fn new(catalog: &'a Catalog, base_dir: &'a Path, spans: &'a Spans) -> Checker<'a> {
         Checker {
             catalog,
             base_dir,
@@ -98,13 +98,13 @@ impl<'a> Checker<'a> {
     }
 
     /// Reports a problem with the value at `path` (positioned at the value).
-    pub fn error(&mut self, path: &str, message: String, help: Option<String>) {
+    pub(super) fn error(&mut self, path: &str, message: String, help: Option<String>) {
         let position = self.spans.value(path);
         self.push(path, position, message, help);
     }
 
     /// Reports a problem with the key at `path` itself (positioned at the key).
-    pub fn key_error(&mut self, path: &str, message: String, help: Option<String>) {
+    pub(super) fn key_error(&mut self, path: &str, message: String, help: Option<String>) {
         let position = self.spans.key(path);
         self.push(path, position, message, help);
     }
@@ -126,7 +126,7 @@ impl<'a> Checker<'a> {
     }
 
     /// Reports that the value at `path` is not of the `expected` type.
-    pub fn type_error(&mut self, path: &str, v: &Value, expected: &str) {
+    pub(super) fn type_error(&mut self, path: &str, v: &Value, expected: &str) {
         let message = format!(
             "wrong type for {}: expected {expected}, found {}",
             display_path(path),
@@ -142,7 +142,12 @@ impl<'a> Checker<'a> {
 
     /// `v` as a mapping whose keys are all in `allowed`; unknown keys are reported with a
     /// suggestion and the list of valid keys.
-    pub fn fields<'v>(&mut self, v: &'v Value, path: &str, allowed: &[&str]) -> Option<Fields<'v>> {
+    pub(super) fn fields<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &str,
+        allowed: &[&str],
+    ) -> Option<Fields<'v>> {
         let Some(map) = v.as_mapping() else {
             self.type_error(path, v, "a mapping");
             return None;
@@ -180,7 +185,7 @@ impl<'a> Checker<'a> {
     }
 
     /// The value of a required `key`; a missing one is reported at the mapping.
-    pub fn required<'v>(&mut self, fields: &Fields<'v>, key: &str) -> Option<&'v Value> {
+    pub(super) fn required<'v>(&mut self, fields: &Fields<'v>, key: &str) -> Option<&'v Value> {
         let v = fields.get(key);
         if v.is_none() {
             let parent = fields.own_path();
@@ -194,7 +199,7 @@ impl<'a> Checker<'a> {
         v
     }
 
-    pub fn string<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v str> {
+    pub(super) fn string<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v str> {
         let s = v.as_str();
         if s.is_none() {
             self.type_error(path, v, "a string");
@@ -203,7 +208,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A string that is not empty.
-    pub fn non_empty_string<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v str> {
+    pub(super) fn non_empty_string<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v str> {
         let s = self.string(v, path)?;
         if s.trim().is_empty() {
             self.error(path, format!("{path} must not be empty"), None);
@@ -213,7 +218,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A list (YAML sequence).
-    pub fn list<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v [Value]> {
+    pub(super) fn list<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v [Value]> {
         let s = v.as_sequence().map(Vec::as_slice);
         if s.is_none() {
             self.type_error(path, v, "a list");
@@ -222,7 +227,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A whole number in `min..=max`.
-    pub fn int(&mut self, v: &Value, path: &str, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn int(&mut self, v: &Value, path: &str, min: i64, max: i64) -> Option<i64> {
         let expected = format!("a whole number between {min} and {max}");
         if let Some(text) = non_finite(v) {
             self.not_finite(path, &text, &expected);
@@ -244,7 +249,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A number (integers accepted) within `range`.
-    pub fn float(&mut self, v: &Value, path: &str, range: FloatRange) -> Option<f64> {
+    pub(super) fn float(&mut self, v: &Value, path: &str, range: FloatRange) -> Option<f64> {
         let expected = format!("a number {}", range.describe());
         if let Some(text) = non_finite(v) {
             self.not_finite(path, &text, &expected);
@@ -313,7 +318,7 @@ fn display_path(path: &str) -> &str {
 }
 
 /// A short description of a value's type (and the value, when short), for type errors.
-pub fn describe(v: &Value) -> String {
+pub(super) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "nothing (null)".into(),
         Value::Bool(b) => format!("a boolean (`{b}`)"),

@@ -12,12 +12,12 @@
 use super::diagnostic::{Diagnostic, Location, Position};
 
 /// The largest manifest accepted, in bytes. Real manifests are a few KB.
-pub const MAX_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_BYTES: usize = 1024 * 1024;
 /// The deepest nesting accepted (flow collections plus block levels).
-pub const MAX_DEPTH: usize = 32;
+pub(super) const MAX_DEPTH: usize = 32;
 
 /// Refuses text over [`MAX_BYTES`].
-pub fn size(len: usize) -> Result<(), Diagnostic> {
+pub(super) fn size(len: usize) -> Result<(), Diagnostic> {
     if len <= MAX_BYTES {
         return Ok(());
     }
@@ -28,7 +28,7 @@ pub fn size(len: usize) -> Result<(), Diagnostic> {
 }
 
 /// The text of manifest `bytes`, or a diagnostic at the first byte that is not UTF-8.
-pub fn utf8(bytes: &[u8]) -> Result<&str, Diagnostic> {
+pub(super) fn utf8(bytes: &[u8]) -> Result<&str, Diagnostic> {
     let e = match std::str::from_utf8(bytes) {
         Ok(text) => return Ok(text),
         Err(e) => e,
@@ -49,7 +49,7 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, Diagnostic> {
 }
 
 /// Refuses text nested deeper than [`MAX_DEPTH`], pointing at the first character too deep.
-pub fn depth(text: &str) -> Result<(), Diagnostic> {
+pub(super) fn depth(text: &str) -> Result<(), Diagnostic> {
     let mut scan = Scan::default();
     for (i, line) in text.split('\n').enumerate() {
         if let Err(column) = scan.line(line) {

@@ -16,7 +16,7 @@ const LOCAL: &str = ModelRef::LOCAL;
 
 /// The canonical id of a catalog model named by alias or id, used as a mapping key at `path`;
 /// unknown names are reported.
-pub fn canonical_id(ck: &mut Checker, name: &str, path: &str) -> Option<String> {
+pub(super) fn canonical_id(ck: &mut Checker, name: &str, path: &str) -> Option<String> {
     match ck.catalog.resolve(name) {
         Some(entry) => Some(entry.id.clone()),
         None => {
@@ -28,7 +28,7 @@ pub fn canonical_id(ck: &mut Checker, name: &str, path: &str) -> Option<String> 
 
 /// `steps[i].models`: a non-empty list; `op` is `None` when the step's op was invalid, in which
 /// case only the names are checked.
-pub fn step_models(
+pub(super) fn step_models(
     ck: &mut Checker,
     v: &Value,
     path: &str,

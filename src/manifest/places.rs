@@ -32,7 +32,7 @@ pub fn normalize(path: &Path) -> PathBuf {
 }
 
 /// Whether `s` names an S3 location (`s3://`, any case).
-pub fn is_s3(s: &str) -> bool {
+pub(super) fn is_s3(s: &str) -> bool {
     s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("s3://"))
 }
 
@@ -52,7 +52,7 @@ pub fn parse_s3(uri: &str) -> Result<S3Location, String> {
 
 /// An S3 input: `s3://bucket/prefix/` or `s3://bucket/prefix/**/*.jpg`. The prefix is the key's
 /// leading segments free of glob syntax, always ending in `/` (or empty for the whole bucket).
-pub fn s3_input(uri: &str) -> Result<InputSpec, String> {
+pub(super) fn s3_input(uri: &str) -> Result<InputSpec, String> {
     let loc = parse_s3(uri)?;
     let segments: Vec<&str> = loc.key.split('/').collect();
     let first_glob = segments
@@ -74,7 +74,7 @@ pub fn s3_input(uri: &str) -> Result<InputSpec, String> {
 }
 
 /// An S3 folder (prefix): empty, or ending in exactly one `/`.
-pub fn s3_folder(uri: &str) -> Result<S3Location, String> {
+pub(super) fn s3_folder(uri: &str) -> Result<S3Location, String> {
     let loc = parse_s3(uri)?;
     Ok(S3Location {
         key: folder(&loc.key),
@@ -83,7 +83,7 @@ pub fn s3_folder(uri: &str) -> Result<S3Location, String> {
 }
 
 /// An S3 object: the key must be non-empty and not a folder.
-pub fn s3_object(uri: &str) -> Result<S3Location, String> {
+pub(super) fn s3_object(uri: &str) -> Result<S3Location, String> {
     let loc = parse_s3(uri)?;
     if loc.key.is_empty() || loc.key.ends_with('/') {
         return Err(
@@ -124,7 +124,7 @@ fn check_bucket_name(bucket: &str) -> Result<(), String> {
 }
 
 /// `90s`, `90m`, `24h`, `7d` → a duration between 1 second and 7 days.
-pub fn duration(s: &str) -> Result<Duration, String> {
+pub(super) fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);

@@ -15,20 +15,20 @@ use super::types::{
     AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint, Usd,
 };
 
-pub const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign"];
-pub const LIMITS_KEYS: &[&str] = &[
+pub(super) const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign"];
+pub(super) const LIMITS_KEYS: &[&str] = &[
     "concurrency",
     "downloads",
     "attempts",
     "max_megapixels",
     "rpm",
 ];
-pub const BUDGET_KEYS: &[&str] = &["max_usd", "per_image_max_usd", "daily_max_usd"];
-pub const AWS_KEYS: &[&str] = &["region", "profile", "s3"];
-pub const AWS_S3_KEYS: &[&str] = &["endpoint_url", "path_style"];
+pub(super) const BUDGET_KEYS: &[&str] = &["max_usd", "per_image_max_usd", "daily_max_usd"];
+pub(super) const AWS_KEYS: &[&str] = &["region", "profile", "s3"];
+pub(super) const AWS_S3_KEYS: &[&str] = &["endpoint_url", "path_style"];
 
 /// `version:` must be exactly 1.
-pub fn version(ck: &mut Checker, fields: &Fields) -> Option<u32> {
+pub(super) fn version(ck: &mut Checker, fields: &Fields) -> Option<u32> {
     let v = ck.required(fields, "version")?;
     let n = ck.int(v, "version", 0, i64::from(u32::MAX))?;
     if n != 1 {
@@ -44,7 +44,7 @@ pub fn version(ck: &mut Checker, fields: &Fields) -> Option<u32> {
 }
 
 /// `name:`: non-empty, `[A-Za-z0-9._-]+`.
-pub fn name(ck: &mut Checker, fields: &Fields) -> Option<String> {
+pub(super) fn name(ck: &mut Checker, fields: &Fields) -> Option<String> {
     let v = ck.required(fields, "name")?;
     let s = ck.non_empty_string(v, "name")?;
     let is_valid = s
@@ -63,7 +63,7 @@ pub fn name(ck: &mut Checker, fields: &Fields) -> Option<String> {
 }
 
 /// `inputs:`: a non-empty list of local globs and `s3://` prefixes or globs.
-pub fn inputs(ck: &mut Checker, fields: &Fields) -> Option<Vec<InputSpec>> {
+pub(super) fn inputs(ck: &mut Checker, fields: &Fields) -> Option<Vec<InputSpec>> {
     let v = ck.required(fields, "inputs")?;
     let items = ck.list(v, "inputs")?;
     if items.is_empty() {
@@ -99,7 +99,7 @@ fn input(ck: &mut Checker, v: &Value, path: &str) -> Option<InputSpec> {
 }
 
 /// `exclude:`: an optional list of globs.
-pub fn exclude(ck: &mut Checker, fields: &Fields) -> Option<Vec<String>> {
+pub(super) fn exclude(ck: &mut Checker, fields: &Fields) -> Option<Vec<String>> {
     match fields.get("exclude") {
         None => Some(Vec::new()),
         Some(v) => glob_list(ck, v, "exclude"),
@@ -145,7 +145,7 @@ fn glob(ck: &mut Checker, v: &Value, path: &str) -> Option<String> {
 }
 
 /// `output:`.
-pub fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
+pub(super) fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
     let v = ck.required(fields, "output")?;
     let out = ck.fields(v, "output", OUTPUT_KEYS)?;
     let dir = ck
@@ -238,7 +238,7 @@ fn output_format(ck: &mut Checker, v: &Value) -> Option<OutputFormat> {
 }
 
 /// `limits:` (all optional).
-pub fn limits(ck: &mut Checker, fields: &Fields) -> Option<Limits> {
+pub(super) fn limits(ck: &mut Checker, fields: &Fields) -> Option<Limits> {
     let Some(v) = fields.get("limits") else {
         return Some(Limits::default());
     };
@@ -285,7 +285,7 @@ fn opt_int(
 }
 
 /// `budget:` (all optional).
-pub fn budget(ck: &mut Checker, fields: &Fields) -> Option<Budget> {
+pub(super) fn budget(ck: &mut Checker, fields: &Fields) -> Option<Budget> {
     let Some(v) = fields.get("budget") else {
         return Some(Budget::default());
     };
@@ -311,7 +311,7 @@ fn usd(ck: &mut Checker, v: &Value, path: &str) -> Option<Usd> {
 }
 
 /// `aws:` (all optional).
-pub fn aws(ck: &mut Checker, fields: &Fields) -> Option<AwsSettings> {
+pub(super) fn aws(ck: &mut Checker, fields: &Fields) -> Option<AwsSettings> {
     let Some(v) = fields.get("aws") else {
         return Some(AwsSettings::default());
     };
@@ -398,7 +398,7 @@ fn is_region_shaped(s: &str) -> bool {
 }
 
 /// `catalog:`: an optional path joined onto the manifest's folder (existence checked later).
-pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>> {
+pub(super) fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>> {
     match fields.get("catalog") {
         None => Some(None),
         Some(v) => ck
@@ -409,7 +409,7 @@ pub fn catalog_path(ck: &mut Checker, fields: &Fields) -> Option<Option<PathBuf>
 
 /// `state:`: the state folder (run history, step cache), joined onto the manifest's folder;
 /// default `.retouch` next to the manifest.
-pub fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
+pub(super) fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
     match fields.get("state") {
         None => Some(places::normalize(&ck.base_dir.join(".retouch"))),
         Some(v) => ck
@@ -419,7 +419,7 @@ pub fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
 }
 
 /// `prices:`: model name → USD per image, keyed by canonical id.
-pub fn prices(ck: &mut Checker, fields: &Fields) -> Option<BTreeMap<String, Usd>> {
+pub(super) fn prices(ck: &mut Checker, fields: &Fields) -> Option<BTreeMap<String, Usd>> {
     match fields.get("prices") {
         None => Some(BTreeMap::new()),
         Some(v) => model_map(ck, v, "prices", usd),
@@ -427,7 +427,11 @@ pub fn prices(ck: &mut Checker, fields: &Fields) -> Option<BTreeMap<String, Usd>
 }
 
 /// `report:`: optional local path or `s3://bucket/key`; default `<output.dir>/report.csv`.
-pub fn report(ck: &mut Checker, fields: &Fields, output: Option<&OutputSpec>) -> Option<Place> {
+pub(super) fn report(
+    ck: &mut Checker,
+    fields: &Fields,
+    output: Option<&OutputSpec>,
+) -> Option<Place> {
     let Some(v) = fields.get("report") else {
         return output.map(|o| o.dir.join("report.csv"));
     };

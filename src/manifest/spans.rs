@@ -17,7 +17,7 @@ const MAX_INDEXED_DEPTH: usize = 128;
 
 /// Positions of keys and values by key path.
 #[derive(Debug, Default)]
-pub struct Spans {
+pub(super) struct Spans {
     keys: HashMap<String, Position>,
     values: HashMap<String, Position>,
     duplicates: Vec<Duplicate>,
@@ -25,7 +25,7 @@ pub struct Spans {
 
 /// A key given twice in one mapping.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Duplicate {
+pub(super) struct Duplicate {
     /// The mapping's key path.
     pub parent: String,
     pub key: String,
@@ -36,7 +36,7 @@ pub struct Duplicate {
 
 impl Spans {
     /// Indexes the first document in `text`; the root value has the empty path.
-    pub fn index(text: &str) -> Spans {
+    pub(super) fn index(text: &str) -> Spans {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
         // Event by event: `Parser::load` recurses once per level and overflows the stack on
@@ -53,7 +53,7 @@ impl Spans {
     }
 
     /// Where the key of `path` starts (the value's position for sequence items and the root).
-    pub fn key(&self, path: &str) -> Option<Position> {
+    pub(super) fn key(&self, path: &str) -> Option<Position> {
         self.keys
             .get(path)
             .or_else(|| self.values.get(path))
@@ -61,12 +61,12 @@ impl Spans {
     }
 
     /// Keys given twice in the same mapping, in source order.
-    pub fn duplicates(&self) -> &[Duplicate] {
+    pub(super) fn duplicates(&self) -> &[Duplicate] {
         &self.duplicates
     }
 
     /// Where the value of `path` starts (the key's position if the value is missing or empty).
-    pub fn value(&self, path: &str) -> Option<Position> {
+    pub(super) fn value(&self, path: &str) -> Option<Position> {
         self.values
             .get(path)
             .or_else(|| self.keys.get(path))
@@ -204,7 +204,7 @@ impl Builder {
 }
 
 /// `parent.key`, or just `key` at the root.
-pub fn join_key(parent: &str, key: &str) -> String {
+pub(super) fn join_key(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
     } else {

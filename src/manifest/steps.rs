@@ -13,7 +13,7 @@ use super::types::{
 use super::{model_names, suggest};
 
 /// Every key a step may have, in the order the docs list them.
-pub const STEP_KEYS: &[&str] = &[
+pub(super) const STEP_KEYS: &[&str] = &[
     "op",
     "models",
     "fallback",
@@ -41,7 +41,7 @@ const OP_PARAMS: &[(&str, Op)] = &[
 const MAX_PROMPT_CHARS: usize = 1024;
 
 /// `steps:`: a non-empty list of steps, every one checked.
-pub fn steps(ck: &mut Checker, fields: &Fields) -> Option<Vec<Step>> {
+pub(super) fn steps(ck: &mut Checker, fields: &Fields) -> Option<Vec<Step>> {
     let v = ck.required(fields, "steps")?;
     let items = ck.list(v, "steps")?;
     if items.is_empty() {
@@ -205,7 +205,7 @@ fn background(ck: &mut Checker, f: &Fields) -> Option<Option<Rgb>> {
 }
 
 /// `#RGB` or `#RRGGBB`, any case.
-pub fn parse_colour(s: &str) -> Option<Rgb> {
+pub(super) fn parse_colour(s: &str) -> Option<Rgb> {
     let hex = s.strip_prefix('#')?;
     if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return None;

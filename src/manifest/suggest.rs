@@ -6,7 +6,7 @@
 const THRESHOLD: f64 = 0.8;
 
 /// The candidate closest to `given` (case-insensitively), if any is close enough.
-pub fn closest<'a, I>(given: &str, candidates: I) -> Option<&'a str>
+pub(super) fn closest<'a, I>(given: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
@@ -26,7 +26,7 @@ fn score(a: &str, b: &str) -> f64 {
 }
 
 /// `did you mean `x`? <rest>` when there is a close candidate, else just `rest`.
-pub fn help<'a, I>(given: &str, candidates: I, rest: String) -> String
+pub(super) fn help<'a, I>(given: &str, candidates: I, rest: String) -> String
 where
     I: IntoIterator<Item = &'a str>,
 {

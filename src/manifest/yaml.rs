@@ -13,15 +13,15 @@ use serde_yaml::value::{Tag, TaggedValue};
 use serde_yaml::{Mapping, Value};
 
 /// The tag of an integer too large for 64 bits; its value is the integer's decimal digits.
-pub const BIG_INT_TAG: &str = "!retouch/integer-over-64-bits";
+pub(super) const BIG_INT_TAG: &str = "!retouch/integer-over-64-bits";
 
 /// Parses one YAML document into a `Value`.
-pub fn from_str(text: &str) -> Result<Value, serde_yaml::Error> {
+pub(super) fn from_str(text: &str) -> Result<Value, serde_yaml::Error> {
     Lenient::deserialize(serde_yaml::Deserializer::from_str(text)).map(|v| v.0)
 }
 
 /// The digits of an integer [`from_str`] kept because it does not fit in 64 bits.
-pub fn big_int(v: &Value) -> Option<&str> {
+pub(super) fn big_int(v: &Value) -> Option<&str> {
     let Value::Tagged(t) = v else { return None };
     let digits = t.value.as_str().filter(|_| t.tag == BIG_INT_TAG)?;
     let is_integer = digits

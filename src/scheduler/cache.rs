@@ -28,7 +28,7 @@ use crate::sinks::{self, Destination};
 use crate::sources::InputItem;
 
 /// The run's view of the state store.
-pub struct RunCache {
+pub(super) struct RunCache {
     store: Arc<Store>,
     run_id: String,
     /// `--force`: look nothing up (every step runs again), but record every result.
@@ -40,13 +40,13 @@ pub struct RunCache {
 }
 
 /// A hit: the key it was found under and what it holds.
-pub struct Hit {
+pub(super) struct Hit {
     pub key: StepKey,
     pub step: CachedStep,
 }
 
 impl RunCache {
-    pub fn new(store: Arc<Store>, run_id: String, force: bool) -> RunCache {
+    pub(super) fn new(store: Arc<Store>, run_id: String, force: bool) -> RunCache {
         RunCache {
             store,
             run_id,
@@ -56,13 +56,13 @@ impl RunCache {
         }
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub(super) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
     /// The first of `models` (in the router's order) that already has a result for `step` on the
     /// input identified by `prev`.
-    pub fn lookup(&self, step: &Step, prev: blake3::Hash, models: &[String]) -> Option<Hit> {
+    pub(super) fn lookup(&self, step: &Step, prev: blake3::Hash, models: &[String]) -> Option<Hit> {
         if self.force {
             return None;
         }
@@ -80,7 +80,7 @@ impl RunCache {
 
     /// Records a step result under `key`: a remote one with its pixels (encoded on the CPU pool at
     /// `priority`, written and synced off the async workers), a local one by its size only.
-    pub async fn record(&self, key: StepKey, result: &StepResult<'_>, priority: u32) {
+    pub(super) async fn record(&self, key: StepKey, result: &StepResult<'_>, priority: u32) {
         let (w, h) = result.image.dimensions();
         let blob = if result.model == ModelRef::LOCAL {
             String::new()
@@ -123,7 +123,7 @@ impl RunCache {
     /// `cap`, only if the day across every run sharing the store can afford it. Refused with a
     /// daily cap also when the store cannot be read: unknown spending must not risk the cap.
     /// Without a cap, a hold the store cannot record is `Ok(None)`: the call goes ahead.
-    pub async fn hold(
+    pub(super) async fn hold(
         &self,
         call: CallOf<'_>,
         cap: Option<Usd>,
@@ -171,7 +171,7 @@ impl RunCache {
 
     /// Ends a hold with what its call was billed (zero for a call that billed nothing),
     /// recording the spend and dropping the hold together.
-    pub async fn settle_hold(&self, hold: HoldId, call: CallOf<'_>, billed: Usd) {
+    pub(super) async fn settle_hold(&self, hold: HoldId, call: CallOf<'_>, billed: Usd) {
         let (store, run_id) = (self.store.clone(), self.run_id.clone());
         let (image, model, step) = (call.image.to_owned(), call.model.to_owned(), call.step);
         let job = move || {
@@ -193,7 +193,7 @@ impl RunCache {
     }
 
     /// Records money one call billed that was not held (see [`RunCache::hold`]).
-    pub fn record_spend(&self, call: CallOf<'_>, cost: Usd) {
+    pub(super) fn record_spend(&self, call: CallOf<'_>, cost: Usd) {
         let call = PaidCall {
             run_id: &self.run_id,
             image: call.image,
@@ -209,7 +209,12 @@ impl RunCache {
     /// run holds it (it is doing the same paid work; its result lands in the cache). The
     /// caller looks the step up again once it holds the claim. `None` when the store cannot
     /// record claims: the step then runs unclaimed, as before claims existed.
-    pub async fn claim(&self, step: &Step, prev: blake3::Hash, image: &str) -> Option<ClaimGuard> {
+    pub(super) async fn claim(
+        &self,
+        step: &Step,
+        prev: blake3::Hash,
+        image: &str,
+    ) -> Option<ClaimGuard> {
         let key = StepKey::chain(prev, &spec(step, CLAIM_MODEL));
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let mut waited = false;
@@ -241,7 +246,7 @@ impl RunCache {
     }
 
     /// Ends every claim this run still holds (when it ends).
-    pub fn release_claims(&self) {
+    pub(super) fn release_claims(&self) {
         if let Err(e) = self.store.release_claims(&self.run_id) {
             self.warn(e);
         }
@@ -250,7 +255,7 @@ impl RunCache {
     /// What an input listed with a version (an S3 object's ETag and size) held when an earlier
     /// run read it at that same version: enough to walk the cache without downloading it.
     /// `None` with `--force`, without a version, or when it was never read at this version.
-    pub fn known_input(&self, item: &InputItem) -> Option<KnownInput> {
+    pub(super) fn known_input(&self, item: &InputItem) -> Option<KnownInput> {
         let version = item.version.as_deref().filter(|_| !self.force)?;
         self.store
             .known_input(&item.display, version)
@@ -261,7 +266,7 @@ impl RunCache {
     }
 
     /// Remembers what a versioned input held, right after reading it.
-    pub fn record_input(&self, item: &InputItem, known: &KnownInput) {
+    pub(super) fn record_input(&self, item: &InputItem, known: &KnownInput) {
         if let Some(version) = &item.version
             && let Err(e) = self.store.record_input(&item.display, version, known)
         {
@@ -270,7 +275,7 @@ impl RunCache {
     }
 
     /// Forgets a versioned input whose bytes no longer match what was recorded.
-    pub fn forget_input(&self, item: &InputItem) {
+    pub(super) fn forget_input(&self, item: &InputItem) {
         if let Err(e) = self.store.forget_input(&item.display) {
             self.warn(e);
         }
@@ -278,7 +283,7 @@ impl RunCache {
 
     /// Whether `dest` already holds exactly the result `key` (as recorded when it was written,
     /// and unchanged since: same size and, on disk, same modification time).
-    pub async fn output_current(
+    pub(super) async fn output_current(
         &self,
         dest: &Destination,
         s3: Option<&crate::s3_client::S3>,
@@ -302,7 +307,7 @@ impl RunCache {
     }
 
     /// Records that `dest` was just written with the result `key`.
-    pub async fn record_output(
+    pub(super) async fn record_output(
         &self,
         dest: &Destination,
         s3: Option<&crate::s3_client::S3>,
@@ -332,7 +337,7 @@ impl RunCache {
 
 /// A paid call as the run names it (the run id is the cache's).
 #[derive(Debug, Clone, Copy)]
-pub struct CallOf<'a> {
+pub(super) struct CallOf<'a> {
     pub image: &'a str,
     /// 0-based step index.
     pub step: usize,
@@ -347,7 +352,7 @@ const CLAIM_MODEL: &str = "(claim)";
 const CLAIM_POLL: Duration = Duration::from_millis(100);
 
 /// A step this task claimed (see [`RunCache::claim`]); released when dropped, on every path.
-pub struct ClaimGuard {
+pub(super) struct ClaimGuard {
     store: Arc<Store>,
     key: StepKey,
     token: u64,
@@ -366,7 +371,7 @@ pub(super) fn spec(step: &Step, model: &str) -> StepSpec {
 }
 
 /// A step result about to be recorded.
-pub struct StepResult<'a> {
+pub(super) struct StepResult<'a> {
     pub model: &'a str,
     pub image: &'a Arc<RgbaImage>,
     pub cost: Usd,
@@ -374,7 +379,7 @@ pub struct StepResult<'a> {
 }
 
 /// The key naming an output file's content: the last step's key chained with the output format.
-pub fn output_key(prev: blake3::Hash, output: &OutputSpec) -> StepKey {
+pub(super) fn output_key(prev: blake3::Hash, output: &OutputSpec) -> StepKey {
     StepKey::chain(
         prev,
         &output_spec(

@@ -24,7 +24,7 @@ use crate::manifest::Step;
 
 /// The priority of a step's CPU work (see [`run_at`]): later stages first, so images in flight
 /// finish before new ones are decoded. Decoding is 0; encoding the output is after the last step.
-pub fn priority(step: &Step) -> u32 {
+pub(crate) fn priority(step: &Step) -> u32 {
     step.index as u32 + 1
 }
 
@@ -129,10 +129,10 @@ impl Gate {
 /// A CPU job panicked; carries the panic message.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("internal error while processing: {0}")]
-pub struct Panicked(pub String);
+pub(crate) struct Panicked(pub String);
 
 /// Runs `job` on the rayon pool at the lowest priority; see [`run_at`].
-pub async fn run<T, F>(job: F) -> Result<T, Panicked>
+pub(crate) async fn run<T, F>(job: F) -> Result<T, Panicked>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -142,7 +142,7 @@ where
 
 /// Runs `job` on the rayon pool and waits for it without blocking the async runtime. When the
 /// pool is busy, waiting jobs start highest `priority` first.
-pub async fn run_at<T, F>(priority: u32, job: F) -> Result<T, Panicked>
+pub(crate) async fn run_at<T, F>(priority: u32, job: F) -> Result<T, Panicked>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,

@@ -28,7 +28,7 @@ use crate::providers::{PreparedCall, Providers, RemoteError, RetryAction};
 use crate::router::{Candidate, Reason};
 
 /// Everything remote calls share during a run. Created once per run, dropped at its end.
-pub struct Remote {
+pub(super) struct Remote {
     /// `None` when no credentials were found: every remote step falls back at once.
     pub client: Option<Providers>,
     pub region: String,
@@ -44,7 +44,7 @@ pub struct Remote {
 }
 
 /// A step a remote model performed.
-pub struct Served {
+pub(super) struct Served {
     pub image: RgbaImage,
     pub model: String,
     pub reason: Reason,
@@ -54,7 +54,7 @@ pub struct Served {
 }
 
 /// Every candidate failed (or could not be afforded).
-pub struct NotServed {
+pub(super) struct NotServed {
     pub reason: Reason,
     pub error: String,
     /// Billed although no usable result came back.
@@ -81,7 +81,7 @@ enum Next {
 }
 
 impl Remote {
-    pub fn new(
+    pub(super) fn new(
         client: Option<Providers>,
         region: String,
         today: Date,
@@ -129,12 +129,12 @@ impl Remote {
     }
 
     /// Why a model may not be called this run, as a report reason.
-    pub fn unhealthy(&self, model: &str) -> Option<Reason> {
+    pub(super) fn unhealthy(&self, model: &str) -> Option<Reason> {
         self.health.is_open(model).map(open_reason)
     }
 
     /// Serves `step` for the image `key` with the first candidate that succeeds.
-    pub async fn serve(
+    pub(super) async fn serve(
         &self,
         step: &Step,
         key: &str,

@@ -16,7 +16,7 @@ pub(super) struct RowBuilder {
 }
 
 impl RowBuilder {
-    pub fn new(item: &InputItem, steps: &[Step]) -> RowBuilder {
+    pub(super) fn new(item: &InputItem, steps: &[Step]) -> RowBuilder {
         RowBuilder {
             template: StepRecord {
                 image_index: item.index,
@@ -47,7 +47,7 @@ impl RowBuilder {
         }
     }
 
-    pub fn done(
+    pub(super) fn done(
         &mut self,
         step: &Step,
         done: StepDone,
@@ -71,7 +71,13 @@ impl RowBuilder {
     }
 
     /// A step whose result came from the cache: nothing ran, nothing was billed.
-    pub fn cached(&mut self, step: &Step, model: &str, input: (u32, u32), output: (u32, u32)) {
+    pub(super) fn cached(
+        &mut self,
+        step: &Step,
+        model: &str,
+        input: (u32, u32),
+        output: (u32, u32),
+    ) {
         let row = StepRecord {
             model: model.into(),
             reason: Reason::CacheHit,
@@ -84,7 +90,7 @@ impl RowBuilder {
     }
 
     /// A dry-run row: the route this step would take and its estimated cost.
-    pub fn planned(
+    pub(super) fn planned(
         &mut self,
         step: &Step,
         model: &str,
@@ -105,7 +111,7 @@ impl RowBuilder {
         self.rows.push(row);
     }
 
-    pub fn failed(&mut self, step: &Step, failed: StepFailed, input: (u32, u32)) {
+    pub(super) fn failed(&mut self, step: &Step, failed: StepFailed, input: (u32, u32)) {
         let row = StepRecord {
             model: failed.model,
             reason: failed.reason,
@@ -121,7 +127,7 @@ impl RowBuilder {
     }
 
     /// Every step failed for the same reason (the image could not even be read).
-    pub fn all_failed(mut self, reason: Reason, error: &str) -> Vec<StepRecord> {
+    pub(super) fn all_failed(mut self, reason: Reason, error: &str) -> Vec<StepRecord> {
         for (i, &op) in self.ops.iter().enumerate() {
             self.rows.push(StepRecord {
                 step: i,
@@ -136,7 +142,7 @@ impl RowBuilder {
     }
 
     /// A step failed: the steps after it are skipped.
-    pub fn finish_failed(mut self) -> Vec<StepRecord> {
+    pub(super) fn finish_failed(mut self) -> Vec<StepRecord> {
         for i in self.rows.len()..self.ops.len() {
             self.rows.push(StepRecord {
                 step: i,
@@ -149,7 +155,7 @@ impl RowBuilder {
     }
 
     /// Writing the result failed after every step ran: the last row carries the failure.
-    pub fn fail_last(mut self, reason: Reason, error: &str) -> Vec<StepRecord> {
+    pub(super) fn fail_last(mut self, reason: Reason, error: &str) -> Vec<StepRecord> {
         if let Some(last) = self.rows.last_mut() {
             last.status = Status::Failed;
             last.reason = reason;
@@ -158,14 +164,14 @@ impl RowBuilder {
         self.rows
     }
 
-    pub fn finish_written(mut self, output: &str) -> Vec<StepRecord> {
+    pub(super) fn finish_written(mut self, output: &str) -> Vec<StepRecord> {
         for row in &mut self.rows {
             row.output = output.into();
         }
         self.rows
     }
 
-    pub fn finish(self) -> Vec<StepRecord> {
+    pub(super) fn finish(self) -> Vec<StepRecord> {
         self.rows
     }
 }

@@ -3,40 +3,40 @@
 
 /// SplitMix64: small, fast, and good enough for picking shapes and colours.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Self(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix(self.0)
     }
 
     /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f32 {
+    pub(super) fn unit(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
     /// Uniform in `[lo, hi)`.
-    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+    pub(super) fn range(&mut self, lo: f32, hi: f32) -> f32 {
         lo + (hi - lo) * self.unit()
     }
 
     /// Uniform integer in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 
-    pub fn chance(&mut self, p: f32) -> bool {
+    pub(super) fn chance(&mut self, p: f32) -> bool {
         self.unit() < p
     }
 }
 
 /// The SplitMix64 finaliser: a strong 64-bit mixing function.
-pub fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -44,14 +44,14 @@ pub fn mix(mut z: u64) -> u64 {
 
 /// Deterministic noise in `[-1, 1)` for a pixel position and channel; order-independent, so
 /// rows may be rendered in parallel.
-pub fn hash_noise(seed: u64, x: u32, y: u32, c: u32) -> f32 {
+pub(super) fn hash_noise(seed: u64, x: u32, y: u32, c: u32) -> f32 {
     let h =
         mix(seed ^ ((x as u64) << 32 | y as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ c as u64);
     (h >> 40) as f32 / (1u64 << 23) as f32 - 1.0
 }
 
 /// Approximately Gaussian noise (sum of uniforms), unit variance.
-pub fn hash_gauss(seed: u64, x: u32, y: u32, c: u32) -> f32 {
+pub(super) fn hash_gauss(seed: u64, x: u32, y: u32, c: u32) -> f32 {
     let s: f32 = (0..3).map(|k| hash_noise(seed, x, y, c * 8 + k)).sum();
     s // variance of each term is 1/3
 }

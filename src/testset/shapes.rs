@@ -6,7 +6,7 @@ use super::rng::Rng;
 
 /// How a primitive's surface is lit.
 #[derive(Debug, Clone, Copy)]
-pub enum Shading {
+pub(super) enum Shading {
     /// Vertical cylinder: dark rims, a specular stripe left of centre.
     Cylinder,
     /// Flat face with a gentle vertical falloff and a given brightness factor.
@@ -17,7 +17,7 @@ pub enum Shading {
 
 /// One signed-distance primitive.
 #[derive(Debug, Clone)]
-pub enum Prim {
+pub(super) enum Prim {
     RoundRect {
         cx: f32,
         cy: f32,
@@ -43,7 +43,7 @@ pub enum Prim {
 
 impl Prim {
     /// Signed distance in pixels (negative inside).
-    pub fn sd(&self, x: f32, y: f32) -> f32 {
+    pub(super) fn sd(&self, x: f32, y: f32) -> f32 {
         match self {
             Prim::RoundRect { cx, cy, hw, hh, r } => {
                 let qx = (x - cx).abs() - (hw - r);
@@ -73,7 +73,7 @@ impl Prim {
     }
 
     /// Horizontal extent and vertical extent: (left, top, right, bottom).
-    pub fn bounds(&self) -> (f32, f32, f32, f32) {
+    pub(super) fn bounds(&self) -> (f32, f32, f32, f32) {
         match self {
             Prim::RoundRect { cx, cy, hw, hh, .. } => (cx - hw, cy - hh, cx + hw, cy + hh),
             Prim::Ellipse { cx, cy, rx, ry } => (cx - rx, cy - ry, cx + rx, cy + ry),
@@ -107,7 +107,7 @@ fn polygon_sd(pts: &[(f32, f32)], x: f32, y: f32) -> f32 {
 
 /// A primitive with its colour (linear RGB) and shading; `label` draws a band with text bars.
 #[derive(Debug, Clone)]
-pub struct Part {
+pub(super) struct Part {
     pub prim: Prim,
     pub colour: [f32; 3],
     pub shading: Shading,
@@ -116,7 +116,7 @@ pub struct Part {
 
 /// A product: the union of its parts. Later parts draw over earlier ones.
 #[derive(Debug, Clone)]
-pub struct Product {
+pub(super) struct Product {
     pub kind: &'static str,
     pub parts: Vec<Part>,
     /// y of the resting base (for the contact shadow), and its horizontal centre and half-width.
@@ -125,7 +125,7 @@ pub struct Product {
 
 impl Product {
     /// Coverage in `[0, 1]` (analytic anti-aliasing from the distance) and the shaded colour.
-    pub fn sample(&self, x: f32, y: f32, tex_seed: u64) -> (f32, [f32; 3]) {
+    pub(super) fn sample(&self, x: f32, y: f32, tex_seed: u64) -> (f32, [f32; 3]) {
         let mut cover = 0.0f32;
         let mut colour = [0.0f32; 3];
         for part in &self.parts {
@@ -183,7 +183,13 @@ fn shade(part: &Part, x: f32, y: f32, tex_seed: u64) -> [f32; 3] {
 }
 
 /// Builds a random product of a random kind centred in a `w`×`h` frame.
-pub fn random_product(rng: &mut Rng, w: f32, h: f32, colour: [f32; 3], label: [f32; 3]) -> Product {
+pub(super) fn random_product(
+    rng: &mut Rng,
+    w: f32,
+    h: f32,
+    colour: [f32; 3],
+    label: [f32; 3],
+) -> Product {
     let s = w.min(h);
     let cx = w * rng.range(0.42, 0.58);
     let base_y = h * rng.range(0.78, 0.88);

@@ -8,15 +8,15 @@ use std::process::Command;
 use image::{Rgb, RgbImage};
 use tempfile::TempDir;
 
-pub use crate::support::retouch::{Ran, Retouch, ran, report};
+pub(crate) use crate::support::retouch::{Ran, Retouch, ran, report};
 
 /// A project folder.
-pub struct Test {
+pub(crate) struct Test {
     pub dir: TempDir,
 }
 
 /// A run of the binary in a [`Test`] folder, which it keeps alive for inspection.
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -26,27 +26,27 @@ pub struct Outcome {
 }
 
 impl Test {
-    pub fn new() -> Test {
+    pub(crate) fn new() -> Test {
         Test {
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
     /// How to run retouch in this folder.
-    pub fn retouch(&self) -> Retouch {
+    pub(crate) fn retouch(&self) -> Retouch {
         Retouch::at(self.root())
     }
 
     /// Writes `pipelines/test.yaml`.
-    pub fn manifest(self, yaml: &str) -> Test {
+    pub(crate) fn manifest(self, yaml: &str) -> Test {
         self.file("pipelines/test.yaml", yaml.as_bytes())
     }
 
-    pub fn file(self, rel: &str, bytes: &[u8]) -> Test {
+    pub(crate) fn file(self, rel: &str, bytes: &[u8]) -> Test {
         let path = self.root().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
@@ -55,7 +55,7 @@ impl Test {
 
     /// Writes a synthetic product photo (a dark rounded box on a light backdrop) at `rel`,
     /// encoded by its extension.
-    pub fn image(self, rel: &str, w: u32, h: u32) -> Test {
+    pub(crate) fn image(self, rel: &str, w: u32, h: u32) -> Test {
         let img = product_photo(w, h);
         let path = self.root().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -64,18 +64,18 @@ impl Test {
     }
 
     /// Runs the binary in the test folder, plain.
-    pub fn run(self, args: &[&str]) -> Outcome {
+    pub(crate) fn run(self, args: &[&str]) -> Outcome {
         let cmd = self.retouch().command(env!("CARGO_BIN_EXE_retouch"), args);
         self.output(cmd)
     }
 
     /// `program args` set up like [`Test::run`]'s (see [`Retouch::command`]).
-    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, program: &str, args: &[&str]) -> Command {
         self.retouch().command(program, args)
     }
 
     /// Runs `cmd` (from [`Test::command`]) to completion.
-    pub fn output(self, cmd: Command) -> Outcome {
+    pub(crate) fn output(self, cmd: Command) -> Outcome {
         let Ran {
             code,
             stdout,
@@ -92,7 +92,7 @@ impl Test {
 }
 
 impl Outcome {
-    pub fn code(self, expected: i32) -> Outcome {
+    pub(crate) fn code(self, expected: i32) -> Outcome {
         assert_eq!(
             self.code, expected,
             "exit code\n--- stdout\n{}\n--- stderr\n{}",
@@ -101,17 +101,17 @@ impl Outcome {
         self
     }
 
-    pub fn success(self) -> Outcome {
+    pub(crate) fn success(self) -> Outcome {
         self.code(0)
     }
 
     /// The same test folder, for another command.
-    pub fn then(self) -> Test {
+    pub(crate) fn then(self) -> Test {
         Test { dir: self._dir }
     }
 
     /// The report CSV at `rel`: header and rows.
-    pub fn csv(&self, rel: &str) -> (Vec<String>, Vec<csv::StringRecord>) {
+    pub(crate) fn csv(&self, rel: &str) -> (Vec<String>, Vec<csv::StringRecord>) {
         let mut rdr = csv::Reader::from_path(self.root.join(rel)).expect("report exists");
         let header = rdr.headers().unwrap().iter().map(String::from).collect();
         let rows = rdr.records().map(Result::unwrap).collect();
@@ -120,7 +120,7 @@ impl Outcome {
 }
 
 /// A dark rounded box with a highlight, centred on an off-white backdrop.
-pub fn product_photo(w: u32, h: u32) -> RgbImage {
+pub(crate) fn product_photo(w: u32, h: u32) -> RgbImage {
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
     let (rx, ry) = (w as f32 * 0.28, h as f32 * 0.3);
     RgbImage::from_fn(w, h, |x, y| {

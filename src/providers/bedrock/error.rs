@@ -13,9 +13,9 @@ use crate::reason::Reason;
 const MAX_MESSAGE: usize = 300;
 
 /// The substring Bedrock puts in every content-filter message (input and output).
-pub const CONTENT_FILTER_TEXT: &str = "blocked by our content filters";
+pub(super) const CONTENT_FILTER_TEXT: &str = "blocked by our content filters";
 /// The message for a retired (past end-of-life) or unknown model id.
-pub const INVALID_MODEL_TEXT: &str = "The provided model identifier is invalid";
+pub(super) const INVALID_MODEL_TEXT: &str = "The provided model identifier is invalid";
 
 /// What the scheduler should do after a failed call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use image::imageops::{self, FilterType};
 use image::{GrayImage, ImageFormat, RgbImage, RgbaImage};
 
 /// Resamples to exactly `w`×`h` (a no-op copy when the size already matches).
-pub fn resize(img: &RgbaImage, w: u32, h: u32) -> RgbaImage {
+pub(super) fn resize(img: &RgbaImage, w: u32, h: u32) -> RgbaImage {
     if img.dimensions() == (w, h) {
         return img.clone();
     }
@@ -18,12 +18,12 @@ pub fn resize(img: &RgbaImage, w: u32, h: u32) -> RgbaImage {
 }
 
 /// Whether any pixel is not fully opaque.
-pub fn has_transparency(img: &RgbaImage) -> bool {
+pub(super) fn has_transparency(img: &RgbaImage) -> bool {
     img.pixels().any(|p| p[3] != 255)
 }
 
 /// Composites onto white and drops alpha: Nova and Titan accept 8-bit RGB only.
-pub fn flatten_on_white(img: &RgbaImage) -> RgbImage {
+pub(super) fn flatten_on_white(img: &RgbaImage) -> RgbImage {
     RgbImage::from_fn(img.width(), img.height(), |x, y| {
         let p = img.get_pixel(x, y);
         let a = u32::from(p[3]);
@@ -33,7 +33,7 @@ pub fn flatten_on_white(img: &RgbaImage) -> RgbImage {
 }
 
 /// The alpha channel, resampled to `w`×`h`.
-pub fn alpha_at(img: &RgbaImage, w: u32, h: u32) -> GrayImage {
+pub(super) fn alpha_at(img: &RgbaImage, w: u32, h: u32) -> GrayImage {
     let a = GrayImage::from_fn(img.width(), img.height(), |x, y| {
         image::Luma([img.get_pixel(x, y)[3]])
     });
@@ -46,7 +46,7 @@ pub fn alpha_at(img: &RgbaImage, w: u32, h: u32) -> GrayImage {
 
 /// Encodes RGB as PNG, or as JPEG (quality 92) if the PNG exceeds `max_bytes`.
 /// `None` when even the JPEG is too large.
-pub fn encode_rgb(img: &RgbImage, max_bytes: u64, jpeg_ok: bool) -> Option<Vec<u8>> {
+pub(super) fn encode_rgb(img: &RgbImage, max_bytes: u64, jpeg_ok: bool) -> Option<Vec<u8>> {
     let png = encode(img, ImageFormat::Png)?;
     if png.len() as u64 <= max_bytes {
         return Some(png);

@@ -22,7 +22,7 @@ use hyper::{Request, Response};
 use serde_json::{Value, json};
 
 use validate::Job;
-pub use validate::Kind;
+pub(crate) use validate::Kind;
 
 const ERROR_NAMESPACE: &str = "http://internal.amazon.com/coral/com.amazon.bedrock/";
 const INVALID_MODEL: &str = "The provided model identifier is invalid.";
@@ -30,7 +30,7 @@ const WINDOW: Duration = Duration::from_secs(60);
 
 /// Content-moderation outcomes the double can simulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filter {
+pub(crate) enum Filter {
     /// Input blocked: Nova/Titan 400 ValidationException; Stability `Filter reason: input image`.
     Input,
     /// Output blocked: Nova/Titan 200 with `error`; Stability `Filter reason: output image`.
@@ -56,7 +56,7 @@ struct ModelState {
 type Shared = Arc<Mutex<HashMap<String, ModelState>>>;
 
 /// A running double. Dropping it stops the server.
-pub struct BedrockDouble {
+pub(crate) struct BedrockDouble {
     endpoint: String,
     state: Shared,
     task: tokio::task::JoinHandle<()>,
@@ -70,7 +70,7 @@ impl Drop for BedrockDouble {
 
 /// An SDK config pointed at `endpoint` with dummy static credentials, region us-east-1 and SDK
 /// retries off. Built without the environment: no IMDS, no profile files, no env vars.
-pub fn sdk_config(endpoint: &str) -> aws_sdk_bedrockruntime::Config {
+pub(crate) fn sdk_config(endpoint: &str) -> aws_sdk_bedrockruntime::Config {
     aws_sdk_bedrockruntime::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -89,7 +89,7 @@ fn key(model: &str) -> String {
 
 impl BedrockDouble {
     /// Binds 127.0.0.1:0 and serves until dropped.
-    pub async fn start() -> BedrockDouble {
+    pub(crate) async fn start() -> BedrockDouble {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -122,12 +122,12 @@ impl BedrockDouble {
         }
     }
 
-    pub fn endpoint(&self) -> &str {
+    pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
     /// [`sdk_config`] for this double.
-    pub fn sdk_config(&self) -> aws_sdk_bedrockruntime::Config {
+    pub(crate) fn sdk_config(&self) -> aws_sdk_bedrockruntime::Config {
         sdk_config(&self.endpoint)
     }
 
@@ -136,13 +136,13 @@ impl BedrockDouble {
     }
 
     /// At most `rpm` admitted requests per sliding 60 s; more get 429 ThrottlingException.
-    pub fn set_rpm(&self, model: &str, rpm: u32) {
+    pub(crate) fn set_rpm(&self, model: &str, rpm: u32) {
         self.with(model, |m| m.rpm = Some(rpm));
     }
 
     /// The next `n` calls fail with `status` and error `code` (e.g. 500 InternalServerException,
     /// 503 ServiceUnavailableException, 429 ModelNotReadyException).
-    pub fn fail_next(&self, model: &str, n: usize, status: u16, code: &str) {
+    pub(crate) fn fail_next(&self, model: &str, n: usize, status: u16, code: &str) {
         self.with(model, |m| {
             m.fail_next
                 .extend((0..n).map(|_| (status, code.to_string())))
@@ -150,41 +150,41 @@ impl BedrockDouble {
     }
 
     /// Every call waits this long before answering.
-    pub fn set_latency(&self, model: &str, latency: Duration) {
+    pub(crate) fn set_latency(&self, model: &str, latency: Duration) {
         self.with(model, |m| m.latency = latency);
     }
 
     /// Calls get 403 AccessDeniedException (model access not granted).
-    pub fn deny_access(&self, model: &str) {
+    pub(crate) fn deny_access(&self, model: &str) {
         self.with(model, |m| m.access_denied = true);
     }
 
     /// Calls get 400 ValidationException "The provided model identifier is invalid." (past EOL).
-    pub fn retire(&self, model: &str) {
+    pub(crate) fn retire(&self, model: &str) {
         self.with(model, |m| m.retired = true);
     }
 
-    pub fn set_filter(&self, model: &str, filter: Option<Filter>) {
+    pub(crate) fn set_filter(&self, model: &str, filter: Option<Filter>) {
         self.with(model, |m| m.filter = filter);
     }
 
     /// Requests that reached the model (any outcome, including throttled and invalid bodies).
-    pub fn requests(&self, model: &str) -> usize {
+    pub(crate) fn requests(&self, model: &str) -> usize {
         self.with(model, |m| m.arrivals.len())
     }
 
     /// Requests answered 200 with an image (each one billed).
-    pub fn successes(&self, model: &str) -> u64 {
+    pub(crate) fn successes(&self, model: &str) -> u64 {
         self.with(model, |m| m.successes)
     }
 
     /// Arrival time of every request, in order.
-    pub fn arrivals(&self, model: &str) -> Vec<Instant> {
+    pub(crate) fn arrivals(&self, model: &str) -> Vec<Instant> {
         self.with(model, |m| m.arrivals.clone())
     }
 
     /// The largest number of arrivals within any `window` (to check a client's rate limit).
-    pub fn max_in_window(&self, model: &str, window: Duration) -> usize {
+    pub(crate) fn max_in_window(&self, model: &str, window: Duration) -> usize {
         let t = self.arrivals(model);
         (0..t.len())
             .map(|i| {
@@ -198,7 +198,7 @@ impl BedrockDouble {
     }
 
     /// The last JSON body received for a model.
-    pub fn last_body(&self, model: &str) -> Option<Value> {
+    pub(crate) fn last_body(&self, model: &str) -> Option<Value> {
         self.with(model, |m| m.last_body.clone())
     }
 }

@@ -3,6 +3,6 @@
 
 // The double's handlers return a ready HTTP error response as `Err`; size is no concern there.
 #[allow(clippy::result_large_err)]
-pub mod bedrock_double;
-pub mod retouch;
-pub mod s3_server;
+pub(crate) mod bedrock_double;
+pub(crate) mod retouch;
+pub(crate) mod s3_server;

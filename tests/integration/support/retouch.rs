@@ -11,7 +11,7 @@ use super::s3_server::{self, S3Server};
 
 /// How to run retouch in one folder.
 #[derive(Clone)]
-pub struct Retouch {
+pub(crate) struct Retouch {
     root: PathBuf,
     /// The Bedrock double's endpoint.
     bedrock: Option<String>,
@@ -22,14 +22,14 @@ pub struct Retouch {
 }
 
 /// What a run of the binary said.
-pub struct Ran {
+pub(crate) struct Ran {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Ran {
-    pub fn code(self, expected: i32) -> Ran {
+    pub(crate) fn code(self, expected: i32) -> Ran {
         assert_eq!(
             self.code, expected,
             "exit code\n--- stdout\n{}\n--- stderr\n{}",
@@ -38,14 +38,14 @@ impl Ran {
         self
     }
 
-    pub fn success(self) -> Ran {
+    pub(crate) fn success(self) -> Ran {
         self.code(0)
     }
 }
 
 impl Retouch {
     /// Runs in `root`, with no credentials and no doubles.
-    pub fn at(root: impl AsRef<Path>) -> Retouch {
+    pub(crate) fn at(root: impl AsRef<Path>) -> Retouch {
         Retouch {
             root: root.as_ref().to_owned(),
             bedrock: None,
@@ -55,27 +55,27 @@ impl Retouch {
     }
 
     /// Bedrock calls go to `double`, with dummy credentials.
-    pub fn bedrock(mut self, double: &BedrockDouble) -> Retouch {
+    pub(crate) fn bedrock(mut self, double: &BedrockDouble) -> Retouch {
         self.bedrock = Some(double.endpoint().to_owned());
         self.credentials = true;
         self
     }
 
     /// S3 calls go to `server`, with its credentials.
-    pub fn s3(mut self, server: &S3Server) -> Retouch {
+    pub(crate) fn s3(mut self, server: &S3Server) -> Retouch {
         self.s3 = Some(server.endpoint.clone());
         self.credentials = true;
         self
     }
 
     /// With or without the doubles' dummy credentials.
-    pub fn credentials(mut self, yes: bool) -> Retouch {
+    pub(crate) fn credentials(mut self, yes: bool) -> Retouch {
         self.credentials = yes;
         self
     }
 
     /// `program args` set up to run here (to wrap the binary in `sh -c` or `setpriv`).
-    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(&self.root)
@@ -106,18 +106,18 @@ impl Retouch {
     }
 
     /// Runs the binary to completion.
-    pub fn run(&self, args: &[&str]) -> Ran {
+    pub(crate) fn run(&self, args: &[&str]) -> Ran {
         ran(self.command(env!("CARGO_BIN_EXE_retouch"), args))
     }
 
     /// [`Retouch::run`] off the async workers, for tests whose doubles run on their runtime.
-    pub async fn run_async(&self, args: &[&str]) -> Ran {
+    pub(crate) async fn run_async(&self, args: &[&str]) -> Ran {
         let cmd = self.command(env!("CARGO_BIN_EXE_retouch"), args);
         tokio::task::spawn_blocking(move || ran(cmd)).await.unwrap()
     }
 
     /// Starts the binary without waiting for it (to kill it part-way).
-    pub fn spawn(&self, args: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, args: &[&str]) -> Child {
         self.command(env!("CARGO_BIN_EXE_retouch"), args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -127,7 +127,7 @@ impl Retouch {
 
     /// Runs the manifest `rel` in process through the library's entry point, pointed at the
     /// doubles as the binary would be.
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         rel: &str,
         options: retouch::run::RunOptions,
@@ -141,7 +141,7 @@ impl Retouch {
     }
 
     /// Runs an already prepared (and perhaps edited) plan through the library's entry point.
-    pub async fn execute_prepared(
+    pub(crate) async fn execute_prepared(
         &self,
         rel: &str,
         prepared: retouch::run::Prepared,
@@ -154,7 +154,7 @@ impl Retouch {
     }
 
     /// The S3 client this builder's runs use (for preparing a plan by hand).
-    pub async fn s3_client(&self) -> Option<retouch::s3_client::S3> {
+    pub(crate) async fn s3_client(&self) -> Option<retouch::s3_client::S3> {
         let endpoint = self.s3.clone()?;
         let settings = retouch::s3_client::S3Settings {
             endpoint_url: Some(endpoint),
@@ -191,7 +191,7 @@ impl Retouch {
     }
 }
 
-pub fn ran(mut cmd: Command) -> Ran {
+pub(crate) fn ran(mut cmd: Command) -> Ran {
     let out = cmd.output().expect("run retouch");
     Ran {
         code: out.status.code().unwrap_or(-1),
@@ -201,7 +201,7 @@ pub fn ran(mut cmd: Command) -> Ran {
 }
 
 /// Report rows as (image, model, reason, status, cost_usd, attempts).
-pub fn report(path: &Path) -> Vec<[String; 6]> {
+pub(crate) fn report(path: &Path) -> Vec<[String; 6]> {
     let mut rdr = csv::Reader::from_path(path).expect("report exists");
     rdr.records()
         .map(|r| {

@@ -21,8 +21,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use hyper::body::Incoming;
 use tempfile::TempDir;
 
-pub const ACCESS_KEY: &str = "test-ak";
-pub const SECRET_KEY: &str = "test-sk";
+pub(crate) const ACCESS_KEY: &str = "test-ak";
+pub(crate) const SECRET_KEY: &str = "test-sk";
 
 /// Requests matching `method` whose path contains `path_contains` fail with a 500, `remaining`
 /// more times.
@@ -43,7 +43,7 @@ struct Faults {
 }
 
 /// A running server. Dropping it stops the server and removes its files.
-pub struct S3Server {
+pub(crate) struct S3Server {
     pub endpoint: String,
     pub client: aws_sdk_s3::Client,
     faults: Arc<Mutex<Faults>>,
@@ -60,7 +60,7 @@ impl Drop for S3Server {
 }
 
 impl S3Server {
-    pub fn start() -> S3Server {
+    pub(crate) fn start() -> S3Server {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -94,12 +94,12 @@ impl S3Server {
         }
     }
 
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }
 
     /// The environment that points the `retouch` binary at this server.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL_S3", self.endpoint.clone()),
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
@@ -109,13 +109,18 @@ impl S3Server {
         ]
     }
 
-    pub fn create_bucket(&self, bucket: &str) {
+    pub(crate) fn create_bucket(&self, bucket: &str) {
         self.block_on(self.client.create_bucket().bucket(bucket).send())
             .expect("create bucket");
     }
 
     /// Puts every `(key, bytes)`, 16 at a time.
-    pub fn put_all(&self, bucket: &str, objects: Vec<(String, Vec<u8>)>, content_type: &str) {
+    pub(crate) fn put_all(
+        &self,
+        bucket: &str,
+        objects: Vec<(String, Vec<u8>)>,
+        content_type: &str,
+    ) {
         self.block_on(async {
             let permits = Arc::new(tokio::sync::Semaphore::new(16));
             let mut tasks = tokio::task::JoinSet::new();
@@ -140,7 +145,7 @@ impl S3Server {
     }
 
     /// Every key under `prefix`, sorted.
-    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+    pub(crate) fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
         self.block_on(async {
             let mut pages = self
                 .client
@@ -164,7 +169,7 @@ impl S3Server {
     }
 
     /// The object's body and Content-Type.
-    pub fn get(&self, bucket: &str, key: &str) -> (Vec<u8>, String) {
+    pub(crate) fn get(&self, bucket: &str, key: &str) -> (Vec<u8>, String) {
         self.block_on(async {
             let out = self
                 .client
@@ -180,7 +185,7 @@ impl S3Server {
     }
 
     /// The next `times` requests with `method` whose path contains `path_contains` get a 500.
-    pub fn fail(&self, method: &'static str, path_contains: &str, times: usize) {
+    pub(crate) fn fail(&self, method: &'static str, path_contains: &str, times: usize) {
         self.faults.lock().unwrap().list.push(Fault {
             method,
             path_contains: path_contains.to_owned(),
@@ -189,22 +194,22 @@ impl S3Server {
     }
 
     /// Every GET request (GetObject, ListObjectsV2) waits `latency` before it is answered.
-    pub fn set_get_latency(&self, latency: std::time::Duration) {
+    pub(crate) fn set_get_latency(&self, latency: std::time::Duration) {
         self.faults.lock().unwrap().get_latency = latency;
     }
 
     /// How many GetObject requests the server has seen.
-    pub fn object_gets(&self) -> usize {
+    pub(crate) fn object_gets(&self) -> usize {
         self.faults.lock().unwrap().object_gets
     }
 
     /// How many faults were injected so far.
-    pub fn injected(&self) -> usize {
+    pub(crate) fn injected(&self) -> usize {
         self.faults.lock().unwrap().injected
     }
 
     /// Whether ListObjectsV2 encodes keys when asked to (on by default, as S3 does).
-    pub fn set_url_encoding(&self, on: bool) {
+    pub(crate) fn set_url_encoding(&self, on: bool) {
         self.url_encoding.store(on, Ordering::SeqCst);
     }
 }

@@ -11,7 +11,7 @@ use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageFormat, RgbaImage};
 
 /// RGBA, same size, alpha 0 near the border colour ramping to 255 beyond a distance of 60.
-pub fn remove_bg(img: &DynamicImage) -> DynamicImage {
+pub(super) fn remove_bg(img: &DynamicImage) -> DynamicImage {
     let rgba = img.to_rgba8();
     let bg = border_mean(&rgba);
     let mut out = rgba.clone();
@@ -41,7 +41,7 @@ fn border_mean(img: &RgbaImage) -> [f64; 3] {
 }
 
 /// `w`×`h` RGB, each channel stretched to the full range ("even lighting").
-pub fn variation(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
+pub(super) fn variation(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
     let mut rgb = imageops::resize(&img.to_rgb8(), w, h, FilterType::Triangle);
     for c in 0..3 {
         let (lo, hi) = rgb
@@ -57,12 +57,12 @@ pub fn variation(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
 }
 
 /// `w`×`h`, resampled.
-pub fn upscale(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
+pub(super) fn upscale(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
     DynamicImage::ImageRgb8(imageops::resize(&img.to_rgb8(), w, h, FilterType::Triangle))
 }
 
 /// Base64 of the image in `format` (png | jpeg | webp).
-pub fn encode_b64(img: &DynamicImage, format: &str) -> String {
+pub(super) fn encode_b64(img: &DynamicImage, format: &str) -> String {
     let mut buf = Cursor::new(Vec::new());
     let (fmt, img) = match format {
         "jpeg" => (ImageFormat::Jpeg, DynamicImage::ImageRgb8(img.to_rgb8())),

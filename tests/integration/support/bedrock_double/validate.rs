@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 /// Which model a request addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     NovaCanvas,
     TitanV2,
     TitanV1,
@@ -22,7 +22,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn is_stability(self) -> bool {
+    pub(crate) fn is_stability(self) -> bool {
         matches!(
             self,
             Kind::StabRemoveBg | Kind::StabFast | Kind::StabConservative | Kind::StabCreative
@@ -31,7 +31,7 @@ impl Kind {
 }
 
 /// A validated request: what to render.
-pub enum Job {
+pub(super) enum Job {
     RemoveBg {
         img: DynamicImage,
         format: String,
@@ -113,7 +113,7 @@ const STAB_CREATIVE_IN: Rules = Rules {
     rgb8_only: false,
 };
 
-pub const TITAN_SIZES: [(u32, u32); 25] = [
+pub(super) const TITAN_SIZES: [(u32, u32); 25] = [
     (1024, 1024),
     (768, 1152),
     (1152, 768),
@@ -148,7 +148,7 @@ fn malformed(detail: impl std::fmt::Display) -> String {
 }
 
 /// Validates a body for `kind`.
-pub fn validate(kind: Kind, body: &Value) -> Result<Job, String> {
+pub(super) fn validate(kind: Kind, body: &Value) -> Result<Job, String> {
     let obj = body
         .as_object()
         .ok_or_else(|| malformed("#: expected type: JSONObject"))?;
