@@ -70,6 +70,7 @@ reasons! {
     Fallback FallbackModelError = "fallback-model-error", "The model failed on this input.";
     Fallback FallbackBadResponse = "fallback-bad-response", "The answer could not be read.";
     Fallback FallbackClientConfig = "fallback-client-config", "Client configuration or credentials.";
+    Fallback FallbackInterrupted = "fallback-interrupted", "Ctrl-C came while the call waited its turn.";
     Failure EmptyFile = "empty-file", "The input has 0 bytes.";
     Failure NotAnImage = "not-an-image", "The bytes match no supported format.";
     Failure Truncated = "truncated", "The image data ends early.";

@@ -24,6 +24,8 @@ use crate::catalog::Date;
 use crate::ledger::HoldId;
 use crate::manifest::Step;
 use crate::money::Usd;
+use tokio_util::sync::CancellationToken;
+
 use crate::providers::{PreparedCall, Providers, RemoteError, RetryAction};
 use crate::router::{Candidate, Reason};
 
@@ -41,6 +43,9 @@ pub(super) struct Remote {
     warned_legacy: Mutex<HashSet<String>>,
     /// Where billed calls are recorded the moment they settle (for the daily budget).
     ledger: Option<Arc<RunCache>>,
+    /// The run's shutdown signal: every wait here (a probe slot, a rate-limit slot, a retry
+    /// back-off) ends at once when it fires, and the step falls back as interrupted.
+    cancel: CancellationToken,
 }
 
 /// A step a remote model performed.
@@ -100,6 +105,22 @@ impl Remote {
             retry,
             warned_legacy: Mutex::new(HashSet::new()),
             ledger,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Ends every wait of this run's calls when `cancel` fires.
+    pub(super) fn cancelled_by(mut self, cancel: CancellationToken) -> Remote {
+        self.cancel = cancel;
+        self
+    }
+
+    /// `wait`, unless the run is cancelled first.
+    async fn until_cancelled<T>(&self, wait: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => None,
+            done = wait => Some(done),
         }
     }
 
@@ -200,11 +221,12 @@ impl Remote {
             Ok(r) => r,
             Err(e) => return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop),
         };
-        let _permit = match self.health.admit(&model_id).await {
-            Admission::Go(permit) => permit,
-            Admission::Open(r) => {
+        let _permit = match self.until_cancelled(self.health.admit(&model_id)).await {
+            Some(Admission::Go(permit)) => permit,
+            Some(Admission::Open(r)) => {
                 return failure.set(open_reason(r), format!("{model_id}: {r}"), Next::NextModel);
             }
+            None => return interrupted(failure),
         };
         self.warn_if_legacy(&candidate);
         let call = match prepare(step, image, &candidate).await {
@@ -214,7 +236,13 @@ impl Remote {
         // Held only once the first attempt has its rate-limit slot, so a hold lasts as long as
         // the call itself: a run killed while waiting for a slot has nothing possibly billed
         // (holds of runs that died stop counting against the day after `HOLD_EXPIRES_SECS`).
-        self.rates.acquire(&model_id).await;
+        if self
+            .until_cancelled(self.rates.acquire(&model_id))
+            .await
+            .is_none()
+        {
+            return interrupted(failure);
+        }
         let paid = CallOf {
             image: key,
             step: step.index,
@@ -227,12 +255,16 @@ impl Remote {
                 return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
             }
         };
-        let answer = match self.call(providers, &model_id, &call, failure).await {
+        let attempt = || providers.attempt(&call);
+        let answer = match self.call(&model_id, attempt, failure).await {
             Ok(answer) => answer,
-            Err(e) => {
+            Err(stopped) => {
                 drop(reservation); // nothing billed
                 self.billed(paid, Usd::ZERO, hold).await;
-                return self.not_answered(&model_id, &e, failure);
+                return match stopped {
+                    Stopped::Failed(e) => self.not_answered(&model_id, &e, failure),
+                    Stopped::Interrupted => interrupted(failure),
+                };
             }
         };
         self.health.on_success(&model_id);
@@ -289,35 +321,42 @@ impl Remote {
         failure.set(e.reason(), e.to_string(), next)
     }
 
-    /// The call with retries, each retry waiting for its rate-limit slot (the first attempt's
-    /// slot is taken by the caller); counts attempts into `failure`.
-    async fn call(
+    /// The call with retries: `attempt` sends it once; each retry waits out its back-off and its
+    /// rate-limit slot (the first attempt's slot is taken by the caller), unless the run is
+    /// cancelled meanwhile. Counts attempts into `failure`.
+    async fn call<F, A>(
         &self,
-        providers: &Providers,
         model: &str,
-        call: &PreparedCall,
+        attempt: F,
         failure: &mut NotServed,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<Vec<u8>, Stopped>
+    where
+        F: Fn() -> A,
+        A: std::future::Future<Output = Result<Vec<u8>, RemoteError>>,
+    {
         let mut tries = 0;
         loop {
-            if tries > 0 {
-                self.rates.acquire(model).await;
-            }
             tries += 1;
             failure.attempts += 1;
-            let err = match providers.attempt(call).await {
+            let err = match attempt().await {
                 Ok(answer) => return Ok(answer),
                 Err(e) => e,
             };
             if err.action() != RetryAction::Retry || !self.retry.allows_another(tries) {
-                return Err(err);
+                return Err(Stopped::Failed(err));
             }
             if matches!(err, RemoteError::Throttled) {
                 self.rates.on_throttled(model);
             }
             let delay = self.retry.backoff(tries - 1, &mut rand::rng());
             tracing::debug!(model, tries, ?delay, error = %err, "retrying");
-            tokio::time::sleep(delay).await;
+            let turn = async {
+                tokio::time::sleep(delay).await;
+                self.rates.acquire(model).await;
+            };
+            if self.until_cancelled(turn).await.is_none() {
+                return Err(Stopped::Interrupted);
+            }
         }
     }
 
@@ -347,6 +386,23 @@ impl Remote {
             tracing::warn!("budget: {}% used (${} of ${})", w.percent, w.spent, w.cap);
         }
     }
+}
+
+/// Why a call gave up.
+enum Stopped {
+    /// Its last attempt failed this way (not worth, or out of, retries).
+    Failed(RemoteError),
+    /// The run was cancelled while it waited for a retry.
+    Interrupted,
+}
+
+/// The step stops trying remote models: the run was cancelled while it waited.
+fn interrupted<T>(failure: &mut NotServed) -> Result<T, Next> {
+    failure.set(
+        Reason::FallbackInterrupted,
+        "the run was interrupted while this call waited for its turn".into(),
+        Next::Stop,
+    )
 }
 
 /// After a per-image failure: content filters and rejected inputs would fail the same way on the
@@ -388,5 +444,89 @@ async fn prepare(
         Ok(Ok(call)) => Ok(call),
         Ok(Err(e)) => Err(e.to_string()),
         Err(panic) => Err(panic.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// A run's remote side with no clients: `rpm` requests a minute per model, retries every
+    /// 30 s, shut down by `cancel`.
+    fn remote(rpm: u32, cancel: &CancellationToken) -> Remote {
+        let retry = RetryPolicy {
+            attempts: 5,
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(30),
+        };
+        let rates = RateLimits::new(&BTreeMap::new(), move |_| rpm);
+        let budget = Budget::new(None, None, None);
+        let today = Date::new(2026, 12, 1).unwrap();
+        Remote::new(None, "us-east-1".into(), today, budget, rates, retry, None)
+            .cancelled_by(cancel.clone())
+    }
+
+    fn nothing_yet() -> NotServed {
+        NotServed {
+            reason: Reason::FallbackTooLarge,
+            error: String::new(),
+            cost: Usd::ZERO,
+            attempts: 0,
+            latency: Duration::ZERO,
+        }
+    }
+
+    /// Cancels `cancel` after `after` of (paused, auto-advancing) time.
+    async fn cancel_after(cancel: CancellationToken, after: Duration) {
+        tokio::time::sleep(after).await;
+        cancel.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pending_30_s_back_off_ends_at_once_on_shutdown() {
+        let cancel = CancellationToken::new();
+        let remote = remote(6_000, &cancel);
+        let tries = AtomicU32::new(0);
+        let throttled = || async {
+            tries.fetch_add(1, Ordering::SeqCst);
+            Err::<Vec<u8>, _>(RemoteError::Throttled)
+        };
+        let mut failure = nothing_yet();
+        let started = Instant::now();
+        let (result, ()) = tokio::join!(
+            remote.call("m", throttled, &mut failure),
+            cancel_after(cancel.clone(), Duration::from_secs(1)),
+        );
+        assert!(matches!(result, Err(Stopped::Interrupted)));
+        let took = started.elapsed();
+        // Without the shutdown race the call would sleep 30 s and try again, four times.
+        assert!(took < Duration::from_millis(1_100), "{took:?}");
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+        assert_eq!(failure.attempts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_wait_ends_at_once_on_shutdown() {
+        let cancel = CancellationToken::new();
+        let remote = remote(1, &cancel); // one call a minute
+        remote.rates.acquire("m").await;
+        let started = Instant::now();
+        let (waited, ()) = tokio::join!(
+            remote.until_cancelled(remote.rates.acquire("m")),
+            cancel_after(cancel.clone(), Duration::from_millis(500)),
+        );
+        assert_eq!(waited, None, "the wait was cut short");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        // The failure says why the step falls back.
+        let mut failure = nothing_yet();
+        let next = interrupted::<()>(&mut failure);
+        assert!(matches!(next, Err(Next::Stop)));
+        assert_eq!(failure.reason, Reason::FallbackInterrupted);
     }
 }

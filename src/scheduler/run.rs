@@ -81,7 +81,7 @@ pub async fn run(
             config.force,
         ))
     });
-    let remote = remote(&manifest, &config, cache.clone());
+    let remote = remote(&manifest, &config, cache.clone()).cancelled_by(cancel.clone());
     let ctx = Arc::new(ImageContext {
         manifest: manifest.clone(),
         catalog: config.catalog.clone(),
