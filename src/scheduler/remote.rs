@@ -17,7 +17,7 @@ use image::RgbaImage;
 use super::budget::{Budget, BudgetExceeded};
 use super::cache::{CallOf, RunCache};
 use super::cpu;
-use super::health::{Admission, Health, OpenReason};
+use super::health::{Admission, Health, HealthPermit, OpenReason};
 use super::rate_limit::RateLimits;
 use super::retry::RetryPolicy;
 use crate::catalog::Date;
@@ -221,13 +221,7 @@ impl Remote {
             Ok(r) => r,
             Err(e) => return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop),
         };
-        let _permit = match self.until_cancelled(self.health.admit(&model_id)).await {
-            Some(Admission::Go(permit)) => permit,
-            Some(Admission::Open(r)) => {
-                return failure.set(open_reason(r), format!("{model_id}: {r}"), Next::NextModel);
-            }
-            None => return interrupted(failure),
-        };
+        let _permit = self.admit(&model_id, failure).await?;
         self.warn_if_legacy(&candidate);
         let call = match prepare(step, image, &candidate).await {
             Ok(call) => call,
@@ -269,25 +263,7 @@ impl Remote {
         };
         self.health.on_success(&model_id);
         self.rates.on_success(&model_id);
-        let original = image.clone();
-        let job = move || call.finish(&answer, &original);
-        let (cost, result) = match cpu::run_at(cpu::priority(step), job).await {
-            Ok(Ok(output)) => (output.billed.cost(candidate.price), Ok(output.image)),
-            // The call answered 200: billed unless nothing came back (filtered out).
-            Ok(Err(e)) if e.answer_billed() => (
-                candidate.price,
-                Err((e.reason(), e.to_string(), next_after(&e))),
-            ),
-            Ok(Err(e)) => (Usd::ZERO, Err((e.reason(), e.to_string(), next_after(&e)))),
-            Err(panic) => (
-                candidate.price,
-                Err((
-                    Reason::FallbackBadResponse,
-                    panic.to_string(),
-                    Next::NextModel,
-                )),
-            ),
-        };
+        let (cost, result) = map_back(step, image, candidate.price, call, answer).await;
         reservation.settle(cost);
         self.billed(paid, cost, hold).await;
         match result {
@@ -299,6 +275,18 @@ impl Remote {
                 failure.cost += cost;
                 failure.set(reason, error, next)
             }
+        }
+    }
+
+    /// Admission through the model's circuit breaker (waiting for a probe slot while its health
+    /// is unknown, unless the run is cancelled meanwhile).
+    async fn admit(&self, model_id: &str, failure: &mut NotServed) -> Result<HealthPermit, Next> {
+        match self.until_cancelled(self.health.admit(model_id)).await {
+            Some(Admission::Go(permit)) => Ok(permit),
+            Some(Admission::Open(r)) => {
+                failure.set(open_reason(r), format!("{model_id}: {r}"), Next::NextModel)
+            }
+            None => interrupted(failure),
         }
     }
 
@@ -429,6 +417,38 @@ fn open_reason(r: OpenReason) -> Reason {
         OpenReason::NotFound => Reason::FallbackModelNotFound,
         OpenReason::InvalidModel => Reason::FallbackModelInvalid,
         OpenReason::Unavailable => Reason::FallbackModelUnavailable,
+    }
+}
+
+/// A step's failure as the candidate walk records it: reason, message, what to do next.
+type Failed = (Reason, String, Next);
+
+/// Maps a 200 answer back onto the image on the CPU pool; returns what the answer was billed
+/// (at `price` per image) and the result. An answer that does not map back is billed unless
+/// nothing came back (filtered out).
+async fn map_back(
+    step: &Step,
+    image: &Arc<RgbaImage>,
+    price: Usd,
+    call: PreparedCall,
+    answer: Vec<u8>,
+) -> (Usd, Result<RgbaImage, Failed>) {
+    let original = image.clone();
+    let job = move || call.finish(&answer, &original);
+    match cpu::run_at(cpu::priority(step), job).await {
+        Ok(Ok(output)) => (output.billed.cost(price), Ok(output.image)),
+        Ok(Err(e)) => {
+            let cost = if e.answer_billed() { price } else { Usd::ZERO };
+            (cost, Err((e.reason(), e.to_string(), next_after(&e))))
+        }
+        Err(panic) => {
+            let failed = (
+                Reason::FallbackBadResponse,
+                panic.to_string(),
+                Next::NextModel,
+            );
+            (price, Err(failed))
+        }
     }
 }
 
