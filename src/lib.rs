@@ -1,10 +1,12 @@
 //! retouch: a batch pipeline engine for product photos.
 //!
-//! Data flows one way: a YAML [`manifest`] is validated into a plan of sources × steps; the
-//! [`scheduler`] fans images out, asks the [`router`] which model serves each step, runs the step
-//! through a [`providers`] backend (built-in [`ops`] or a remote model), writes results through
-//! [`sinks`], and records one [`report`] row per image and step. The binary (`src/main.rs`,
-//! `src/cli/`) only wires this together and maps the outcome to an exit code.
+//! [`run::Run`] is the entry point: `Run::prepare(manifest, options)?.execute(observer, cancel)`.
+//! Data flows one way: a YAML [`manifest`] is validated and [`plan`]ned into sources × steps;
+//! the [`scheduler`] fans images out, asks the [`router`] which model serves each step, performs
+//! it through a [`providers`] backend (built-in [`ops`] or a remote model), writes results
+//! through [`sinks`], and sends one row per image and step back to the run, which writes the
+//! [`report`] and the [`ledger`]. The binary (`src/main.rs`, `src/cli/`) parses flags, calls the
+//! library and maps the outcome to an exit code. ARCHITECTURE.md has the whole map.
 
 pub mod atomic_file;
 pub mod catalog;
