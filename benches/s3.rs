@@ -166,7 +166,9 @@ fn run(server: &S3Server, root: &Path, inputs: &str, out: &str) -> (Duration, u6
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, manifest).unwrap();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_retouch"))
+    // RETOUCH_BENCH_BIN runs another build (an older commit's, to compare) on the same setup.
+    let bin = std::env::var("RETOUCH_BENCH_BIN").unwrap_or(env!("CARGO_BIN_EXE_retouch").into());
+    let mut child = Command::new(bin)
         .args(["run", "pipelines/bench.yaml", "-q", "--state"])
         .arg(format!(".state-{out}"))
         .current_dir(root)

@@ -8,6 +8,7 @@
 //! [`Refusal`]s (the run does not start); layouts that are merely risky, such as an output folder
 //! inside an input folder, are warnings. Reads file metadata only.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -56,12 +57,13 @@ const REPORT_HELP: &str =
     "set `report:` (or --report) to a new file, e.g. `report.csv` in the output folder";
 const STATE_HELP: &str = "set `state:` (or --state) to a folder, e.g. `.retouch`";
 
-/// Checks `plan` and the run's other writes against every file the run reads.
+/// Checks `plan` and the run's other writes against every file the run reads. Looks at each
+/// destination once (one `stat`), so it costs little next to the run even for large catalogues.
 pub fn check(plan: &Plan, writes: Writes<'_>) -> Findings {
     let mut findings = Findings::default();
     let protected = Protected::of(plan);
-    check_outputs(plan, &protected, &mut findings);
-    check_report(plan, writes.report, &protected, &mut findings);
+    check_report(writes.report, &protected, &mut findings);
+    check_outputs(plan, writes.report, &protected, &mut findings);
     check_state(writes.state, &protected, &mut findings);
     findings.warnings.extend(overlapping_folders(plan));
     findings
@@ -70,45 +72,52 @@ pub fn check(plan: &Plan, writes: Writes<'_>) -> Findings {
 /// Files the run reads, by identity.
 struct Protected<'p> {
     plan: &'p Plan,
+    manifest: Option<FileId>,
+    catalog: Option<FileId>,
     /// Lazily filled: inputs are only looked at once some destination already exists.
-    inputs: std::cell::OnceCell<HashMap<FileId, String>>,
+    inputs: OnceCell<HashMap<FileId, String>>,
+    /// S3 inputs by (bucket, key), filled when an S3 destination is first checked.
+    s3_inputs: OnceCell<HashMap<(&'p str, &'p str), &'p str>>,
 }
 
 impl<'p> Protected<'p> {
     fn of(plan: &'p Plan) -> Protected<'p> {
+        let m = &plan.manifest;
         Protected {
             plan,
-            inputs: std::cell::OnceCell::new(),
+            manifest: FileId::of(&m.path),
+            catalog: m.catalog.as_deref().and_then(FileId::of),
+            inputs: OnceCell::new(),
+            s3_inputs: OnceCell::new(),
         }
     }
 
     /// What the existing file at `path` is to the run, if it is something it reads.
     fn victim(&self, path: &Path) -> Option<String> {
-        let id = FileId::of(path)?;
+        self.victim_of(&FileId::of(path)?)
+    }
+
+    /// What the file `id` is to the run, if it is something it reads.
+    fn victim_of(&self, id: &FileId) -> Option<String> {
         let m = &self.plan.manifest;
-        if FileId::of(&m.path).as_ref() == Some(&id) {
+        if self.manifest.as_ref() == Some(id) {
             return Some(format!("the manifest {}", m.path.display()));
         }
-        if let Some(catalog) = &m.catalog
-            && FileId::of(catalog).as_ref() == Some(&id)
+        if let (Some(catalog), Some(path)) = (&self.catalog, &m.catalog)
+            && catalog == id
         {
-            return Some(format!("the catalog file {}", catalog.display()));
+            return Some(format!("the catalog file {}", path.display()));
         }
         let inputs = self.inputs.get_or_init(|| local_inputs(self.plan));
-        inputs.get(&id).map(|display| format!("input {display}"))
+        inputs.get(id).map(|display| format!("input {display}"))
     }
 
     /// The input at S3 `loc`, if it is one.
     fn s3_victim(&self, loc: &S3Location) -> Option<String> {
-        self.plan
-            .images
-            .iter()
-            .find_map(|img| match &img.item.location {
-                InputLocation::S3 { bucket, key } if *bucket == loc.bucket && *key == loc.key => {
-                    Some(format!("input {}", img.item.display))
-                }
-                _ => None,
-            })
+        let inputs = self.s3_inputs.get_or_init(|| s3_inputs(self.plan));
+        inputs
+            .get(&(loc.bucket.as_str(), loc.key.as_str()))
+            .map(|display| format!("input {display}"))
     }
 }
 
@@ -122,35 +131,85 @@ fn local_inputs(plan: &Plan) -> HashMap<FileId, String> {
         .collect()
 }
 
-fn check_outputs(plan: &Plan, protected: &Protected<'_>, findings: &mut Findings) {
-    let s3_inputs = plan
-        .images
+fn s3_inputs(plan: &Plan) -> HashMap<(&str, &str), &str> {
+    plan.images
         .iter()
-        .any(|i| matches!(i.item.location, InputLocation::S3 { .. }));
+        .filter_map(|img| match &img.item.location {
+            InputLocation::S3 { bucket, key } => {
+                Some(((bucket.as_str(), key.as_str()), img.item.display.as_str()))
+            }
+            InputLocation::Local(_) => None,
+        })
+        .collect()
+}
+
+/// Where the report lands, to tell an output that would be the report.
+struct ReportSpot {
+    local: Option<(PathBuf, Option<FileId>)>,
+    s3: Option<S3Location>,
+}
+
+impl ReportSpot {
+    fn of(report: &Place) -> ReportSpot {
+        match report {
+            Place::Local(path) => ReportSpot {
+                local: Some((lexical(path), FileId::of(path))),
+                s3: None,
+            },
+            Place::S3(loc) => ReportSpot {
+                local: None,
+                s3: Some(loc.clone()),
+            },
+        }
+    }
+
+    /// Whether the destination `dest` (of identity `id`, when it exists) is the report.
+    fn is(&self, dest: &Destination, id: Option<&FileId>) -> bool {
+        match (dest, &self.local, &self.s3) {
+            (Destination::Local(path), Some((report, report_id)), _) => {
+                lexical(path) == *report || (id.is_some() && id == report_id.as_ref())
+            }
+            (Destination::S3(loc), _, Some(report)) => loc == report,
+            _ => false,
+        }
+    }
+}
+
+fn check_outputs(plan: &Plan, report: &Place, protected: &Protected<'_>, findings: &mut Findings) {
+    let report = ReportSpot::of(report);
+    let mut report_clash = None;
     for img in &plan.images {
-        let victim = match &img.output {
-            Ok(Destination::Local(path)) => protected.victim(path),
-            Ok(Destination::S3(loc)) if s3_inputs => protected.s3_victim(loc),
-            _ => None,
+        let Ok(dest) = &img.output else { continue };
+        let (victim, id) = match dest {
+            Destination::Local(path) => {
+                let id = FileId::of(path);
+                (id.as_ref().and_then(|id| protected.victim_of(id)), id)
+            }
+            Destination::S3(loc) => (protected.s3_victim(loc), None),
         };
-        if let (Some(victim), Ok(dest)) = (victim, &img.output) {
+        if let Some(victim) = victim {
             findings.refusals.push(Refusal {
                 writer: format!("output {dest} (the result of {})", img.item.display),
                 problem: format!("would overwrite {victim}"),
                 help: OUTPUT_HELP,
             });
         }
+        if report_clash.is_none() && report.is(dest, id.as_ref()) {
+            report_clash = Some(img.item.display.clone());
+        }
+    }
+    if let Some(image) = report_clash {
+        findings.refusals.push(Refusal {
+            writer: format!("report {}", plan.manifest.report),
+            problem: format!("is also the output of {image}"),
+            help: REPORT_HELP,
+        });
     }
 }
 
-fn check_report(plan: &Plan, report: &Place, protected: &Protected<'_>, findings: &mut Findings) {
-    let writer = format!("report {report}");
-    let refuse = |problem: String| Refusal {
-        writer: writer.clone(),
-        problem,
-        help: REPORT_HELP,
-    };
-    let victim = match report {
+/// The report may not replace a file the run reads, nor be a folder.
+fn check_report(report: &Place, protected: &Protected<'_>, findings: &mut Findings) {
+    let problem = match report {
         Place::Local(path) if path.is_dir() => Some("is a folder; it must name a file".to_owned()),
         Place::Local(path) => protected
             .victim(path)
@@ -159,24 +218,12 @@ fn check_report(plan: &Plan, report: &Place, protected: &Protected<'_>, findings
             .s3_victim(loc)
             .map(|v| format!("would overwrite {v}")),
     };
-    if let Some(problem) = victim {
-        findings.refusals.push(refuse(problem));
-        return;
-    }
-    let same = |dest: &Destination| match (dest, report) {
-        (Destination::Local(d), Place::Local(r)) => same_path(d, r),
-        (Destination::S3(d), Place::S3(r)) => d == r,
-        _ => false,
-    };
-    if let Some(img) = plan
-        .images
-        .iter()
-        .find(|img| img.output.as_ref().is_ok_and(same))
-    {
-        findings.refusals.push(refuse(format!(
-            "is also the output of {}",
-            img.item.display
-        )));
+    if let Some(problem) = problem {
+        findings.refusals.push(Refusal {
+            writer: format!("report {report}"),
+            problem,
+            help: REPORT_HELP,
+        });
     }
 }
 
@@ -223,21 +270,20 @@ fn overlapping_folders(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
+/// `path` made absolute, with symlinks resolved where it exists.
 fn absolute(path: &Path) -> PathBuf {
+    let normal = lexical(path);
+    std::fs::canonicalize(&normal).unwrap_or(normal)
+}
+
+/// `path` made absolute and normalised without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
     let joined = if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir().unwrap_or_default().join(path)
     };
-    let normal = normalize(&joined);
-    std::fs::canonicalize(&normal).unwrap_or(normal)
-}
-
-fn same_path(a: &Path, b: &Path) -> bool {
-    match (FileId::of(a), FileId::of(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => absolute(a) == absolute(b),
-    }
+    normalize(&joined)
 }
 
 /// A file's identity: device and inode (Unix), else its canonical path.

@@ -106,7 +106,6 @@ ALTER TABLE holds ADD COLUMN image TEXT NOT NULL DEFAULT '';
 ALTER TABLE holds ADD COLUMN step INTEGER;
 CREATE INDEX spend_run ON spend (run_id);
 CREATE INDEX holds_run ON holds (run_id);
-CREATE INDEX rows_image ON rows (run_id, image, step);
 CREATE TABLE claims (
     key BLOB PRIMARY KEY, run_id TEXT NOT NULL, token INTEGER NOT NULL, at_unix INTEGER NOT NULL
 ) WITHOUT ROWID;
