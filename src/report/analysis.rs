@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
 
+use super::printable;
 use crate::catalog::Op;
 use crate::ledger::{Status, StepRecord};
 use crate::money::Usd;
@@ -448,7 +449,7 @@ impl fmt::Display for Analysis {
         if !self.costliest.is_empty() {
             writeln!(f, "\ncostliest images:")?;
             for c in &self.costliest {
-                writeln!(f, "  ${}  {}", c.cost, c.image)?;
+                writeln!(f, "  ${}  {}", c.cost, printable(&c.image))?;
             }
         }
         Ok(())
@@ -465,7 +466,7 @@ fn write_failure_group(f: &mut fmt::Formatter<'_>, g: &FailureGroup) -> fmt::Res
         writeln!(f, "  {} ({} {images}, {} rows)", g.reason, g.count, g.rows)?;
     }
     for i in g.images.iter().take(LISTED_FAILURES) {
-        writeln!(f, "    {}: {}", i.image, i.error)?;
+        writeln!(f, "    {}: {}", printable(&i.image), printable(&i.error))?;
     }
     if g.count > LISTED_FAILURES {
         let more = g.count - LISTED_FAILURES;
@@ -495,6 +496,25 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
         let path = dir.path().join("report.csv");
         std::fs::write(&path, CSV).unwrap();
         read_csv(&path).unwrap()
+    }
+
+    #[test]
+    fn control_characters_in_names_never_reach_the_terminal_raw() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.csv");
+        let hostile = CSV.replace("r-7,b.jpg,2", "r-7,b\u{1b}]0;pwned\u{7}.jpg,2");
+        std::fs::write(&path, hostile).unwrap();
+        let rep = read_csv(&path).unwrap();
+        assert!(
+            rep.rows.iter().any(|r| r.image.contains('\u{1b}')),
+            "the data keeps it"
+        );
+        let text = Analysis::from_rows(&rep.run_id, &rep.rows).to_string();
+        assert!(
+            !text.chars().any(|c| c == '\u{1b}' || c == '\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.contains("b\\u{1b}]0;pwned\\u{7}.jpg"), "{text}");
     }
 
     #[test]

@@ -13,3 +13,22 @@ pub use analysis::{Analysis, AnalysisError, ReportRows, read_csv};
 pub use csv_report::{COLUMNS, CsvReport, OUTPUT_URL, ReportError, write_with_output_urls};
 pub use summary::{StepLatency, Summary};
 pub use unfinished::Unfinished;
+
+/// `s` for a terminal: each control character written as a `\u{..}` escape, so a hostile file
+/// or S3 key name cannot move the cursor, clear the screen or retitle the window when a review
+/// is printed. The CSV, JSON and HTML keep (or escape in their own way) the real text.
+pub(crate) fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}

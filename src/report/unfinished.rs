@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::printable;
 use crate::ledger::{CallRecord, RunMoney};
 use crate::money::Usd;
 
@@ -96,7 +97,13 @@ impl fmt::Display for Unfinished {
 fn list(f: &mut fmt::Formatter<'_>, calls: &[Call]) -> fmt::Result {
     for c in calls.iter().take(20) {
         let step = c.step.map_or_else(|| "?".into(), |s| s.to_string());
-        writeln!(f, "    {} step {step} {} ${}", c.image, c.model, c.cost)?;
+        writeln!(
+            f,
+            "    {} step {step} {} ${}",
+            printable(&c.image),
+            c.model,
+            c.cost
+        )?;
     }
     if calls.len() > 20 {
         writeln!(f, "    … and {} more", calls.len() - 20)?;
