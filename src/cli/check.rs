@@ -7,6 +7,7 @@ use retouch::catalog::{Catalog, Date};
 use retouch::manifest::{Manifest, ModelRef, Step};
 use retouch::plan::Plan;
 use retouch::plan::estimate::{Estimate, StepEstimate, probe_sizes};
+use retouch::report::printable;
 use retouch::router::Facts;
 use retouch::run::{Overrides, prepare, region};
 
@@ -99,7 +100,7 @@ fn print_header(plan: &Plan, region: &str) {
     }
     println!();
     for problem in plan.images.iter().filter_map(|i| i.output.as_ref().err()) {
-        println!("  warning: {problem}");
+        println!("  warning: {}", printable(&problem.to_string()));
     }
     println!(
         "output:   {} ({:?}, quality {})",

@@ -17,7 +17,7 @@ pub use unfinished::Unfinished;
 /// `s` for a terminal: each control character written as a `\u{..}` escape, so a hostile file
 /// or S3 key name cannot move the cursor, clear the screen or retitle the window when a review
 /// is printed. The CSV, JSON and HTML keep (or escape in their own way) the real text.
-pub(crate) fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(s);
     }
