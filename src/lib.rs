@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod codec;
 pub mod ledger;
 pub mod manifest;
+pub mod model_store;
 pub mod money;
 pub mod ops;
 pub mod plan;

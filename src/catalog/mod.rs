@@ -8,6 +8,7 @@
 
 mod date;
 mod entry;
+mod local_model;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use serde_yaml::Value;
 
 pub use date::{Date, DateError};
 pub use entry::{Family, Lifecycle, LifecycleSpec, LifecycleStatus, ModelEntry};
+pub use local_model::{LocalModel, ModelInput, local_model, local_models};
 pub use spec::{Exclusion, Fit, InputLimits, OpParams, OpSpec, OutputRule, PriceTier};
 
 use crate::money::Usd;

@@ -9,6 +9,7 @@ pub mod colour;
 pub mod filter;
 pub mod lighting;
 pub mod remove_bg;
+pub mod saliency;
 pub mod segment;
 pub mod upscale;
 
@@ -28,4 +29,6 @@ pub enum OpError {
     },
     #[error("resampling failed: {0}")]
     Resize(#[from] fast_image_resize::ResizeError),
+    #[error("the segmentation network failed: {0}")]
+    Network(String),
 }
