@@ -280,7 +280,7 @@ mod tests {
 
     fn pipeline(strength: f32, factor: f32) -> Vec<Step> {
         vec![
-            step(0, OpParams::RemoveBg(RemoveBgParams { background: None })),
+            step(0, OpParams::RemoveBg(RemoveBgParams::default())),
             step(1, OpParams::FixLighting(FixLightingParams { strength })),
             step(
                 2,
@@ -343,6 +343,7 @@ mod tests {
             0,
             OpParams::RemoveBg(RemoveBgParams {
                 background: Some(Rgb([255, 255, 255])),
+                ..RemoveBgParams::default()
             }),
         );
         variants.push(StepKey::chain(

@@ -7,7 +7,8 @@ use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
-    Fallback, FixLightingParams, Op, OpParams, RemoveBgParams, Rgb, Step, UpscaleParams,
+    Fallback, FixLightingParams, LocalMethod, Op, OpParams, RemoveBgParams, Rgb, Step,
+    UpscaleParams,
     UpscaleTarget,
 };
 use super::{model_names, suggest};
@@ -21,6 +22,7 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "negative_prompt",
     "similarity",
     "background",
+    "local_model",
     "strength",
     "factor",
     "min_side",
@@ -31,6 +33,7 @@ pub(super) const STEP_KEYS: &[&str] = &[
 /// Op-specific parameters and the op that takes each.
 const OP_PARAMS: &[(&str, Op)] = &[
     ("background", Op::RemoveBg),
+    ("local_model", Op::RemoveBg),
     ("strength", Op::FixLighting),
     ("factor", Op::Upscale),
     ("min_side", Op::Upscale),
@@ -145,7 +148,12 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
     let misplaced = check_misplaced(ck, f, op);
     let params = match op {
         Op::RemoveBg => {
-            background(ck, f).map(|background| OpParams::RemoveBg(RemoveBgParams { background }))
+            let background = background(ck, f);
+            let local_model = local_model(ck, f);
+            Some(OpParams::RemoveBg(RemoveBgParams {
+                background: background?,
+                local_model: local_model?,
+            }))
         }
         Op::FixLighting => opt_float(ck, f, "strength", FloatRange::UNIT).map(|s| {
             OpParams::FixLighting(FixLightingParams {
@@ -175,6 +183,37 @@ fn check_misplaced(ck: &mut Checker, f: &Fields, op: Op) -> bool {
         ok = false;
     }
     ok
+}
+
+/// `local_model:` of a remove-bg step: `auto` (the best installed network, else the classical
+/// method), `classical`, or a network's name from the catalog.
+fn local_model(ck: &mut Checker, f: &Fields) -> Option<LocalMethod> {
+    let Some(v) = f.get("local_model") else {
+        return Some(LocalMethod::Auto);
+    };
+    let path = f.path("local_model");
+    let s = ck.non_empty_string(v, &path)?;
+    match s {
+        "auto" => return Some(LocalMethod::Auto),
+        "classical" => return Some(LocalMethod::Classical),
+        _ => {}
+    }
+    if crate::catalog::local_model(s).is_some() {
+        return Some(LocalMethod::Network(s.to_owned()));
+    }
+    let mut valid = vec!["auto", "classical"];
+    valid.extend(crate::catalog::local_models().iter().map(|m| m.name.as_str()));
+    let help = suggest::help(
+        s,
+        valid.iter().copied(),
+        format!("valid: {}", valid.join(", ")),
+    );
+    ck.error(
+        &path,
+        format!("unknown local model `{s}` in {path}"),
+        Some(help),
+    );
+    None
 }
 
 fn background(ck: &mut Checker, f: &Fields) -> Option<Option<Rgb>> {

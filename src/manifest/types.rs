@@ -324,6 +324,20 @@ pub enum OpParams {
 pub struct RemoveBgParams {
     /// Flatten onto this colour instead of leaving transparency.
     pub background: Option<Rgb>,
+    /// Which local method runs when the step runs locally (`local_model:`).
+    pub local_model: LocalMethod,
+}
+
+/// How local remove-bg finds the product.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LocalMethod {
+    /// The best installed segmentation network, else the classical method.
+    #[default]
+    Auto,
+    /// The backdrop model alone (no network).
+    Classical,
+    /// This network (by its catalog name); it must be installed.
+    Network(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
