@@ -8,6 +8,7 @@
 use super::rng::{self, Rng};
 use super::texture::Surface;
 use super::{Backdrop, Case, Degradation, Scene, assemble, hsv, pick_size, random_degradation};
+use crate::ops::colour::luminance;
 
 /// `count` deterministic hard cases, cycling through [`Backdrop::HARD`]; sides are even and
 /// within `min_side..=max_side`.
@@ -28,9 +29,9 @@ pub fn make_hard_case(seed: u64, index: usize, min_side: u32, max_side: u32) -> 
     let backdrop = Backdrop::HARD[(index + (seed as usize)) % Backdrop::HARD.len()];
     let (w, h) = pick_size(&mut rng, min_side, max_side);
     let low_contrast = rng.chance(if backdrop == Backdrop::LightSeamless {
-        0.6
+        0.5
     } else {
-        0.4
+        0.3
     });
     let scene = hard_scene(
         &mut rng,
@@ -74,11 +75,15 @@ fn hard_scene(
     }
 }
 
-/// A product colour within a few ΔE of `near` (white on white, beige on beige, brown on wood),
-/// and a label of about the same colour.
+/// A product colour a few ΔE from `near` (white on white, beige on beige, brown on wood): about
+/// 12–35% lighter or darker after typical shading (darker on light backdrops, where lighter
+/// would clip), with a slight tint, and a label of about the same colour.
 fn near_colours(rng: &mut Rng, near: [f32; 3]) -> ([f32; 3], [f32; 3]) {
-    // Shading darkens most of a product a little, so start slightly above the backdrop.
-    let level = rng.range(0.95, 1.2);
+    let lighter = luminance(near) < 0.55 && rng.chance(0.5);
+    let step = rng.range(0.12, 0.35);
+    // Shading darkens most of a product by about 15%; undo that so `step` is what shows.
+    let shown = if lighter { 1.0 + step } else { 1.0 - step };
+    let level = shown / 0.85;
     let colour = near.map(|c| (c * level * rng.range(0.96, 1.04)).min(0.92));
     let label_level = rng.range(0.9, 1.05);
     (colour, colour.map(|c| c * label_level))

@@ -125,19 +125,9 @@ fn quantise_plane(plane: &mut [f32], w: usize, table: &[f32; 64]) {
 /// `M·B·Mᵀ` (forward) or `Mᵀ·B·M` (inverse).
 fn transform(m: &[[f32; 8]; 8], b: &[[f32; 8]; 8], inverse: bool) -> [[f32; 8]; 8] {
     let at = |i: usize, j: usize| if inverse { m[j][i] } else { m[i][j] };
-    let mut tmp = [[0.0f32; 8]; 8];
-    for i in 0..8 {
-        for j in 0..8 {
-            tmp[i][j] = (0..8).map(|k| at(i, k) * b[k][j]).sum();
-        }
-    }
-    let mut out = [[0.0f32; 8]; 8];
-    for i in 0..8 {
-        for j in 0..8 {
-            out[i][j] = (0..8).map(|k| tmp[i][k] * at(j, k)).sum();
-        }
-    }
-    out
+    let tmp: [[f32; 8]; 8] =
+        std::array::from_fn(|i| std::array::from_fn(|j| (0..8).map(|k| at(i, k) * b[k][j]).sum()));
+    std::array::from_fn(|i| std::array::from_fn(|j| (0..8).map(|k| tmp[i][k] * at(j, k)).sum()))
 }
 
 #[cfg(test)]

@@ -164,7 +164,11 @@ impl Wood {
                 lerp3([0.62, 0.42, 0.25], [0.24, 0.15, 0.09], t),
             )
         };
-        let across_frame = if rng.chance(0.7) { 0.0 } else { 1.5708 };
+        let across_frame = if rng.chance(0.7) {
+            0.0
+        } else {
+            std::f32::consts::FRAC_PI_2
+        };
         let angle = across_frame + rng.range(-0.12, 0.12);
         let knots = (0..rng.below(4))
             .map(|_| {

@@ -18,11 +18,11 @@ pub(super) fn random_product(
     let s = w.min(h);
     let cx = w * rng.range(0.42, 0.58);
     let base = h * rng.range(0.78, 0.88);
-    match rng.below(8) {
-        0 => bag(rng, s, cx, base, colour, label),
-        1 => ring(rng, s, cx, base, colour, label),
-        2 => plant(rng, s, cx, base, colour, label),
-        3 => headphones(rng, s, cx, base, colour),
+    match rng.below(10) {
+        0 | 1 => bag(rng, s, cx, base, colour, label),
+        2 => ring(rng, s, cx, base, colour, label),
+        3 | 4 => plant(rng, s, cx, base, colour, label),
+        5 => headphones(rng, s, cx, base, colour),
         _ => {
             let mut p = shapes::random_product(rng, w, h, colour, label);
             if rng.chance(0.7) {
@@ -88,7 +88,7 @@ fn bag(rng: &mut Rng, s: f32, cx: f32, base: f32, c: [f32; 3], l: [f32; 3]) -> P
 /// A ring standing on its edge, with a stone on top.
 fn ring(rng: &mut Rng, s: f32, cx: f32, base: f32, c: [f32; 3], l: [f32; 3]) -> Product {
     let outer = s * rng.range(0.12, 0.2);
-    let thick = rng.range(3.0, (outer * 0.18).max(4.0));
+    let thick = (outer * rng.range(0.1, 0.25)).max(3.0);
     let cy = base - outer;
     let top = cy - outer;
     let (gw, gh) = (outer * rng.range(0.18, 0.3), outer * rng.range(0.12, 0.22));
