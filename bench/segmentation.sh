@@ -22,6 +22,8 @@ THREADS=${THREADS:-2}
 MODELS=${MODELS:-u2netp u2net}
 PEERS=${PEERS:-bench/.segmentation}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+# Errors from the Rust examples without a backtrace (the message names the file).
+export RUST_LIB_BACKTRACE=${RUST_LIB_BACKTRACE:-0}
 REMBG=rembg==2.0.86
 mkdir -p "$PEERS"
 PEERS=$(cd "$PEERS" && pwd)
