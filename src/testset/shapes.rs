@@ -39,6 +39,11 @@ pub(super) enum Prim {
         inner: f32,
     },
     Polygon(Vec<(f32, f32)>),
+    /// A stroke of half-width `r` along a polyline: straps, stems, wire (a capsule if two points).
+    Polyline {
+        pts: Vec<(f32, f32)>,
+        r: f32,
+    },
 }
 
 impl Prim {
@@ -69,6 +74,7 @@ impl Prim {
                 (d - outer).max(inner - d)
             }
             Prim::Polygon(pts) => polygon_sd(pts, x, y),
+            Prim::Polyline { pts, r } => polyline_sd(pts, *r, x, y),
         }
     }
 
@@ -78,12 +84,41 @@ impl Prim {
             Prim::RoundRect { cx, cy, hw, hh, .. } => (cx - hw, cy - hh, cx + hw, cy + hh),
             Prim::Ellipse { cx, cy, rx, ry } => (cx - rx, cy - ry, cx + rx, cy + ry),
             Prim::Ring { cx, cy, outer, .. } => (cx - outer, cy - outer, cx + outer, cy + outer),
-            Prim::Polygon(pts) => pts.iter().fold(
-                (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
-                |(l, t, r, b), &(x, y)| (l.min(x), t.min(y), r.max(x), b.max(y)),
-            ),
+            Prim::Polygon(pts) => points_bounds(pts),
+            Prim::Polyline { pts, r } => {
+                let (left, top, right, bottom) = points_bounds(pts);
+                (left - r, top - r, right + r, bottom + r)
+            }
         }
     }
+}
+
+fn points_bounds(pts: &[(f32, f32)]) -> (f32, f32, f32, f32) {
+    pts.iter().fold(
+        (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
+        |(l, t, r, b), &(x, y)| (l.min(x), t.min(y), r.max(x), b.max(y)),
+    )
+}
+
+/// Exact distance to the stroke, except far outside its bounding box, where the distance to
+/// the box (a lower bound, so coverage is still exactly 0) saves walking every segment.
+fn polyline_sd(pts: &[(f32, f32)], r: f32, x: f32, y: f32) -> f32 {
+    let (left, top, right, bottom) = points_bounds(pts);
+    let (ox, oy) = ((left - x).max(x - right), (top - y).max(y - bottom));
+    let outside = ox.max(0.0).hypot(oy.max(0.0)) - r;
+    if outside > 2.0 {
+        return outside;
+    }
+    let mut best = f32::MAX;
+    for seg in pts.windows(2) {
+        let ((ax, ay), (bx, by)) = (seg[0], seg[1]);
+        let (ex, ey) = (bx - ax, by - ay);
+        let (wx, wy) = (x - ax, y - ay);
+        let t = ((wx * ex + wy * ey) / (ex * ex + ey * ey).max(1e-9)).clamp(0.0, 1.0);
+        let (dx, dy) = (wx - ex * t, wy - ey * t);
+        best = best.min(dx * dx + dy * dy);
+    }
+    best.sqrt() - r
 }
 
 fn polygon_sd(pts: &[(f32, f32)], x: f32, y: f32) -> f32 {
@@ -124,6 +159,22 @@ pub(super) struct Product {
 }
 
 impl Product {
+    /// Has a hole the backdrop shows through (a handle, a ring).
+    pub(super) fn has_hole(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p.prim, Prim::Ring { .. }))
+    }
+
+    /// Has a part at most 4 px across: a strap, stem, wire or thin handle.
+    pub(super) fn has_thin_part(&self) -> bool {
+        self.parts.iter().any(|p| match p.prim {
+            Prim::Polyline { r, .. } => r <= 2.0,
+            Prim::Ring { outer, inner, .. } => outer - inner <= 4.0,
+            _ => false,
+        })
+    }
+
     /// Coverage in `[0, 1]` (analytic anti-aliasing from the distance) and the shaded colour.
     pub(super) fn sample(&self, x: f32, y: f32, tex_seed: u64) -> (f32, [f32; 3]) {
         let mut cover = 0.0f32;
@@ -202,7 +253,12 @@ pub(super) fn random_product(
     }
 }
 
-fn part(prim: Prim, colour: [f32; 3], shading: Shading, label: Option<[f32; 3]>) -> Part {
+pub(super) fn part(
+    prim: Prim,
+    colour: [f32; 3],
+    shading: Shading,
+    label: Option<[f32; 3]>,
+) -> Part {
     Part {
         prim,
         colour,
@@ -441,6 +497,16 @@ mod tests {
         assert!(ring.sd(7.5, 0.0) < 0.0);
         let tri = Prim::Polygon(vec![(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)]);
         assert!(tri.sd(2.0, 2.0) < 0.0 && tri.sd(9.0, 9.0) > 0.0);
+        let wire = Prim::Polyline {
+            pts: vec![(0.0, 0.0), (10.0, 0.0), (10.0, 10.0)],
+            r: 1.0,
+        };
+        assert!((wire.sd(5.0, 0.5) + 0.5).abs() < 1e-4);
+        assert!((wire.sd(12.0, 5.0) - 1.0).abs() < 1e-4);
+        assert!(
+            wire.sd(40.0, 40.0) > 20.0,
+            "far away it is a lower bound, still outside"
+        );
         let e = Prim::Ellipse {
             cx: 0.0,
             cy: 0.0,
