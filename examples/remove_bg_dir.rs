@@ -6,11 +6,17 @@
 //! rembg driver beside it (`bench/rembg_run.py`); each time covers decoding the PNG, the op and
 //! encoding the alpha, as that one does.
 //!
-//! `cargo run --release --example remove_bg_dir -- --dir DIR`
+//! With `--net FILE` (a U²-Net ONNX file) the network's saliency is combined with the backdrop
+//! model (`--fusion combined`, what runs use) or used alone (`--fusion net`); `--tag` names the
+//! outputs (`alpha_<tag>.png`, `times_<tag>.csv`; default `retouch`).
+//!
+//! `cargo run --release --example remove_bg_dir -- --dir DIR [--net FILE --fusion F --tag T]`
 
 use clap::Parser;
 use image::{GrayImage, Luma};
-use retouch::ops::remove_bg::{RemoveBgOptions, remove_background};
+use retouch::ops::fuse::Fusion;
+use retouch::ops::remove_bg::{RemoveBgOptions, remove_background_with};
+use retouch::ops::saliency::{NetInput, SaliencyNet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,6 +25,14 @@ use std::time::Instant;
 struct Args {
     #[arg(long)]
     dir: PathBuf,
+    /// A U²-Net-family ONNX file to combine with the backdrop model.
+    #[arg(long)]
+    net: Option<PathBuf>,
+    /// `combined` (the backdrop model refines the network) or `net` (the network alone).
+    #[arg(long, default_value = "combined")]
+    fusion: String,
+    #[arg(long, default_value = "retouch")]
+    tag: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,23 +45,46 @@ fn main() -> anyhow::Result<()> {
         .filter(|n| !n.is_empty())
         .collect();
     anyhow::ensure!(!names.is_empty(), "no cases in {}", args.dir.display());
-    let mut times = std::fs::File::create(args.dir.join("times_retouch.csv"))?;
+    let fusion = match args.fusion.as_str() {
+        "combined" => Fusion::Combined,
+        "net" => Fusion::NetOnly,
+        other => anyhow::bail!("--fusion {other}: combined or net"),
+    };
+    let net = match &args.net {
+        Some(path) => Some(SaliencyNet::from_onnx(
+            &std::fs::read(path)?,
+            NetInput {
+                side: 320,
+                mean: [0.485, 0.456, 0.406],
+                std: [0.229, 0.224, 0.225],
+            },
+        )?),
+        None => None,
+    };
+    let tag = &args.tag;
+    let mut times = std::fs::File::create(args.dir.join(format!("times_{tag}.csv")))?;
     writeln!(times, "name,seconds")?;
     for name in &names {
         let start = Instant::now();
-        cut_out(&args.dir.join(name))?;
+        cut_out(&args.dir.join(name), net.as_ref(), fusion, tag)?;
         writeln!(times, "{name},{:.4}", start.elapsed().as_secs_f64())?;
     }
-    eprintln!("retouch: {} images", names.len());
+    eprintln!("{tag}: {} images", names.len());
     Ok(())
 }
 
-fn cut_out(case: &Path) -> anyhow::Result<()> {
+fn cut_out(
+    case: &Path,
+    net: Option<&SaliencyNet>,
+    fusion: Fusion,
+    tag: &str,
+) -> anyhow::Result<()> {
     let img = image::open(case.join("degraded.png"))?.to_rgba8();
-    let out = remove_background(&img, &RemoveBgOptions::default());
+    let saliency = net.map(|n| n.saliency(&img)).transpose()?;
+    let out = remove_background_with(&img, &RemoveBgOptions::default(), saliency.as_ref(), fusion);
     let alpha = GrayImage::from_fn(out.width(), out.height(), |x, y| {
         Luma([out.get_pixel(x, y).0[3]])
     });
-    alpha.save(case.join("alpha_retouch.png"))?;
+    alpha.save(case.join(format!("alpha_{tag}.png")))?;
     Ok(())
 }

@@ -50,68 +50,98 @@ pub enum StoreError {
     },
     #[error("{model} is not installed; install it with `retouch models install {model}`")]
     NotInstalled { model: String },
+    #[error(
+        "{model} is installed but cannot be loaded ({detail}); reinstall it with `retouch models install {model}`"
+    )]
+    Unusable { model: String, detail: String },
 }
 
-/// The folder local networks are installed in (not created).
-pub fn model_dir() -> Result<PathBuf, StoreError> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("RETOUCH_MODEL_DIR") {
-        return Ok(PathBuf::from(dir));
+/// A folder of installed networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelStore {
+    dir: PathBuf,
+}
+
+impl ModelStore {
+    /// The user's folder: `RETOUCH_MODEL_DIR`, else `$XDG_CACHE_HOME/retouch/models`, else
+    /// `~/.cache/retouch/models` (not created until something is installed).
+    pub fn locate() -> Result<ModelStore, StoreError> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let dir = if let Some(dir) = var("RETOUCH_MODEL_DIR") {
+            PathBuf::from(dir)
+        } else if let Some(cache) = var("XDG_CACHE_HOME") {
+            PathBuf::from(cache).join("retouch/models")
+        } else {
+            var("HOME")
+                .map(|home| PathBuf::from(home).join(".cache/retouch/models"))
+                .ok_or(StoreError::NoFolder)?
+        };
+        Ok(ModelStore { dir })
     }
-    if let Some(cache) = var("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(cache).join("retouch/models"));
+
+    /// The folder `dir` (tests, embedding code).
+    pub fn at(dir: impl Into<PathBuf>) -> ModelStore {
+        ModelStore { dir: dir.into() }
     }
-    var("HOME")
-        .map(|home| PathBuf::from(home).join(".cache/retouch/models"))
-        .ok_or(StoreError::NoFolder)
-}
 
-/// Where `model` is installed, if it is (a file of the right size; its checksum is verified
-/// when loaded).
-pub fn installed(model: &LocalModel) -> Option<PathBuf> {
-    let path = model_dir().ok()?.join(&model.file);
-    let len = std::fs::metadata(&path).ok()?.len();
-    (len == model.bytes).then_some(path)
-}
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 
-/// The best installed network (highest rank), if any.
-pub fn best_installed() -> Option<&'static LocalModel> {
-    local_models().iter().find(|m| installed(m).is_some())
-}
+    /// Where `model` is installed, if it is (a file of the right size; its checksum is verified
+    /// when loaded).
+    pub fn installed(&self, model: &LocalModel) -> Option<PathBuf> {
+        let path = self.dir.join(&model.file);
+        let len = std::fs::metadata(&path).ok()?.len();
+        (len == model.bytes).then_some(path)
+    }
 
-/// The bytes of `model`'s installed file, verified against its checksum.
-pub fn load(model: &LocalModel) -> Result<Vec<u8>, StoreError> {
-    let path = installed(model).ok_or_else(|| StoreError::NotInstalled {
-        model: model.name.clone(),
-    })?;
-    let bytes = std::fs::read(&path).map_err(|source| StoreError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    verify(model, &bytes, &path.display().to_string())?;
-    Ok(bytes)
-}
+    /// The best installed network (highest rank), if any.
+    pub fn best_installed(&self) -> Option<&'static LocalModel> {
+        local_models().iter().find(|m| self.installed(m).is_some())
+    }
 
-/// Installs `model` from `from` (a file, or an `http(s)://` URL; default: the model's upstream
-/// URL) and returns where it now is. Nothing is written unless every byte checks out.
-pub async fn install(model: &LocalModel, from: Option<&str>) -> Result<PathBuf, StoreError> {
-    let source = from.unwrap_or(&model.url);
-    let bytes = if is_url(source) {
-        download(source, model.bytes).await?
-    } else {
-        let path = Path::new(source);
-        std::fs::read(path).map_err(|e| StoreError::Read {
-            path: path.to_owned(),
-            source: e,
-        })?
-    };
-    verify(model, &bytes, source)?;
-    let dest = model_dir()?.join(&model.file);
-    crate::atomic_file::write(&dest, &bytes).map_err(|source| StoreError::Write {
-        path: dest.clone(),
-        source,
-    })?;
-    Ok(dest)
+    /// The bytes of `model`'s installed file, verified against its checksum.
+    pub fn load(&self, model: &LocalModel) -> Result<Vec<u8>, StoreError> {
+        let path = self
+            .installed(model)
+            .ok_or_else(|| StoreError::NotInstalled {
+                model: model.name.clone(),
+            })?;
+        let bytes = std::fs::read(&path).map_err(|source| StoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        verify(model, &bytes, &path.display().to_string())?;
+        Ok(bytes)
+    }
+
+    /// Installs `model` from `from` (a file, or an `http(s)://` URL; default: the model's
+    /// upstream URL) and returns where it now is. Nothing is written unless every byte checks
+    /// out; the file appears whole or not at all.
+    pub async fn install(
+        &self,
+        model: &LocalModel,
+        from: Option<&str>,
+    ) -> Result<PathBuf, StoreError> {
+        let source = from.unwrap_or(&model.url);
+        let bytes = if is_url(source) {
+            download(source, model.bytes).await?
+        } else {
+            let path = Path::new(source);
+            std::fs::read(path).map_err(|e| StoreError::Read {
+                path: path.to_owned(),
+                source: e,
+            })?
+        };
+        verify(model, &bytes, source)?;
+        let dest = self.dir.join(&model.file);
+        crate::atomic_file::write(&dest, &bytes).map_err(|source| StoreError::Write {
+            path: dest.clone(),
+            source,
+        })?;
+        Ok(dest)
+    }
 }
 
 fn is_url(s: &str) -> bool {
@@ -163,7 +193,9 @@ async fn download(url: &str, expected: u64) -> Result<Vec<u8>, StoreError> {
     let mut body = Vec::with_capacity(expected.min(512 << 20) as usize);
     while let Some(chunk) = response.chunk().await.map_err(|e| fail(e.to_string()))? {
         if (body.len() + chunk.len()) as u64 > expected {
-            return Err(fail(format!("the file is larger than the expected {expected} bytes")));
+            return Err(fail(format!(
+                "the file is larger than the expected {expected} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }

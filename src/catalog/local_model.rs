@@ -51,7 +51,7 @@ pub fn local_models() -> &'static [LocalModel] {
             .into_iter()
             .map(|(name, m)| LocalModel { name, ..m })
             .collect();
-        models.sort_by(|a, b| b.rank.cmp(&a.rank));
+        models.sort_by_key(|m| std::cmp::Reverse(m.rank));
         models
     })
 }
@@ -71,7 +71,11 @@ mod tests {
         assert_eq!(names, ["u2net", "u2netp"]);
         for m in local_models() {
             assert_eq!(m.sha256.len(), 64, "{}", m.name);
-            assert!(m.sha256.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+            assert!(
+                m.sha256
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
             assert!(m.url.starts_with("https://"), "{}", m.name);
             assert_eq!(m.input.side, 320);
         }

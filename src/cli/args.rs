@@ -38,7 +38,8 @@ pub(crate) enum Command {
     /// Validate a manifest and show what a run would do (routes, cost range, duration),
     /// processing nothing.
     Check(CheckArgs),
-    /// List the models retouch knows: ops, prices, limits, lifecycle.
+    /// List the models retouch knows: remote models (ops, prices, limits, lifecycle) and local
+    /// segmentation networks (installed or not); `models install NAME` installs a network.
     Models(ModelsArgs),
     /// Review a run: totals by step, model and reason, latency, failures, costliest images.
     Report(ReportArgs),
@@ -121,13 +122,33 @@ pub(crate) struct CheckArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct ModelsArgs {
+    #[command(subcommand)]
+    pub action: Option<ModelsCommand>,
     /// Only models that can do this op (remove-bg, fix-lighting, upscale).
     #[arg(long, value_parser = ["remove-bg", "fix-lighting", "upscale"])]
     pub op: Option<String>,
     /// A model catalog file overriding or extending the built-in one.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// Install a local segmentation network into the model folder (RETOUCH_MODEL_DIR, else
+    /// $XDG_CACHE_HOME/retouch/models, else ~/.cache/retouch/models), checked against its
+    /// pinned size and SHA-256.
+    Install(ModelsInstallArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ModelsInstallArgs {
+    /// The network's name (`retouch models` lists them): u2netp, u2net.
+    pub name: String,
+    /// A file or an http(s) URL to install from instead of the network's upstream release.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

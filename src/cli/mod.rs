@@ -53,7 +53,7 @@ pub(crate) fn main() -> i32 {
         match &args.command {
             Command::Run(run) => run::run(run, &args).await,
             Command::Check(check) => check::check(check).await,
-            Command::Models(models) => models::models(models),
+            Command::Models(models) => models::models(models).await,
             Command::Report(report) => report_cmd::report(report),
             Command::Runs(runs) => runs_cmd::runs(runs),
             Command::Cache(cache) => cache_cmd::cache(cache),

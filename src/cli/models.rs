@@ -1,11 +1,96 @@
-//! `retouch models`: the catalog as a table.
+//! `retouch models`: the catalog as a table, the local networks and whether each is installed;
+//! `retouch models install NAME [--from PATH_OR_URL]`.
 
-use retouch::catalog::{Date, Lifecycle, ModelKind, Op};
+use retouch::catalog::{Date, Lifecycle, ModelKind, Op, local_model, local_models};
+use retouch::model_store::ModelStore;
 
-use super::args::ModelsArgs;
+use super::args::{ModelsArgs, ModelsCommand, ModelsInstallArgs};
 use super::code;
 
-pub(super) fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
+pub(super) async fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
+    match &args.action {
+        Some(ModelsCommand::Install(install_args)) => install(install_args).await,
+        None => {
+            list_remote(args)?;
+            if args.op.as_deref().is_none_or(|op| op == "remove-bg") {
+                list_local();
+            }
+            Ok(code::OK)
+        }
+    }
+}
+
+async fn install(args: &ModelsInstallArgs) -> anyhow::Result<i32> {
+    let Some(model) = local_model(&args.name) else {
+        let names: Vec<&str> = local_models().iter().map(|m| m.name.as_str()).collect();
+        eprintln!(
+            "error: no local network is called `{}`; known: {}",
+            retouch::report::printable(&args.name),
+            names.join(", ")
+        );
+        return Ok(code::USAGE);
+    };
+    let from = args.from.as_deref().unwrap_or(&model.url);
+    eprintln!(
+        "installing {} ({:.1} MB) from {}",
+        model.name,
+        model.bytes as f64 / 1e6,
+        retouch::report::printable(from)
+    );
+    let store = ModelStore::locate()?;
+    match store.install(model, args.from.as_deref()).await {
+        Ok(path) => {
+            println!(
+                "{} installed: {} (SHA-256 verified)",
+                model.name,
+                path.display()
+            );
+            Ok(code::OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(code::SOME_FAILED)
+        }
+    }
+}
+
+/// The local networks: name, size, installed or not, licence.
+fn list_local() {
+    let store = ModelStore::locate();
+    println!();
+    match &store {
+        Ok(s) => println!(
+            "LOCAL NETWORKS for remove-bg (`local_model:`), in {}",
+            s.dir().display()
+        ),
+        Err(e) => println!("LOCAL NETWORKS for remove-bg: {e}"),
+    }
+    let installed = |m| store.as_ref().is_ok_and(|s| s.installed(m).is_some());
+    println!(
+        "{:<10} {:>9}  {:<13} {:<8} {:<28} FROM",
+        "NAME", "SIZE", "INSTALLED", "INPUT", "LICENCE"
+    );
+    for m in local_models() {
+        let installed = if installed(m) { "yes" } else { "no" };
+        println!(
+            "{:<10} {:>6.1} MB  {:<13} {:<8} {:<28} {} (or PyPI wheel {})",
+            m.name,
+            m.bytes as f64 / 1e6,
+            installed,
+            format!("{0}x{0}", m.input.side),
+            m.licence,
+            m.url,
+            m.wheel
+        );
+    }
+    if !local_models().iter().any(installed) {
+        println!(
+            "none installed: local remove-bg uses the classical method; `retouch models install u2netp` installs one"
+        );
+    }
+}
+
+fn list_remote(args: &ModelsArgs) -> anyhow::Result<()> {
     let catalog = match &args.catalog {
         Some(path) => retouch::catalog::Catalog::builtin().with_overrides(path)?,
         None => retouch::catalog::Catalog::builtin(),
@@ -60,5 +145,5 @@ pub(super) fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    Ok(code::OK)
+    Ok(())
 }

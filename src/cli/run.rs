@@ -29,6 +29,7 @@ pub(super) async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             state: args.state.clone(),
             report,
             s3: None,
+            model_dir: None,
         },
         ..RunOptions::default()
     };

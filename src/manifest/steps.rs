@@ -8,8 +8,7 @@ use serde_yaml::Value;
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
     Fallback, FixLightingParams, LocalMethod, Op, OpParams, RemoveBgParams, Rgb, Step,
-    UpscaleParams,
-    UpscaleTarget,
+    UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
 
@@ -202,7 +201,11 @@ fn local_model(ck: &mut Checker, f: &Fields) -> Option<LocalMethod> {
         return Some(LocalMethod::Network(s.to_owned()));
     }
     let mut valid = vec!["auto", "classical"];
-    valid.extend(crate::catalog::local_models().iter().map(|m| m.name.as_str()));
+    valid.extend(
+        crate::catalog::local_models()
+            .iter()
+            .map(|m| m.name.as_str()),
+    );
     let help = suggest::help(
         s,
         valid.iter().copied(),

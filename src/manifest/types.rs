@@ -289,6 +289,15 @@ impl ModelRef {
     pub fn is_local(&self) -> bool {
         matches!(self, ModelRef::Local)
     }
+
+    /// Whether a report's or cache record's model names a local method: `local` (the classical
+    /// method and every other local op) or `local:<network>`.
+    pub fn is_local_name(model: &str) -> bool {
+        model == ModelRef::LOCAL
+            || model
+                .strip_prefix(ModelRef::LOCAL)
+                .is_some_and(|rest| rest.starts_with(':'))
+    }
 }
 
 impl fmt::Display for ModelRef {

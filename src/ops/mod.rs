@@ -7,6 +7,7 @@
 pub mod backdrop;
 pub mod colour;
 pub mod filter;
+pub mod fuse;
 pub mod lighting;
 pub mod remove_bg;
 pub mod saliency;

@@ -9,6 +9,7 @@
 use super::backdrop::BackdropModel;
 use super::colour::{decode, encode};
 use super::filter::Plane;
+use super::fuse::{self, Fusion};
 use super::segment;
 use fast_image_resize::{FilterType, ResizeAlg, Resizer};
 use image::{GrayImage, Luma, RgbaImage};
@@ -28,9 +29,20 @@ const BAND_OUT: usize = 5;
 /// Radius of the windows that estimate local product / backdrop colours.
 const WINDOW: usize = 7;
 
-/// The product cut out (or flattened onto `opts.background`).
+/// The product cut out (or flattened onto `opts.background`) by the backdrop model alone.
 pub fn remove_background(img: &RgbaImage, opts: &RemoveBgOptions) -> RgbaImage {
-    let m = matte(img);
+    remove_background_with(img, opts, None, Fusion::Combined)
+}
+
+/// The product cut out with a segmentation network's `saliency` map (255 = product, at `img`'s
+/// size) combined with the backdrop model by `fusion`; without a map, the backdrop model alone.
+pub fn remove_background_with(
+    img: &RgbaImage,
+    opts: &RemoveBgOptions,
+    saliency: Option<&GrayImage>,
+    fusion: Fusion,
+) -> RgbaImage {
+    let m = matte(img, saliency, fusion);
     let mut out = img.clone();
     out.par_chunks_mut(img.width() as usize * 4)
         .enumerate()
@@ -52,7 +64,7 @@ pub fn remove_background(img: &RgbaImage, opts: &RemoveBgOptions) -> RgbaImage {
 
 /// The soft matte (255 = product), combined (min) with any existing alpha.
 pub fn estimate_alpha(img: &RgbaImage) -> GrayImage {
-    let m = matte(img);
+    let m = matte(img, None, Fusion::Combined);
     GrayImage::from_fn(img.width(), img.height(), |x, y| {
         let i = (y * img.width() + x) as usize;
         let a = m.alpha.data[i] * img.get_pixel(x, y).0[3] as f32;
@@ -121,16 +133,31 @@ impl EdgeColours {
     }
 }
 
-fn matte(img: &RgbaImage) -> Matte {
+fn matte(img: &RgbaImage, saliency: Option<&GrayImage>, fusion: Fusion) -> Matte {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let Some(model) = BackdropModel::fit(img) else {
-        return Matte {
-            alpha: Plane::new(w, h, 1.0),
-            fg: EdgeColours::default(),
-        };
+    let model = BackdropModel::fit(img);
+    let hard = match (model, saliency) {
+        (None, None) => {
+            return Matte {
+                alpha: Plane::new(w, h, 1.0),
+                fg: EdgeColours::default(),
+            };
+        }
+        (Some(model), None) => segment::segment(&segment::evidence(img, &model)),
+        (None, Some(s)) => fuse::fuse(s, None, fusion),
+        (Some(model), Some(s)) => {
+            let evidence = segment::evidence(img, &model);
+            let mask = segment::segment(&evidence);
+            let view = fuse::BackdropView {
+                model: &model,
+                evidence: &evidence,
+                mask: &mask,
+            };
+            let mut hard = fuse::fuse(s, Some(&view), fusion);
+            fuse::tidy(w, h, &mut hard);
+            hard
+        }
     };
-    let ev = segment::evidence(img, &model);
-    let hard = segment::segment(&ev);
     soft_edges(img, &hard)
 }
 

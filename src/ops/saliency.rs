@@ -129,8 +129,13 @@ fn resize_rgba(img: &RgbaImage, w: u32, h: u32) -> RgbaImage {
 }
 
 fn resize_gray(img: &GrayImage, w: u32, h: u32) -> GrayImage {
-    let src = Image::from_vec_u8(img.width(), img.height(), img.as_raw().clone(), PixelType::U8)
-        .expect("a grey buffer of its own size");
+    let src = Image::from_vec_u8(
+        img.width(),
+        img.height(),
+        img.as_raw().clone(),
+        PixelType::U8,
+    )
+    .expect("a grey buffer of its own size");
     let mut dst = Image::new(w, h, PixelType::U8);
     let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     Resizer::new()

@@ -145,10 +145,15 @@ fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<
 }
 
 fn remove_specks(w: usize, h: usize, mask: &mut [bool], min_area: usize) {
-    let (_, comps) = components(w, h, mask, true);
+    remove_small(w, h, mask, true, min_area);
+}
+
+/// Flips every 4-connected region of `value` smaller than `min_area` pixels.
+pub fn remove_small(w: usize, h: usize, mask: &mut [bool], value: bool, min_area: usize) {
+    let (_, comps) = components(w, h, mask, value);
     for c in comps.iter().skip(1).filter(|c| c.len() < min_area) {
         for &i in c {
-            mask[i] = false;
+            mask[i] = !value;
         }
     }
 }

@@ -1,40 +1,186 @@
 //! The built-in local implementation of every op: free, offline, always available.
 //!
-//! Translates a step's manifest parameters into [`crate::ops`] options and runs the op. Synchronous
-//! and CPU-bound: the scheduler calls it on the CPU pool.
+//! Translates a step's manifest parameters into [`crate::ops`] options and runs the op. Local
+//! remove-bg runs a segmentation network when one is installed (`retouch models install`) and
+//! the step's `local_model:` allows it, combined with the backdrop model; otherwise the backdrop
+//! model alone (the classical method). Which method serves each step is settled once, before the
+//! run ([`LocalOps::resolve`]), and named in the report's model column: `local` for the
+//! classical method (and every other local op), `local:<network>` for a network. Synchronous and
+//! CPU-bound: the scheduler calls it on the CPU pool.
+
+use std::sync::Arc;
 
 use image::RgbaImage;
 
-use crate::manifest::{OpParams, Step};
+use crate::catalog::{LocalModel, local_model};
+use crate::manifest::{Fallback, LocalMethod, ModelRef, OpParams, Step};
+use crate::model_store::{ModelStore, StoreError};
+use crate::ops::fuse::Fusion;
+use crate::ops::saliency::{NetInput, SaliencyNet};
 use crate::ops::{self, OpError};
 
 /// Version of the built-in local ops: bump when any local op's output changes (cached local
 /// results of older versions are then recomputed).
 pub const OPS_VERSION: u32 = 1;
 
-/// Runs `step` locally on `image`.
-pub fn run_step(step: &Step, image: &RgbaImage) -> Result<RgbaImage, OpError> {
-    match &step.params {
-        OpParams::RemoveBg(p) => Ok(ops::remove_bg::remove_background(
-            image,
-            &ops::remove_bg::RemoveBgOptions {
-                background: p.background.map(|c| c.0),
-            },
-        )),
-        OpParams::FixLighting(p) => Ok(ops::lighting::fix_lighting(
-            image,
-            &ops::lighting::LightingOptions {
-                strength: p.strength,
-            },
-        )),
-        OpParams::Upscale(p) => {
-            let (w, h) = p.target.output_size(image.width(), image.height());
-            ops::upscale::resize(
+/// The local method of each step of a run.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOps {
+    /// By step index; a step with no entry runs the classical method.
+    networks: Vec<Option<Network>>,
+}
+
+/// A loaded network and the model name it is reported under.
+#[derive(Debug, Clone)]
+struct Network {
+    /// `local:<name>`.
+    model: String,
+    net: Arc<SaliencyNet>,
+}
+
+/// Why a run cannot use the local method its manifest asks for.
+#[derive(Debug, thiserror::Error)]
+#[error("step {step} (remove-bg): {source}")]
+pub struct LocalError {
+    /// 1-based, as the report prints it.
+    pub step: usize,
+    #[source]
+    pub source: StoreError,
+}
+
+/// What [`LocalOps::resolve`] settled, and what the user should hear about it.
+#[derive(Debug)]
+pub struct Resolved {
+    pub ops: LocalOps,
+    /// Said once per run (the classical method standing in for a network, for instance).
+    pub notes: Vec<String>,
+}
+
+impl LocalOps {
+    /// Every step classical (no network): what a machine with none installed runs.
+    pub fn classical() -> LocalOps {
+        LocalOps::default()
+    }
+
+    /// Settles the local method of every step that may run locally (its models include `local`,
+    /// or it falls back to local) and loads each network it needs, verified against its pinned
+    /// checksum. A step naming a network that is not installed, or an installed file that fails
+    /// its checksum, stops the run before any work. `local_model: auto` with no network
+    /// installed runs the classical method, with one note saying how to install one.
+    /// Networks come from `store` (`None`: no model folder could be found, so none is installed).
+    pub fn resolve(steps: &[Step], store: Option<&ModelStore>) -> Result<Resolved, LocalError> {
+        let mut networks = Vec::with_capacity(steps.len());
+        let mut loaded: Vec<(&'static str, Arc<SaliencyNet>)> = Vec::new();
+        let mut classical_for_lack = Vec::new();
+        for step in steps {
+            let OpParams::RemoveBg(p) = &step.params else {
+                networks.push(None);
+                continue;
+            };
+            let may_run_locally =
+                step.models.contains(&ModelRef::Local) || step.fallback == Fallback::Local;
+            let wanted = match (&p.local_model, may_run_locally) {
+                (_, false) | (LocalMethod::Classical, _) => None,
+                (LocalMethod::Network(name), _) => local_model(name),
+                (LocalMethod::Auto, _) => {
+                    let best = store.and_then(ModelStore::best_installed);
+                    if best.is_none() {
+                        classical_for_lack.push(step.index + 1);
+                    }
+                    best
+                }
+            };
+            let Some(model) = wanted else {
+                networks.push(None);
+                continue;
+            };
+            let net = match loaded.iter().find(|(n, _)| *n == model.name) {
+                Some((_, net)) => net.clone(),
+                None => {
+                    let net = Arc::new(load(store, model).map_err(|source| LocalError {
+                        step: step.index + 1,
+                        source,
+                    })?);
+                    loaded.push((&model.name, net.clone()));
+                    net
+                }
+            };
+            networks.push(Some(Network {
+                model: format!("{}:{}", ModelRef::LOCAL, model.name),
+                net,
+            }));
+        }
+        let mut notes = Vec::new();
+        if !classical_for_lack.is_empty() {
+            let steps: Vec<String> = classical_for_lack.iter().map(|s| s.to_string()).collect();
+            notes.push(format!(
+                "remove-bg (step {}) runs locally with the classical method: no segmentation network is installed; `retouch models install u2netp` (4.6 MB) installs one",
+                steps.join(", ")
+            ));
+        }
+        Ok(Resolved {
+            ops: LocalOps { networks },
+            notes,
+        })
+    }
+
+    fn network(&self, step: &Step) -> Option<&Network> {
+        self.networks.get(step.index).and_then(Option::as_ref)
+    }
+
+    /// The report's model for `step` run locally: `local`, or `local:<network>`.
+    pub fn model(&self, step: &Step) -> &str {
+        self.network(step)
+            .map_or(ModelRef::LOCAL, |n| n.model.as_str())
+    }
+
+    /// Runs `step` locally on `image`.
+    pub fn run_step(&self, step: &Step, image: &RgbaImage) -> Result<RgbaImage, OpError> {
+        match &step.params {
+            OpParams::RemoveBg(p) => {
+                let opts = ops::remove_bg::RemoveBgOptions {
+                    background: p.background.map(|c| c.0),
+                };
+                let saliency = match self.network(step) {
+                    Some(n) => Some(n.net.saliency(image)?),
+                    None => None,
+                };
+                Ok(ops::remove_bg::remove_background_with(
+                    image,
+                    &opts,
+                    saliency.as_ref(),
+                    Fusion::Combined,
+                ))
+            }
+            OpParams::FixLighting(p) => Ok(ops::lighting::fix_lighting(
                 image,
-                w,
-                h,
-                &ops::upscale::ResizeOptions { sharpen: p.sharpen },
-            )
+                &ops::lighting::LightingOptions {
+                    strength: p.strength,
+                },
+            )),
+            OpParams::Upscale(p) => {
+                let (w, h) = p.target.output_size(image.width(), image.height());
+                ops::upscale::resize(
+                    image,
+                    w,
+                    h,
+                    &ops::upscale::ResizeOptions { sharpen: p.sharpen },
+                )
+            }
         }
     }
+}
+
+/// Reads, verifies and loads `model`.
+fn load(store: Option<&ModelStore>, model: &LocalModel) -> Result<SaliencyNet, StoreError> {
+    let bytes = store.ok_or(StoreError::NoFolder)?.load(model)?;
+    let input = NetInput {
+        side: model.input.side,
+        mean: model.input.mean,
+        std: model.input.std,
+    };
+    SaliencyNet::from_onnx(&bytes, input).map_err(|e| StoreError::Unusable {
+        model: model.name.clone(),
+        detail: e.to_string(),
+    })
 }

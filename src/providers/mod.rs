@@ -28,7 +28,7 @@ use crate::money::Usd;
 /// The version of the code that serves `model` (`local`, or a model id): part of every cache
 /// key, so a changed adapter never serves a result an older one produced.
 pub fn adapter_version(model: &str) -> u32 {
-    if model == crate::manifest::ModelRef::LOCAL {
+    if crate::manifest::ModelRef::is_local_name(model) {
         local::OPS_VERSION
     } else {
         bedrock::adapter_version(model)

@@ -46,6 +46,9 @@ pub enum PrepareError {
     ReportBusy(ReportBusy),
     #[error("cannot start the report: {0}")]
     Report(ReportError),
+    /// A local network the manifest asks for is not installed, or its file is damaged.
+    #[error(transparent)]
+    Local(#[from] crate::providers::local::LocalError),
 }
 
 /// A run that stopped without a report (the report task failed).

@@ -25,6 +25,7 @@ use crate::catalog::{Catalog, Date};
 use crate::ledger::lease::{ReportLease, RunLease};
 use crate::ledger::{RunInfo, StepRecord, Store, unix_now};
 use crate::plan::Plan;
+use crate::providers::local::LocalOps;
 use crate::providers::{BedrockClient, ConnectError, ConnectSettings, Providers};
 use crate::reason::Reason;
 use crate::report::{CsvReport, Summary};
@@ -108,6 +109,7 @@ impl RunOutcome {
 pub struct Run {
     plan: Plan,
     catalog: Arc<Catalog>,
+    local: Arc<LocalOps>,
     warnings: Vec<String>,
     options: RunOptions,
     run_id: String,
@@ -152,6 +154,7 @@ impl Run {
         Ok(Run {
             plan: prepared.plan,
             catalog: prepared.catalog,
+            local: prepared.local,
             warnings: prepared.warnings,
             options,
             run_id,
@@ -218,6 +221,7 @@ impl Run {
             retry,
             state: self.state.clone(),
             force: self.options.force,
+            local: self.local.clone(),
         };
         let total = self.plan.images.len();
         let s3 = self.plan.s3.clone();

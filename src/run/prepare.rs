@@ -9,7 +9,9 @@ use std::sync::Arc;
 use super::PrepareError;
 use crate::catalog::Catalog;
 use crate::manifest::{self, Manifest, Place};
+use crate::model_store::ModelStore;
 use crate::plan::{Plan, overwrite};
+use crate::providers::local::LocalOps;
 use crate::s3_client::{S3, S3Settings};
 
 /// What the flags change about the manifest, and clients the caller already has.
@@ -24,6 +26,9 @@ pub struct Overrides {
     /// A ready S3 client (tests, embedding); else one is built from the manifest when it uses
     /// S3.
     pub s3: Option<S3>,
+    /// The folder of installed local networks (default: the user's, see
+    /// [`ModelStore::locate`]).
+    pub model_dir: Option<PathBuf>,
 }
 
 /// A planned run, checked: nothing created yet.
@@ -32,14 +37,23 @@ pub struct Prepared {
     pub plan: Plan,
     /// The model catalog with the manifest's prices applied.
     pub catalog: Arc<Catalog>,
-    /// Layouts that are risky but allowed (an output folder inside an input folder).
+    /// Layouts that are risky but allowed (an output folder inside an input folder), and what
+    /// the user should know about the local methods (the classical one standing in for a
+    /// network that is not installed).
     pub warnings: Vec<String>,
+    /// The local method of each step, its networks loaded and verified.
+    pub local: Arc<LocalOps>,
 }
 
 /// Loads, lists and plans the manifest at `path`, refusing a run that would write over what it
 /// reads.
 pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, PrepareError> {
     let (mut manifest, catalog) = load(path, overrides.catalog.as_deref())?;
+    let store = match overrides.model_dir {
+        Some(dir) => Some(ModelStore::at(dir)),
+        None => ModelStore::locate().ok(),
+    };
+    let local = LocalOps::resolve(&manifest.steps, store.as_ref())?;
     if let Some(state) = overrides.state {
         manifest.state = state;
     }
@@ -66,10 +80,13 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
             warnings: findings.warnings,
         });
     }
+    let mut warnings = findings.warnings;
+    warnings.extend(local.notes);
     Ok(Prepared {
         plan,
         catalog,
-        warnings: findings.warnings,
+        warnings,
+        local: Arc::new(local.ops),
     })
 }
 

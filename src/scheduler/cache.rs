@@ -82,7 +82,7 @@ impl RunCache {
     /// `priority`, written and synced off the async workers), a local one by its size only.
     pub(super) async fn record(&self, key: StepKey, result: &StepResult<'_>, priority: u32) {
         let (w, h) = result.image.dimensions();
-        let blob = if result.model == ModelRef::LOCAL {
+        let blob = if ModelRef::is_local_name(result.model) {
             String::new()
         } else {
             let image = result.image.clone();

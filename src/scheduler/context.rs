@@ -9,6 +9,7 @@ use super::remote::Remote;
 use crate::catalog::Catalog;
 use crate::manifest::{Manifest, ModelRef, Step};
 use crate::plan::estimate::{self, StepRoute};
+use crate::providers::local::LocalOps;
 use crate::router::{self, Decision, Facts, Route};
 
 /// What every image task shares. Lives as long as the run.
@@ -20,6 +21,8 @@ pub(super) struct ImageContext {
     pub dry_run: bool,
     /// The step cache; `None` when the run keeps no state.
     pub cache: Option<Arc<RunCache>>,
+    /// The local method of each step.
+    pub local: Arc<LocalOps>,
 }
 
 impl ImageContext {
@@ -31,7 +34,37 @@ impl ImageContext {
 
     /// The planned route of `step` (a dry run's view of [`ImageContext::decide`]).
     pub(super) fn route(&self, step: &Step, size: (u32, u32)) -> StepRoute {
-        self.with_facts(|facts| estimate::route_step(step, size, facts))
+        let mut route = self.with_facts(|facts| estimate::route_step(step, size, facts));
+        route.model = self.local_name(step, route.model);
+        route.servers = route
+            .servers
+            .into_iter()
+            .map(|m| self.local_name(step, m))
+            .collect();
+        route
+    }
+
+    /// `model` as the report names it: `local` becomes the step's local method.
+    pub(super) fn local_name(&self, step: &Step, model: String) -> String {
+        if model == ModelRef::LOCAL {
+            self.local.model(step).to_owned()
+        } else {
+            model
+        }
+    }
+
+    /// The models whose cached results would serve this decision, in the router's order.
+    pub(super) fn models_of(&self, step: &Step, decision: &Decision) -> Vec<String> {
+        match decision {
+            Decision::Remote { candidates, .. } => {
+                candidates.iter().map(|c| c.model.id.clone()).collect()
+            }
+            Decision::Other {
+                route: Route::Local { .. },
+                ..
+            } => vec![self.local.model(step).to_owned()],
+            Decision::Other { .. } => Vec::new(),
+        }
     }
 
     fn with_facts<T>(&self, f: impl FnOnce(&Facts) -> T) -> T {
@@ -44,19 +77,5 @@ impl ImageContext {
             unhealthy: &unhealthy,
         };
         f(&facts)
-    }
-}
-
-/// The models whose cached results would serve this decision, in the router's order.
-pub(super) fn models_of(decision: &Decision) -> Vec<String> {
-    match decision {
-        Decision::Remote { candidates, .. } => {
-            candidates.iter().map(|c| c.model.id.clone()).collect()
-        }
-        Decision::Other {
-            route: Route::Local { .. },
-            ..
-        } => vec![ModelRef::LOCAL.into()],
-        Decision::Other { .. } => Vec::new(),
     }
 }

@@ -44,7 +44,8 @@ pub(super) fn plan_rows(
                 }
                 Err(_) => {
                     let fallback = router::fall_back(step.fallback, Reason::FallbackBudget);
-                    (fallback.model(), fallback.reason(), Usd::ZERO)
+                    let model = ctx.local_name(step, fallback.model());
+                    (model, fallback.reason(), Usd::ZERO)
                 }
             }
         };

@@ -10,17 +10,17 @@ use std::time::{Duration, Instant};
 use image::RgbaImage;
 
 use super::cache::{ClaimGuard, Hit, RunCache, StepResult, output_key, spec};
-use super::context::{ImageContext, models_of};
+use super::context::ImageContext;
 use super::cpu::{self, priority};
 use super::outcome::{StepDone, StepFailed};
 use super::remote::NotServed;
 use super::rows::RowBuilder;
 use crate::codec;
 use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash};
-use crate::manifest::{ModelRef, Step};
+use crate::manifest::Step;
 use crate::money::Usd;
 use crate::plan::PlannedImage;
-use crate::providers;
+use crate::providers::local::LocalOps;
 use crate::reason::Reason;
 use crate::router::{self, Decision, Route};
 use crate::s3_client::S3;
@@ -221,13 +221,13 @@ impl<'a> ImageTask<'a> {
                 Decision::Other {
                     route: route @ Route::Skip { .. },
                     ..
-                } => run_route(step, None, route, None).await,
+                } => run_route(&ctx.local, step, None, route, None).await,
                 Decision::Other {
                     route: route @ Route::Fail { .. },
                     ..
                 } => {
                     self.flush_deferred_as_hits();
-                    run_route(step, None, route, None).await
+                    run_route(&ctx.local, step, None, route, None).await
                 }
                 decision => match self.materialise().await {
                     Ok(image) => self.compute(step, image, decision).await,
@@ -271,7 +271,7 @@ impl<'a> ImageTask<'a> {
         let Some(cache) = &self.ctx.cache else {
             return (None, None);
         };
-        let models = models_of(decision);
+        let models = self.ctx.models_of(step, decision);
         if let Some(hit) = cache.lookup(step, self.link, &models) {
             return (Some(hit), None);
         }
@@ -313,10 +313,12 @@ impl<'a> ImageTask<'a> {
                 },
                 Err(not_served) => {
                     let route = router::fall_back(step.fallback, not_served.reason);
-                    run_route(step, Some(&image), route, Some(not_served)).await?
+                    run_route(&self.ctx.local, step, Some(&image), route, Some(not_served)).await?
                 }
             },
-            Decision::Other { route, .. } => run_route(step, Some(&image), route, None).await?,
+            Decision::Other { route, .. } => {
+                run_route(&self.ctx.local, step, Some(&image), route, None).await?
+            }
         };
         let Some(result) = &done.image else {
             return Ok(done); // skipped after a remote failure: the chain does not move
@@ -364,7 +366,7 @@ impl<'a> ImageTask<'a> {
                     ..
                 } => {
                     let route = Route::Local { reason };
-                    match run_route(step, Some(&image), route, None).await {
+                    match run_route(&self.ctx.local, step, Some(&image), route, None).await {
                         Ok(mut done) => {
                             image = done.image.take().expect("local always has a result");
                             self.rows.done(step, done, false, input, image.dimensions());
@@ -472,7 +474,10 @@ impl<'a> ImageTask<'a> {
                     input,
                     output,
                     ..
-                } => self.rows.cached(step, ModelRef::LOCAL, input, output),
+                } => {
+                    let model = self.ctx.local.model(step);
+                    self.rows.cached(step, model, input, output);
+                }
                 Deferred::Skipped { step, done, size } => {
                     self.rows.done(step, done, true, size, size);
                 }
@@ -527,6 +532,7 @@ impl<'a> ImageTask<'a> {
 
 /// Runs a non-remote route (local, skip or fail), carrying what a failed remote attempt cost.
 async fn run_route(
+    local: &Arc<LocalOps>,
     step: &Step,
     image: Option<&Arc<RgbaImage>>,
     route: Route,
@@ -542,13 +548,14 @@ async fn run_route(
             let Some(image) = image else {
                 unreachable!("a local route always runs on materialised pixels")
             };
-            let (step_owned, input) = (step.clone(), image.clone());
+            let (step_owned, input, ops) = (step.clone(), image.clone(), local.clone());
             let job = move || {
                 let t = Instant::now();
-                (providers::local::run_step(&step_owned, &input), t.elapsed())
+                (ops.run_step(&step_owned, &input), t.elapsed())
             };
+            let model = local.model(step);
             let failed = |reason: Reason, error: String| StepFailed {
-                model: ModelRef::LOCAL.into(),
+                model: model.into(),
                 reason,
                 error,
                 cost,
@@ -557,7 +564,7 @@ async fn run_route(
             };
             match cpu::run_at(priority(step), job).await {
                 Ok((Ok(out), elapsed)) => Ok(StepDone {
-                    model: ModelRef::LOCAL.into(),
+                    model: model.into(),
                     reason,
                     cost,
                     attempts: attempts + 1,

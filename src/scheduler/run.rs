@@ -25,6 +25,7 @@ use crate::manifest::Manifest;
 use crate::money::Usd;
 use crate::plan::Plan;
 use crate::providers::Providers;
+use crate::providers::local::LocalOps;
 use crate::reason::Reason;
 
 /// How to run (flags, not pipeline description); built by [`crate::run::Run`].
@@ -50,6 +51,8 @@ pub struct RunConfig {
     pub state: Option<Arc<Store>>,
     /// Ignore cached results (every step runs again); results are still recorded.
     pub force: bool,
+    /// The local method of each step (which network, if any, local remove-bg runs).
+    pub local: Arc<LocalOps>,
 }
 
 /// Where the scheduler sends each finished image's rows (the run's report task receives them).
@@ -88,6 +91,7 @@ pub async fn run(
         remote,
         dry_run: config.dry_run,
         cache,
+        local: config.local.clone(),
     });
     fan_out(&ctx, plan, concurrency, rows, &cancel).await;
     if let Some(cache) = &ctx.cache {

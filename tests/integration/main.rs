@@ -8,6 +8,7 @@ mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
 mod hostile;
+mod local_network;
 mod report_cmd;
 mod reruns;
 mod s3;

@@ -487,6 +487,7 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
             plan,
             catalog,
             warnings: Vec::new(),
+            local: Arc::new(retouch::providers::local::LocalOps::classical()),
         };
         let options = retouch::run::RunOptions {
             stateless: true,

@@ -19,6 +19,8 @@ pub(crate) struct Retouch {
     s3: Option<String>,
     /// Dummy credentials for the doubles.
     credentials: bool,
+    /// The folder of installed local networks.
+    models: PathBuf,
 }
 
 /// What a run of the binary said.
@@ -51,7 +53,15 @@ impl Retouch {
             bedrock: None,
             s3: None,
             credentials: false,
+            models: root.as_ref().join("no-models"),
         }
+    }
+
+    /// Local networks are installed in `dir` (default: an empty folder, so a network the
+    /// machine's user installed never changes what a test sees).
+    pub(crate) fn models(mut self, dir: impl AsRef<Path>) -> Retouch {
+        self.models = dir.as_ref().to_owned();
+        self
     }
 
     /// Bedrock calls go to `double`, with dummy credentials.
@@ -89,7 +99,8 @@ impl Retouch {
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_ENDPOINT_URL")
             .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY");
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("RETOUCH_MODEL_DIR", &self.models);
         if let Some(endpoint) = &self.bedrock {
             cmd.env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", endpoint)
                 .env("AWS_REGION", "us-east-1");
@@ -176,6 +187,9 @@ impl Retouch {
                 client: retouch::providers::BedrockClient::from_conf(sdk),
                 region: "us-east-1".into(),
             };
+        }
+        if options.overrides.model_dir.is_none() {
+            options.overrides.model_dir = Some(self.models.clone());
         }
         if options.overrides.s3.is_none() {
             options.overrides.s3 = self.s3_client().await;
