@@ -33,6 +33,10 @@ struct Args {
     fusion: String,
     #[arg(long, default_value = "retouch")]
     tag: String,
+    /// Keep each case's saliency map (`saliency_<net file stem>.png`) and reuse it next time, to
+    /// compare fusions quickly (times then exclude the network).
+    #[arg(long)]
+    reuse_saliency: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,7 +70,19 @@ fn main() -> anyhow::Result<()> {
     writeln!(times, "name,seconds")?;
     for name in &names {
         let start = Instant::now();
-        cut_out(&args.dir.join(name), net.as_ref(), fusion, tag)?;
+        let stem = args
+            .net
+            .as_ref()
+            .and_then(|p| p.file_stem())
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|_| args.reuse_saliency);
+        cut_out(
+            &args.dir.join(name),
+            net.as_ref(),
+            fusion,
+            tag,
+            stem.as_deref(),
+        )?;
         writeln!(times, "{name},{:.4}", start.elapsed().as_secs_f64())?;
     }
     eprintln!("{tag}: {} images", names.len());
@@ -78,9 +94,21 @@ fn cut_out(
     net: Option<&SaliencyNet>,
     fusion: Fusion,
     tag: &str,
+    keep: Option<&str>,
 ) -> anyhow::Result<()> {
     let img = image::open(case.join("degraded.png"))?.to_rgba8();
-    let saliency = net.map(|n| n.saliency(&img)).transpose()?;
+    let kept = keep.map(|stem| case.join(format!("saliency_{stem}.png")));
+    let saliency = match (net, &kept) {
+        (Some(_), Some(path)) if path.is_file() => Some(image::open(path)?.to_luma8()),
+        (Some(n), _) => {
+            let map = n.saliency(&img)?;
+            if let Some(path) = &kept {
+                map.save(path)?;
+            }
+            Some(map)
+        }
+        (None, _) => None,
+    };
     let out = remove_background_with(&img, &RemoveBgOptions::default(), saliency.as_ref(), fusion);
     let alpha = GrayImage::from_fn(out.width(), out.height(), |x, y| {
         Luma([out.get_pixel(x, y).0[3]])

@@ -117,8 +117,8 @@ fn neighbours(i: usize, w: usize, h: usize) -> impl Iterator<Item = usize> {
     .flatten()
 }
 
-/// Labels 4-connected components where `mask[i] == value`; returns (labels, sizes). Label 0 = other.
-fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<Vec<usize>>) {
+/// Labels 4-connected components where `mask[i] == value`; returns (labels, members). Label 0 = other.
+pub fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<Vec<usize>>) {
     let mut label = vec![0u32; w * h];
     let mut comps: Vec<Vec<usize>> = vec![Vec::new()];
     for start in 0..w * h {
