@@ -1,6 +1,7 @@
 //! Runs the local remove-bg (what `models: [local]` runs) over a test set written by the
 //! `testset` example, for `bench/segmentation.sh`: per case `DIR/<case>/alpha_retouch.png` (the
-//! cut-out's alpha, 255 = product) and `DIR/times_retouch.csv` (name, seconds).
+//! cut-out's alpha, 255 = product), `DIR/times_retouch.csv` (name, seconds) and
+//! `DIR/qa_retouch.csv` (name, qa, qa_flags: the quality checks a run would report).
 //!
 //! Images go one at a time, the op using every core it is given (`RAYON_NUM_THREADS`), like the
 //! rembg driver beside it (`bench/rembg_run.py`); each time covers decoding the PNG, the op and
@@ -17,6 +18,7 @@ use image::{GrayImage, Luma};
 use retouch::ops::fuse::Fusion;
 use retouch::ops::remove_bg::{RemoveBgOptions, remove_background_with};
 use retouch::ops::saliency::{NetInput, SaliencyNet};
+use retouch::qa::Qa;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -68,6 +70,8 @@ fn main() -> anyhow::Result<()> {
     let tag = &args.tag;
     let mut times = std::fs::File::create(args.dir.join(format!("times_{tag}.csv")))?;
     writeln!(times, "name,seconds")?;
+    let mut checks = std::fs::File::create(args.dir.join(format!("qa_{tag}.csv")))?;
+    writeln!(checks, "name,qa,qa_flags")?;
     for name in &names {
         let start = Instant::now();
         let stem = args
@@ -76,7 +80,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|p| p.file_stem())
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|_| args.reuse_saliency);
-        cut_out(
+        let qa = cut_out(
             &args.dir.join(name),
             net.as_ref(),
             fusion,
@@ -84,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             stem.as_deref(),
         )?;
         writeln!(times, "{name},{:.4}", start.elapsed().as_secs_f64())?;
+        writeln!(checks, "{name},{},{}", qa.score_text(), qa.flags_text())?;
     }
     eprintln!("{tag}: {} images", names.len());
     Ok(())
@@ -95,24 +100,26 @@ fn cut_out(
     fusion: Fusion,
     tag: &str,
     keep: Option<&str>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Qa> {
     let img = image::open(case.join("degraded.png"))?.to_rgba8();
     let kept = keep.map(|stem| case.join(format!("saliency_{stem}.png")));
-    let saliency = match (net, &kept) {
-        (Some(_), Some(path)) if path.is_file() => Some(image::open(path)?.to_luma8()),
+    // A kept map has lost the network's confidence (it is normalised): with --reuse-saliency
+    // the `unsure-network` check cannot run.
+    let (saliency, confidence) = match (net, &kept) {
+        (Some(_), Some(path)) if path.is_file() => (Some(image::open(path)?.to_luma8()), None),
         (Some(n), _) => {
-            let map = n.saliency(&img)?;
+            let s = n.assess(&img)?;
             if let Some(path) = &kept {
-                map.save(path)?;
+                s.map.save(path)?;
             }
-            Some(map)
+            (Some(s.map), Some(s.confidence))
         }
-        (None, _) => None,
+        (None, _) => (None, None),
     };
     let out = remove_background_with(&img, &RemoveBgOptions::default(), saliency.as_ref(), fusion);
     let alpha = GrayImage::from_fn(out.width(), out.height(), |x, y| {
         Luma([out.get_pixel(x, y).0[3]])
     });
     alpha.save(case.join(format!("alpha_{tag}.png")))?;
-    Ok(())
+    Ok(retouch::qa::remove_bg(&img, &out, confidence))
 }

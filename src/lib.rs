@@ -18,6 +18,7 @@ pub mod money;
 pub mod ops;
 pub mod plan;
 pub mod providers;
+pub mod qa;
 pub mod reason;
 pub mod report;
 pub mod router;

@@ -114,4 +114,7 @@ pub struct StepRecord {
     /// Where the image's final result was written, once it was.
     pub output: String,
     pub error: String,
+    /// The local quality checks of the step's result; `None` when no result was measured
+    /// (failed, skipped, planned, or a cached result from before retouch kept them).
+    pub qa: Option<crate::qa::Qa>,
 }

@@ -27,6 +27,24 @@ pub struct NetInput {
     pub std: [f32; 3],
 }
 
+/// How sure the network was of an image, from its raw (not normalised) map: a map is always
+/// stretched to `[0, 1]` for the matte, so only the raw values tell a clear product from a guess.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetworkConfidence {
+    /// Share of the map above one half.
+    pub confident: f32,
+    /// Of the map above 0.1, the share below 0.9.
+    pub uncertain: f32,
+}
+
+/// A saliency map at the photo's size and how sure the network was.
+#[derive(Debug, Clone)]
+pub struct Saliency {
+    /// 255 = the salient object.
+    pub map: GrayImage,
+    pub confidence: NetworkConfidence,
+}
+
 /// A loaded, optimised network. Cheap to share (`Arc` inside); safe to run from many threads.
 #[derive(Clone)]
 pub struct SaliencyNet {
@@ -56,8 +74,13 @@ impl SaliencyNet {
         Ok(SaliencyNet { plan, input })
     }
 
-    /// The saliency of every pixel of `img` in `[0, 1]` (1 = the salient object), at `img`'s size.
+    /// The saliency of every pixel of `img` (255 = the salient object), at `img`'s size.
     pub fn saliency(&self, img: &RgbaImage) -> Result<GrayImage, OpError> {
+        Ok(self.assess(img)?.map)
+    }
+
+    /// The saliency map of `img` and how sure the network was.
+    pub fn assess(&self, img: &RgbaImage) -> Result<Saliency, OpError> {
         let side = self.input.side;
         let tensor = self.input_tensor(img)?;
         let outputs = self
@@ -78,7 +101,10 @@ impl SaliencyNet {
             )));
         }
         let small = normalised_map(&values, side);
-        Ok(resize_gray(&small, img.width(), img.height()))
+        Ok(Saliency {
+            map: resize_gray(&small, img.width(), img.height()),
+            confidence: confidence(&values),
+        })
     }
 
     /// `img` resized to the input square, scaled by its maximum and normalised, as NCHW f32.
@@ -101,6 +127,17 @@ impl SaliencyNet {
         }
         let shape = [1, 3, side as usize, side as usize];
         Tensor::from_shape(&shape, &data).map_err(|e| OpError::Network(e.to_string()))
+    }
+}
+
+fn confidence(values: &[f32]) -> NetworkConfidence {
+    let n = values.len().max(1) as f32;
+    let confident = values.iter().filter(|&&v| v > 0.5).count() as f32 / n;
+    let some = values.iter().filter(|&&v| v > 0.1).count();
+    let doubt = values.iter().filter(|&&v| v > 0.1 && v < 0.9).count();
+    NetworkConfidence {
+        confident,
+        uncertain: doubt as f32 / some.max(1) as f32,
     }
 }
 

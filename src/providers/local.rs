@@ -18,6 +18,7 @@ use crate::model_store::{ModelStore, StoreError};
 use crate::ops::fuse::Fusion;
 use crate::ops::saliency::{NetInput, SaliencyNet};
 use crate::ops::{self, OpError};
+use crate::qa::{self, Qa};
 
 /// Version of the built-in local ops: bump when any local op's output changes (cached local
 /// results of older versions are then recomputed).
@@ -36,6 +37,13 @@ struct Network {
     /// `local:<name>`.
     model: String,
     net: Arc<SaliencyNet>,
+}
+
+/// A local result and its quality checks.
+#[derive(Debug, Clone)]
+pub struct LocalOutput {
+    pub image: RgbaImage,
+    pub qa: Qa,
 }
 
 /// Why a run cannot use the local method its manifest asks for.
@@ -134,38 +142,47 @@ impl LocalOps {
             .map_or(ModelRef::LOCAL, |n| n.model.as_str())
     }
 
-    /// Runs `step` locally on `image`.
-    pub fn run_step(&self, step: &Step, image: &RgbaImage) -> Result<RgbaImage, OpError> {
+    /// Runs `step` locally on `image`, and the quality checks on its result.
+    pub fn run_step(&self, step: &Step, image: &RgbaImage) -> Result<LocalOutput, OpError> {
         match &step.params {
             OpParams::RemoveBg(p) => {
-                let opts = ops::remove_bg::RemoveBgOptions {
-                    background: p.background.map(|c| c.0),
-                };
                 let saliency = match self.network(step) {
-                    Some(n) => Some(n.net.saliency(image)?),
+                    Some(n) => Some(n.net.assess(image)?),
                     None => None,
                 };
-                Ok(ops::remove_bg::remove_background_with(
+                let cut = ops::remove_bg::remove_background_with(
                     image,
-                    &opts,
-                    saliency.as_ref(),
+                    &ops::remove_bg::RemoveBgOptions::default(),
+                    saliency.as_ref().map(|s| &s.map),
                     Fusion::Combined,
-                ))
+                );
+                let qa = qa::remove_bg(image, &cut, saliency.map(|s| s.confidence));
+                let image = match p.background {
+                    Some(bg) => ops::remove_bg::flatten(&cut, bg.0),
+                    None => cut,
+                };
+                Ok(LocalOutput { image, qa })
             }
-            OpParams::FixLighting(p) => Ok(ops::lighting::fix_lighting(
-                image,
-                &ops::lighting::LightingOptions {
-                    strength: p.strength,
-                },
-            )),
+            OpParams::FixLighting(p) => {
+                let out = ops::lighting::fix_lighting(
+                    image,
+                    &ops::lighting::LightingOptions {
+                        strength: p.strength,
+                    },
+                );
+                let qa = qa::fix_lighting(image, &out);
+                Ok(LocalOutput { image: out, qa })
+            }
             OpParams::Upscale(p) => {
                 let (w, h) = p.target.output_size(image.width(), image.height());
-                ops::upscale::resize(
+                let out = ops::upscale::resize(
                     image,
                     w,
                     h,
                     &ops::upscale::ResizeOptions { sharpen: p.sharpen },
-                )
+                )?;
+                let qa = qa::upscale(&out, (w, h));
+                Ok(LocalOutput { image: out, qa })
             }
         }
     }

@@ -24,6 +24,7 @@ pub use bedrock::{
 use crate::catalog::{ModelEntry, Op};
 use crate::manifest::{OpParams, Step};
 use crate::money::Usd;
+use crate::qa::{self, Qa};
 
 /// The version of the code that serves `model` (`local`, or a model id): part of every cache
 /// key, so a changed adapter never serves a result an older one produced.
@@ -56,6 +57,8 @@ impl Billed {
 pub struct ModelOutput {
     pub image: RgbaImage,
     pub billed: Billed,
+    /// The local quality checks of the result.
+    pub qa: Qa,
 }
 
 /// A call built for one image and model: sent once per attempt, its answer mapped back by
@@ -105,6 +108,14 @@ impl PreparedCall {
         let Request::Bedrock(request) = &self.request;
         let decoded =
             bedrock::decode_response(&self.model, self.op, answer, original, &request.mapping)?;
+        let qa = match self.op {
+            Op::RemoveBg => qa::remove_bg(original, &decoded.image, None),
+            Op::FixLighting => qa::fix_lighting(original, &decoded.image),
+            Op::Upscale => {
+                let expected = request.mapping.target.unwrap_or(original.dimensions());
+                qa::upscale(&decoded.image, expected)
+            }
+        };
         let image = match self.background {
             Some(bg) => crate::ops::remove_bg::flatten(&decoded.image, bg),
             None => decoded.image,
@@ -112,6 +123,7 @@ impl PreparedCall {
         Ok(ModelOutput {
             image,
             billed: Billed::Images(decoded.images_billed),
+            qa,
         })
     }
 }

@@ -15,6 +15,7 @@ use super::printable;
 use crate::catalog::Op;
 use crate::ledger::{Status, StepRecord};
 use crate::money::Usd;
+use crate::qa::Qa;
 use crate::reason::Reason;
 
 /// How many images the costliest list shows.
@@ -78,6 +79,7 @@ pub fn read_csv(path: &Path) -> Result<ReportRows, AnalysisError> {
         sizes: [col("in_w"), col("in_h"), col("out_w"), col("out_h")],
         output: col("output"),
         error: col("error"),
+        qa: col("qa").zip(col("qa_flags")),
     };
     let mut out = ReportRows {
         run_id: String::new(),
@@ -119,6 +121,8 @@ struct Columns {
     sizes: [Option<usize>; 4],
     output: Option<usize>,
     error: Option<usize>,
+    /// `qa` and `qa_flags` (reports before retouch measured quality have neither).
+    qa: Option<(usize, usize)>,
 }
 
 impl Columns {
@@ -169,6 +173,13 @@ impl Columns {
             output_size: size(out_w, out_h),
             output: self.text(rec, self.output),
             error: self.text(rec, self.error),
+            qa: match self.qa {
+                Some((score, flags)) if !rec.get(score).unwrap_or("").is_empty() => {
+                    let text = rec.get(flags).unwrap_or("");
+                    Some(Qa::parse_flags(text).ok_or_else(|| bad("qa_flags", text))?)
+                }
+                _ => None,
+            },
         })
     }
 }
@@ -257,7 +268,7 @@ pub struct ImageCost {
 }
 
 /// The review of one run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Analysis {
     pub run_id: String,
     pub images: usize,
@@ -272,6 +283,72 @@ pub struct Analysis {
     pub failures: Vec<FailureGroup>,
     /// The ten costliest images (billed more than zero), costliest first.
     pub costliest: Vec<ImageCost>,
+    /// What the quality checks found.
+    pub quality: Quality,
+}
+
+/// The quality checks over a run: how many results were measured, how many scored below
+/// [`QA_REVIEW`], the count per flag, and the lowest-scoring results.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct Quality {
+    /// Step results with a score.
+    pub measured: usize,
+    /// Of those, how many scored below [`QA_REVIEW`].
+    pub below: usize,
+    /// Results per flag, most frequent first.
+    pub flags: Vec<(String, usize)>,
+    /// The lowest-scoring results (below [`QA_REVIEW`]), lowest first.
+    pub lowest: Vec<LowScore>,
+}
+
+/// One result that scored low.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LowScore {
+    pub image: String,
+    /// 1-based, as in the CSV.
+    pub step: usize,
+    pub op: String,
+    pub qa: f32,
+    pub flags: String,
+}
+
+/// Results scoring below this are worth a look (`retouch report` lists them).
+pub const QA_REVIEW: f32 = 0.8;
+/// How many low scores the text report lists.
+const LOWEST: usize = 20;
+
+fn quality(rows: &[StepRecord]) -> Quality {
+    let mut out = Quality::default();
+    let mut flags: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut low: Vec<(f32, usize, &StepRecord)> = Vec::new();
+    for r in rows {
+        let Some(qa) = &r.qa else { continue };
+        out.measured += 1;
+        for flag in &qa.flags {
+            *flags.entry(flag.as_str()).or_default() += 1;
+        }
+        let score = qa.score();
+        if score < QA_REVIEW {
+            out.below += 1;
+            low.push((score, r.image_index, r));
+        }
+    }
+    let mut flags: Vec<(String, usize)> =
+        flags.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    flags.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out.flags = flags;
+    low.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    out.lowest = low
+        .into_iter()
+        .map(|(qa, _, r)| LowScore {
+            image: r.image.clone(),
+            step: r.step + 1,
+            op: r.op.as_str().to_owned(),
+            qa,
+            flags: r.qa.as_ref().map(Qa::flags_text).unwrap_or_default(),
+        })
+        .collect();
+    out
 }
 
 /// An image's overall status: failed if any step failed, else skipped if any step was skipped,
@@ -308,6 +385,7 @@ impl Analysis {
             latency: latency(rows),
             failures: failures(rows),
             costliest: costliest(&per_image),
+            quality: quality(rows),
         }
     }
 }
@@ -450,6 +528,38 @@ impl fmt::Display for Analysis {
             writeln!(f, "\ncostliest images:")?;
             for c in &self.costliest {
                 writeln!(f, "  ${}  {}", c.cost, printable(&c.image))?;
+            }
+        }
+        let q = &self.quality;
+        if q.measured > 0 {
+            writeln!(
+                f,
+                "\nquality: {} of {} results scored below {QA_REVIEW}",
+                q.below, q.measured
+            )?;
+            for (flag, n) in &q.flags {
+                writeln!(f, "  {flag:<20} {n:>6} results")?;
+            }
+            if !q.lowest.is_empty() {
+                writeln!(f, "lowest scores:")?;
+            }
+            for l in q.lowest.iter().take(LOWEST) {
+                writeln!(
+                    f,
+                    "  {:.3}  step {} {:<13} {}  ({})",
+                    l.qa,
+                    l.step,
+                    l.op,
+                    printable(&l.image),
+                    l.flags
+                )?;
+            }
+            if q.lowest.len() > LOWEST {
+                writeln!(
+                    f,
+                    "  … and {} more (--json lists all)",
+                    q.lowest.len() - LOWEST
+                )?;
             }
         }
         Ok(())
@@ -615,6 +725,46 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
         assert_eq!(v["costliest"][0]["image"], "b.jpg");
     }
 
+    #[test]
+    fn quality_counts_flags_and_lists_the_lowest_scores_first() {
+        use crate::qa::{Flag, Qa};
+        let mut rows = corrupt_run(4, 0);
+        rows[0].qa = Some(Qa::of(vec![Flag::Inverted]));
+        rows[3].qa = Some(Qa::of(vec![Flag::TouchesFrame, Flag::Fragmented]));
+        rows[4].qa = Some(Qa::of(vec![Flag::TouchesFrame]));
+        rows[6].qa = Some(Qa::default());
+        let a = Analysis::from_rows("r", &rows);
+        assert_eq!(a.quality.measured, 4);
+        assert_eq!(a.quality.below, 3);
+        assert_eq!(
+            a.quality.flags,
+            [
+                ("touches-frame".to_string(), 2),
+                ("fragmented".to_string(), 1),
+                ("inverted".to_string(), 1)
+            ]
+        );
+        let lowest: Vec<(&str, f32)> = a
+            .quality
+            .lowest
+            .iter()
+            .map(|l| (l.image.as_str(), l.qa))
+            .collect();
+        assert_eq!(
+            lowest,
+            [("in/00.jpg", 0.1), ("in/01.jpg", 0.36), ("in/01.jpg", 0.6)]
+        );
+        let text = a.to_string();
+        assert!(
+            text.contains("quality: 3 of 4 results scored below 0.8"),
+            "{text}"
+        );
+        assert!(
+            text.contains("0.100  step 1 remove-bg     in/00.jpg  (inverted)"),
+            "{text}"
+        );
+    }
+
     /// Rows of a 3-step run over `ok` good images followed by `failed` corrupt ones, each of
     /// which failed at every step.
     fn corrupt_run(ok: usize, failed: usize) -> Vec<StepRecord> {
@@ -641,6 +791,7 @@ r-7,d.jpg,2,upscale,local,only-permitted,ok,0,40,1,10,10,20,20,out/d.png,,x
             } else {
                 String::new()
             },
+            qa: None,
         };
         (0..ok + failed)
             .flat_map(|i| (0..3).map(move |step| row(i, step, i >= ok)))

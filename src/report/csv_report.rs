@@ -12,9 +12,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::ledger::StepRecord;
+use crate::qa::Qa;
 
-/// The report's columns, in order. Later features may append columns, never reorder these.
-pub const COLUMNS: [&str; 16] = [
+/// The report's columns, in order. Later features may append columns, never reorder these (the
+/// first 16 are the original report; `qa` and `qa_flags` came with the quality checks).
+pub const COLUMNS: [&str; 18] = [
     "run_id",
     "image",
     "step",
@@ -31,6 +33,8 @@ pub const COLUMNS: [&str; 16] = [
     "out_h",
     "output",
     "error",
+    "qa",
+    "qa_flags",
 ];
 
 /// The optional column appended after [`COLUMNS`] when `output.presign` is set: a presigned GET
@@ -199,6 +203,8 @@ fn write_row_with<W: Write>(
         &dim(r.output_size, false),
         &r.output,
         &r.error,
+        &r.qa.as_ref().map(Qa::score_text).unwrap_or_default(),
+        &r.qa.as_ref().map(Qa::flags_text).unwrap_or_default(),
     ];
     w.write_record(fixed.iter().copied().chain(url))
 }
@@ -226,6 +232,7 @@ mod tests {
             output_size: Some((20, 40)),
             output: "out/a.png".into(),
             error: "a, \"quoted\" error".into(),
+            qa: Some(Qa::of(vec![crate::qa::Flag::Fragmented])),
         }
     }
 
@@ -271,11 +278,13 @@ mod tests {
         write_with_output_urls(&path, "run-1", &[row(0, 0), other], &urls).unwrap();
         let mut rdr = csv::Reader::from_path(&path).unwrap();
         let header: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
-        assert_eq!(header.len(), 17);
-        assert_eq!(header[..16], COLUMNS.map(String::from));
-        assert_eq!(header[16], OUTPUT_URL);
+        assert_eq!(header.len(), 19);
+        assert_eq!(header[..18], COLUMNS.map(String::from));
+        assert_eq!(header[18], OUTPUT_URL);
         let recs: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
-        assert_eq!(&recs[0][16], "https://x/?sig=1");
-        assert_eq!(&recs[1][16], "");
+        assert_eq!(&recs[0][16], "0.600");
+        assert_eq!(&recs[0][17], "fragmented");
+        assert_eq!(&recs[0][18], "https://x/?sig=1");
+        assert_eq!(&recs[1][18], "");
     }
 }

@@ -1,6 +1,7 @@
 //! The HTML contact sheet of a run: one self-contained page (inline CSS and JS, thumbnails as
-//! `data:` URIs) with a row per image: before/after thumbnails, each step's model, reason,
-//! status and cost, and a status filter.
+//! `data:` URIs) with a row per image, worst quality score first: before/after thumbnails (on a
+//! checkerboard, so halos and holes in cut-outs show; a click opens the full file), each step's
+//! model, reason, status, cost, quality score and flags, and a status filter.
 //!
 //! Every piece of text from a report (file names, models, errors) goes through [`escape`], so a
 //! file named `<script>…` shows as text and never runs. Thumbnails are made in parallel (rayon);
@@ -14,7 +15,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rayon::prelude::*;
 
-use super::analysis::{Analysis, image_status};
+use super::analysis::{Analysis, QA_REVIEW, image_status};
 use crate::ledger::StepRecord;
 
 /// Longest side of a thumbnail, in pixels.
@@ -76,7 +77,9 @@ pub fn thumbnail(path: &Path) -> Option<String> {
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:4px 8px;\
-vertical-align:top;text-align:left}img{max-width:160px;max-height:160px}\
+vertical-align:top;text-align:left}img{max-width:160px;max-height:160px;\
+background:repeating-conic-gradient(#c8c8c8 0% 25%,#fff 0% 50%) 50%/16px 16px}\
+.low{color:#b00020;font-weight:600}\
 .missing{display:inline-block;width:160px;color:#999;font-style:italic}\
 .failed{color:#b00020}.skipped{color:#8a6d00}.ok{color:#1b5e20}.steps td{border:0;padding:1px 6px}";
 
@@ -90,13 +93,16 @@ pub fn render(analysis: &Analysis, rows: &[StepRecord], resolver: &Resolver) -> 
     for r in rows {
         images.entry(r.image_index).or_default().push(r);
     }
-    let rendered: Vec<String> = images
+    let mut rendered: Vec<(f32, usize, String)> = images
         .into_par_iter()
-        .map(|(_, mut steps)| {
+        .map(|(index, mut steps)| {
             steps.sort_by_key(|r| r.step);
-            image_row(&steps, resolver)
+            (worst_score(&steps), index, image_row(&steps, resolver))
         })
         .collect();
+    // Worst first; images with no score (nothing measured) after the rest, in input order.
+    rendered.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let rendered = rendered.into_iter().map(|(_, _, row)| row);
     let mut page = String::new();
     let title = format!("retouch report {}", escape(&analysis.run_id));
     let _ = write!(
@@ -147,6 +153,14 @@ fn totals(a: &Analysis) -> String {
     out
 }
 
+/// The image's lowest quality score; above every real score when nothing was measured.
+fn worst_score(steps: &[&StepRecord]) -> f32 {
+    steps
+        .iter()
+        .filter_map(|r| r.qa.as_ref().map(|q| q.score()))
+        .fold(f32::INFINITY, f32::min)
+}
+
 fn image_row(steps: &[&StepRecord], resolver: &Resolver) -> String {
     let first = steps[0];
     let status = image_status(steps.iter().copied());
@@ -163,10 +177,25 @@ fn image_row(steps: &[&StepRecord], resolver: &Resolver) -> String {
         thumb_cell(resolver, output.unwrap_or("")),
     );
     for r in steps {
+        let qa = match &r.qa {
+            Some(q) => {
+                let class = if q.score() < QA_REVIEW {
+                    " class=\"low\""
+                } else {
+                    ""
+                };
+                format!(
+                    "<span{class}>qa {}</span> {}",
+                    q.score_text(),
+                    q.flags_text()
+                )
+            }
+            None => String::new(),
+        };
         let _ = write!(
             out,
             "<tr><td>{} {}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>${}</td>\
-             <td>{}</td></tr>",
+             <td>{qa}</td><td>{}</td></tr>",
             r.step + 1,
             r.op,
             escape(&r.model),
@@ -182,8 +211,17 @@ fn image_row(steps: &[&StepRecord], resolver: &Resolver) -> String {
 }
 
 fn thumb_cell(resolver: &Resolver, name: &str) -> String {
-    match resolver.resolve(name).and_then(|p| thumbnail(&p)) {
-        Some(uri) => format!("<img alt=\"\" src=\"{uri}\">"),
+    let Some(path) = resolver.resolve(name) else {
+        return "<span class=\"missing\">missing</span>".to_string();
+    };
+    match thumbnail(&path) {
+        Some(uri) => {
+            let full = std::path::absolute(&path).unwrap_or(path);
+            format!(
+                "<a href=\"file://{}\" target=\"_blank\"><img alt=\"\" src=\"{uri}\"></a>",
+                escape(&full.to_string_lossy())
+            )
+        }
         None => "<span class=\"missing\">missing</span>".to_string(),
     }
 }
@@ -216,6 +254,7 @@ mod tests {
             output_size: None,
             output: output.into(),
             error: String::new(),
+            qa: None,
         }
     }
 
@@ -253,6 +292,32 @@ mod tests {
         assert_eq!(page.matches("src=\"data:image/png;base64,").count(), 1);
         assert_eq!(page.matches(">missing<").count(), 4);
         assert!(!page.contains("src=\"http"), "self-contained");
+    }
+
+    #[test]
+    fn worst_scores_come_first_with_their_flags_and_cut_outs_sit_on_a_checkerboard() {
+        use crate::qa::{Flag, Qa};
+        let mut rows = vec![
+            row(0, "fine.jpg", Status::Ok, ""),
+            row(1, "inverted.jpg", Status::Ok, ""),
+            row(2, "unmeasured.jpg", Status::Failed, ""),
+            row(3, "touching.jpg", Status::Ok, ""),
+        ];
+        rows[0].qa = Some(Qa::default());
+        rows[1].qa = Some(Qa::of(vec![Flag::Inverted]));
+        rows[3].qa = Some(Qa::of(vec![Flag::TouchesFrame]));
+        let analysis = Analysis::from_rows("r", &rows);
+        let page = render(&analysis, &rows, &Resolver::default());
+        let at = |name: &str| page.find(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert!(at("inverted.jpg") < at("touching.jpg"));
+        assert!(at("touching.jpg") < at("fine.jpg"));
+        assert!(at("fine.jpg") < at("unmeasured.jpg"));
+        assert!(page.contains("<span class=\"low\">qa 0.100</span> inverted"));
+        assert!(page.contains("<span>qa 1.000</span>"));
+        assert!(
+            page.contains("repeating-conic-gradient"),
+            "checkerboard behind thumbnails"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::ledger::{
 };
 use crate::manifest::{ModelRef, OutputFormat, OutputSpec, Step};
 use crate::money::Usd;
+use crate::qa::Qa;
 use crate::sinks::{self, Destination};
 use crate::sources::InputItem;
 
@@ -110,6 +111,7 @@ impl RunCache {
             out_w: w,
             out_h: h,
             created_at: unix_now(),
+            qa: result.qa.cloned(),
         };
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.record_step(&key, &entry)).await {
@@ -376,6 +378,7 @@ pub(super) struct StepResult<'a> {
     pub image: &'a Arc<RgbaImage>,
     pub cost: Usd,
     pub latency: Duration,
+    pub qa: Option<&'a Qa>,
 }
 
 /// The key naming an output file's content: the last step's key chained with the output format.

@@ -21,6 +21,7 @@ use crate::manifest::Step;
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::providers::local::LocalOps;
+use crate::qa::Qa;
 use crate::reason::Reason;
 use crate::router::{self, Decision, Route};
 use crate::s3_client::S3;
@@ -178,6 +179,8 @@ enum Deferred<'a> {
         reason: Reason,
         input: (u32, u32),
         output: (u32, u32),
+        /// What the cached result's checks found.
+        qa: Option<Qa>,
     },
     Skipped {
         step: &'a Step,
@@ -207,13 +210,19 @@ impl<'a> ImageTask<'a> {
                         reason,
                         input: input_size,
                         output: self.size,
+                        qa: hit.step.qa.clone(),
                     });
                 } else {
                     // A kept result supersedes everything before it.
                     self.flush_deferred_as_hits();
                     self.pixels = Pixels::Blob(hit.step.blob.clone());
-                    self.rows
-                        .cached(step, &hit.step.model, input_size, self.size);
+                    self.rows.cached(
+                        step,
+                        &hit.step.model,
+                        input_size,
+                        self.size,
+                        hit.step.qa.clone(),
+                    );
                 }
                 continue;
             }
@@ -310,6 +319,7 @@ impl<'a> ImageTask<'a> {
                     attempts: served.attempts,
                     latency: served.latency,
                     image: Some(Arc::new(served.image)),
+                    qa: Some(served.qa),
                 },
                 Err(not_served) => {
                     let route = router::fall_back(step.fallback, not_served.reason);
@@ -332,6 +342,7 @@ impl<'a> ImageTask<'a> {
                 image: result,
                 cost: done.cost,
                 latency: done.latency,
+                qa: done.qa.as_ref(),
             };
             cache.record(key, &record, priority(step)).await;
         }
@@ -473,10 +484,11 @@ impl<'a> ImageTask<'a> {
                     step,
                     input,
                     output,
+                    qa,
                     ..
                 } => {
                     let model = self.ctx.local.model(step);
-                    self.rows.cached(step, model, input, output);
+                    self.rows.cached(step, model, input, output, qa);
                 }
                 Deferred::Skipped { step, done, size } => {
                     self.rows.done(step, done, true, size, size);
@@ -569,7 +581,8 @@ async fn run_route(
                     cost,
                     attempts: attempts + 1,
                     latency: latency + elapsed,
-                    image: Some(Arc::new(out)),
+                    image: Some(Arc::new(out.image)),
+                    qa: Some(out.qa),
                 }),
                 Ok((Err(e), _)) => Err(failed(Reason::OpFailed, e.to_string())),
                 Err(panic) => Err(failed(Reason::InternalError, panic.to_string())),
@@ -582,6 +595,7 @@ async fn run_route(
             attempts,
             latency,
             image: None,
+            qa: None,
         }),
         Route::Fail { .. } => Err(StepFailed {
             model: "-".into(),

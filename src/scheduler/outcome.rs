@@ -6,6 +6,7 @@ use std::time::Duration;
 use image::RgbaImage;
 
 use crate::money::Usd;
+use crate::qa::Qa;
 use crate::reason::Reason;
 
 /// A step that finished (ran somewhere, or was skipped by `fallback: skip`).
@@ -17,6 +18,8 @@ pub(super) struct StepDone {
     pub latency: Duration,
     /// The new image; `None` when the step was skipped.
     pub image: Option<Arc<RgbaImage>>,
+    /// The local quality checks of the new image; `None` when nothing ran.
+    pub qa: Option<Qa>,
 }
 
 /// A step that failed, for its row.

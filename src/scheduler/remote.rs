@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use image::RgbaImage;
 
+use crate::qa::Qa;
+
 use super::budget::{Budget, BudgetExceeded};
 use super::cache::{CallOf, RunCache};
 use super::cpu;
@@ -51,6 +53,8 @@ pub(super) struct Remote {
 /// A step a remote model performed.
 pub(super) struct Served {
     pub image: RgbaImage,
+    /// The local quality checks of the result.
+    pub qa: Qa,
     pub model: String,
     pub reason: Reason,
     pub cost: Usd,
@@ -181,9 +185,10 @@ impl Remote {
                 .try_candidate(step, key, &image, candidate, &mut failure)
                 .await
             {
-                Ok((image, model, cost)) => {
+                Ok((image, qa, model, cost)) => {
                     return Ok(Served {
                         image,
+                        qa,
                         model,
                         reason,
                         cost: failure.cost + cost,
@@ -207,7 +212,7 @@ impl Remote {
         image: &Arc<RgbaImage>,
         candidate: Candidate,
         failure: &mut NotServed,
-    ) -> Result<(RgbaImage, String, Usd), Next> {
+    ) -> Result<(RgbaImage, Qa, String, Usd), Next> {
         let model_id = candidate.model.id.clone();
         let Some(providers) = &self.client else {
             return failure.set(
@@ -267,9 +272,9 @@ impl Remote {
         reservation.settle(cost);
         self.billed(paid, cost, hold).await;
         match result {
-            Ok(image) => {
+            Ok((image, qa)) => {
                 self.log_budget_warnings();
-                Ok((image, model_id, cost))
+                Ok((image, qa, model_id, cost))
             }
             Err((reason, error, next)) => {
                 failure.cost += cost;
@@ -432,11 +437,11 @@ async fn map_back(
     price: Usd,
     call: PreparedCall,
     answer: Vec<u8>,
-) -> (Usd, Result<RgbaImage, Failed>) {
+) -> (Usd, Result<(RgbaImage, Qa), Failed>) {
     let original = image.clone();
     let job = move || call.finish(&answer, &original);
     match cpu::run_at(cpu::priority(step), job).await {
-        Ok(Ok(output)) => (output.billed.cost(price), Ok(output.image)),
+        Ok(Ok(output)) => (output.billed.cost(price), Ok((output.image, output.qa))),
         Ok(Err(e)) => {
             let cost = if e.answer_billed() { price } else { Usd::ZERO };
             (cost, Err((e.reason(), e.to_string(), next_after(&e))))

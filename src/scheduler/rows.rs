@@ -5,6 +5,7 @@ use crate::catalog::Op;
 use crate::ledger::{Status, StepRecord};
 use crate::manifest::Step;
 use crate::money::Usd;
+use crate::qa::Qa;
 use crate::router::Reason;
 use crate::sources::InputItem;
 
@@ -33,6 +34,7 @@ impl RowBuilder {
                 output_size: None,
                 output: String::new(),
                 error: String::new(),
+                qa: None,
             },
             ops: steps.iter().map(|s| s.op).collect(),
             rows: Vec::with_capacity(steps.len()),
@@ -65,18 +67,21 @@ impl RowBuilder {
             attempts: done.attempts,
             input_size: Some(input),
             output_size: Some(output),
+            qa: done.qa,
             ..self.row(step)
         };
         self.rows.push(row);
     }
 
-    /// A step whose result came from the cache: nothing ran, nothing was billed.
+    /// A step whose result came from the cache: nothing ran, nothing was billed; `qa` is what
+    /// the checks found when it was made.
     pub(super) fn cached(
         &mut self,
         step: &Step,
         model: &str,
         input: (u32, u32),
         output: (u32, u32),
+        qa: Option<Qa>,
     ) {
         let row = StepRecord {
             model: model.into(),
@@ -84,6 +89,7 @@ impl RowBuilder {
             status: Status::Ok,
             input_size: Some(input),
             output_size: Some(output),
+            qa,
             ..self.row(step)
         };
         self.rows.push(row);

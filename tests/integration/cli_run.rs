@@ -2,7 +2,7 @@
 
 use crate::harness::Test;
 
-const HEADER: &str = "run_id,image,step,op,model,reason,status,cost_usd,latency_ms,attempts,in_w,in_h,out_w,out_h,output,error";
+const HEADER: &str = "run_id,image,step,op,model,reason,status,cost_usd,latency_ms,attempts,in_w,in_h,out_w,out_h,output,error,qa,qa_flags";
 
 const THREE_STEPS: &str = r#"
 version: 1
@@ -55,6 +55,8 @@ fn demo_like_pipeline_writes_outputs_and_report() {
         );
         assert_eq!(&r[7], "0.000000");
         assert_eq!(&r[9], "1");
+        // Every result is checked: a clean product on a plain backdrop passes every check.
+        assert_eq!((&r[16], &r[17]), ("1.000", ""), "{r:?}");
     }
     // Outputs mirror the input tree (a/1 and b/1 do not collide), PNG, 2x, with alpha.
     for (rel, w, h) in [

@@ -9,6 +9,7 @@ mod bedrock_routing;
 mod cli_run;
 mod hostile;
 mod local_network;
+mod qa;
 mod report_cmd;
 mod reruns;
 mod s3;

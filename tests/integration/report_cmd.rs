@@ -146,6 +146,7 @@ fn with_recorded_run() -> Test {
         output_size: None,
         output: String::new(),
         error: String::new(),
+        qa: None,
     };
     store.record_rows("run-42", &[row]).unwrap();
     store

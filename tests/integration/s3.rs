@@ -237,10 +237,10 @@ fn s3_to_s3_with_glob_presigned_urls_and_a_report_key() {
     assert_eq!(server.get("out-bucket", "x/b/3.jpg").1, "image/jpeg");
     let (report, _) = server.get("reports", "runs/latest.csv");
     let (header, rows) = report_rows(&String::from_utf8(report).unwrap());
-    assert_eq!(header.len(), 17);
-    assert_eq!(header[16], "output_url");
+    assert_eq!(header.len(), 19);
+    assert_eq!(header[18], "output_url");
     assert_eq!(rows.len(), 3);
-    let url = rows[2][16].to_owned();
+    let url = rows[2][18].to_owned();
     assert!(
         url.starts_with(&server.endpoint) && url.contains("X-Amz-Signature="),
         "{url}"

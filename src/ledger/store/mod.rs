@@ -36,7 +36,7 @@ pub use steps::{CachedStep, GcStats};
 use super::{BlobStore, LedgerError};
 
 /// The schema version this build writes and understands.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -109,6 +109,12 @@ CREATE INDEX holds_run ON holds (run_id);
 CREATE TABLE claims (
     key BLOB PRIMARY KEY, run_id TEXT NOT NULL, token INTEGER NOT NULL, at_unix INTEGER NOT NULL
 ) WITHOUT ROWID;
+";
+
+/// v6: the quality checks' flags of report rows and cached results (NULL: not measured).
+const SCHEMA_V6: &str = "
+ALTER TABLE rows ADD COLUMN qa_flags TEXT;
+ALTER TABLE steps ADD COLUMN qa_flags TEXT;
 ";
 
 /// The state store of one pipeline. Cheap to share behind an `Arc`.
@@ -231,6 +237,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
     }
     if version < 5 {
         tx.execute_batch(SCHEMA_V5).map_err(sql)?;
+    }
+    if version < 6 {
+        tx.execute_batch(SCHEMA_V6).map_err(sql)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

@@ -7,6 +7,7 @@ use super::{LedgerError, Store, unknown};
 use crate::catalog::Op;
 use crate::ledger::{Status, StepRecord};
 use crate::money::Usd;
+use crate::qa::Qa;
 use crate::reason::Reason;
 
 /// A run as it starts.
@@ -130,7 +131,7 @@ impl Store {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO rows VALUES
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                 )
                 .map_err(|e| self.err(e))?;
             for r in rows {
@@ -154,6 +155,7 @@ impl Store {
                     out_h,
                     r.output,
                     r.error,
+                    r.qa.as_ref().map(Qa::flags_text),
                 ])
                 .map_err(|e| self.err(e))?;
             }
@@ -167,7 +169,7 @@ impl Store {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT image_index, image, step, op, model, reason, status, cost_micros,
-                 latency_ms, attempts, in_w, in_h, out_w, out_h, output, error
+                 latency_ms, attempts, in_w, in_h, out_w, out_h, output, error, qa_flags
                  FROM rows WHERE run_id = ?1 ORDER BY image_index, step",
             )
             .map_err(|e| self.err(e))?;
@@ -199,7 +201,18 @@ fn record_from_row(r: &rusqlite::Row) -> rusqlite::Result<StepRecord> {
         output_size: size(12, 13)?,
         output: r.get(14)?,
         error: r.get(15)?,
+        qa: qa_from(r, 16)?,
     })
+}
+
+/// A `qa_flags` column: NULL when nothing was measured.
+pub(super) fn qa_from(r: &rusqlite::Row, col: usize) -> rusqlite::Result<Option<Qa>> {
+    match r.get::<_, Option<String>>(col)? {
+        None => Ok(None),
+        Some(text) => Qa::parse_flags(&text)
+            .map(Some)
+            .ok_or_else(|| unknown(col, text)),
+    }
 }
 
 fn split(size: Option<(u32, u32)>) -> (Option<u32>, Option<u32>) {

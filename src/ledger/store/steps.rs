@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{LedgerError, Store};
 use crate::ledger::{StepKey, unix_now};
 use crate::money::Usd;
+use crate::qa::Qa;
 
 /// A cache entry is touched (its `last_used` refreshed) at most this often, so a cached rerun
 /// reads far more than it writes.
@@ -29,6 +30,9 @@ pub struct CachedStep {
     pub out_h: u32,
     /// Unix seconds.
     pub created_at: i64,
+    /// The local quality checks of the result (`None` for entries recorded before retouch kept
+    /// them).
+    pub qa: Option<Qa>,
 }
 
 /// What [`Store::gc`] removed.
@@ -46,8 +50,8 @@ impl Store {
         let conn = self.conn();
         let found = conn
             .prepare_cached(
-                "SELECT blob, model, cost_micros, latency_ms, out_w, out_h, created_at, last_used
-                 FROM steps WHERE key = ?1",
+                "SELECT blob, model, cost_micros, latency_ms, out_w, out_h, created_at, last_used,
+                 qa_flags FROM steps WHERE key = ?1",
             )
             .and_then(|mut s| {
                 s.query_row([&key.0[..]], |r| {
@@ -59,6 +63,7 @@ impl Store {
                         out_w: r.get(4)?,
                         out_h: r.get(5)?,
                         created_at: r.get(6)?,
+                        qa: super::runs::qa_from(r, 8)?,
                     };
                     Ok((step, r.get::<_, i64>(7)?))
                 })
@@ -90,8 +95,9 @@ impl Store {
         self.conn()
             .execute(
                 "INSERT OR REPLACE INTO steps
-                 (key, blob, model, cost_micros, latency_ms, out_w, out_h, created_at, last_used)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                 (key, blob, model, cost_micros, latency_ms, out_w, out_h, created_at, last_used,
+                  qa_flags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
                 params![
                     &key.0[..],
                     step.blob,
@@ -101,6 +107,7 @@ impl Store {
                     step.out_w,
                     step.out_h,
                     step.created_at,
+                    step.qa.as_ref().map(Qa::flags_text),
                 ],
             )
             .map(drop)

@@ -9,6 +9,8 @@ use crate::manifest::{Fallback, FixLightingParams, ModelRef, OpParams, Step};
 use crate::money::Usd;
 use rusqlite::Connection;
 
+use crate::qa::{Flag, Qa};
+
 fn record(image_index: usize, step: usize, status: Status, cost: i64) -> StepRecord {
     StepRecord {
         image_index,
@@ -29,6 +31,7 @@ fn record(image_index: usize, step: usize, status: Status, cost: i64) -> StepRec
         } else {
             String::new()
         },
+        qa: (status == Status::Ok).then(|| Qa::of(vec![Flag::TouchesFrame])),
     }
 }
 
@@ -115,6 +118,7 @@ fn cached(blob: String, created_at: i64) -> CachedStep {
         out_w: 1024,
         out_h: 768,
         created_at,
+        qa: Some(Qa::of(vec![Flag::Fragmented, Flag::SemiTransparent])),
     }
 }
 

@@ -1,0 +1,419 @@
+//! The quality score of a step's result: free local checks that run on every result, whichever
+//! model made it, and give the report's `qa` (0–1) and `qa_flags` columns.
+//!
+//! Each check that fails adds a flag, and each flag multiplies the score by its penalty
+//! ([`Flag::penalty`]): a result with no flag scores 1, one with an inverted matte about 0.1.
+//! What a threshold buys is measured in BENCHMARKS.md (how many bad cut-outs a `qa < 0.8` filter
+//! catches, how many good ones it raises). The checks look only at the step's input and result
+//! (and, for local remove-bg with a network, how sure the network was), so they cost a few
+//! milliseconds and never a call.
+
+use std::fmt;
+
+use image::RgbaImage;
+
+/// One thing a check found wrong with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Flag {
+    /// remove-bg kept (almost) nothing.
+    Empty,
+    /// remove-bg kept (almost) everything.
+    FillsFrame,
+    /// remove-bg kept the frame's edges and dropped the middle: the matte is inside out.
+    Inverted,
+    /// What was kept touches three or four sides of the frame (a backdrop kept, or a crop).
+    TouchesFrame,
+    /// What was kept is in many separate pieces.
+    Fragmented,
+    /// A large share of what was kept is semi-transparent.
+    SemiTransparent,
+    /// The segmentation network saw no clear product (little confident area, much doubt).
+    UnsureNetwork,
+    /// Much of what was kept looks exactly like the backdrop (a filled hole, a patch of floor).
+    BackdropKept,
+    /// fix-lighting clipped highlights the input did not clip.
+    ClippedHighlights,
+    /// fix-lighting crushed shadows the input did not crush.
+    ClippedShadows,
+    /// fix-lighting left a colour cast on a near-neutral backdrop.
+    ResidualCast,
+    /// fix-lighting changed the image far more than a correction should.
+    BigChange,
+    /// The result is not the size the step asked for.
+    WrongSize,
+}
+
+impl Flag {
+    pub const ALL: &'static [Flag] = &[
+        Flag::Empty,
+        Flag::FillsFrame,
+        Flag::Inverted,
+        Flag::TouchesFrame,
+        Flag::Fragmented,
+        Flag::SemiTransparent,
+        Flag::UnsureNetwork,
+        Flag::BackdropKept,
+        Flag::ClippedHighlights,
+        Flag::ClippedShadows,
+        Flag::ResidualCast,
+        Flag::BigChange,
+        Flag::WrongSize,
+    ];
+
+    /// The flag as the report writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Empty => "empty",
+            Flag::FillsFrame => "fills-frame",
+            Flag::Inverted => "inverted",
+            Flag::TouchesFrame => "touches-frame",
+            Flag::Fragmented => "fragmented",
+            Flag::SemiTransparent => "semi-transparent",
+            Flag::UnsureNetwork => "unsure-network",
+            Flag::BackdropKept => "backdrop-kept",
+            Flag::ClippedHighlights => "clipped-highlights",
+            Flag::ClippedShadows => "clipped-shadows",
+            Flag::ResidualCast => "residual-cast",
+            Flag::BigChange => "big-change",
+            Flag::WrongSize => "wrong-size",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Flag> {
+        Flag::ALL.iter().copied().find(|f| f.as_str() == s)
+    }
+
+    /// What the flag multiplies the score by.
+    pub fn penalty(self) -> f32 {
+        match self {
+            Flag::Empty | Flag::Inverted | Flag::WrongSize => 0.1,
+            Flag::FillsFrame => 0.2,
+            Flag::UnsureNetwork => 0.3,
+            Flag::TouchesFrame | Flag::Fragmented => 0.6,
+            Flag::ClippedHighlights | Flag::ClippedShadows => 0.6,
+            Flag::SemiTransparent | Flag::ResidualCast | Flag::BigChange => 0.7,
+            Flag::BackdropKept => 0.5,
+        }
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A result's score and what lowered it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Qa {
+    /// Flags found, in [`Flag`] order, each once.
+    pub flags: Vec<Flag>,
+}
+
+impl Qa {
+    pub fn of(mut flags: Vec<Flag>) -> Qa {
+        flags.sort();
+        flags.dedup();
+        Qa { flags }
+    }
+
+    /// In `[0, 1]`: 1 when no check found anything.
+    pub fn score(&self) -> f32 {
+        self.flags.iter().map(|f| f.penalty()).product()
+    }
+
+    /// The `qa` column: the score with three decimals.
+    pub fn score_text(&self) -> String {
+        format!("{:.3}", self.score())
+    }
+
+    /// The `qa_flags` column: flags joined by `;` (empty when none).
+    pub fn flags_text(&self) -> String {
+        let names: Vec<&str> = self.flags.iter().map(|f| f.as_str()).collect();
+        names.join(";")
+    }
+
+    /// Reads the `qa_flags` column back; `None` names a flag retouch never writes.
+    pub fn parse_flags(text: &str) -> Option<Qa> {
+        let flags: Option<Vec<Flag>> = text
+            .split(';')
+            .filter(|s| !s.is_empty())
+            .map(Flag::parse)
+            .collect();
+        flags.map(Qa::of)
+    }
+}
+
+pub use crate::ops::saliency::NetworkConfidence;
+
+/// Measured on the hard set (BENCHMARKS.md): the cut-outs u2netp got badly wrong mostly had
+/// under 1.2% confident area or over 60% doubt; no good one had either.
+fn unsure(c: NetworkConfidence) -> bool {
+    c.confident < 0.012 || c.uncertain > 0.6
+}
+
+/// Share of the kept pixels that look like the fitted backdrop above which the cut-out kept
+/// backdrop (measured on the hard set, BENCHMARKS.md).
+const BACKDROP_KEPT: f32 = 0.25;
+
+/// Checks a cut-out (`output`'s alpha, made from `input`) and, for a local network, how sure it
+/// was.
+pub fn remove_bg(input: &RgbaImage, output: &RgbaImage, network: Option<NetworkConfidence>) -> Qa {
+    let (w, h) = (output.width() as usize, output.height() as usize);
+    let mut flags = Vec::new();
+    if network.is_some_and(unsure) {
+        flags.push(Flag::UnsureNetwork);
+    }
+    if w == 0 || h == 0 {
+        return Qa::of(flags);
+    }
+    // A flattened result (opaque everywhere) says nothing through its alpha.
+    if output.pixels().all(|p| p.0[3] == 255) {
+        return Qa::of(flags);
+    }
+    let kept: Vec<bool> = output.pixels().map(|p| p.0[3] >= 128).collect();
+    let area = (w * h) as f32;
+    let share = kept.iter().filter(|&&k| k).count() as f32 / area;
+    if share < 0.003 {
+        flags.push(Flag::Empty);
+        return Qa::of(flags);
+    }
+    if share > 0.97 {
+        flags.push(Flag::FillsFrame);
+    }
+    let side_share = |pixels: &mut dyn Iterator<Item = usize>, len: usize| {
+        pixels.filter(|&i| kept[i]).count() as f32 / len as f32
+    };
+    let sides = [
+        side_share(&mut (0..w), w),
+        side_share(&mut (0..w).map(|x| (h - 1) * w + x), w),
+        side_share(&mut (0..h).map(|y| y * w), h),
+        side_share(&mut (0..h).map(|y| y * w + w - 1), h),
+    ];
+    let frame = sides.iter().sum::<f32>() / 4.0;
+    if frame > 0.6 && share < 0.97 {
+        flags.push(Flag::Inverted);
+    } else if sides.iter().filter(|&&s| s > 0.1).count() >= 3 && share < 0.97 {
+        flags.push(Flag::TouchesFrame);
+    }
+    let (_, pieces) = crate::ops::segment::components(w, h, &kept, true);
+    let kept_area = (share * area) as usize;
+    let min_piece = (kept_area / 500).max(16);
+    if pieces
+        .iter()
+        .skip(1)
+        .filter(|p| p.len() >= min_piece)
+        .count()
+        > 6
+    {
+        flags.push(Flag::Fragmented);
+    }
+    let visible = output.pixels().filter(|p| p.0[3] >= 32).count();
+    let soft = output
+        .pixels()
+        .filter(|p| (32..=224).contains(&p.0[3]))
+        .count();
+    if visible > 0 && soft as f32 > 0.25 * visible as f32 {
+        flags.push(Flag::SemiTransparent);
+    }
+    if backdrop_share(input, &kept).is_some_and(|s| s > BACKDROP_KEPT) {
+        flags.push(Flag::BackdropKept);
+    }
+    Qa::of(flags)
+}
+
+/// Of the `kept` pixels, the share that look like the backdrop fitted to `input`'s border: low
+/// evidence of product and luminance within 4% of the backdrop's. `None` when no backdrop fits.
+pub fn backdrop_share(input: &RgbaImage, kept: &[bool]) -> Option<f32> {
+    if kept.len() != (input.width() * input.height()) as usize {
+        return None;
+    }
+    let model = crate::ops::backdrop::BackdropModel::fit(input)?;
+    let evidence = crate::ops::segment::evidence(input, &model);
+    let (mut n, mut like) = (0usize, 0usize);
+    for (i, &k) in kept.iter().enumerate() {
+        if k {
+            n += 1;
+            let near = (evidence.ratio.data[i] - 1.0).abs() < 0.04;
+            like += usize::from(near && evidence.score.data[i] < 0.3);
+        }
+    }
+    (n > 0).then(|| like as f32 / n as f32)
+}
+
+/// Checks a lighting correction against its input (visible pixels only).
+pub fn fix_lighting(input: &RgbaImage, output: &RgbaImage) -> Qa {
+    let mut flags = Vec::new();
+    if input.dimensions() != output.dimensions() {
+        return Qa::of(vec![Flag::WrongSize]);
+    }
+    let (mut n, mut hi_in, mut hi_out, mut lo_in, mut lo_out, mut change) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0f64);
+    for (a, b) in input.pixels().zip(output.pixels()) {
+        if a.0[3] < 128 {
+            continue;
+        }
+        n += 1;
+        let max_a = a.0[..3].iter().copied().max().unwrap_or(0);
+        let max_b = b.0[..3].iter().copied().max().unwrap_or(0);
+        hi_in += u64::from(max_a >= 254);
+        hi_out += u64::from(max_b >= 254);
+        lo_in += u64::from(max_a <= 1);
+        lo_out += u64::from(max_b <= 1);
+        change += (luma(b.0) - luma(a.0)).abs();
+    }
+    if n == 0 {
+        return Qa::of(flags);
+    }
+    let share = |c: u64| c as f64 / n as f64;
+    if share(hi_out) - share(hi_in) > 0.02 {
+        flags.push(Flag::ClippedHighlights);
+    }
+    if share(lo_out) - share(lo_in) > 0.02 {
+        flags.push(Flag::ClippedShadows);
+    }
+    if change / n as f64 > 60.0 {
+        flags.push(Flag::BigChange);
+    }
+    if residual_cast(output) {
+        flags.push(Flag::ResidualCast);
+    }
+    Qa::of(flags)
+}
+
+/// Checks an upscale's size.
+pub fn upscale(output: &RgbaImage, expected: (u32, u32)) -> Qa {
+    if output.dimensions() == expected {
+        Qa::default()
+    } else {
+        Qa::of(vec![Flag::WrongSize])
+    }
+}
+
+fn luma(p: [u8; 4]) -> f64 {
+    0.2126 * f64::from(p[0]) + 0.7152 * f64::from(p[1]) + 0.0722 * f64::from(p[2])
+}
+
+/// A light, near-neutral frame (a studio sweep) that still leans toward one colour.
+fn residual_cast(img: &RgbaImage) -> bool {
+    let (w, h) = img.dimensions();
+    if w < 4 || h < 4 {
+        return false;
+    }
+    let mut sum = [0f64; 3];
+    let mut n = 0f64;
+    for (x, y, p) in img.enumerate_pixels() {
+        let edge = x < 2 || y < 2 || x + 2 >= w || y + 2 >= h;
+        if edge && p.0[3] >= 128 {
+            (0..3).for_each(|k| sum[k] += f64::from(p.0[k]));
+            n += 1.0;
+        }
+    }
+    if n < 16.0 {
+        return false;
+    }
+    let mean = sum.map(|s| s / n);
+    let (lo, hi) = mean
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    // Light and nearly grey (a sweep, not a coloured wall), yet 6–30 levels apart.
+    hi > 170.0 && (6.0..30.0).contains(&(hi - lo))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgba;
+
+    fn cut_out(w: u32, h: u32, keep: impl Fn(u32, u32) -> bool) -> RgbaImage {
+        RgbaImage::from_fn(w, h, |x, y| {
+            Rgba([90, 60, 40, if keep(x, y) { 255 } else { 0 }])
+        })
+    }
+
+    #[test]
+    fn a_clean_cut_out_scores_one_and_broken_ones_are_flagged() {
+        let good = cut_out(100, 80, |x, y| {
+            (30..70).contains(&x) && (20..75).contains(&y)
+        });
+        let photo = RgbaImage::from_fn(100, 80, |x, y| {
+            if (30..70).contains(&x) && (20..75).contains(&y) {
+                Rgba([90, 60, 40, 255])
+            } else {
+                Rgba([235, 235, 232, 255])
+            }
+        });
+        let remove_bg = |out: &RgbaImage, net| remove_bg(&photo, out, net);
+        assert_eq!(remove_bg(&good, None).flags, []);
+        assert_eq!(remove_bg(&good, None).score(), 1.0);
+
+        let inverted = cut_out(100, 80, |x, y| {
+            !((30..70).contains(&x) && (20..75).contains(&y))
+        });
+        assert_eq!(
+            remove_bg(&inverted, None).flags,
+            [Flag::Inverted, Flag::BackdropKept]
+        );
+        assert!(remove_bg(&inverted, None).score() < 0.2);
+
+        let empty = cut_out(100, 80, |x, y| x == 50 && y == 40);
+        assert_eq!(remove_bg(&empty, None).flags, [Flag::Empty]);
+
+        // The product and the backdrop beside it, kept.
+        let greedy = cut_out(100, 80, |x, y| {
+            (10..90).contains(&x) && (20..75).contains(&y)
+        });
+        assert_eq!(remove_bg(&greedy, None).flags, [Flag::BackdropKept]);
+
+        let confetti = cut_out(100, 80, |x, y| x % 12 < 4 && y % 12 < 4 && x > 5 && y > 5);
+        assert!(remove_bg(&confetti, None).flags.contains(&Flag::Fragmented));
+
+        let unsure = NetworkConfidence {
+            confident: 0.004,
+            uncertain: 0.9,
+        };
+        assert_eq!(remove_bg(&good, Some(unsure)).flags, [Flag::UnsureNetwork]);
+        let sure = NetworkConfidence {
+            confident: 0.2,
+            uncertain: 0.1,
+        };
+        assert_eq!(remove_bg(&good, Some(sure)).flags, []);
+    }
+
+    #[test]
+    fn lighting_that_clips_or_leaves_a_cast_is_flagged() {
+        let input = RgbaImage::from_fn(60, 60, |x, _| Rgba([120 + (x as u8), 120, 118, 255]));
+        let same = input.clone();
+        assert_eq!(fix_lighting(&input, &same).flags, []);
+        let blown = RgbaImage::from_pixel(60, 60, Rgba([255, 255, 255, 255]));
+        let qa = fix_lighting(&input, &blown);
+        assert!(qa.flags.contains(&Flag::ClippedHighlights), "{qa:?}");
+        assert!(qa.flags.contains(&Flag::BigChange), "{qa:?}");
+        let warm = RgbaImage::from_pixel(60, 60, Rgba([235, 225, 215, 255]));
+        assert!(
+            fix_lighting(&input, &warm)
+                .flags
+                .contains(&Flag::ResidualCast)
+        );
+    }
+
+    #[test]
+    fn flags_read_back_and_sizes_are_checked() {
+        let qa = Qa::of(vec![
+            Flag::TouchesFrame,
+            Flag::Fragmented,
+            Flag::TouchesFrame,
+        ]);
+        assert_eq!(qa.flags_text(), "touches-frame;fragmented");
+        assert_eq!(Qa::parse_flags(&qa.flags_text()), Some(qa.clone()));
+        assert_eq!(qa.score_text(), "0.360");
+        assert_eq!(Qa::parse_flags("nonsense"), None);
+        assert_eq!(Qa::parse_flags(""), Some(Qa::default()));
+        let img = RgbaImage::new(10, 8);
+        assert_eq!(upscale(&img, (10, 8)).flags, []);
+        assert_eq!(upscale(&img, (20, 16)).flags, [Flag::WrongSize]);
+        let texts: std::collections::BTreeSet<&str> =
+            Flag::ALL.iter().map(|f| f.as_str()).collect();
+        assert_eq!(texts.len(), Flag::ALL.len(), "unique");
+    }
+}
