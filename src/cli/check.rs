@@ -42,7 +42,7 @@ pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     let estimate = Estimate::of(&plan.manifest, &sizes, &facts);
     println!("steps:");
     for (step, est) in plan.manifest.steps.iter().zip(&estimate.steps) {
-        print_step(step, catalog, est);
+        print_step(step, catalog, est, prepared.local.model(step));
     }
     print_estimate(&estimate, &plan.manifest, catalog);
     print_drift(&plan.manifest, catalog, today);
@@ -119,7 +119,9 @@ fn print_header(plan: &Plan, region: &str) {
     );
 }
 
-fn print_step(step: &Step, catalog: &Catalog, est: &StepEstimate) {
+/// One step: its models, exclusions, and where its images go (`local_method` names what a local
+/// route runs: `local`, or `local:<network>` for remove-bg with a network).
+fn print_step(step: &Step, catalog: &Catalog, est: &StepEstimate, local_method: &str) {
     let names: Vec<String> = step
         .models
         .iter()
@@ -139,6 +141,11 @@ fn print_step(step: &Step, catalog: &Catalog, est: &StepEstimate) {
         println!("       {model:<32} excluded: {why}");
     }
     for (model, (n, why)) in &est.routes {
+        let model = if model == ModelRef::LOCAL {
+            local_method
+        } else {
+            model
+        };
         println!("       -> {model:<29} {n} images ({why})");
     }
 }

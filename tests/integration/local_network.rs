@@ -302,6 +302,16 @@ mod real {
             listed.stdout
         );
 
+        let check = t
+            .retouch()
+            .models(&models)
+            .run(&["check", "pipelines/test.yaml"]);
+        assert_eq!(check.code, 0, "{}", check.stderr);
+        assert!(
+            check.stdout.contains("-> local:u2netp"),
+            "check names the network: {}",
+            check.stdout
+        );
         let run = |models: &Path, report: &str| {
             let ran =
                 t.retouch()
