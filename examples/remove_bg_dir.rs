@@ -16,8 +16,8 @@
 use clap::Parser;
 use image::{GrayImage, Luma};
 use retouch::ops::fuse::Fusion;
-use retouch::ops::remove_bg::{RemoveBgOptions, remove_background_with};
-use retouch::ops::saliency::{NetInput, SaliencyNet};
+use retouch::ops::remove_bg;
+use retouch::ops::saliency::SaliencyNet;
 use retouch::qa::Qa;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,11 +59,10 @@ fn main() -> anyhow::Result<()> {
     let net = match &args.net {
         Some(path) => Some(SaliencyNet::from_onnx(
             &std::fs::read(path)?,
-            NetInput {
-                side: 320,
-                mean: [0.485, 0.456, 0.406],
-                std: [0.229, 0.224, 0.225],
-            },
+            // U²-Net's input (both networks of the catalog take the same).
+            retouch::providers::local::net_input(
+                retouch::catalog::local_model("u2netp").expect("u2netp is in the catalog"),
+            ),
         )?),
         None => None,
     };
@@ -116,10 +115,15 @@ fn cut_out(
         }
         (None, _) => (None, None),
     };
-    let out = remove_background_with(&img, &RemoveBgOptions::default(), saliency.as_ref(), fusion);
+    let cut = remove_bg::cut_out(&img, saliency.as_ref(), fusion);
+    let out = &cut.image;
     let alpha = GrayImage::from_fn(out.width(), out.height(), |x, y| {
         Luma([out.get_pixel(x, y).0[3]])
     });
     alpha.save(case.join(format!("alpha_{tag}.png")))?;
-    Ok(retouch::qa::remove_bg(&img, &out, confidence))
+    Ok(retouch::qa::remove_bg(
+        out,
+        confidence,
+        cut.backdrop_like.as_deref(),
+    ))
 }

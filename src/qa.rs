@@ -156,9 +156,14 @@ fn unsure(c: NetworkConfidence) -> bool {
 /// backdrop (measured on the hard set, BENCHMARKS.md).
 const BACKDROP_KEPT: f32 = 0.25;
 
-/// Checks a cut-out (`output`'s alpha, made from `input`) and, for a local network, how sure it
-/// was.
-pub fn remove_bg(input: &RgbaImage, output: &RgbaImage, network: Option<NetworkConfidence>) -> Qa {
+/// Checks a cut-out (`output`'s alpha), given which pixels of the photo looked like the backdrop
+/// (from the local op's own backdrop model, or [`backdrop_like`] for a result made elsewhere)
+/// and, for a local network, how sure it was.
+pub fn remove_bg(
+    output: &RgbaImage,
+    network: Option<NetworkConfidence>,
+    backdrop_like: Option<&[bool]>,
+) -> Qa {
     let (w, h) = (output.width() as usize, output.height() as usize);
     let mut flags = Vec::new();
     if network.is_some_and(unsure) {
@@ -216,29 +221,31 @@ pub fn remove_bg(input: &RgbaImage, output: &RgbaImage, network: Option<NetworkC
     if visible > 0 && soft as f32 > 0.25 * visible as f32 {
         flags.push(Flag::SemiTransparent);
     }
-    if backdrop_share(input, &kept).is_some_and(|s| s > BACKDROP_KEPT) {
+    if backdrop_like
+        .and_then(|like| share_of(&kept, like))
+        .is_some_and(|s| s > BACKDROP_KEPT)
+    {
         flags.push(Flag::BackdropKept);
     }
     Qa::of(flags)
 }
 
-/// Of the `kept` pixels, the share that look like the backdrop fitted to `input`'s border: low
-/// evidence of product and luminance within 4% of the backdrop's. `None` when no backdrop fits.
-pub fn backdrop_share(input: &RgbaImage, kept: &[bool]) -> Option<f32> {
-    if kept.len() != (input.width() * input.height()) as usize {
+/// Which pixels of `input` look like the backdrop fitted to its border (low evidence of product,
+/// luminance within 4% of the backdrop's); `None` when no backdrop fits. For results made
+/// without the local backdrop model (remote models).
+pub fn backdrop_like(input: &RgbaImage) -> Option<Vec<bool>> {
+    let model = crate::ops::backdrop::BackdropModel::fit(input)?;
+    Some(crate::ops::segment::evidence(input, &model).backdrop_like())
+}
+
+/// Of the `kept` pixels, the share that are `like` the backdrop (`None` for other sizes).
+fn share_of(kept: &[bool], like: &[bool]) -> Option<f32> {
+    if kept.len() != like.len() {
         return None;
     }
-    let model = crate::ops::backdrop::BackdropModel::fit(input)?;
-    let evidence = crate::ops::segment::evidence(input, &model);
-    let (mut n, mut like) = (0usize, 0usize);
-    for (i, &k) in kept.iter().enumerate() {
-        if k {
-            n += 1;
-            let near = (evidence.ratio.data[i] - 1.0).abs() < 0.04;
-            like += usize::from(near && evidence.score.data[i] < 0.3);
-        }
-    }
-    (n > 0).then(|| like as f32 / n as f32)
+    let n = kept.iter().filter(|&&k| k).count();
+    let both = kept.iter().zip(like).filter(|&(&k, &l)| k && l).count();
+    (n > 0).then(|| both as f32 / n as f32)
 }
 
 /// Checks a lighting correction against its input (visible pixels only).
@@ -343,7 +350,8 @@ mod tests {
                 Rgba([235, 235, 232, 255])
             }
         });
-        let remove_bg = |out: &RgbaImage, net| remove_bg(&photo, out, net);
+        let like = backdrop_like(&photo);
+        let remove_bg = |out: &RgbaImage, net| remove_bg(out, net, like.as_deref());
         assert_eq!(remove_bg(&good, None).flags, []);
         assert_eq!(remove_bg(&good, None).score(), 1.0);
 

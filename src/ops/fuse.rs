@@ -34,10 +34,6 @@ pub enum Fusion {
 const PLAIN_NOISE: f32 = 0.07;
 /// Share of border samples that must fit the backdrop model for it to count as plain.
 const PLAIN_INLIERS: f32 = 0.6;
-/// A region the network filled is a hole when its mean evidence is below this…
-const HOLE_SCORE: f32 = 0.3;
-/// …and its mean luminance within this ratio of the backdrop's.
-const HOLE_RATIO: f32 = 0.04;
 
 /// The backdrop model's view of an image: its fit, per-pixel evidence and hard mask.
 pub struct BackdropView<'a> {
@@ -113,7 +109,7 @@ fn carve_holes(w: usize, h: usize, mut net: Vec<bool>, b: &BackdropView<'_>) -> 
             .map(|&i| (b.evidence.ratio.data[i] - 1.0).abs())
             .sum::<f32>()
             / n;
-        if score < HOLE_SCORE && off < HOLE_RATIO {
+        if score < segment::LIKE_SCORE && off < segment::LIKE_RATIO {
             for &i in region {
                 net[i] = false;
             }

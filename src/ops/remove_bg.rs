@@ -42,6 +42,23 @@ pub fn remove_background_with(
     saliency: Option<&GrayImage>,
     fusion: Fusion,
 ) -> RgbaImage {
+    let cut = cut_out(img, saliency, fusion);
+    match opts.background {
+        Some(bg) => flatten(&cut.image, bg),
+        None => cut.image,
+    }
+}
+
+/// A transparent cut-out and, when the backdrop could be modelled, which pixels of the photo
+/// looked like the backdrop (what the quality checks compare the kept pixels with, so they need
+/// not fit the backdrop again).
+pub struct CutOut {
+    pub image: RgbaImage,
+    pub backdrop_like: Option<Vec<bool>>,
+}
+
+/// [`remove_background_with`], transparent, with what the backdrop model saw.
+pub fn cut_out(img: &RgbaImage, saliency: Option<&GrayImage>, fusion: Fusion) -> CutOut {
     let m = matte(img, saliency, fusion);
     let mut out = img.clone();
     out.par_chunks_mut(img.width() as usize * 4)
@@ -56,9 +73,9 @@ pub fn remove_background_with(
                 p[3] = (a * p[3] as f32 + 0.5) as u8;
             }
         });
-    match opts.background {
-        Some(bg) => flatten(&out, bg),
-        None => out,
+    CutOut {
+        image: out,
+        backdrop_like: m.backdrop_like,
     }
 }
 
@@ -121,6 +138,8 @@ pub fn flatten(img: &RgbaImage, bg: [u8; 3]) -> RgbaImage {
 struct Matte {
     alpha: Plane,
     fg: EdgeColours,
+    /// Which pixels looked like the backdrop (when it could be modelled).
+    backdrop_like: Option<Vec<bool>>,
 }
 
 /// Sparse per-pixel colours for the edge band.
@@ -136,15 +155,19 @@ impl EdgeColours {
 fn matte(img: &RgbaImage, saliency: Option<&GrayImage>, fusion: Fusion) -> Matte {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let model = BackdropModel::fit(img);
-    let hard = match (model, saliency) {
+    let (hard, backdrop_like) = match (model, saliency) {
         (None, None) => {
             return Matte {
                 alpha: Plane::new(w, h, 1.0),
                 fg: EdgeColours::default(),
+                backdrop_like: None,
             };
         }
-        (Some(model), None) => segment::segment(&segment::evidence(img, &model)),
-        (None, Some(s)) => fuse::fuse(s, None, fusion),
+        (Some(model), None) => {
+            let evidence = segment::evidence(img, &model);
+            (segment::segment(&evidence), Some(evidence.backdrop_like()))
+        }
+        (None, Some(s)) => (fuse::fuse(s, None, fusion), None),
         (Some(model), Some(s)) => {
             let evidence = segment::evidence(img, &model);
             let mask = segment::segment(&evidence);
@@ -155,10 +178,13 @@ fn matte(img: &RgbaImage, saliency: Option<&GrayImage>, fusion: Fusion) -> Matte
             };
             let mut hard = fuse::fuse(s, Some(&view), fusion);
             fuse::tidy(w, h, &mut hard);
-            hard
+            (hard, Some(evidence.backdrop_like()))
         }
     };
-    soft_edges(img, &hard)
+    Matte {
+        backdrop_like,
+        ..soft_edges(img, &hard)
+    }
 }
 
 /// For each pixel of `band`: the local mean of linear colour over the pixels selected by `sel`,
@@ -228,7 +254,11 @@ fn soft_edges(img: &RgbaImage, hard: &[bool]) -> Matte {
             fg.0.insert(i, f);
         }
     }
-    Matte { alpha, fg }
+    Matte {
+        alpha,
+        fg,
+        backdrop_like: None,
+    }
 }
 
 #[cfg(test)]

@@ -74,11 +74,6 @@ impl SaliencyNet {
         Ok(SaliencyNet { plan, input })
     }
 
-    /// The saliency of every pixel of `img` (255 = the salient object), at `img`'s size.
-    pub fn saliency(&self, img: &RgbaImage) -> Result<GrayImage, OpError> {
-        Ok(self.assess(img)?.map)
-    }
-
     /// The saliency map of `img` and how sure the network was.
     pub fn assess(&self, img: &RgbaImage) -> Result<Saliency, OpError> {
         let side = self.input.side;

@@ -16,10 +16,28 @@ const EDGE: f32 = 0.07;
 /// Radius of the morphological closing applied before the hole rule.
 const CLOSE: usize = 2;
 
+/// Evidence below this, with luminance within [`LIKE_RATIO`] of the backdrop's, looks like the
+/// backdrop itself (a hole the backdrop shows through, a patch of floor).
+pub const LIKE_SCORE: f32 = 0.3;
+/// See [`LIKE_SCORE`].
+pub const LIKE_RATIO: f32 = 0.04;
+
 /// Per-pixel evidence: `score` ≥ 1 is confidently product; `ratio` is luminance / backdrop.
 pub struct Evidence {
     pub score: Plane,
     pub ratio: Plane,
+}
+
+impl Evidence {
+    /// Which pixels look like the backdrop ([`LIKE_SCORE`], [`LIKE_RATIO`]).
+    pub fn backdrop_like(&self) -> Vec<bool> {
+        self.score
+            .data
+            .iter()
+            .zip(&self.ratio.data)
+            .map(|(&s, &r)| s < LIKE_SCORE && (r - 1.0).abs() < LIKE_RATIO)
+            .collect()
+    }
 }
 
 /// Computes product evidence for every pixel.
@@ -77,7 +95,7 @@ pub fn segment(ev: &Evidence) -> Vec<bool> {
         .map(|i| ev.score.data[i] >= 0.45 || grad.data[i] >= EDGE * 0.5)
         .collect();
     let mut mask = flood(w, h, &strong, &weak);
-    remove_specks(w, h, &mut mask, (w * h / 2000).max(8));
+    remove_small(w, h, &mut mask, true, (w * h / 2000).max(8));
     let m = Plane {
         w,
         h,
@@ -144,10 +162,6 @@ pub fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, 
     (label, comps)
 }
 
-fn remove_specks(w: usize, h: usize, mask: &mut [bool], min_area: usize) {
-    remove_small(w, h, mask, true, min_area);
-}
-
 /// Flips every 4-connected region of `value` smaller than `min_area` pixels.
 pub fn remove_small(w: usize, h: usize, mask: &mut [bool], value: bool, min_area: usize) {
     let (_, comps) = components(w, h, mask, value);
@@ -202,7 +216,7 @@ mod tests {
             })
             .collect();
         mask[0] = true; // speck
-        remove_specks(w, h, &mut mask, 4);
+        remove_small(w, h, &mut mask, true, 4);
         assert!(!mask[0]);
         let ev = Evidence {
             score: Plane::new(w, h, 0.0),

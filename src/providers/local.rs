@@ -150,16 +150,16 @@ impl LocalOps {
                     Some(n) => Some(n.net.assess(image)?),
                     None => None,
                 };
-                let cut = ops::remove_bg::remove_background_with(
+                let cut = ops::remove_bg::cut_out(
                     image,
-                    &ops::remove_bg::RemoveBgOptions::default(),
                     saliency.as_ref().map(|s| &s.map),
                     Fusion::Combined,
                 );
-                let qa = qa::remove_bg(image, &cut, saliency.map(|s| s.confidence));
+                let confidence = saliency.map(|s| s.confidence);
+                let qa = qa::remove_bg(&cut.image, confidence, cut.backdrop_like.as_deref());
                 let image = match p.background {
-                    Some(bg) => ops::remove_bg::flatten(&cut, bg.0),
-                    None => cut,
+                    Some(bg) => ops::remove_bg::flatten(&cut.image, bg.0),
+                    None => cut.image,
                 };
                 Ok(LocalOutput { image, qa })
             }
@@ -188,15 +188,19 @@ impl LocalOps {
     }
 }
 
-/// Reads, verifies and loads `model`.
-fn load(store: Option<&ModelStore>, model: &LocalModel) -> Result<SaliencyNet, StoreError> {
-    let bytes = store.ok_or(StoreError::NoFolder)?.load(model)?;
-    let input = NetInput {
+/// How `model` wants its input, in the terms the network runner takes.
+pub fn net_input(model: &LocalModel) -> NetInput {
+    NetInput {
         side: model.input.side,
         mean: model.input.mean,
         std: model.input.std,
-    };
-    SaliencyNet::from_onnx(&bytes, input).map_err(|e| StoreError::Unusable {
+    }
+}
+
+/// Reads, verifies and loads `model`.
+fn load(store: Option<&ModelStore>, model: &LocalModel) -> Result<SaliencyNet, StoreError> {
+    let bytes = store.ok_or(StoreError::NoFolder)?.load(model)?;
+    SaliencyNet::from_onnx(&bytes, net_input(model)).map_err(|e| StoreError::Unusable {
         model: model.name.clone(),
         detail: e.to_string(),
     })

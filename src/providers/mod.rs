@@ -109,7 +109,9 @@ impl PreparedCall {
         let decoded =
             bedrock::decode_response(&self.model, self.op, answer, original, &request.mapping)?;
         let qa = match self.op {
-            Op::RemoveBg => qa::remove_bg(original, &decoded.image, None),
+            Op::RemoveBg => {
+                qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref())
+            }
             Op::FixLighting => qa::fix_lighting(original, &decoded.image),
             Op::Upscale => {
                 let expected = request.mapping.target.unwrap_or(original.dimensions());

@@ -199,7 +199,7 @@ pub fn output_path(dir: &Path, rel: &str, format: OutputFormat) -> Result<PathBu
 }
 
 /// `s` with each control character written as a `\u{..}` escape, so messages never carry one.
-fn escape_controls(s: &str) -> String {
+pub(crate) fn escape_controls(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() {
