@@ -48,6 +48,9 @@ reasons! {
     Route Cheapest = "cheapest", "The cheapest of several permitted models that can take the image.";
     Route NextCheapest = "next-cheapest", "A cheaper model failed for this image; this is the next.";
     Route CacheHit = "cache-hit", "An earlier run's result, reused: nothing ran, nothing was billed.";
+    Route Escalated = "escalated", "Scored below `escalate.below`: another model redid the step (outcome superseded).";
+    Route EscalationPassed = "escalation-passed", "Redone by this model after a cheaper result scored too low; passed.";
+    Route EscalationBest = "escalation-best", "No result passed `escalate.below`; this best-scoring one is kept.";
     Fallback FallbackNoCredentials = "fallback-no-credentials", "No AWS credentials were found.";
     Fallback FallbackBudget = "fallback-budget", "A budget (run, image or day) could not afford it.";
     Fallback FallbackAccessDenied = "fallback-access-denied", "The account may not use the model.";

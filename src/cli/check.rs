@@ -6,7 +6,7 @@
 use retouch::catalog::{Catalog, Date};
 use retouch::manifest::{Manifest, ModelRef, Step};
 use retouch::plan::Plan;
-use retouch::plan::estimate::{Estimate, StepEstimate, probe_sizes};
+use retouch::plan::estimate::{Estimate, PassRate, StepEstimate, probe_sizes};
 use retouch::report::printable;
 use retouch::router::Facts;
 use retouch::run::{Overrides, prepare, region};
@@ -41,10 +41,21 @@ pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     };
     let estimate = Estimate::of(&plan.manifest, &sizes, &facts);
     println!("steps:");
+    let mut escalation = retouch::money::Usd::ZERO;
     for (step, est) in plan.manifest.steps.iter().zip(&estimate.steps) {
-        print_step(step, catalog, est, prepared.local.model(step));
+        let local_method = prepared.local.model(step);
+        print_step(step, catalog, est, local_method);
+        if let Some(expected) = print_escalation(step, catalog, est, local_method, &plan.manifest) {
+            escalation += expected;
+        }
     }
     print_estimate(&estimate, &plan.manifest, catalog);
+    if !escalation.is_zero() {
+        println!(
+            "expected with escalation: ${} (the cheapest routes plus the expected redos)",
+            estimate.low + escalation
+        );
+    }
     print_drift(&plan.manifest, catalog, today);
     Ok(code::OK)
 }
@@ -148,6 +159,69 @@ fn print_step(step: &Step, catalog: &Catalog, est: &StepEstimate, local_method: 
         };
         println!("       -> {model:<29} {n} images ({why})");
     }
+}
+
+/// A step's `escalate:`: what redoing costs at worst and as expected from the pass rate earlier
+/// runs of this state folder measured for the step's usual model. Returns the expected cost.
+fn print_escalation(
+    step: &Step,
+    catalog: &Catalog,
+    est: &StepEstimate,
+    local_method: &str,
+    manifest: &Manifest,
+) -> Option<retouch::money::Usd> {
+    let escalate = step.escalate.as_ref()?;
+    let names: Vec<String> = escalate
+        .to
+        .iter()
+        .map(|id| catalog.resolve(id).map_or(id.clone(), |e| e.alias.clone()))
+        .collect();
+    // The model most images go to first, as the report names it.
+    let first = est
+        .routes
+        .iter()
+        .max_by_key(|(_, (n, _))| *n)
+        .map(|(alias, _)| match alias.as_str() {
+            ModelRef::LOCAL => local_method.to_owned(),
+            alias => catalog
+                .resolve(alias)
+                .map_or(alias.to_owned(), |e| e.id.clone()),
+        })
+        .unwrap_or_default();
+    let history = pass_history(manifest, step, &first, escalate.below);
+    let worst = est.escalation(None);
+    let expected = est.escalation(history.rate());
+    println!(
+        "       escalate below {:.2} to [{}]: up to ${worst} if every result is redone",
+        escalate.below,
+        names.join(", ")
+    );
+    match history.rate() {
+        Some(rate) => println!(
+            "       expected ${expected}: {:.0}% of {} earlier {first} results passed",
+            rate * 100.0,
+            history.measured
+        ),
+        None => println!(
+            "       expected ${expected}: {} earlier {first} results measured here (under {}), \
+             so every result is assumed redone",
+            history.measured,
+            PassRate::MIN_MEASURED
+        ),
+    }
+    Some(expected)
+}
+
+/// How `model`'s results for this step's op fared against `mark` in earlier runs (none when the
+/// state folder does not exist: checking creates nothing).
+fn pass_history(manifest: &Manifest, step: &Step, model: &str, mark: f32) -> PassRate {
+    if !manifest.state.join("state.db").is_file() {
+        return PassRate::default();
+    }
+    retouch::ledger::Store::open(&manifest.state)
+        .and_then(|s| s.passed(step.op, model, mark))
+        .map(|(passed, measured)| PassRate { passed, measured })
+        .unwrap_or_default()
 }
 
 fn print_estimate(est: &Estimate, manifest: &Manifest, catalog: &Catalog) {

@@ -275,6 +275,7 @@ mod tests {
             prompt: None,
             negative_prompt: None,
             similarity: None,
+            escalate: None,
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::catalog::{Catalog, Date, Lifecycle};
-use crate::manifest::{Manifest, ModelRef};
+use crate::manifest::Manifest;
 use crate::money::Usd;
 
 /// The size lock prices are quoted at.
@@ -22,10 +22,7 @@ const REFERENCE_SIZE: (u32, u32) = (1024, 1024);
 pub fn entries(manifest: &Manifest, catalog: &Catalog, today: Date) -> Vec<(String, Usd)> {
     let mut out = BTreeMap::new();
     for step in &manifest.steps {
-        for model in &step.models {
-            let ModelRef::Remote(id) = model else {
-                continue;
-            };
+        for id in step.remote_models() {
             let Some(entry) = catalog.resolve(id) else {
                 continue;
             };
@@ -112,12 +109,10 @@ fn why_dropped(entry: &str, manifest: &Manifest, catalog: &Catalog, today: Date)
             None => "retired".into(),
         };
     }
-    let listed = manifest.steps.iter().any(|s| {
-        s.op.as_str() == op
-            && s.models
-                .iter()
-                .any(|m| matches!(m, ModelRef::Remote(r) if r == &model.id))
-    });
+    let listed = manifest
+        .steps
+        .iter()
+        .any(|s| s.op.as_str() == op && s.remote_models().any(|r| r == model.id));
     if !listed {
         return format!("no `{op}` step lists it any more");
     }

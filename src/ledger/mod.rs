@@ -63,6 +63,9 @@ pub enum Status {
     Skipped,
     /// Dry run: the route this image would take; nothing was called.
     Planned,
+    /// An attempt at a step whose result is not the one kept (`escalate:` redid the step); the
+    /// step's kept row follows it.
+    Superseded,
 }
 
 impl Status {
@@ -72,14 +75,21 @@ impl Status {
             Status::Failed => "failed",
             Status::Skipped => "skipped",
             Status::Planned => "planned",
+            Status::Superseded => "superseded",
         }
     }
 
     /// The inverse of [`Status::as_str`].
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Ok, Status::Failed, Status::Skipped, Status::Planned]
-            .into_iter()
-            .find(|st| st.as_str() == s)
+        [
+            Status::Ok,
+            Status::Failed,
+            Status::Skipped,
+            Status::Planned,
+            Status::Superseded,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 }
 

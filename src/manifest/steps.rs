@@ -7,8 +7,8 @@ use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
-    Fallback, FixLightingParams, LocalMethod, Op, OpParams, RemoveBgParams, Rgb, Step,
-    UpscaleParams, UpscaleTarget,
+    Escalate, Fallback, FixLightingParams, LocalMethod, ModelRef, Op, OpParams, RemoveBgParams,
+    Rgb, Step, UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
 
@@ -20,6 +20,7 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "prompt",
     "negative_prompt",
     "similarity",
+    "escalate",
     "background",
     "local_model",
     "strength",
@@ -72,6 +73,7 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
     let negative_prompt = opt_prompt(ck, &f, "negative_prompt");
     let similarity = opt_float(ck, &f, "similarity", FloatRange::inclusive(0.2, 1.0));
     let params = op.and_then(|op| params(ck, &f, op));
+    let escalate = escalate(ck, &f, op, models.as_deref());
     Some(Step {
         index,
         op: op?,
@@ -81,7 +83,66 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
         prompt: prompt?,
         negative_prompt: negative_prompt?,
         similarity: similarity?.map(|s| s as f32),
+        escalate: escalate?,
     })
+}
+
+/// `escalate: { below, to }`: a pass mark in (0, 1] and the remote models that may redo the
+/// step, each able to do the op and not already one of the step's `models`.
+fn escalate(
+    ck: &mut Checker,
+    f: &Fields,
+    op: Option<Op>,
+    models: Option<&[ModelRef]>,
+) -> Option<Option<Escalate>> {
+    let Some(v) = f.get("escalate") else {
+        return Some(None);
+    };
+    let path = f.path("escalate");
+    let e = ck.fields(v, &path, &["below", "to"])?;
+    let range = FloatRange {
+        min: 0.0,
+        min_inclusive: false,
+        max: 1.0,
+    };
+    let below = ck
+        .required(&e, "below")
+        .and_then(|v| ck.float(v, &e.path("below"), range));
+    let to_path = e.path("to");
+    let to = ck
+        .required(&e, "to")
+        .and_then(|v| model_names::step_models(ck, v, &to_path, op));
+    let (below, to) = (below?, to?);
+    let mut ids = Vec::with_capacity(to.len());
+    let mut ok = true;
+    for (i, model) in to.into_iter().enumerate() {
+        let at = format!("{to_path}[{i}]");
+        match model {
+            ModelRef::Local => {
+                let message = format!("{at} is `local`, but escalation redoes a step remotely");
+                let help = "list remote models here; `local` belongs in `models:` (it runs \
+                            first, free) or `fallback: local`"
+                    .to_owned();
+                ck.error(&at, message, Some(help));
+                ok = false;
+            }
+            ModelRef::Remote(id)
+                if models.is_some_and(|m| m.contains(&ModelRef::Remote(id.clone()))) =>
+            {
+                let message = format!("{at} names `{id}`, which is already in the step's models");
+                let help = "a model redoing its own result would pay twice for the same answer; \
+                            remove it from one of the lists"
+                    .to_owned();
+                ck.error(&at, message, Some(help));
+                ok = false;
+            }
+            ModelRef::Remote(id) => ids.push(id),
+        }
+    }
+    ok.then_some(Some(Escalate {
+        below: below as f32,
+        to: ids,
+    }))
 }
 
 fn op(ck: &mut Checker, v: &Value, path: &str) -> Option<Op> {

@@ -260,9 +260,44 @@ pub struct Step {
     pub negative_prompt: Option<String>,
     /// How close a regenerating model must stay to the input (`similarity:`, 0.2..=1.0).
     pub similarity: Option<f32>,
+    /// Redo the step with other models when its result's quality score is too low
+    /// (`escalate:`).
+    pub escalate: Option<Escalate>,
+}
+
+/// `escalate: { below, to }`: when a step's result scores below `below`, the step is redone
+/// with the models of `to` (cheapest first for the image, ties in list order) until a result
+/// passes; when none does, the best-scoring result is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Escalate {
+    /// The pass mark: a result whose `qa` score is below it is redone.
+    pub below: f32,
+    /// Remote models (canonical catalog ids) that may redo the step. Never empty.
+    pub to: Vec<String>,
+}
+
+impl Escalate {
+    /// Whether a result with this quality passes (an unmeasured result is never redone).
+    pub fn passes(&self, qa: Option<&crate::qa::Qa>) -> bool {
+        qa.is_none_or(|q| q.score() >= self.below)
+    }
 }
 
 impl Step {
+    /// Every remote model this step may call (canonical ids): its `models`, then the models of
+    /// `escalate.to`.
+    pub fn remote_models(&self) -> impl Iterator<Item = &str> {
+        let models = self.models.iter().filter_map(|m| match m {
+            ModelRef::Remote(id) => Some(id.as_str()),
+            ModelRef::Local => None,
+        });
+        let escalation = self
+            .escalate
+            .iter()
+            .flat_map(|e| e.to.iter().map(String::as_str));
+        models.chain(escalation)
+    }
+
     /// The size of this step's result for an input of `w`×`h`: upscaling grows it, every other
     /// op keeps it (remote results are mapped back to the input's size).
     pub fn output_size(&self, (w, h): (u32, u32)) -> (u32, u32) {

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::Plan;
 use crate::catalog::Catalog;
-use crate::manifest::{Manifest, Step};
+use crate::manifest::{Fallback, Manifest, ModelRef, Step};
 use crate::money::Usd;
 use crate::reason::Reason;
 use crate::router::{self, Decision, Excluded, Facts, Route};
@@ -78,6 +78,60 @@ pub fn route_step(step: &Step, size: (u32, u32), facts: &Facts) -> StepRoute {
     }
 }
 
+/// The escalation models that could redo `step` for an image of `size` (`escalate.to`, routed as
+/// a run routes them): model id and estimated price, cheapest first. Empty without `escalate:`.
+pub fn escalation_ladder(step: &Step, size: (u32, u32), facts: &Facts) -> Vec<(String, Usd)> {
+    let Some(escalate) = &step.escalate else {
+        return Vec::new();
+    };
+    let ladder = Step {
+        models: escalate.to.iter().cloned().map(ModelRef::Remote).collect(),
+        fallback: Fallback::Skip,
+        escalate: None,
+        ..step.clone()
+    };
+    match router::decide(&ladder, size, facts) {
+        Decision::Remote { candidates, .. } => candidates
+            .into_iter()
+            .map(|c| (c.model.id, c.price))
+            .collect(),
+        Decision::Other { .. } => Vec::new(),
+    }
+}
+
+/// How often a step's first results passed its escalate mark in earlier runs of the state folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PassRate {
+    pub passed: u64,
+    pub measured: u64,
+}
+
+impl PassRate {
+    /// Fewer measured results than this say too little: the estimate assumes every result
+    /// escalates.
+    pub const MIN_MEASURED: u64 = 20;
+
+    /// The share that passed, when enough results were measured.
+    pub fn rate(self) -> Option<f64> {
+        (self.measured >= Self::MIN_MEASURED).then(|| self.passed as f64 / self.measured as f64)
+    }
+}
+
+/// The expected cost of escalating one image whose escalation models cost `ladder` (cheapest
+/// first): the k-th is paid only when the first result and the k-1 redone before it all failed,
+/// each passing with probability `pass` (`None`: none passes, the worst case). Rounded up to the
+/// micro-dollar.
+pub fn expected_escalation(ladder: &[Usd], pass: Option<f64>) -> Usd {
+    let fail = 1.0 - pass.unwrap_or(0.0).clamp(0.0, 1.0);
+    let mut reach = 1.0;
+    let mut micros = 0.0;
+    for price in ladder {
+        reach *= fail;
+        micros += reach * price.micros() as f64;
+    }
+    Usd(micros.ceil() as i64)
+}
+
 /// One step over every image: where the images go and which models are excluded.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepEstimate {
@@ -85,6 +139,17 @@ pub struct StepEstimate {
     pub routes: BTreeMap<String, (u64, Reason)>,
     /// Excluded models (by alias), with the first reason met.
     pub excluded: BTreeMap<String, String>,
+    /// With `escalate:`, the summed price of the k-th escalation model over every image (the
+    /// cost if every image reached it); empty without.
+    pub ladder: Vec<Usd>,
+}
+
+impl StepEstimate {
+    /// The expected escalation cost of this step over every image at pass rate `pass` (`None`:
+    /// every result escalates, the worst case).
+    pub fn escalation(&self, pass: Option<f64>) -> Usd {
+        expected_escalation(&self.ladder, pass)
+    }
 }
 
 /// The whole run.
@@ -98,6 +163,8 @@ pub struct Estimate {
     pub high: Usd,
     /// Calls per model (id) on the cheapest routes.
     pub calls: BTreeMap<String, u64>,
+    /// Calls per escalation model (id) if every result escalated through its whole list.
+    pub escalation_calls: BTreeMap<String, u64>,
 }
 
 /// How long one model's calls take at its rate limit.
@@ -136,6 +203,15 @@ impl Estimate {
                     .entry(route.alias)
                     .or_insert((0, route.reason))
                     .0 += 1;
+                let ladder = escalation_ladder(step, *size, facts);
+                if this.ladder.len() < ladder.len() {
+                    this.ladder.resize(ladder.len(), Usd::ZERO);
+                }
+                for (k, (model, price)) in ladder.into_iter().enumerate() {
+                    this.ladder[k] += price;
+                    est.high += price;
+                    *est.escalation_calls.entry(model).or_default() += 1;
+                }
                 *size = step.output_size(*size);
             }
             est.steps.push(this);

@@ -299,6 +299,9 @@ pub struct Quality {
     pub flags: Vec<(String, usize)>,
     /// The lowest-scoring results (below [`QA_REVIEW`]), lowest first.
     pub lowest: Vec<LowScore>,
+    /// Results `escalate:` redid (superseded rows with a result; not counted above, which
+    /// covers only the results kept).
+    pub redone: usize,
 }
 
 /// One result that scored low.
@@ -323,6 +326,10 @@ fn quality(rows: &[StepRecord]) -> Quality {
     let mut low: Vec<(f32, usize, &StepRecord)> = Vec::new();
     for r in rows {
         let Some(qa) = &r.qa else { continue };
+        if r.status == Status::Superseded {
+            out.redone += 1;
+            continue;
+        }
         out.measured += 1;
         for flag in &qa.flags {
             *flags.entry(flag.as_str()).or_default() += 1;
@@ -537,6 +544,13 @@ impl fmt::Display for Analysis {
                 "\nquality: {} of {} results scored below {QA_REVIEW}",
                 q.below, q.measured
             )?;
+            if q.redone > 0 {
+                writeln!(
+                    f,
+                    "  {} results scored below their step's escalate mark and were redone",
+                    q.redone
+                )?;
+            }
             for (flag, n) in &q.flags {
                 writeln!(f, "  {flag:<20} {n:>6} results")?;
             }

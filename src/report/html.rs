@@ -153,10 +153,12 @@ fn totals(a: &Analysis) -> String {
     out
 }
 
-/// The image's lowest quality score; above every real score when nothing was measured.
+/// The image's lowest quality score among the results it kept (attempts `escalate:` superseded
+/// do not count); above every real score when nothing was measured.
 fn worst_score(steps: &[&StepRecord]) -> f32 {
     steps
         .iter()
+        .filter(|r| r.status != crate::ledger::Status::Superseded)
         .filter_map(|r| r.qa.as_ref().map(|q| q.score()))
         .fold(f32::INFINITY, f32::min)
 }

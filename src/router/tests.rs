@@ -31,6 +31,7 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
         prompt: None,
         negative_prompt: None,
         similarity: None,
+        escalate: None,
     }
 }
 

@@ -330,10 +330,7 @@ async fn connect(options: &RunOptions, plan: &Plan) -> (Option<Providers>, Strin
             .clone()
             .unwrap_or_else(|| "us-east-1".into())
     };
-    let wants_remote = m
-        .steps
-        .iter()
-        .any(|s| s.models.iter().any(|x| !x.is_local()));
+    let wants_remote = m.steps.iter().any(|s| s.remote_models().next().is_some());
     match &options.connection {
         Connection::Client { client, region } => {
             (Some(Providers::from(client.clone())), region.clone())

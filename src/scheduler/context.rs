@@ -2,13 +2,14 @@
 //!
 //! Owned by the run loop (one per run, behind an `Arc`), read by image tasks and the dry run.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::cache::RunCache;
 use super::remote::Remote;
 use crate::catalog::Catalog;
 use crate::manifest::{Manifest, ModelRef, Step};
-use crate::plan::estimate::{self, StepRoute};
+use crate::money::Usd;
+use crate::plan::estimate::{self, PassRate, StepRoute};
 use crate::providers::local::LocalOps;
 use crate::router::{self, Decision, Facts, Route};
 
@@ -23,6 +24,9 @@ pub(super) struct ImageContext {
     pub cache: Option<Arc<RunCache>>,
     /// The local method of each step.
     pub local: Arc<LocalOps>,
+    /// Per step, the share of its first results that passed its `escalate:` mark in earlier
+    /// runs, when enough were measured (a dry run's expected escalation; read once).
+    pub pass_rates: OnceLock<Vec<Option<f64>>>,
 }
 
 impl ImageContext {
@@ -30,6 +34,14 @@ impl ImageContext {
     /// health of each model).
     pub(super) fn decide(&self, step: &Step, size: (u32, u32)) -> Decision {
         self.with_facts(|facts| router::decide(step, size, facts))
+    }
+
+    /// The escalation models for `step` and an image of `size`, cheapest first, with prices.
+    pub(super) fn escalation_ladder(&self, step: &Step, size: (u32, u32)) -> Vec<Usd> {
+        self.with_facts(|facts| estimate::escalation_ladder(step, size, facts))
+            .into_iter()
+            .map(|(_, price)| price)
+            .collect()
     }
 
     /// The planned route of `step` (a dry run's view of [`ImageContext::decide`]).
@@ -65,6 +77,28 @@ impl ImageContext {
             } => vec![self.local.model(step).to_owned()],
             Decision::Other { .. } => Vec::new(),
         }
+    }
+
+    /// The pass rate of `step`'s first results against its escalate mark in earlier runs of the
+    /// state folder (`None`: no escalation, no state, or too few results to say).
+    pub(super) fn pass_rate(&self, step: &Step) -> Option<f64> {
+        let rates = self.pass_rates.get_or_init(|| {
+            let steps = &self.manifest.steps;
+            steps
+                .iter()
+                .map(|s| {
+                    let escalate = s.escalate.as_ref()?;
+                    let store = self.cache.as_ref()?.store();
+                    let model = match s.remote_models().next() {
+                        Some(id) if !s.models.contains(&ModelRef::Local) => id.to_owned(),
+                        _ => self.local.model(s).to_owned(),
+                    };
+                    let (passed, measured) = store.passed(s.op, &model, escalate.below).ok()?;
+                    PassRate { passed, measured }.rate()
+                })
+                .collect()
+        });
+        rates.get(step.index).copied().flatten()
     }
 
     fn with_facts<T>(&self, f: impl FnOnce(&Facts) -> T) -> T {

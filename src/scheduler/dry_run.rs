@@ -4,13 +4,15 @@
 //! estimator `retouch check` prints ([`crate::plan::estimate`]); on top, steps an earlier run
 //! already did are planned as `cache-hit` at no cost, walking the same cache chain a real run
 //! would, and estimates are reserved against the run's budget as if they were spent, so a dry
-//! run shows where `fallback-budget` would start.
+//! run shows where `fallback-budget` would start. A step with `escalate:` adds the expected cost
+//! of redoing it to its row's estimate (not reserved: the budget holds at run time).
 
 use super::cache::spec;
 use super::context::ImageContext;
 use super::rows::RowBuilder;
 use crate::ledger::{StepKey, StepRecord};
 use crate::money::Usd;
+use crate::plan::estimate;
 use crate::reason::Reason;
 use crate::router;
 
@@ -34,6 +36,9 @@ pub(super) fn plan_rows(
             continue;
         }
         let out = step.output_size(size);
+        // With `escalate:`, what redoing is expected to cost for this image (see `check`).
+        let ladder = ctx.escalation_ladder(step, size);
+        let redo = estimate::expected_escalation(&ladder, ctx.pass_rate(step));
         let (model, reason, estimate) = if !route.remote {
             (route.model, route.reason, Usd::ZERO)
         } else {
@@ -49,6 +54,7 @@ pub(super) fn plan_rows(
                 }
             }
         };
+        let estimate = estimate + redo;
         rows.planned(step, &model, reason, estimate, size, out);
         link = StepKey::chain(link, &spec(step, &model)).as_hash();
         size = out;

@@ -17,7 +17,7 @@ use super::remote::NotServed;
 use super::rows::RowBuilder;
 use crate::codec;
 use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash};
-use crate::manifest::Step;
+use crate::manifest::{Fallback, Step};
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::providers::local::LocalOps;
@@ -138,17 +138,43 @@ pub(super) async fn process(
     task.run(output).await
 }
 
+/// One go at a step, not yet kept: the chain and the pixels have not moved.
+pub(super) enum Attempt {
+    /// An earlier result from the cache, and the reason of the route that would have made it.
+    Hit {
+        hit: Hit,
+        reason: Reason,
+    },
+    /// Run now (a skip included: no image); recorded in the cache under `key`.
+    Ran {
+        done: StepDone,
+        key: Option<StepKey>,
+    },
+    Failed(StepFailed),
+}
+
+impl Attempt {
+    /// What the result's checks found (`None`: nothing to measure, or not measured).
+    pub(super) fn qa(&self) -> Option<&Qa> {
+        match self {
+            Attempt::Hit { hit, .. } => hit.step.qa.as_ref(),
+            Attempt::Ran { done, .. } => done.qa.as_ref(),
+            Attempt::Failed(_) => None,
+        }
+    }
+}
+
 /// One image part-way through its steps. Its pixels are decoded only when a step must really run
 /// or its output must be written, so a rerun whose steps are all cached decodes nothing.
-struct ImageTask<'a> {
-    ctx: &'a ImageContext,
+pub(super) struct ImageTask<'a> {
+    pub(super) ctx: &'a ImageContext,
     /// The image as the report names it (also its per-image budget key).
-    key: String,
-    rows: RowBuilder,
+    pub(super) key: String,
+    pub(super) rows: RowBuilder,
     /// Where the current pixels come from.
     pixels: Pixels,
     /// Size after the steps so far.
-    size: (u32, u32),
+    pub(super) size: (u32, u32),
     /// The input's ICC profile, carried to the output.
     icc: Option<Vec<u8>>,
     /// The cache chain link naming the image after the steps so far.
@@ -187,6 +213,8 @@ enum Deferred<'a> {
         done: StepDone,
         size: (u32, u32),
     },
+    /// A finished row waiting for the rows before it (an attempt `escalate:` superseded).
+    Row(StepRecord),
 }
 
 impl<'a> ImageTask<'a> {
@@ -195,19 +223,78 @@ impl<'a> ImageTask<'a> {
         for step in &ctx.manifest.steps {
             let input_size = self.size;
             let decision = ctx.decide(step, input_size);
-            // Held until the step's result is recorded: nobody else pays for it meanwhile.
-            let (hit, _claim) = self.find_or_claim(step, &decision).await;
-            if let Some(hit) = hit {
+            let first = self.attempt(step, decision, step.fallback).await;
+            let (kept, reason) = match &step.escalate {
+                Some(escalate) if !escalate.passes(first.qa()) => {
+                    self.escalate(step, escalate, first).await
+                }
+                _ => (first, None),
+            };
+            if let Err(rows) = self.keep(step, kept, reason, input_size) {
+                return rows;
+            }
+        }
+        self.write_output(output).await
+    }
+
+    /// One go at `step` on the current pixels as `decision` routes it: the cached result, or
+    /// the step run now (and recorded in the cache). The chain does not move yet.
+    pub(super) async fn attempt(
+        &mut self,
+        step: &'a Step,
+        decision: Decision,
+        fallback: Fallback,
+    ) -> Attempt {
+        // Held until the step's result is recorded: nobody else pays for it meanwhile.
+        let (hit, _claim) = self.find_or_claim(step, &decision).await;
+        if let Some(hit) = hit {
+            let reason = match &decision {
+                Decision::Other { route, .. } => route.reason(),
+                Decision::Remote { reason, .. } => *reason,
+            };
+            return Attempt::Hit { hit, reason };
+        }
+        let outcome = match decision {
+            Decision::Other {
+                route: route @ Route::Skip { .. },
+                ..
+            } => unmoved(run_route(&self.ctx.local, step, None, route, None).await),
+            Decision::Other {
+                route: route @ Route::Fail { .. },
+                ..
+            } => {
+                self.flush_deferred_as_hits();
+                unmoved(run_route(&self.ctx.local, step, None, route, None).await)
+            }
+            decision => match self.materialise().await {
+                Ok(image) => self.compute(step, image, decision, fallback).await,
+                Err(failed) => Err(failed),
+            },
+        };
+        match outcome {
+            Ok((done, key)) => Attempt::Ran { done, key },
+            Err(failed) => Attempt::Failed(failed),
+        }
+    }
+
+    /// Makes `kept` the step's result: moves the chain and the pixels on and writes its row
+    /// (`reason` replaces the route's reason when escalation chose it). `Err` carries the
+    /// image's rows when the step failed and the image stops here.
+    fn keep(
+        &mut self,
+        step: &'a Step,
+        kept: Attempt,
+        reason: Option<Reason>,
+        input_size: (u32, u32),
+    ) -> Result<(), Vec<StepRecord>> {
+        match kept {
+            Attempt::Hit { hit, reason: route } => {
                 self.link = hit.key.as_hash();
                 self.size = (hit.step.out_w, hit.step.out_h);
                 if hit.step.blob.is_empty() {
-                    let reason = match decision {
-                        Decision::Other { route, .. } => route.reason(),
-                        Decision::Remote { reason, .. } => reason,
-                    };
                     self.deferred.push(Deferred::LocalHit {
                         step,
-                        reason,
+                        reason: reason.unwrap_or(route),
                         input: input_size,
                         output: self.size,
                         qa: hit.step.qa.clone(),
@@ -224,50 +311,41 @@ impl<'a> ImageTask<'a> {
                         hit.step.qa.clone(),
                     );
                 }
-                continue;
             }
-            let outcome = match decision {
-                Decision::Other {
-                    route: route @ Route::Skip { .. },
-                    ..
-                } => run_route(&ctx.local, step, None, route, None).await,
-                Decision::Other {
-                    route: route @ Route::Fail { .. },
-                    ..
-                } => {
-                    self.flush_deferred_as_hits();
-                    run_route(&ctx.local, step, None, route, None).await
+            Attempt::Ran { done, .. } if done.image.is_none() => {
+                self.deferred.push(Deferred::Skipped {
+                    step,
+                    done,
+                    size: input_size,
+                });
+            }
+            Attempt::Ran { mut done, key } => {
+                let new = done.image.take().expect("checked above");
+                if let Some(key) = key {
+                    self.link = key.as_hash();
                 }
-                decision => match self.materialise().await {
-                    Ok(image) => self.compute(step, image, decision).await,
-                    Err(failed) => Err(failed),
-                },
-            };
-            match outcome {
-                Ok(done) if done.image.is_none() => {
-                    self.deferred.push(Deferred::Skipped {
-                        step,
-                        done,
-                        size: input_size,
-                    });
+                if let Some(reason) = reason {
+                    done.reason = reason;
                 }
-                Ok(mut done) => {
-                    let new = done.image.take().expect("checked above");
-                    self.size = new.dimensions();
-                    self.rows.done(step, done, false, input_size, self.size);
-                    self.pixels = Pixels::Decoded(new);
-                }
-                Err(failed) if self.unreadable => {
-                    return self.rows.all_failed(failed.reason, &failed.error);
-                }
-                Err(failed) => {
-                    self.flush_deferred_as_hits();
-                    self.rows.failed(step, failed, input_size);
-                    return self.rows.finish_failed();
-                }
+                self.size = new.dimensions();
+                self.rows.done(step, done, false, input_size, self.size);
+                self.pixels = Pixels::Decoded(new);
+            }
+            Attempt::Failed(failed) if self.unreadable => {
+                return Err(self.take_rows().all_failed(failed.reason, &failed.error));
+            }
+            Attempt::Failed(failed) => {
+                self.flush_deferred_as_hits();
+                self.rows.failed(step, failed, input_size);
+                return Err(self.take_rows().finish_failed());
             }
         }
-        self.write_output(output).await
+        Ok(())
+    }
+
+    /// The rows so far, leaving an empty builder behind (the task ends after this).
+    fn take_rows(&mut self) -> RowBuilder {
+        self.rows.take()
     }
 
     /// The cached result of `step`, or, for a paid step not done yet, the claim to do it: if
@@ -295,14 +373,16 @@ impl<'a> ImageTask<'a> {
         }
     }
 
-    /// Runs `step` on `image` (remote or local, as decided), records the result in the cache and
-    /// moves the chain on.
+    /// Runs `step` on `image` (remote or local, as decided; `fallback` when no remote model
+    /// serves) and records the result in the cache under the key it returns (`None` when the
+    /// step was skipped).
     async fn compute(
         &mut self,
         step: &'a Step,
         image: Arc<RgbaImage>,
         decision: Decision,
-    ) -> Result<StepDone, StepFailed> {
+        fallback: Fallback,
+    ) -> Result<(StepDone, Option<StepKey>), StepFailed> {
         let ctx = self.ctx;
         let done = match decision {
             Decision::Remote {
@@ -322,7 +402,7 @@ impl<'a> ImageTask<'a> {
                     qa: Some(served.qa),
                 },
                 Err(not_served) => {
-                    let route = router::fall_back(step.fallback, not_served.reason);
+                    let route = router::fall_back(fallback, not_served.reason);
                     run_route(&self.ctx.local, step, Some(&image), route, Some(not_served)).await?
                 }
             },
@@ -331,10 +411,9 @@ impl<'a> ImageTask<'a> {
             }
         };
         let Some(result) = &done.image else {
-            return Ok(done); // skipped after a remote failure: the chain does not move
+            return Ok((done, None)); // skipped after a remote failure: the chain does not move
         };
         let key = StepKey::chain(self.link, &spec(step, &done.model));
-        self.link = key.as_hash();
         if let Some(cache) = &ctx.cache {
             // Recorded before the next step starts: a crash from here on never pays for it again.
             let record = StepResult {
@@ -346,7 +425,7 @@ impl<'a> ImageTask<'a> {
             };
             cache.record(key, &record, priority(step)).await;
         }
-        Ok(done)
+        Ok((done, Some(key)))
     }
 
     /// The current pixels, decoding the input or a cached result and replaying deferred local
@@ -370,6 +449,7 @@ impl<'a> ImageTask<'a> {
                 Deferred::Skipped { step, done, size } => {
                     self.rows.done(step, done, true, size, size);
                 }
+                Deferred::Row(row) => self.rows.push(row),
                 Deferred::LocalHit {
                     step,
                     reason,
@@ -493,7 +573,17 @@ impl<'a> ImageTask<'a> {
                 Deferred::Skipped { step, done, size } => {
                     self.rows.done(step, done, true, size, size);
                 }
+                Deferred::Row(row) => self.rows.push(row),
             }
+        }
+    }
+
+    /// A row that must follow the rows still deferred.
+    pub(super) fn push_row(&mut self, row: StepRecord) {
+        if self.deferred.is_empty() {
+            self.rows.push(row);
+        } else {
+            self.deferred.push(Deferred::Row(row));
         }
     }
 
@@ -540,6 +630,13 @@ impl<'a> ImageTask<'a> {
         }
         self.rows.finish_written(&output.dest.to_string())
     }
+}
+
+/// A step that made nothing to record: the chain stays where it is.
+fn unmoved(
+    outcome: Result<StepDone, StepFailed>,
+) -> Result<(StepDone, Option<StepKey>), StepFailed> {
+    outcome.map(|done| (done, None))
 }
 
 /// Runs a non-remote route (local, skip or fail), carrying what a failed remote attempt cost.

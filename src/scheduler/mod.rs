@@ -11,6 +11,7 @@ mod cache;
 mod context;
 pub(crate) mod cpu;
 mod dry_run;
+mod escalation;
 pub mod health;
 mod image_task;
 mod outcome;

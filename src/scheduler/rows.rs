@@ -41,6 +41,45 @@ impl RowBuilder {
         }
     }
 
+    /// The rows so far in a builder of their own, leaving this one empty.
+    pub(super) fn take(&mut self) -> RowBuilder {
+        RowBuilder {
+            template: self.template.clone(),
+            ops: self.ops.clone(),
+            rows: std::mem::take(&mut self.rows),
+        }
+    }
+
+    /// Appends a row made elsewhere (an attempt `escalate:` superseded).
+    pub(super) fn push(&mut self, row: StepRecord) {
+        self.rows.push(row);
+    }
+
+    /// The row of an attempt at `step` whose result was not kept: `done` ran (or tried to) with
+    /// `reason`; `output` is its result's size when it made one.
+    pub(super) fn superseded(
+        &self,
+        step: &Step,
+        done: &StepDone,
+        input: (u32, u32),
+        output: Option<(u32, u32)>,
+        error: String,
+    ) -> StepRecord {
+        StepRecord {
+            model: done.model.clone(),
+            reason: done.reason,
+            status: Status::Superseded,
+            cost: done.cost,
+            latency_ms: done.latency.as_millis() as u64,
+            attempts: done.attempts,
+            input_size: Some(input),
+            output_size: output,
+            qa: done.qa.clone(),
+            error,
+            ..self.row(step)
+        }
+    }
+
     fn row(&self, step: &Step) -> StepRecord {
         StepRecord {
             step: step.index,

@@ -92,6 +92,7 @@ pub async fn run(
         dry_run: config.dry_run,
         cache,
         local: config.local.clone(),
+        pass_rates: std::sync::OnceLock::new(),
     });
     fan_out(&ctx, plan, concurrency, rows, &cancel).await;
     if let Some(cache) = &ctx.cache {

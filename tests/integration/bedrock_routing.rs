@@ -557,8 +557,12 @@ fn the_catalog_pipeline_checks_without_credentials() {
         stdout.contains("inputs:   2 images (1 excluded"),
         "{stdout}"
     );
-    let models = "models [titan-image-v2, nova-canvas, stability-remove-bg]";
+    let models = "models [titan-image-v2, nova-canvas]";
     assert!(stdout.contains(models), "{stdout}");
+    assert!(
+        stdout.contains("escalate below 0.80 to [stability-remove-bg]"),
+        "{stdout}"
+    );
     // Fast upscale is the cheapest upscaler whatever the date: 2 images, 2 calls at 30 rpm.
     let calls = format!("{STAB_FAST}: 2 calls at 30 rpm");
     assert!(stdout.contains(&calls), "{stdout}");

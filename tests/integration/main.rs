@@ -7,6 +7,7 @@ mod support;
 mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
+mod escalation;
 mod hostile;
 mod local_network;
 mod qa;

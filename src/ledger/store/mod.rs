@@ -36,7 +36,7 @@ pub use steps::{CachedStep, GcStats};
 use super::{BlobStore, LedgerError};
 
 /// The schema version this build writes and understands.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -115,6 +115,25 @@ CREATE TABLE claims (
 const SCHEMA_V6: &str = "
 ALTER TABLE rows ADD COLUMN qa_flags TEXT;
 ALTER TABLE steps ADD COLUMN qa_flags TEXT;
+";
+
+/// v7: a step may have several rows (attempts superseded by `escalate:`, then the kept one), so
+/// rows are keyed by their attempt within the step too (0 for the first row of a step).
+const SCHEMA_V7: &str = "
+CREATE TABLE rows_v7 (
+    run_id TEXT NOT NULL, image_index INTEGER NOT NULL, step INTEGER NOT NULL,
+    image TEXT NOT NULL, op TEXT NOT NULL, model TEXT NOT NULL, reason TEXT NOT NULL,
+    status TEXT NOT NULL, cost_micros INTEGER NOT NULL, latency_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL, in_w INTEGER, in_h INTEGER, out_w INTEGER, out_h INTEGER,
+    output TEXT NOT NULL, error TEXT NOT NULL, qa_flags TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, image_index, step, attempt)
+) WITHOUT ROWID;
+INSERT INTO rows_v7 SELECT run_id, image_index, step, image, op, model, reason, status,
+    cost_micros, latency_ms, attempts, in_w, in_h, out_w, out_h, output, error, qa_flags, 0
+    FROM rows;
+DROP TABLE rows;
+ALTER TABLE rows_v7 RENAME TO rows;
 ";
 
 /// The state store of one pipeline. Cheap to share behind an `Arc`.
@@ -240,6 +259,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
     }
     if version < 6 {
         tx.execute_batch(SCHEMA_V6).map_err(sql)?;
+    }
+    if version < 7 {
+        tx.execute_batch(SCHEMA_V7).map_err(sql)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))

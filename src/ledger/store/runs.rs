@@ -124,6 +124,7 @@ impl Store {
     }
 
     /// Records report rows of a run (one transaction; a row recorded again replaces itself).
+    /// Rows of one step come together, in order: each is numbered by its place in the step.
     pub fn record_rows(&self, run_id: &str, rows: &[StepRecord]) -> Result<(), LedgerError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
@@ -131,10 +132,15 @@ impl Store {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO rows VALUES
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+                      ?19)",
                 )
                 .map_err(|e| self.err(e))?;
-            for r in rows {
+            let mut attempt = 0i64;
+            for (i, r) in rows.iter().enumerate() {
+                let same_step =
+                    i > 0 && rows[i - 1].image_index == r.image_index && rows[i - 1].step == r.step;
+                attempt = if same_step { attempt + 1 } else { 0 };
                 let (in_w, in_h) = split(r.input_size);
                 let (out_w, out_h) = split(r.output_size);
                 stmt.execute(params![
@@ -156,11 +162,36 @@ impl Store {
                     r.output,
                     r.error,
                     r.qa.as_ref().map(Qa::flags_text),
+                    attempt,
                 ])
                 .map_err(|e| self.err(e))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Of the results `model` made for `op` steps in the runs recorded here (each counted once,
+    /// when it ran: cache hits are not counted again), how many scored at least `mark`, and how
+    /// many were measured: `(passed, measured)`.
+    pub fn passed(&self, op: Op, model: &str, mark: f32) -> Result<(u64, u64), LedgerError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT qa_flags FROM rows WHERE op = ?1 AND model = ?2 AND attempts > 0
+                 AND qa_flags IS NOT NULL AND status IN ('ok', 'superseded')",
+            )
+            .map_err(|e| self.err(e))?;
+        let flags = stmt
+            .query_map(params![op.as_str(), model], |r| r.get::<_, String>(0))
+            .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
+            .map_err(|e| self.err(e))?;
+        let scores = flags.iter().filter_map(|f| Qa::parse_flags(f));
+        let (mut passed, mut measured) = (0, 0);
+        for qa in scores {
+            measured += 1;
+            passed += u64::from(qa.score() >= mark);
+        }
+        Ok((passed, measured))
     }
 
     /// A run's report rows in input-then-step order.
@@ -170,7 +201,7 @@ impl Store {
             .prepare_cached(
                 "SELECT image_index, image, step, op, model, reason, status, cost_micros,
                  latency_ms, attempts, in_w, in_h, out_w, out_h, output, error, qa_flags
-                 FROM rows WHERE run_id = ?1 ORDER BY image_index, step",
+                 FROM rows WHERE run_id = ?1 ORDER BY image_index, step, attempt",
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map([run_id], record_from_row)

@@ -104,6 +104,7 @@ fn key(n: u8) -> StepKey {
         prompt: None,
         negative_prompt: None,
         similarity: None,
+        escalate: None,
     };
     let spec: StepSpec = spec_for(&step, "local", 1);
     StepKey::chain(blake3::hash(&[n]), &spec)
