@@ -297,3 +297,35 @@ async fn probe_s3_sizes(plan: &Plan) -> Vec<(u32, u32)> {
     }
     tasks.join_all().await.into_iter().flatten().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escalation_is_weighed_by_the_chance_of_reaching_each_model() {
+        let ladder = [Usd(40_000), Usd(100_000)];
+        // Worst case: every result is redone by both.
+        assert_eq!(expected_escalation(&ladder, None), Usd(140_000));
+        // 80% pass: 20% reach the first redo, 4% the second.
+        assert_eq!(expected_escalation(&ladder, Some(0.8)), Usd(8_000 + 4_000));
+        assert_eq!(expected_escalation(&ladder, Some(1.0)), Usd::ZERO);
+        assert_eq!(expected_escalation(&[], None), Usd::ZERO);
+        // Rounded up to the micro-dollar, never down.
+        assert_eq!(expected_escalation(&[Usd(1)], Some(0.5)), Usd(1));
+    }
+
+    #[test]
+    fn a_pass_rate_needs_enough_results() {
+        let few = PassRate {
+            passed: 19,
+            measured: 19,
+        };
+        assert_eq!(few.rate(), None);
+        let enough = PassRate {
+            passed: 15,
+            measured: 20,
+        };
+        assert_eq!(enough.rate(), Some(0.75));
+    }
+}

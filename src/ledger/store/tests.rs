@@ -541,3 +541,51 @@ fn a_step_is_claimed_by_one_task_until_released_and_dead_runs_lose_their_claims(
     assert_eq!(store.claim(&k, "run-c", 1, 15).unwrap(), Claim::Mine);
     drop(lease_a);
 }
+
+#[test]
+fn a_version_6_store_keeps_its_rows_and_then_takes_several_rows_per_step() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        for sql in [
+            SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 6;
+             INSERT INTO rows VALUES ('old', 0, 0, 'photos/a.jpg', 'remove-bg', 'local',
+               'only-permitted', 'ok', 0, 12, 1, 10, 10, 10, 10, 'out/a.png', '', 'empty');",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let old = store.rows("old").unwrap();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].qa, Some(Qa::of(vec![Flag::Empty])));
+
+    // An escalated step: the superseded local attempt, then the kept remote one.
+    let mut local = record(0, 0, Status::Superseded, 0);
+    local.model = "local:u2netp".into();
+    local.reason = crate::reason::Reason::Escalated;
+    local.qa = Some(Qa::of(vec![Flag::Empty]));
+    let mut remote = record(0, 0, Status::Ok, 40_000);
+    remote.reason = crate::reason::Reason::EscalationPassed;
+    remote.qa = Some(Qa::default());
+    let rows = vec![local.clone(), remote.clone(), record(0, 1, Status::Ok, 0)];
+    store.record_rows("new", &rows).unwrap();
+    assert_eq!(store.rows("new").unwrap(), rows);
+
+    // The pass history counts results that ran, each once: one of the two local ones passed.
+    let mut good = record(1, 0, Status::Ok, 0);
+    good.model = "local:u2netp".into();
+    good.qa = Some(Qa::default());
+    let mut reused = good.clone();
+    reused.image_index = 2;
+    reused.attempts = 0; // a cache hit: not a result of its own
+    store.record_rows("new", &[good, reused]).unwrap();
+    assert_eq!(
+        store.passed(Op::FixLighting, "local:u2netp", 0.8).unwrap(),
+        (1, 2)
+    );
+}
