@@ -108,18 +108,40 @@ impl fmt::Display for Flag {
 pub struct Qa {
     /// Flags found, in [`Flag`] order, each once.
     pub flags: Vec<Flag>,
+    /// A vision model's grade (`qa: { model }` on the step), in thousandths: when present it
+    /// is the score (the local flags stay as notes), but a wrong size still fails.
+    pub grade: Option<u16>,
 }
 
 impl Qa {
     pub fn of(mut flags: Vec<Flag>) -> Qa {
         flags.sort();
         flags.dedup();
-        Qa { flags }
+        Qa { flags, grade: None }
     }
 
-    /// In `[0, 1]`: 1 when no check found anything.
-    pub fn score(&self) -> f32 {
+    /// These checks with a grader's `grade` (0–1, kept to three decimals).
+    pub fn graded(mut self, grade: f32) -> Qa {
+        self.grade = Some((grade.clamp(0.0, 1.0) * 1000.0).round() as u16);
+        self
+    }
+
+    /// The local checks' own score: 1 when no check found anything, else the product of the
+    /// flags' penalties.
+    pub fn local_score(&self) -> f32 {
         self.flags.iter().map(|f| f.penalty()).product()
+    }
+
+    /// In `[0, 1]`: the grader's grade when graded (times a wrong size's penalty: a result of
+    /// the wrong size fails whatever it looks like), else [`Qa::local_score`].
+    pub fn score(&self) -> f32 {
+        match self.grade {
+            Some(g) if self.flags.contains(&Flag::WrongSize) => {
+                f32::from(g) / 1000.0 * Flag::WrongSize.penalty()
+            }
+            Some(g) => f32::from(g) / 1000.0,
+            None => self.local_score(),
+        }
     }
 
     /// The `qa` column: the score with three decimals.
@@ -127,20 +149,34 @@ impl Qa {
         format!("{:.3}", self.score())
     }
 
-    /// The `qa_flags` column: flags joined by `;` (empty when none).
+    /// The `qa_flags` column: flags joined by `;` (empty when none), then `graded=0.620` when
+    /// a grader scored the result.
     pub fn flags_text(&self) -> String {
-        let names: Vec<&str> = self.flags.iter().map(|f| f.as_str()).collect();
+        let mut names: Vec<String> = self.flags.iter().map(|f| f.as_str().to_owned()).collect();
+        if let Some(g) = self.grade {
+            names.push(format!("graded={:.3}", f32::from(g) / 1000.0));
+        }
         names.join(";")
     }
 
     /// Reads the `qa_flags` column back; `None` names a flag retouch never writes.
     pub fn parse_flags(text: &str) -> Option<Qa> {
-        let flags: Option<Vec<Flag>> = text
-            .split(';')
-            .filter(|s| !s.is_empty())
-            .map(Flag::parse)
-            .collect();
-        flags.map(Qa::of)
+        let mut flags = Vec::new();
+        let mut grade = None;
+        for part in text.split(';').filter(|s| !s.is_empty()) {
+            match part.strip_prefix("graded=") {
+                Some(g) => {
+                    let g: f32 = g.parse().ok().filter(|g: &f32| (0.0..=1.0).contains(g))?;
+                    grade = Some(g);
+                }
+                None => flags.push(Flag::parse(part)?),
+            }
+        }
+        let qa = Qa::of(flags);
+        Some(match grade {
+            Some(g) => qa.graded(g),
+            None => qa,
+        })
     }
 }
 

@@ -71,6 +71,28 @@ pub struct ModelEntry {
     /// Requests per minute to allow by default (a guess unless the user sets it).
     pub default_rpm: u32,
     pub specs: BTreeMap<Op, OpSpec>,
+    /// For models billed per token (image understanding through `Converse`): the prices.
+    pub tokens: Option<TokenPrices>,
+}
+
+/// Prices of a model billed per token, in USD per million tokens (`tokens:` in the catalog).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPrices {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+impl TokenPrices {
+    /// What `input` and `output` tokens cost, rounded up to the micro-dollar (a paid call is
+    /// never recorded as cheaper than it was). A price per million tokens in dollars is a price
+    /// per token in micro-dollars, so this is exact integer arithmetic on nano-dollars.
+    pub fn cost(self, input: u64, output: u64) -> Usd {
+        let nanos = |per_million: f64| (per_million * 1000.0).round() as u128;
+        let total = u128::from(input) * nanos(self.input_per_million)
+            + u128::from(output) * nanos(self.output_per_million);
+        Usd(i64::try_from(total.div_ceil(1000)).unwrap_or(i64::MAX))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,6 +111,8 @@ struct RawModel {
     default_rpm: Option<u32>,
     #[serde(default)]
     ops: BTreeMap<Op, OpSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens: Option<TokenPrices>,
 }
 
 impl TryFrom<RawModel> for ModelEntry {
@@ -106,6 +130,7 @@ impl TryFrom<RawModel> for ModelEntry {
             lifecycle: r.lifecycle,
             default_rpm: r.default_rpm.unwrap_or(FALLBACK_RPM),
             specs: r.ops,
+            tokens: r.tokens,
         })
     }
 }
@@ -122,6 +147,7 @@ impl From<ModelEntry> for RawModel {
             lifecycle: m.lifecycle,
             default_rpm: Some(m.default_rpm),
             ops: m.specs,
+            tokens: m.tokens,
         }
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 pub use date::{Date, DateError};
-pub use entry::{Family, Lifecycle, LifecycleSpec, LifecycleStatus, ModelEntry};
+pub use entry::{Family, Lifecycle, LifecycleSpec, LifecycleStatus, ModelEntry, TokenPrices};
 pub use local_model::{LocalModel, ModelInput, local_model, local_models};
 pub use spec::{Exclusion, Fit, InputLimits, OpParams, OpSpec, OutputRule, PriceTier};
 

@@ -42,14 +42,19 @@ pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     let estimate = Estimate::of(&plan.manifest, &sizes, &facts);
     println!("steps:");
     let mut escalation = retouch::money::Usd::ZERO;
+    let mut grading = retouch::money::Usd::ZERO;
     for (step, est) in plan.manifest.steps.iter().zip(&estimate.steps) {
         let local_method = prepared.local.model(step);
         print_step(step, catalog, est, local_method);
         if let Some(expected) = print_escalation(step, catalog, est, local_method, &plan.manifest) {
             escalation += expected;
         }
+        grading += print_grader(step, catalog, sizes.len());
     }
     print_estimate(&estimate, &plan.manifest, catalog);
+    if !grading.is_zero() {
+        println!("grading: up to ${grading} more (every result graded at the largest picture)");
+    }
     if !escalation.is_zero() {
         println!(
             "expected with escalation: ${} (the cheapest routes plus the expected redos)",
@@ -212,6 +217,29 @@ fn print_escalation(
     Some(expected)
 }
 
+/// A step's paid grader: which model, and the most grading `images` results can cost.
+fn print_grader(step: &Step, catalog: &Catalog, images: usize) -> retouch::money::Usd {
+    let Some(grader) = &step.grader else {
+        return retouch::money::Usd::ZERO;
+    };
+    let Some(model) = catalog.resolve(&grader.model) else {
+        return retouch::money::Usd::ZERO;
+    };
+    let Some(prices) = model.tokens else {
+        return retouch::money::Usd::ZERO;
+    };
+    let each = retouch::providers::grader::max_cost(prices);
+    let which = match grader.below {
+        Some(b) => format!("results scoring below {b:.2} locally"),
+        None => "every result".to_owned(),
+    };
+    println!(
+        "       qa: {which} graded by {} (per token: ${} / ${} per million in / out), at most ${each} each",
+        model.alias, prices.input_per_million, prices.output_per_million
+    );
+    each.times(images as u32)
+}
+
 /// How `model`'s results for this step's op fared against `mark` in earlier runs (none when the
 /// state folder does not exist: checking creates nothing).
 fn pass_history(manifest: &Manifest, step: &Step, model: &str, mark: f32) -> PassRate {
@@ -237,8 +265,13 @@ fn print_estimate(est: &Estimate, manifest: &Manifest, catalog: &Catalog) {
             d.model, d.calls, d.rpm, d.minutes
         );
     }
-    if durations.is_empty() {
+    for (model, calls) in &est.escalation_calls {
+        println!("  {model}: up to {calls} more calls if every result escalates");
+    }
+    if durations.is_empty() && est.escalation_calls.is_empty() {
         println!("expected duration: no remote calls (local processing only)");
+    } else if durations.is_empty() {
+        println!("expected duration: local processing, plus the redos of results that escalate");
     } else {
         let minutes = durations.iter().map(|d| d.minutes).fold(0.0f64, f64::max);
         println!(

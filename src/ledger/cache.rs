@@ -276,6 +276,7 @@ mod tests {
             negative_prompt: None,
             similarity: None,
             escalate: None,
+            grader: None,
         }
     }
 

@@ -7,8 +7,8 @@ use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
-    Escalate, Fallback, FixLightingParams, LocalMethod, ModelRef, Op, OpParams, RemoveBgParams,
-    Rgb, Step, UpscaleParams, UpscaleTarget,
+    Escalate, Fallback, FixLightingParams, Grader, LocalMethod, ModelRef, Op, OpParams,
+    RemoveBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
 
@@ -21,6 +21,7 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "negative_prompt",
     "similarity",
     "escalate",
+    "qa",
     "background",
     "local_model",
     "strength",
@@ -74,6 +75,7 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
     let similarity = opt_float(ck, &f, "similarity", FloatRange::inclusive(0.2, 1.0));
     let params = op.and_then(|op| params(ck, &f, op));
     let escalate = escalate(ck, &f, op, models.as_deref());
+    let grader = grader(ck, &f);
     Some(Step {
         index,
         op: op?,
@@ -84,7 +86,66 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
         negative_prompt: negative_prompt?,
         similarity: similarity?.map(|s| s as f32),
         escalate: escalate?,
+        grader: grader?,
     })
+}
+
+/// `qa: { model, below, rubric }`: a catalog model that reads images and is priced per token.
+fn grader(ck: &mut Checker, f: &Fields) -> Option<Option<Grader>> {
+    let Some(v) = f.get("qa") else {
+        return Some(None);
+    };
+    let path = f.path("qa");
+    let g = ck.fields(v, &path, &["model", "below", "rubric"])?;
+    let model_path = g.path("model");
+    let model = ck.required(&g, "model").and_then(|v| {
+        let name = ck.non_empty_string(v, &model_path)?.to_owned();
+        let graders: Vec<String> = ck
+            .catalog
+            .entries()
+            .iter()
+            .filter(|m| m.tokens.is_some())
+            .map(|m| m.alias.clone())
+            .collect();
+        match ck.catalog.resolve(&name) {
+            Some(entry) if entry.tokens.is_some() => Some(entry.id.clone()),
+            found => {
+                let why = if found.is_some() {
+                    "cannot grade images (no per-token prices in the catalog)"
+                } else {
+                    "is not in the catalog"
+                };
+                let help = suggest::help(
+                    &name,
+                    graders.iter().map(String::as_str),
+                    format!("models that can grade: {}", graders.join(", ")),
+                );
+                ck.error(
+                    &model_path,
+                    format!("model `{name}` in {model_path} {why}"),
+                    Some(help),
+                );
+                None
+            }
+        }
+    });
+    let below = match g.get("below") {
+        None => Some(None),
+        Some(v) => {
+            let range = FloatRange {
+                min: 0.0,
+                min_inclusive: false,
+                max: 1.0,
+            };
+            ck.float(v, &g.path("below"), range).map(|b| Some(b as f32))
+        }
+    };
+    let rubric = opt_prompt(ck, &g, "rubric");
+    Some(Some(Grader {
+        model: model?,
+        below: below?,
+        rubric: rubric?,
+    }))
 }
 
 /// `escalate: { below, to }`: a pass mark in (0, 1] and the remote models that may redo the

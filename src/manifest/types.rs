@@ -263,6 +263,30 @@ pub struct Step {
     /// Redo the step with other models when its result's quality score is too low
     /// (`escalate:`).
     pub escalate: Option<Escalate>,
+    /// Have a vision model grade the step's results (`qa:`).
+    pub grader: Option<Grader>,
+}
+
+/// `qa: { model, below, rubric }`: a vision model grades the step's results through Bedrock
+/// `Converse`; its grade becomes the result's score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grader {
+    /// A catalog model that reads images and is priced per token (canonical id).
+    pub model: String,
+    /// Grade only results whose free local score is below this (`None`: grade every result).
+    pub below: Option<f32>,
+    /// What to judge; the op's default rubric when `None`.
+    pub rubric: Option<String>,
+}
+
+impl Grader {
+    /// Whether a result whose local checks found `qa` is sent to the grader.
+    pub fn wants(&self, qa: Option<&crate::qa::Qa>) -> bool {
+        match (self.below, qa) {
+            (Some(below), Some(qa)) => qa.local_score() < below,
+            _ => true,
+        }
+    }
 }
 
 /// `escalate: { below, to }`: when a step's result scores below `below`, the step is redone
@@ -285,7 +309,7 @@ impl Escalate {
 
 impl Step {
     /// Every remote model this step may call (canonical ids): its `models`, then the models of
-    /// `escalate.to`.
+    /// `escalate.to`, then its grader.
     pub fn remote_models(&self) -> impl Iterator<Item = &str> {
         let models = self.models.iter().filter_map(|m| match m {
             ModelRef::Remote(id) => Some(id.as_str()),

@@ -88,6 +88,7 @@ pub fn escalation_ladder(step: &Step, size: (u32, u32), facts: &Facts) -> Vec<(S
         models: escalate.to.iter().cloned().map(ModelRef::Remote).collect(),
         fallback: Fallback::Skip,
         escalate: None,
+        grader: None,
         ..step.clone()
     };
     match router::decide(&ladder, size, facts) {

@@ -13,6 +13,7 @@
 //! catalog data.
 
 pub mod bedrock;
+pub mod grader;
 pub mod local;
 
 use image::RgbaImage;
@@ -41,13 +42,17 @@ pub fn adapter_version(model: &str) -> u32 {
 pub enum Billed {
     /// Images returned (image models bill per output image).
     Images(u32),
+    /// Tokens read and written (models answering through `Converse`, from the answer's usage).
+    Tokens { input: u64, output: u64 },
 }
 
 impl Billed {
-    /// The cost at the catalog's `unit_price` (per image).
-    pub fn cost(self, unit_price: Usd) -> Usd {
+    /// The cost at the catalog's `unit_price` (per image) or its `tokens` prices. Tokens without
+    /// token prices cannot be priced: `None`, never zero.
+    pub fn cost(self, unit_price: Usd, tokens: Option<crate::catalog::TokenPrices>) -> Option<Usd> {
         match self {
-            Billed::Images(n) => unit_price.times(n),
+            Billed::Images(n) => Some(unit_price.times(n)),
+            Billed::Tokens { input, output } => tokens.map(|t| t.cost(input, output)),
         }
     }
 }
@@ -145,6 +150,14 @@ impl Providers {
     /// The region the clients call, when known.
     pub fn region(&self) -> Option<String> {
         self.bedrock.region()
+    }
+
+    /// Sends a grading call once; retrying is the caller's decision.
+    pub async fn grade(
+        &self,
+        call: &grader::GradeCall,
+    ) -> Result<bedrock::ConverseAnswer, RemoteError> {
+        self.bedrock.converse(&call.invoke_id, &call.request).await
     }
 
     /// Sends `call` once and returns the raw answer; retrying is the caller's decision

@@ -32,6 +32,7 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
         negative_prompt: None,
         similarity: None,
         escalate: None,
+        grader: None,
     }
 }
 

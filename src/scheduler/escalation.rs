@@ -33,6 +33,7 @@ impl<'a> ImageTask<'a> {
             models: escalate.to.iter().cloned().map(ModelRef::Remote).collect(),
             fallback: Fallback::Skip,
             escalate: None,
+            grader: None,
             ..step.clone()
         };
         let mut tried = vec![first];

@@ -410,9 +410,26 @@ impl<'a> ImageTask<'a> {
                 run_route(&self.ctx.local, step, Some(&image), route, None).await?
             }
         };
-        let Some(result) = &done.image else {
+        let mut done = done;
+        let Some(result) = done.image.clone() else {
             return Ok((done, None)); // skipped after a remote failure: the chain does not move
         };
+        if let Some(grader) = &step.grader
+            && grader.wants(done.qa.as_ref())
+            && let Some(model) = ctx.catalog.resolve(&grader.model)
+        {
+            let graded = ctx
+                .remote
+                .grade(step, model, &self.key, image.clone(), result.clone())
+                .await;
+            done.cost += graded.cost;
+            done.attempts += graded.attempts;
+            done.latency += graded.latency;
+            if let Some(grade) = graded.grade {
+                done.qa = Some(done.qa.take().unwrap_or_default().graded(grade));
+            }
+        }
+        let result = &result;
         let key = StepKey::chain(self.link, &spec(step, &done.model));
         if let Some(cache) = &ctx.cache {
             // Recorded before the next step starts: a crash from here on never pays for it again.
@@ -454,12 +471,15 @@ impl<'a> ImageTask<'a> {
                     step,
                     reason,
                     input,
+                    qa,
                     ..
                 } => {
                     let route = Route::Local { reason };
                     match run_route(&self.ctx.local, step, Some(&image), route, None).await {
                         Ok(mut done) => {
                             image = done.image.take().expect("local always has a result");
+                            // What the result's checks (and grader) found when it was made.
+                            done.qa = qa.or(done.qa);
                             self.rows.done(step, done, false, input, image.dimensions());
                         }
                         Err(failed) => {

@@ -28,6 +28,8 @@ use crate::manifest::Step;
 use crate::money::Usd;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::ModelEntry;
+use crate::providers::grader::GradeCall;
 use crate::providers::{PreparedCall, Providers, RemoteError, RetryAction};
 use crate::router::{Candidate, Reason};
 
@@ -317,15 +319,15 @@ impl Remote {
     /// The call with retries: `attempt` sends it once; each retry waits out its back-off and its
     /// rate-limit slot (the first attempt's slot is taken by the caller), unless the run is
     /// cancelled meanwhile. Counts attempts into `failure`.
-    async fn call<F, A>(
+    async fn call<F, A, T>(
         &self,
         model: &str,
         attempt: F,
         failure: &mut NotServed,
-    ) -> Result<Vec<u8>, Stopped>
+    ) -> Result<T, Stopped>
     where
         F: Fn() -> A,
-        A: std::future::Future<Output = Result<Vec<u8>, RemoteError>>,
+        A: std::future::Future<Output = Result<T, RemoteError>>,
     {
         let mut tries = 0;
         loop {
@@ -377,6 +379,139 @@ impl Remote {
     fn log_budget_warnings(&self) {
         for w in self.budget.take_warnings() {
             tracing::warn!("budget: {}% used (${} of ${})", w.percent, w.spent, w.cap);
+        }
+    }
+}
+
+/// What grading one result came to.
+pub(super) struct Graded {
+    /// The grader's score; `None` when no grade could be had (the result keeps its local
+    /// checks).
+    pub grade: Option<f32>,
+    /// What the grading calls were billed (tokens, even for an unreadable verdict).
+    pub cost: Usd,
+    pub attempts: u32,
+    pub latency: Duration,
+}
+
+impl Remote {
+    /// Grades `output`, the result of `step` on `input`, with `model` through `Converse`, under
+    /// the same rules as any call: its bound reserved against the budgets (and held against the
+    /// daily cap) before it is made, admitted by the model's circuit breaker and rate limit,
+    /// retried with backoff, and settled with the tokens the answer says it used.
+    pub(super) async fn grade(
+        &self,
+        step: &Step,
+        model: &ModelEntry,
+        key: &str,
+        input: Arc<RgbaImage>,
+        output: Arc<RgbaImage>,
+    ) -> Graded {
+        let started = Instant::now();
+        let mut failure = NotServed {
+            reason: Reason::FallbackBadResponse,
+            error: String::new(),
+            cost: Usd::ZERO,
+            attempts: 0,
+            latency: Duration::ZERO,
+        };
+        let grade = match self
+            .try_grade(step, model, key, input, output, &mut failure)
+            .await
+        {
+            Ok(grade) => Some(grade),
+            Err(_) => {
+                tracing::warn!(
+                    image = key,
+                    step = step.index + 1,
+                    "not graded by {}: {} ({})",
+                    model.alias,
+                    failure.reason,
+                    failure.error
+                );
+                None
+            }
+        };
+        Graded {
+            grade,
+            cost: failure.cost,
+            attempts: failure.attempts,
+            latency: started.elapsed(),
+        }
+    }
+
+    async fn try_grade(
+        &self,
+        step: &Step,
+        model: &ModelEntry,
+        key: &str,
+        input: Arc<RgbaImage>,
+        output: Arc<RgbaImage>,
+        failure: &mut NotServed,
+    ) -> Result<f32, Next> {
+        let Some(providers) = &self.client else {
+            return failure.set(
+                Reason::FallbackNoCredentials,
+                "no AWS credentials".into(),
+                Next::Stop,
+            );
+        };
+        let (op, entry) = (step.op, model.clone());
+        let rubric = step.grader.as_ref().and_then(|g| g.rubric.clone());
+        let job = move || GradeCall::prepare(&entry, op, &input, &output, rubric.as_deref());
+        let call = match cpu::run(job).await {
+            Ok(Ok(call)) => call,
+            Ok(Err(e)) => return failure.set(e.reason(), e.to_string(), Next::Stop),
+            Err(panic) => return failure.set(Reason::InternalError, panic.to_string(), Next::Stop),
+        };
+        let bound = call.reservation();
+        let reservation = match self.budget.reserve(key, bound) {
+            Ok(r) => r,
+            Err(e) => return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop),
+        };
+        let _permit = self.admit(&model.id, failure).await?;
+        if self
+            .until_cancelled(self.rates.acquire(&model.id))
+            .await
+            .is_none()
+        {
+            return interrupted(failure);
+        }
+        let paid = CallOf {
+            image: key,
+            step: step.index,
+            model: &model.id,
+        };
+        let hold = match self.hold(paid, bound).await {
+            Ok(hold) => hold,
+            Err(e) => {
+                drop(reservation);
+                return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
+            }
+        };
+        let answer = match self
+            .call(&model.id, || providers.grade(&call), failure)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(stopped) => {
+                drop(reservation); // errors are not billed
+                self.billed(paid, Usd::ZERO, hold).await;
+                return match stopped {
+                    Stopped::Failed(e) => self.not_answered(&model.id, &e, failure),
+                    Stopped::Interrupted => interrupted(failure),
+                };
+            }
+        };
+        self.health.on_success(&model.id);
+        self.rates.on_success(&model.id);
+        let (cost, _billed, verdict) = call.finish(&answer);
+        reservation.settle(cost);
+        self.billed(paid, cost, hold).await;
+        failure.cost += cost;
+        match verdict {
+            Ok(grade) => Ok(grade.score),
+            Err(e) => failure.set(e.reason(), e.to_string(), Next::Stop),
         }
     }
 }
@@ -441,7 +576,10 @@ async fn map_back(
     let original = image.clone();
     let job = move || call.finish(&answer, &original);
     match cpu::run_at(cpu::priority(step), job).await {
-        Ok(Ok(output)) => (output.billed.cost(price), Ok((output.image, output.qa))),
+        Ok(Ok(output)) => {
+            let cost = output.billed.cost(price, None).unwrap_or(price);
+            (cost, Ok((output.image, output.qa)))
+        }
         Ok(Err(e)) => {
             let cost = if e.answer_billed() { price } else { Usd::ZERO };
             (cost, Err((e.reason(), e.to_string(), next_after(&e))))

@@ -105,6 +105,7 @@ fn key(n: u8) -> StepKey {
         negative_prompt: None,
         similarity: None,
         escalate: None,
+        grader: None,
     };
     let spec: StepSpec = spec_for(&step, "local", 1);
     StepKey::chain(blake3::hash(&[n]), &spec)

@@ -1,4 +1,5 @@
-//! The Bedrock Runtime client: one `InvokeModel` call, bytes in, bytes out.
+//! The Bedrock Runtime client: one `InvokeModel` call (bytes in, bytes out), or one `Converse`
+//! call asking a vision model about an image (text and image in, text and token usage out).
 //!
 //! Owns SDK configuration (region, profile, endpoint override, timeouts) and turns SDK errors
 //! into [`RemoteError`]s. The SDK's own retries are disabled (one attempt): the scheduler
@@ -118,6 +119,89 @@ impl BedrockClient {
             .await
             .map_err(RemoteError::from_sdk)?;
         Ok(out.body.into_inner())
+    }
+}
+
+/// A question for a vision model through `Converse`: a system prompt, then one user message with
+/// an image and the question.
+#[derive(Debug, Clone)]
+pub struct ConverseRequest {
+    pub system: String,
+    pub image_png: Vec<u8>,
+    pub question: String,
+    pub max_tokens: i32,
+}
+
+/// A `Converse` answer: the text of the reply and what it was billed in tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConverseAnswer {
+    pub text: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl BedrockClient {
+    /// One `Converse` call. An answer without `usage` is refused as unreadable: it cannot be
+    /// billed right.
+    pub async fn converse(
+        &self,
+        model_id: &str,
+        request: &ConverseRequest,
+    ) -> Result<ConverseAnswer, RemoteError> {
+        use aws_sdk_bedrockruntime::types::{
+            ContentBlock, ConversationRole, ConverseOutput, ImageBlock, ImageFormat, ImageSource,
+            InferenceConfiguration, Message, SystemContentBlock,
+        };
+        let config = |e: aws_sdk_bedrockruntime::error::BuildError| RemoteError::Config {
+            message: e.to_string(),
+        };
+        let image = ImageBlock::builder()
+            .format(ImageFormat::Png)
+            .source(ImageSource::Bytes(Blob::new(request.image_png.clone())))
+            .build()
+            .map_err(config)?;
+        let message = Message::builder()
+            .role(ConversationRole::User)
+            .content(ContentBlock::Image(image))
+            .content(ContentBlock::Text(request.question.clone()))
+            .build()
+            .map_err(config)?;
+        let inference = InferenceConfiguration::builder()
+            .max_tokens(request.max_tokens)
+            .temperature(0.0)
+            .build();
+        let out = self
+            .inner
+            .converse()
+            .model_id(model_id)
+            .system(SystemContentBlock::Text(request.system.clone()))
+            .messages(message)
+            .inference_config(inference)
+            .send()
+            .await
+            .map_err(RemoteError::from_sdk)?;
+        let usage = out.usage().ok_or_else(|| RemoteError::BadResponse {
+            message: "Converse answer without usage".into(),
+        })?;
+        let text = match out.output() {
+            Some(ConverseOutput::Message(m)) => m
+                .content()
+                .iter()
+                .filter_map(|c| c.as_text().ok().cloned())
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        };
+        let count = |n: i32| {
+            u64::try_from(n).map_err(|_| RemoteError::BadResponse {
+                message: format!("Converse usage with a negative token count ({n})"),
+            })
+        };
+        Ok(ConverseAnswer {
+            text,
+            input_tokens: count(usage.input_tokens())?,
+            output_tokens: count(usage.output_tokens())?,
+        })
     }
 }
 

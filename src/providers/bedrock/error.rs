@@ -5,7 +5,6 @@
 //! A message never carries more than a few hundred bytes of what the service sent.
 
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 
 use crate::reason::Reason;
 
@@ -125,8 +124,13 @@ impl RemoteError {
         }
     }
 
-    /// Classifies an SDK `InvokeModel` failure.
-    pub fn from_sdk<R: std::fmt::Debug>(err: SdkError<InvokeModelError, R>) -> RemoteError {
+    /// Classifies an SDK failure of any Bedrock Runtime operation (`InvokeModel`, `Converse`):
+    /// their errors share codes and meanings.
+    pub fn from_sdk<E, R>(err: SdkError<E, R>) -> RemoteError
+    where
+        E: ProvideErrorMetadata,
+        R: std::fmt::Debug,
+    {
         match err {
             SdkError::ServiceError(ctx) => RemoteError::from_service(&ctx.into_err()),
             SdkError::TimeoutError(_) => RemoteError::Timeout,
@@ -150,27 +154,27 @@ impl RemoteError {
         }
     }
 
-    fn from_service(e: &InvokeModelError) -> RemoteError {
-        use InvokeModelError as E;
+    /// By the error's code (the `x-amzn-ErrorType` header), the same for every operation.
+    fn from_service(e: &impl ProvideErrorMetadata) -> RemoteError {
         let message = clip(e.message().unwrap_or_default().to_string());
-        match e {
-            E::ThrottlingException(_) => RemoteError::Throttled,
-            E::ModelNotReadyException(_) => RemoteError::ModelNotReady,
-            E::InternalServerException(_) => RemoteError::Server {
+        match e.code() {
+            Some("ThrottlingException") => RemoteError::Throttled,
+            Some("ModelNotReadyException") => RemoteError::ModelNotReady,
+            Some("InternalServerException") => RemoteError::Server {
                 status: 500,
                 message,
             },
-            E::ServiceUnavailableException(_) => RemoteError::Server {
+            Some("ServiceUnavailableException") => RemoteError::Server {
                 status: 503,
                 message,
             },
-            E::ModelTimeoutException(_) => RemoteError::Timeout,
-            E::AccessDeniedException(_) => RemoteError::AccessDenied { message },
-            E::ResourceNotFoundException(_) => RemoteError::ModelNotFound { message },
-            E::ServiceQuotaExceededException(_) => RemoteError::QuotaExceeded { message },
-            E::ValidationException(_) => RemoteError::from_validation(&message),
-            E::ModelErrorException(_) => RemoteError::ModelError { message },
-            other => RemoteError::from_unmodelled(other.code(), message),
+            Some("ModelTimeoutException") => RemoteError::Timeout,
+            Some("AccessDeniedException") => RemoteError::AccessDenied { message },
+            Some("ResourceNotFoundException") => RemoteError::ModelNotFound { message },
+            Some("ServiceQuotaExceededException") => RemoteError::QuotaExceeded { message },
+            Some("ValidationException") => RemoteError::from_validation(&message),
+            Some("ModelErrorException") => RemoteError::ModelError { message },
+            other => RemoteError::from_unmodelled(other, message),
         }
     }
 
@@ -210,6 +214,7 @@ fn clip(message: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 
     #[test]
     fn a_response_that_cannot_be_read_is_not_quoted_whole() {

@@ -13,7 +13,7 @@ mod pixels;
 
 use image::RgbaImage;
 
-pub use client::{BedrockClient, ConnectError, ConnectSettings};
+pub use client::{BedrockClient, ConnectError, ConnectSettings, ConverseAnswer, ConverseRequest};
 pub use decode::decode_response;
 pub use encode::encode_request;
 pub use error::{RemoteError, RetryAction};

@@ -7,6 +7,7 @@
 //! denied, retired, content filter) and requests are counted and time-stamped. A plain tokio
 //! server: it also serves a separate process pointed at it via `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`.
 
+pub(crate) mod converse;
 mod render;
 mod validate;
 
@@ -51,6 +52,10 @@ struct ModelState {
     admitted: VecDeque<Instant>,
     successes: u64,
     last_body: Option<Value>,
+    /// Converse replies to give next, in order (then the double's own verdict).
+    replies: VecDeque<String>,
+    /// Converse tokens billed per 200 answer: (input, output), in order.
+    token_calls: Vec<(u64, u64)>,
 }
 
 type Shared = Arc<Mutex<HashMap<String, ModelState>>>;
@@ -197,6 +202,18 @@ impl BedrockDouble {
             .unwrap_or(0)
     }
 
+    /// The next Converse answers of `model` reply with these texts, in order.
+    pub(crate) fn reply_next(&self, model: &str, texts: &[&str]) {
+        self.with(model, |m| {
+            m.replies.extend(texts.iter().map(|t| t.to_string()))
+        });
+    }
+
+    /// The tokens of each Converse answer `model` gave (and billed): (input, output).
+    pub(crate) fn token_calls(&self, model: &str) -> Vec<(u64, u64)> {
+        self.with(model, |m| m.token_calls.clone())
+    }
+
     /// The last JSON body received for a model.
     pub(crate) fn last_body(&self, model: &str) -> Option<Value> {
         self.with(model, |m| m.last_body.clone())
@@ -280,11 +297,15 @@ async fn handle(state: Shared, req: Request<Incoming>) -> Result<Resp, Infallibl
 
 async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
     let path = req.uri().path().to_string();
-    let raw_id = path
+    let rest = path
         .strip_prefix("/model/")
-        .and_then(|p| p.strip_suffix("/invoke"))
         .filter(|_| req.method() == hyper::Method::POST)
         .ok_or_else(|| error(404, "UnknownOperationException", "Unknown operation"))?;
+    let (raw_id, converse) = match (rest.strip_suffix("/invoke"), rest.strip_suffix("/converse")) {
+        (Some(id), _) => (id, false),
+        (_, Some(id)) => (id, true),
+        _ => return Err(error(404, "UnknownOperationException", "Unknown operation")),
+    };
     let id = percent_decode(raw_id);
     let header = |name: &str| {
         req.headers()
@@ -306,6 +327,9 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if converse {
+        return converse_call(&state, &id, &content_type, &body).await;
+    }
     let kind = lookup(&id)?;
     let latency = admit(&state, &id)?;
     tokio::time::sleep(latency).await;
@@ -335,6 +359,76 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         with_model(&state, &id, |m| m.successes += 1);
     }
     Ok(out)
+}
+
+/// One Converse call: the model must read images, the body must validate; the reply is the next
+/// scripted text, else the double's own verdict on the right half of the picture.
+async fn converse_call(
+    state: &Shared,
+    id: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Resp, Resp> {
+    if !converse::is_converse_model(id) {
+        if lookup(id).is_ok() {
+            let msg = "This action doesn't support the model that you provided. Try again with a supported text or chat model.";
+            return Err(error(400, "ValidationException", msg));
+        }
+        return Err(error(400, "ValidationException", INVALID_MODEL));
+    }
+    let latency = admit(state, id)?;
+    tokio::time::sleep(latency).await;
+    if !content_type.starts_with("application/json") {
+        return Err(error(
+            400,
+            "ValidationException",
+            "Unsupported content type",
+        ));
+    }
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|_| error(400, "ValidationException", "Malformed request body"))?;
+    with_model(state, id, |m| m.last_body = Some(json.clone()));
+    let question = converse::validate(&json).map_err(|m| error(400, "ValidationException", &m))?;
+    let reply =
+        with_model(state, id, |m| m.replies.pop_front()).unwrap_or_else(|| own_verdict(&json));
+    let (answer, input, output) = converse::answer(&question, &reply);
+    with_model(state, id, |m| {
+        m.successes += 1;
+        m.token_calls.push((input, output));
+    });
+    Ok(respond(200, answer, None))
+}
+
+/// The double's verdict on a picture of input | result: a result that is almost all
+/// checkerboard (nothing kept) scores 0.1, anything else 0.9.
+fn own_verdict(body: &Value) -> String {
+    use base64::Engine;
+    let bytes = body["messages"][0]["content"]
+        .as_array()
+        .and_then(|c| {
+            c.iter()
+                .find_map(|b| b["image"]["source"]["bytes"].as_str())
+        })
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    let Some(img) = bytes.and_then(|b| image::load_from_memory(&b).ok()) else {
+        return r#"{"score": 0.5, "issues": "no picture"}"#.into();
+    };
+    let img = img.to_rgb8();
+    let (w, h) = img.dimensions();
+    let right = (w / 2 + 4).min(w);
+    let (mut board, mut all) = (0u64, 0u64);
+    for y in 0..h {
+        for x in right..w {
+            let p = img.get_pixel(x, y).0;
+            all += 1;
+            board += u64::from(p == [204, 204, 204] || p == [153, 153, 153]);
+        }
+    }
+    if all > 0 && board * 100 > all * 97 {
+        r#"{"score": 0.1, "issues": "nothing of the product was kept"}"#.into()
+    } else {
+        r#"{"score": 0.9, "issues": ""}"#.into()
+    }
 }
 
 fn with_model<R>(state: &Shared, id: &str, f: impl FnOnce(&mut ModelState) -> R) -> R {
