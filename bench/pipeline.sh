@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Full three-step pipeline (remove-bg → fix-lighting → upscale 2x, PNG out) over 200 generated
 # 1–2 MP JPEGs through the release binary: images/s and peak RSS at concurrency 8.
-# Usage: bench/pipeline.sh [DIR] [COUNT] [CONCURRENCY]
+# Usage: bench/pipeline.sh [DIR] [COUNT] [CONCURRENCY]; FEATURES=onnxruntime builds with that
+# cargo feature (then RETOUCH_ONNXRUNTIME picks the engine); RETOUCH_MODEL_DIR picks the networks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${1:-/tmp/retouch-pipeline}
@@ -10,7 +11,7 @@ CONC=${3:-8}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 [ -x /usr/bin/time ] || { echo "GNU time is required (apt-get install time)" >&2; exit 1; }
 
-cargo build --release --quiet --bin retouch --example testset
+cargo build --release --quiet --bin retouch --example testset ${FEATURES:+--features "$FEATURES"}
 if [ "$(ls "$DIR/in"/*.jpg 2>/dev/null | wc -l)" -ne "$COUNT" ]; then
   rm -rf "$DIR"
   "$CARGO_TARGET_DIR/release/examples/testset" --out "$DIR/in" --count "$COUNT" --seed 42 --min 1000 --max 1400 --jpeg

@@ -136,7 +136,13 @@ fn variant(kind: usize, mask: &GrayImage) -> GrayImage {
             let grown = dilate(mask, (side / 20).max(2));
             GrayImage::from_fn(w, h, |x, y| {
                 let m = mask.get_pixel(x, y)[0];
-                Luma([if m >= 128 { m } else if grown.get_pixel(x, y)[0] > 0 { 150 } else { m }])
+                Luma([if m >= 128 {
+                    m
+                } else if grown.get_pixel(x, y)[0] > 0 {
+                    150
+                } else {
+                    m
+                }])
             })
         }
         "backdrop-box" => {
@@ -152,7 +158,11 @@ fn variant(kind: usize, mask: &GrayImage) -> GrayImage {
             // The product plus a patch of backdrop the size of half the product beside it.
             let (l, t, r, b) = bbox(mask);
             let (pw, ph) = ((r - l) / 2 + 1, (b - t) / 2 + 1);
-            let x0 = if l > pw + 2 { l - pw - 2 } else { (r + 2).min(w - pw) };
+            let x0 = if l > pw + 2 {
+                l - pw - 2
+            } else {
+                (r + 2).min(w - pw)
+            };
             GrayImage::from_fn(w, h, |x, y| {
                 let scrap = x >= x0 && x < x0 + pw && y >= t + ph / 2 && y < t + ph / 2 + ph;
                 Luma([if scrap { 255 } else { mask.get_pixel(x, y)[0] }])
@@ -182,7 +192,11 @@ fn bbox(mask: &GrayImage) -> (u32, u32, u32, u32) {
             (l, t, r, b) = (l.min(x), t.min(y), r.max(x), b.max(y));
         }
     }
-    if l == u32::MAX { (0, 0, 0, 0) } else { (l, t, r, b) }
+    if l == u32::MAX {
+        (0, 0, 0, 0)
+    } else {
+        (l, t, r, b)
+    }
 }
 
 /// Square dilation by `k` px (separable max).
@@ -190,11 +204,17 @@ fn dilate(mask: &GrayImage, k: u32) -> GrayImage {
     let (w, h) = mask.dimensions();
     let horiz = GrayImage::from_fn(w, h, |x, y| {
         let (a, b) = (x.saturating_sub(k), (x + k).min(w - 1));
-        Luma([(a..=b).map(|xx| mask.get_pixel(xx, y)[0]).max().unwrap_or(0)])
+        Luma([(a..=b)
+            .map(|xx| mask.get_pixel(xx, y)[0])
+            .max()
+            .unwrap_or(0)])
     });
     GrayImage::from_fn(w, h, |x, y| {
         let (a, b) = (y.saturating_sub(k), (y + k).min(h - 1));
-        Luma([(a..=b).map(|yy| horiz.get_pixel(x, yy)[0]).max().unwrap_or(0)])
+        Luma([(a..=b)
+            .map(|yy| horiz.get_pixel(x, yy)[0])
+            .max()
+            .unwrap_or(0)])
     })
 }
 
@@ -214,7 +234,6 @@ fn imageproc_blur(mask: &GrayImage) -> GrayImage {
     })
 }
 
-
 /// The checks on real mattes: recall on IoU < 0.8 and false alarms on IoU >= 0.95.
 fn real_mattes(dir: &std::path::Path, tool: &str, below: f32) {
     let mut cases: Vec<_> = std::fs::read_dir(dir)
@@ -226,7 +245,9 @@ fn real_mattes(dir: &std::path::Path, tool: &str, below: f32) {
     let rows: Vec<(f64, f32, String)> = cases
         .par_iter()
         .map(|d| {
-            let img = image::open(d.join("degraded.png")).expect("degraded").to_rgba8();
+            let img = image::open(d.join("degraded.png"))
+                .expect("degraded")
+                .to_rgba8();
             let mask = image::open(d.join("mask.png")).expect("mask").to_luma8();
             let alpha = image::open(d.join(format!("alpha_{tool}.png")))
                 .expect("alpha")

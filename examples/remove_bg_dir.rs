@@ -57,7 +57,7 @@ fn main() -> anyhow::Result<()> {
         other => anyhow::bail!("--fusion {other}: combined or net"),
     };
     let net = match &args.net {
-        Some(path) => Some(SaliencyNet::from_onnx(
+        Some(path) => Some(retouch::onnx_engine::load(
             &std::fs::read(path)?,
             // U²-Net's input (both networks of the catalog take the same).
             retouch::providers::local::net_input(
@@ -67,6 +67,9 @@ fn main() -> anyhow::Result<()> {
         None => None,
     };
     let tag = &args.tag;
+    if let Some(net) = &net {
+        eprintln!("{tag}: the network runs on {}", net.engine());
+    }
     let mut times = std::fs::File::create(args.dir.join(format!("times_{tag}.csv")))?;
     writeln!(times, "name,seconds")?;
     let mut checks = std::fs::File::create(args.dir.join(format!("qa_{tag}.csv")))?;

@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod model_store;
 pub mod money;
+pub mod onnx_engine;
 pub mod ops;
 pub mod plan;
 pub mod providers;

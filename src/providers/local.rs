@@ -200,7 +200,7 @@ pub fn net_input(model: &LocalModel) -> NetInput {
 /// Reads, verifies and loads `model`.
 fn load(store: Option<&ModelStore>, model: &LocalModel) -> Result<SaliencyNet, StoreError> {
     let bytes = store.ok_or(StoreError::NoFolder)?.load(model)?;
-    SaliencyNet::from_onnx(&bytes, net_input(model)).map_err(|e| StoreError::Unusable {
+    crate::onnx_engine::load(&bytes, net_input(model)).map_err(|e| StoreError::Unusable {
         model: model.name.clone(),
         detail: e.to_string(),
     })

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 
-use crate::harness::{Test, report as report_rows};
+use crate::harness::Test;
+#[cfg(feature = "real-weights")]
+use crate::harness::report as report_rows;
 
 const U2NETP_BYTES: usize = 4_574_861;
 
@@ -228,7 +230,7 @@ mod real {
     use retouch::testset::{Backdrop, hard_cases, metrics::iou};
 
     /// The real u2netp file (`.ci/fetch-weights.sh`, or `RETOUCH_TEST_U2NETP`).
-    fn u2netp() -> std::path::PathBuf {
+    pub(super) fn u2netp() -> std::path::PathBuf {
         let path = std::env::var_os("RETOUCH_TEST_U2NETP")
             .map(Into::into)
             .unwrap_or_else(|| {
@@ -356,5 +358,76 @@ mod real {
             mean(&net) >= 0.85 && mean(&net) > mean(&classical) + 0.2,
             "network {net:?} vs classical {classical:?}"
         );
+    }
+}
+
+/// The ONNX Runtime engine (feature `onnxruntime`, library named by `RETOUCH_ONNXRUNTIME`, which
+/// `.ci/fetch-onnxruntime.sh` fetches from PyPI): same maps as tract, used by a run.
+#[cfg(all(feature = "real-weights", feature = "onnxruntime"))]
+mod onnxruntime {
+    use super::*;
+    use retouch::onnx_engine::VAR as ONNXRUNTIME_VAR;
+    use retouch::ops::saliency::SaliencyNet;
+    use retouch::testset::hard_cases;
+
+    #[test]
+    fn onnx_runtime_gives_tract_s_maps_and_runs_the_pipeline() {
+        assert!(
+            std::env::var_os(ONNXRUNTIME_VAR).is_some(),
+            "set {ONNXRUNTIME_VAR} to libonnxruntime (bash .ci/fetch-onnxruntime.sh prints it)"
+        );
+        let weights = std::fs::read(super::real::u2netp()).unwrap();
+        let input =
+            retouch::providers::local::net_input(retouch::catalog::local_model("u2netp").unwrap());
+        let ort = retouch::onnx_engine::load(&weights, input).unwrap();
+        let tract = SaliencyNet::with_tract(&weights, input).unwrap();
+        assert_eq!((ort.engine(), tract.engine()), ("onnxruntime", "tract"));
+        for case in hard_cases(3, 2, 240, 300) {
+            let (a, b) = (
+                ort.assess(&case.image).unwrap(),
+                tract.assess(&case.image).unwrap(),
+            );
+            let diff: f64 = a
+                .map
+                .pixels()
+                .zip(b.map.pixels())
+                .map(|(p, q)| f64::from(p[0].abs_diff(q[0])))
+                .sum::<f64>()
+                / f64::from(a.map.width() * a.map.height());
+            assert!(
+                diff < 1.0,
+                "{}: mean map difference {diff:.3} levels",
+                case.name
+            );
+            let d = (a.confidence.confident - b.confidence.confident).abs();
+            assert!(d < 0.01, "{}: confidence differs by {d}", case.name);
+        }
+
+        // A run with the network installed says which engine it uses and cuts out as usual.
+        let t = Test::new()
+            .manifest(&remove_bg_manifest("    local_model: u2netp"))
+            .image("photos/a.png", 240, 200);
+        let models = t.root().join("models");
+        let ran = t.retouch().models(&models).run(&[
+            "models",
+            "install",
+            "u2netp",
+            "--from",
+            super::real::u2netp().to_str().unwrap(),
+        ]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let listed = t.retouch().models(&models).run(&["models"]);
+        assert!(
+            listed.stdout.contains("networks run on onnxruntime"),
+            "{}",
+            listed.stdout
+        );
+        let ran = t
+            .retouch()
+            .models(&models)
+            .run(&["run", "pipelines/test.yaml", "-q"]);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let report = std::fs::read_to_string(t.root().join("out/report.csv")).unwrap();
+        assert!(report.contains("local:u2netp"), "{report}");
     }
 }
