@@ -186,6 +186,22 @@ async fn low_scoring_local_results_are_redone_remotely_and_the_rest_are_not() {
     let csv: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
     assert_eq!(csv.len(), again.len());
     assert_eq!(csv.iter().filter(|r| &r[6] == "superseded").count(), 4);
+
+    // `retouch report` reads it back: superseded attempts leave every image ok, count as redone,
+    // and are not among the results kept that scored low.
+    let first = Retouch::at(dir.path()).run(&["report", "out/report.csv", "--json"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let json: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(json["images_by_status"]["ok"], 7, "{json}");
+    assert_eq!(json["quality"]["redone"], 4, "{json}");
+    assert_eq!(json["quality"]["measured"], 7, "{json}");
+    let text = Retouch::at(dir.path()).run(&["report", "out/report.csv"]);
+    assert!(
+        text.stdout
+            .contains("4 results scored below their step's escalate mark and were redone"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
