@@ -308,6 +308,19 @@ impl Escalate {
 }
 
 impl Step {
+    /// The step as its escalation models would serve it (routing only): `models` are those of
+    /// `escalate.to`, and when none can take an image it is skipped. `None` without `escalate:`.
+    pub fn escalation_ladder(&self) -> Option<Step> {
+        let escalate = self.escalate.as_ref()?;
+        Some(Step {
+            models: escalate.to.iter().cloned().map(ModelRef::Remote).collect(),
+            fallback: Fallback::Skip,
+            escalate: None,
+            grader: None,
+            ..self.clone()
+        })
+    }
+
     /// Every remote model this step may call (canonical ids): its `models`, then the models of
     /// `escalate.to`, then its grader.
     pub fn remote_models(&self) -> impl Iterator<Item = &str> {

@@ -69,10 +69,14 @@ pub fn estimate_gains(img: &RgbaImage) -> [f32; 3] {
     } else {
         BackdropModel::fit(img)
             .filter(|m| m.inliers > 0.5)
-            .map(|m| (m.brightest(), m.texture(img) <= PLAIN_TEXTURE))
+            .map(|m| {
+                let w = m.brightest();
+                // The texture is only worth measuring for a backdrop that could be white.
+                (w, is_neutralish(w) && m.texture(img) <= PLAIN_TEXTURE)
+            })
     };
     let gains = match white {
-        Some((w, true)) if is_neutralish(w) => {
+        Some((w, true)) => {
             let y = luminance(w);
             w.map(|c| (y / c).clamp(0.6, 1.6) * STUDIO_WHITE / y)
         }

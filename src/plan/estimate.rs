@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::Plan;
 use crate::catalog::Catalog;
-use crate::manifest::{Fallback, Manifest, ModelRef, Step};
+use crate::manifest::{Manifest, Step};
 use crate::money::Usd;
 use crate::reason::Reason;
 use crate::router::{self, Decision, Excluded, Facts, Route};
@@ -81,15 +81,8 @@ pub fn route_step(step: &Step, size: (u32, u32), facts: &Facts) -> StepRoute {
 /// The escalation models that could redo `step` for an image of `size` (`escalate.to`, routed as
 /// a run routes them): model id and estimated price, cheapest first. Empty without `escalate:`.
 pub fn escalation_ladder(step: &Step, size: (u32, u32), facts: &Facts) -> Vec<(String, Usd)> {
-    let Some(escalate) = &step.escalate else {
+    let Some(ladder) = step.escalation_ladder() else {
         return Vec::new();
-    };
-    let ladder = Step {
-        models: escalate.to.iter().cloned().map(ModelRef::Remote).collect(),
-        fallback: Fallback::Skip,
-        escalate: None,
-        grader: None,
-        ..step.clone()
     };
     match router::decide(&ladder, size, facts) {
         Decision::Remote { candidates, .. } => candidates

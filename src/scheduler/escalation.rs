@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::image_task::{Attempt, ImageTask};
 use super::outcome::{StepDone, StepFailed};
 use crate::ledger::StepRecord;
-use crate::manifest::{Escalate, Fallback, ModelRef, Step};
+use crate::manifest::{Escalate, Fallback, Step};
 use crate::money::Usd;
 use crate::reason::Reason;
 use crate::router::Decision;
@@ -29,13 +29,9 @@ impl<'a> ImageTask<'a> {
         first: Attempt,
     ) -> (Attempt, Option<Reason>) {
         let input = self.size;
-        let ladder = Step {
-            models: escalate.to.iter().cloned().map(ModelRef::Remote).collect(),
-            fallback: Fallback::Skip,
-            escalate: None,
-            grader: None,
-            ..step.clone()
-        };
+        let ladder = step
+            .escalation_ladder()
+            .expect("escalating a step with `escalate:`");
         let mut tried = vec![first];
         match self.ctx.decide(&ladder, input) {
             Decision::Remote { candidates, .. } => {

@@ -16,7 +16,7 @@ use image::RgbaImage;
 
 use crate::qa::Qa;
 
-use super::budget::{Budget, BudgetExceeded};
+use super::budget::{Budget, BudgetExceeded, Reservation};
 use super::cache::{CallOf, RunCache};
 use super::cpu;
 use super::health::{Admission, Health, HealthPermit, OpenReason};
@@ -234,42 +234,15 @@ impl Remote {
             Ok(call) => call,
             Err(e) => return failure.set(Reason::FallbackTooLarge, e, Next::NextModel),
         };
-        // Held only once the first attempt has its rate-limit slot, so a hold lasts as long as
-        // the call itself: a run killed while waiting for a slot has nothing possibly billed
-        // (holds of runs that died stop counting against the day after `HOLD_EXPIRES_SECS`).
-        if self
-            .until_cancelled(self.rates.acquire(&model_id))
-            .await
-            .is_none()
-        {
-            return interrupted(failure);
-        }
         let paid = CallOf {
             image: key,
             step: step.index,
             model: &model_id,
         };
-        let hold = match self.hold(paid, candidate.price).await {
-            Ok(hold) => hold,
-            Err(e) => {
-                drop(reservation); // nothing called
-                return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
-            }
-        };
         let attempt = || providers.attempt(&call);
-        let answer = match self.call(&model_id, attempt, failure).await {
-            Ok(answer) => answer,
-            Err(stopped) => {
-                drop(reservation); // nothing billed
-                self.billed(paid, Usd::ZERO, hold).await;
-                return match stopped {
-                    Stopped::Failed(e) => self.not_answered(&model_id, &e, failure),
-                    Stopped::Interrupted => interrupted(failure),
-                };
-            }
-        };
-        self.health.on_success(&model_id);
-        self.rates.on_success(&model_id);
+        let (answer, reservation, hold) = self
+            .send(paid, candidate.price, reservation, attempt, failure)
+            .await?;
         let (cost, result) = map_back(step, image, candidate.price, call, answer).await;
         reservation.settle(cost);
         self.billed(paid, cost, hold).await;
@@ -281,6 +254,58 @@ impl Remote {
             Err((reason, error, next)) => {
                 failure.cost += cost;
                 failure.set(reason, error, next)
+            }
+        }
+    }
+
+    /// The part of a paid call every kind shares, once it is reserved, admitted and prepared:
+    /// the model's rate-limit slot, the hold on `price` in the state store, then `attempt` with
+    /// retries. On an answer the model's breaker and limiter hear of the success and the caller
+    /// settles the reservation and hold with what was billed; on none both are released (errors
+    /// are not billed) and the failure is classified.
+    async fn send<F, A, T>(
+        &self,
+        paid: CallOf<'_>,
+        price: Usd,
+        reservation: Reservation,
+        attempt: F,
+        failure: &mut NotServed,
+    ) -> Result<(T, Reservation, Option<HoldId>), Next>
+    where
+        F: Fn() -> A,
+        A: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let model = paid.model;
+        // Held only once the first attempt has its rate-limit slot, so a hold lasts as long as
+        // the call itself: a run killed while waiting for a slot has nothing possibly billed
+        // (holds of runs that died stop counting against the day after `HOLD_EXPIRES_SECS`).
+        if self
+            .until_cancelled(self.rates.acquire(model))
+            .await
+            .is_none()
+        {
+            return interrupted(failure);
+        }
+        let hold = match self.hold(paid, price).await {
+            Ok(hold) => hold,
+            Err(e) => {
+                drop(reservation); // nothing called
+                return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
+            }
+        };
+        match self.call(model, attempt, failure).await {
+            Ok(answer) => {
+                self.health.on_success(model);
+                self.rates.on_success(model);
+                Ok((answer, reservation, hold))
+            }
+            Err(stopped) => {
+                drop(reservation); // nothing billed
+                self.billed(paid, Usd::ZERO, hold).await;
+                match stopped {
+                    Stopped::Failed(e) => self.not_answered(model, &e, failure),
+                    Stopped::Interrupted => interrupted(failure),
+                }
             }
         }
     }
@@ -470,41 +495,15 @@ impl Remote {
             Err(e) => return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop),
         };
         let _permit = self.admit(&model.id, failure).await?;
-        if self
-            .until_cancelled(self.rates.acquire(&model.id))
-            .await
-            .is_none()
-        {
-            return interrupted(failure);
-        }
         let paid = CallOf {
             image: key,
             step: step.index,
             model: &model.id,
         };
-        let hold = match self.hold(paid, bound).await {
-            Ok(hold) => hold,
-            Err(e) => {
-                drop(reservation);
-                return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
-            }
-        };
-        let answer = match self
-            .call(&model.id, || providers.grade(&call), failure)
-            .await
-        {
-            Ok(answer) => answer,
-            Err(stopped) => {
-                drop(reservation); // errors are not billed
-                self.billed(paid, Usd::ZERO, hold).await;
-                return match stopped {
-                    Stopped::Failed(e) => self.not_answered(&model.id, &e, failure),
-                    Stopped::Interrupted => interrupted(failure),
-                };
-            }
-        };
-        self.health.on_success(&model.id);
-        self.rates.on_success(&model.id);
+        let attempt = || providers.grade(&call);
+        let (answer, reservation, hold) = self
+            .send(paid, bound, reservation, attempt, failure)
+            .await?;
         let (cost, _billed, verdict) = call.finish(&answer);
         reservation.settle(cost);
         self.billed(paid, cost, hold).await;
