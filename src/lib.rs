@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod codec;
 pub mod ledger;
 pub mod manifest;
+pub mod marketplace;
 pub mod model_store;
 pub mod money;
 pub mod onnx_engine;

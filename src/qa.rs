@@ -8,9 +8,12 @@
 //! (and, for local remove-bg with a network, how sure the network was), so they cost a few
 //! milliseconds and never a call.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use image::RgbaImage;
+
+use crate::marketplace::{self, Rules, Violation};
 
 /// One thing a check found wrong with a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,7 +44,14 @@ pub enum Flag {
     BigChange,
     /// The result is not the size the step asked for.
     WrongSize,
+    /// frame enlarged the product over [`ENLARGED`] times: softer than its size suggests.
+    Enlarged,
+    /// A marketplace rule the result breaks (`frame` with a preset).
+    Rule(Violation),
 }
+
+/// The enlargement over which `frame` flags a product as enlarged.
+pub const ENLARGED: f32 = 2.0;
 
 impl Flag {
     pub const ALL: &'static [Flag] = &[
@@ -58,10 +68,18 @@ impl Flag {
         Flag::ResidualCast,
         Flag::BigChange,
         Flag::WrongSize,
+        Flag::Enlarged,
     ];
 
     /// The flag as the report writes it.
-    pub fn as_str(self) -> &'static str {
+    pub fn name(self) -> Cow<'static, str> {
+        match self {
+            Flag::Rule(v) => Cow::Owned(v.name()),
+            other => Cow::Borrowed(other.fixed_name()),
+        }
+    }
+
+    fn fixed_name(self) -> &'static str {
         match self {
             Flag::Empty => "empty",
             Flag::FillsFrame => "fills-frame",
@@ -76,17 +94,24 @@ impl Flag {
             Flag::ResidualCast => "residual-cast",
             Flag::BigChange => "big-change",
             Flag::WrongSize => "wrong-size",
+            Flag::Enlarged => "enlarged",
+            Flag::Rule(_) => "rule",
         }
     }
 
     pub fn parse(s: &str) -> Option<Flag> {
-        Flag::ALL.iter().copied().find(|f| f.as_str() == s)
+        Flag::ALL
+            .iter()
+            .copied()
+            .find(|f| f.fixed_name() == s)
+            .or_else(|| Violation::parse(s).map(Flag::Rule))
     }
 
     /// What the flag multiplies the score by.
     pub fn penalty(self) -> f32 {
         match self {
-            Flag::Empty | Flag::Inverted | Flag::WrongSize => 0.1,
+            Flag::Empty | Flag::Inverted | Flag::WrongSize | Flag::Rule(_) => 0.1,
+            Flag::Enlarged => 0.8,
             Flag::FillsFrame => 0.2,
             Flag::UnsureNetwork => 0.3,
             Flag::TouchesFrame | Flag::Fragmented => 0.6,
@@ -99,7 +124,7 @@ impl Flag {
 
 impl fmt::Display for Flag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.name())
     }
 }
 
@@ -152,7 +177,7 @@ impl Qa {
     /// The `qa_flags` column: flags joined by `;` (empty when none), then `graded=0.620` when
     /// a grader scored the result.
     pub fn flags_text(&self) -> String {
-        let mut names: Vec<String> = self.flags.iter().map(|f| f.as_str().to_owned()).collect();
+        let mut names: Vec<String> = self.flags.iter().map(|f| f.name().into_owned()).collect();
         if let Some(g) = self.grade {
             names.push(format!("graded={:.3}", f32::from(g) / 1000.0));
         }
@@ -324,6 +349,27 @@ pub fn fix_lighting(input: &RgbaImage, output: &RgbaImage) -> Qa {
     Qa::of(flags)
 }
 
+/// Checks a framed result: its size, how much the product was enlarged (`scale`), and, when
+/// the step names a preset, every rule of it the pixels break.
+pub fn frame(output: &RgbaImage, expected: (u32, u32), scale: f32, rules: Option<&Rules>) -> Qa {
+    let mut flags = Vec::new();
+    if output.dimensions() != expected {
+        flags.push(Flag::WrongSize);
+    }
+    if scale > ENLARGED {
+        flags.push(Flag::Enlarged);
+    }
+    if let Some(rules) = rules {
+        flags.extend(
+            marketplace::check(output, rules)
+                .violations
+                .into_iter()
+                .map(Flag::Rule),
+        );
+    }
+    Qa::of(flags)
+}
+
 /// Checks an upscale's size.
 pub fn upscale(output: &RgbaImage, expected: (u32, u32)) -> Qa {
     if output.dimensions() == expected {
@@ -452,12 +498,22 @@ mod tests {
         assert_eq!(Qa::parse_flags(&qa.flags_text()), Some(qa.clone()));
         assert_eq!(qa.score_text(), "0.360");
         assert_eq!(Qa::parse_flags("nonsense"), None);
+        let rules = Qa::of(vec![
+            Flag::Rule(Violation::FillBelow(85)),
+            Flag::Enlarged,
+            Flag::Rule(Violation::Background { white: true }),
+        ]);
+        assert_eq!(
+            rules.flags_text(),
+            "enlarged;bg-not-pure-white;fill-below-85"
+        );
+        assert_eq!(Qa::parse_flags(&rules.flags_text()), Some(rules.clone()));
+        assert!((rules.score() - 0.008).abs() < 1e-6);
         assert_eq!(Qa::parse_flags(""), Some(Qa::default()));
         let img = RgbaImage::new(10, 8);
         assert_eq!(upscale(&img, (10, 8)).flags, []);
         assert_eq!(upscale(&img, (20, 16)).flags, [Flag::WrongSize]);
-        let texts: std::collections::BTreeSet<&str> =
-            Flag::ALL.iter().map(|f| f.as_str()).collect();
+        let texts: std::collections::BTreeSet<_> = Flag::ALL.iter().map(|f| f.name()).collect();
         assert_eq!(texts.len(), Flag::ALL.len(), "unique");
     }
 }

@@ -222,6 +222,11 @@ impl ModelEntry {
             _ => {}
         }
         for (op, spec) in &self.specs {
+            if op.local_only() {
+                return Err(format!(
+                    "op {op} is done locally only; no model can be given it"
+                ));
+            }
             self.validate_spec(spec)
                 .map_err(|m| format!("op {op}: {m}"))?;
         }

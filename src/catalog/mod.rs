@@ -35,10 +35,11 @@ pub enum Op {
     RemoveBg,
     FixLighting,
     Upscale,
+    Frame,
 }
 
 impl Op {
-    pub const ALL: [Op; 3] = [Op::RemoveBg, Op::FixLighting, Op::Upscale];
+    pub const ALL: [Op; 4] = [Op::RemoveBg, Op::FixLighting, Op::Upscale, Op::Frame];
 
     /// The kebab-case name used in manifests and reports.
     pub fn as_str(self) -> &'static str {
@@ -46,11 +47,17 @@ impl Op {
             Op::RemoveBg => "remove-bg",
             Op::FixLighting => "fix-lighting",
             Op::Upscale => "upscale",
+            Op::Frame => "frame",
         }
     }
 
     pub fn parse(s: &str) -> Option<Op> {
         Op::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+
+    /// Ops retouch always does itself (deterministic, exact): no catalog model may claim them.
+    pub fn local_only(self) -> bool {
+        matches!(self, Op::Frame)
     }
 }
 

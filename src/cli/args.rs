@@ -114,8 +114,14 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
-    /// The pipeline manifest (YAML).
-    pub manifest: PathBuf,
+    /// The pipeline manifest (YAML); with `--preset`, the images to validate: files, folders
+    /// (searched recursively) and run reports (`report.csv`: the outputs it lists).
+    #[arg(required = true, value_name = "MANIFEST | PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Validate finished images against a marketplace preset's rules instead of checking a
+    /// manifest; processes nothing, exits 1 when any image breaks a rule.
+    #[arg(long, value_parser = ["amazon-main", "square-tile"])]
+    pub preset: Option<String>,
     /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
     #[arg(long)]
     pub catalog: Option<PathBuf>,

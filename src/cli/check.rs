@@ -15,11 +15,21 @@ use super::args::CheckArgs;
 use super::code;
 
 pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
+    if let Some(preset) = &args.preset {
+        return super::validate::validate(preset, &args.paths);
+    }
+    let [manifest] = args.paths.as_slice() else {
+        eprintln!(
+            "error: check takes one manifest (or, with --preset, images to validate); got {}",
+            args.paths.len()
+        );
+        return Ok(code::USAGE);
+    };
     let overrides = Overrides {
         catalog: args.catalog.clone(),
         ..Overrides::default()
     };
-    let prepared = match prepare(&args.manifest, overrides).await {
+    let prepared = match prepare(manifest, overrides).await {
         Ok(p) => p,
         Err(e) => return Ok(super::run::refused(&e)),
     };

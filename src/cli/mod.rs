@@ -12,6 +12,7 @@ mod report_cmd;
 mod run;
 mod runs_cmd;
 mod state;
+mod validate;
 
 use clap::Parser;
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::LedgerError;
-use crate::manifest::{OpParams, Step, UpscaleTarget};
+use crate::manifest::{OpParams, Rgb, Step, UpscaleTarget};
 
 /// Everything that changes one step's result, given its input. Serialised canonically to make a
 /// [`StepKey`]; field order is part of the key, so never reorder fields (append only).
@@ -67,6 +67,19 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
         }
         OpParams::FixLighting(p) => {
             out.insert("strength".into(), float(p.strength));
+        }
+        OpParams::Frame(p) => {
+            let o = &p.options;
+            let preset = p.preset.map_or("none", |p| p.as_str());
+            out.insert("preset".into(), preset.into());
+            out.insert("aspect".into(), format!("{}:{}", o.aspect.0, o.aspect.1));
+            out.insert("fill".into(), float(o.fill));
+            out.insert("size".into(), o.size.to_string());
+            out.insert("background".into(), Rgb(o.background).to_string());
+            out.insert(
+                "backdrop".into(),
+                format!("{:?}", o.backdrop).to_lowercase(),
+            );
         }
         OpParams::Upscale(p) => {
             out.insert("sharpen".into(), float(p.sharpen));
@@ -265,6 +278,7 @@ mod tests {
             OpParams::RemoveBg(_) => Op::RemoveBg,
             OpParams::FixLighting(_) => Op::FixLighting,
             OpParams::Upscale(_) => Op::Upscale,
+            OpParams::Frame(_) => Op::Frame,
         };
         Step {
             index,

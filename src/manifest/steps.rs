@@ -7,10 +7,12 @@ use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
-    Escalate, Fallback, FixLightingParams, Grader, LocalMethod, ModelRef, Op, OpParams,
-    RemoveBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
+    Escalate, Fallback, FixLightingParams, FrameParams, Grader, LocalMethod, ModelRef, Op,
+    OpParams, RemoveBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
+use crate::marketplace::Preset;
+use crate::ops::frame::{Backdrop, FrameOptions};
 
 /// Every key a step may have, in the order the docs list them.
 pub(super) const STEP_KEYS: &[&str] = &[
@@ -29,6 +31,11 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "min_side",
     "max_side",
     "sharpen",
+    "preset",
+    "aspect",
+    "fill",
+    "size",
+    "backdrop",
 ];
 
 /// Op-specific parameters and the op that takes each.
@@ -40,6 +47,12 @@ const OP_PARAMS: &[(&str, Op)] = &[
     ("min_side", Op::Upscale),
     ("max_side", Op::Upscale),
     ("sharpen", Op::Upscale),
+    ("background", Op::Frame),
+    ("preset", Op::Frame),
+    ("aspect", Op::Frame),
+    ("fill", Op::Frame),
+    ("size", Op::Frame),
+    ("backdrop", Op::Frame),
 ];
 
 const MAX_PROMPT_CHARS: usize = 1024;
@@ -282,6 +295,7 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
             })
         }),
         Op::Upscale => upscale(ck, f).map(OpParams::Upscale),
+        Op::Frame => frame(ck, f).map(OpParams::Frame),
     };
     params.filter(|_| misplaced)
 }
@@ -290,9 +304,15 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
 fn check_misplaced(ck: &mut Checker, f: &Fields, op: Op) -> bool {
     let mut ok = true;
     for key in f.keys() {
-        let Some(&(_, owner)) = OP_PARAMS.iter().find(|(k, o)| *k == key && *o != op) else {
+        let owners: Vec<&str> = OP_PARAMS
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, o)| o.as_str())
+            .collect();
+        if owners.is_empty() || owners.contains(&op.as_str()) {
             continue;
-        };
+        }
+        let owner = owners.join(" and ");
         let path = f.path(key);
         let message =
             format!("`{key}` in {path} is not a parameter of {op} steps; only {owner} takes it");
@@ -382,6 +402,182 @@ pub(super) fn parse_colour(s: &str) -> Option<Rgb> {
             Some(Rgb([byte(0)?, byte(2)?, byte(4)?]))
         }
         _ => None,
+    }
+}
+
+/// `frame`: `preset:` and/or explicit `aspect`, `fill`, `size`, `background`, `backdrop`.
+/// Explicit keys refine a preset but may not break its rules.
+fn frame(ck: &mut Checker, f: &Fields) -> Option<FrameParams> {
+    let preset = match f.get("preset") {
+        None => Some(None),
+        Some(v) => {
+            let path = f.path("preset");
+            ck.string(v, &path).and_then(|s| match Preset::parse(s) {
+                Some(p) => Some(Some(p)),
+                None => {
+                    let names = Preset::ALL.map(Preset::as_str);
+                    let help = suggest::help(s, names, format!("presets: {}", names.join(", ")));
+                    ck.error(&path, format!("unknown preset `{s}` in {path}"), Some(help));
+                    None
+                }
+            })
+        }
+    };
+    let aspect = match f.get("aspect") {
+        None => Some(None),
+        Some(v) => aspect(ck, v, &f.path("aspect")).map(Some),
+    };
+    let fill_range = FloatRange {
+        min: 0.1,
+        min_inclusive: true,
+        max: 1.0,
+    };
+    let fill = opt_float(ck, f, "fill", fill_range);
+    let size = match f.get("size") {
+        None => Some(None),
+        Some(v) => ck
+            .int(v, &f.path("size"), 64, 10_000)
+            .map(|n| Some(n as u32)),
+    };
+    let background = background(ck, f);
+    let backdrop = match f.get("backdrop") {
+        None => Some(None),
+        Some(v) => {
+            let path = f.path("backdrop");
+            match ck.string(v, &path)? {
+                "cut" => Some(Some(Backdrop::Cut)),
+                "keep" => Some(Some(Backdrop::Keep)),
+                other => {
+                    let help = suggest::help(other, ["cut", "keep"], "valid: cut, keep".into());
+                    ck.error(
+                        &path,
+                        format!("unknown backdrop `{other}` in {path}"),
+                        Some(help),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let (preset, aspect, fill, size, background, backdrop) =
+        (preset?, aspect?, fill?, size?, background?, backdrop?);
+    let Some(preset) = preset else {
+        let missing: Vec<&str> = [("aspect", aspect.is_none()), ("size", size.is_none())]
+            .into_iter()
+            .filter_map(|(k, m)| m.then_some(k))
+            .collect();
+        if !missing.is_empty() {
+            let step = f.own_path();
+            let message = format!(
+                "{step} (frame) needs `preset` or explicit {}",
+                missing.join(" and ")
+            );
+            let help =
+                "e.g. `preset: amazon-main`, or `aspect: \"4:5\"`, `size: 2000`, `fill: 0.85`"
+                    .to_owned();
+            ck.key_error(step, message, Some(help));
+            return None;
+        }
+        return Some(FrameParams {
+            preset: None,
+            options: FrameOptions {
+                aspect: aspect?,
+                fill: fill.unwrap_or(0.85) as f32,
+                size: size?,
+                background: background.map_or([255; 3], |c| c.0),
+                backdrop: backdrop.unwrap_or_default(),
+            },
+        });
+    };
+    let d = preset.frame();
+    let options = FrameOptions {
+        aspect: aspect.unwrap_or(d.aspect),
+        fill: fill.map_or(d.fill, |v| v as f32),
+        size: size.unwrap_or(d.size),
+        background: background.map_or(d.background, |c| c.0),
+        backdrop: backdrop.unwrap_or_default(),
+    };
+    let ok = within_preset(ck, f, preset, &options);
+    ok.then_some(FrameParams {
+        preset: Some(preset),
+        options,
+    })
+}
+
+/// Reports every explicit key that would make results break `preset`'s rules.
+fn within_preset(ck: &mut Checker, f: &Fields, preset: Preset, o: &FrameOptions) -> bool {
+    let rules = preset.rules();
+    let (w, h) = o.frame_size();
+    let long = w.max(h);
+    let mut broken: Vec<(&str, String)> = Vec::new();
+    if o.fill < rules.min_fill {
+        broken.push((
+            "fill",
+            format!(
+                "fill {} is below {preset}'s minimum of {}",
+                o.fill, rules.min_fill
+            ),
+        ));
+    }
+    if long < rules.min_long_side || long > rules.max_long_side {
+        let range = if rules.min_long_side == rules.max_long_side {
+            format!("exactly {}", rules.min_long_side)
+        } else {
+            format!("{} to {}", rules.min_long_side, rules.max_long_side)
+        };
+        broken.push((
+            "size",
+            format!("size {long} is outside {preset}'s long side of {range} px"),
+        ));
+    }
+    if let Some(a) = rules.aspect
+        && a.0 * o.aspect.1 != a.1 * o.aspect.0
+    {
+        broken.push((
+            "aspect",
+            format!(
+                "aspect {}:{} is not {preset}'s {}:{}",
+                o.aspect.0, o.aspect.1, a.0, a.1
+            ),
+        ));
+    }
+    if rules.background.is_some_and(|bg| bg != o.background) {
+        broken.push((
+            "background",
+            format!("{preset} needs a pure white backdrop"),
+        ));
+    }
+    if o.backdrop == Backdrop::Keep {
+        broken.push((
+            "backdrop",
+            format!(
+                "backdrop: keep leaves the photo's own backdrop, but {preset} needs a pure one"
+            ),
+        ));
+    }
+    for (key, why) in &broken {
+        let path = f.path(key);
+        let help = format!("remove `{key}` to take {preset}'s value, or remove `preset`");
+        ck.key_error(&path, format!("{path}: {why}"), Some(help));
+    }
+    broken.is_empty()
+}
+
+/// `"W:H"` with whole numbers from 1 to 100, between 1:4 and 4:1.
+fn aspect(ck: &mut Checker, v: &Value, path: &str) -> Option<(u32, u32)> {
+    let help = "write it in quotes as width:height, e.g. `aspect: \"1:1\"` or `aspect: \"4:5\"`";
+    let parsed = v.as_str().and_then(|s| {
+        let (w, h) = s.split_once(':')?;
+        let (w, h): (u32, u32) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+        ((1..=100).contains(&w) && (1..=100).contains(&h)).then_some((w, h))
+    });
+    match parsed {
+        Some((w, h)) if (0.25..=4.0).contains(&(w as f64 / h as f64)) => Some((w, h)),
+        _ => {
+            let message = format!("invalid aspect {} in {path}", super::check::describe(v));
+            ck.error(path, message, Some(format!("{help}; between 1:4 and 4:1")));
+            None
+        }
     }
 }
 

@@ -131,12 +131,12 @@ fn unknown_op_suggests_and_renders_like_rustc() {
     assert_eq!(d.message, "unknown op `remove-backgrund` in steps[0].op");
     assert_eq!(
         help(&d),
-        "did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale"
+        "did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale, frame"
     );
     assert_eq!(
         errors(&text).to_string(),
         "error: unknown op `remove-backgrund` in steps[0].op\n  --> pipelines/t.yaml:7:9\n  \
-         = help: did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale\n\n\
+         = help: did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale, frame\n\n\
          error: manifest has 1 problem(s)"
     );
 }
@@ -587,6 +587,14 @@ fn shipped_pipelines_parse() {
             .any(|s| s.models.iter().any(|m| !m.is_local()))
     );
     assert!(catalog.budget.max_usd.is_some());
+    let amazon = load(&root.join("pipelines/amazon.yaml"), &Catalog::builtin())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let OpParams::Frame(frame) = &amazon.steps[1].params else {
+        panic!("step 2 frames");
+    };
+    assert_eq!(frame.preset, Some(crate::marketplace::Preset::AmazonMain));
+    assert_eq!(frame.options.frame_size(), (2000, 2000));
+    assert_eq!(amazon.output.format, OutputFormat::Jpeg);
 }
 
 #[test]

@@ -335,11 +335,12 @@ impl Step {
         models.chain(escalation)
     }
 
-    /// The size of this step's result for an input of `w`×`h`: upscaling grows it, every other
-    /// op keeps it (remote results are mapped back to the input's size).
+    /// The size of this step's result for an input of `w`×`h`: upscaling grows it, framing
+    /// sets it, every other op keeps it (remote results are mapped back to the input's size).
     pub fn output_size(&self, (w, h): (u32, u32)) -> (u32, u32) {
         match &self.params {
             OpParams::Upscale(p) => p.target.output_size(w, h),
+            OpParams::Frame(p) => p.options.frame_size(),
             _ => (w, h),
         }
     }
@@ -399,6 +400,7 @@ pub enum OpParams {
     RemoveBg(RemoveBgParams),
     FixLighting(FixLightingParams),
     Upscale(UpscaleParams),
+    Frame(FrameParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -425,6 +427,35 @@ pub enum LocalMethod {
 pub struct FixLightingParams {
     /// 0..=1 blend between the original (0) and the fully corrected image (1). Default 0.8.
     pub strength: f32,
+}
+
+/// `frame` parameters: a preset's framing, or explicit keys (explicit keys refine a preset
+/// within its rules; the manifest check refuses any that would break them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameParams {
+    pub preset: Option<crate::marketplace::Preset>,
+    pub options: crate::ops::frame::FrameOptions,
+}
+
+impl FrameParams {
+    /// The rules results are checked against: the preset's, else those the keys ask for (exact
+    /// size, aspect and, unless the photo's backdrop is kept, the backdrop colour).
+    pub fn rules(&self) -> crate::marketplace::Rules {
+        use crate::ops::frame::Backdrop;
+        if let Some(p) = self.preset {
+            return p.rules();
+        }
+        let o = &self.options;
+        let (w, h) = o.frame_size();
+        crate::marketplace::Rules {
+            background: (o.backdrop == Backdrop::Cut).then_some(o.background),
+            min_fill: 0.0,
+            min_long_side: w.max(h),
+            max_long_side: w.max(h),
+            aspect: Some(o.aspect),
+            jpeg: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@
 pub mod backdrop;
 pub mod colour;
 pub mod filter;
+pub mod frame;
 pub mod fuse;
 pub mod lighting;
 pub mod remove_bg;
@@ -30,6 +31,8 @@ pub enum OpError {
     },
     #[error("resampling failed: {0}")]
     Resize(#[from] fast_image_resize::ResizeError),
+    #[error("no product to frame: the image is empty or entirely transparent")]
+    NoProduct,
     #[error("the segmentation network failed: {0}")]
     Network(String),
 }

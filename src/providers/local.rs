@@ -184,6 +184,19 @@ impl LocalOps {
                 let qa = qa::upscale(&out, (w, h));
                 Ok(LocalOutput { image: out, qa })
             }
+            OpParams::Frame(p) => {
+                let framed = ops::frame::frame(image, &p.options)?;
+                let qa = qa::frame(
+                    &framed.image,
+                    p.options.frame_size(),
+                    framed.scale,
+                    Some(&p.rules()),
+                );
+                Ok(LocalOutput {
+                    image: framed.image,
+                    qa,
+                })
+            }
         }
     }
 }

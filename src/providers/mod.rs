@@ -117,7 +117,7 @@ impl PreparedCall {
             Op::RemoveBg => {
                 qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref())
             }
-            Op::FixLighting => qa::fix_lighting(original, &decoded.image),
+            Op::FixLighting | Op::Frame => qa::fix_lighting(original, &decoded.image),
             Op::Upscale => {
                 let expected = request.mapping.target.unwrap_or(original.dimensions());
                 qa::upscale(&decoded.image, expected)

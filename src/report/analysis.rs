@@ -322,7 +322,7 @@ const LOWEST: usize = 20;
 
 fn quality(rows: &[StepRecord]) -> Quality {
     let mut out = Quality::default();
-    let mut flags: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut flags: BTreeMap<String, usize> = BTreeMap::new();
     let mut low: Vec<(f32, usize, &StepRecord)> = Vec::new();
     for r in rows {
         let Some(qa) = &r.qa else { continue };
@@ -332,7 +332,7 @@ fn quality(rows: &[StepRecord]) -> Quality {
         }
         out.measured += 1;
         for flag in &qa.flags {
-            *flags.entry(flag.as_str()).or_default() += 1;
+            *flags.entry(flag.name().into_owned()).or_default() += 1;
         }
         let score = qa.score();
         if score < QA_REVIEW {
@@ -340,8 +340,7 @@ fn quality(rows: &[StepRecord]) -> Quality {
             low.push((score, r.image_index, r));
         }
     }
-    let mut flags: Vec<(String, usize)> =
-        flags.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let mut flags: Vec<(String, usize)> = flags.into_iter().collect();
     flags.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out.flags = flags;
     low.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

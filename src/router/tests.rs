@@ -21,6 +21,7 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
             target: UpscaleTarget::Factor(2.0),
             sharpen: 0.0,
         }),
+        Op::Frame => unreachable!("no model can frame: nothing to route"),
     };
     Step {
         index: 0,

@@ -8,6 +8,7 @@ mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
 mod escalation;
+mod frame;
 mod grader;
 mod hostile;
 mod local_network;

@@ -101,7 +101,10 @@ fn map_back(op: Op, result: &RgbaImage, original: &RgbaImage, m: &Mapping) -> Rg
     let (w, h) = original.dimensions();
     match op {
         Op::RemoveBg => crate::ops::apply_alpha(original, &pixels::alpha_at(result, w, h), None),
-        Op::FixLighting => with_original_alpha(pixels::resize(result, w, h), original, m),
+        // No model serves frame (the catalog refuses it); keep the input's size if one did.
+        Op::FixLighting | Op::Frame => {
+            with_original_alpha(pixels::resize(result, w, h), original, m)
+        }
         Op::Upscale => {
             let (tw, th) = m.target.unwrap_or(result.dimensions());
             with_original_alpha(pixels::resize(result, tw, th), original, m)
