@@ -36,10 +36,17 @@ pub enum Op {
     FixLighting,
     Upscale,
     Frame,
+    ReplaceBg,
 }
 
 impl Op {
-    pub const ALL: [Op; 4] = [Op::RemoveBg, Op::FixLighting, Op::Upscale, Op::Frame];
+    pub const ALL: [Op; 5] = [
+        Op::RemoveBg,
+        Op::FixLighting,
+        Op::Upscale,
+        Op::Frame,
+        Op::ReplaceBg,
+    ];
 
     /// The kebab-case name used in manifests and reports.
     pub fn as_str(self) -> &'static str {
@@ -48,6 +55,7 @@ impl Op {
             Op::FixLighting => "fix-lighting",
             Op::Upscale => "upscale",
             Op::Frame => "frame",
+            Op::ReplaceBg => "replace-bg",
         }
     }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::LedgerError;
-use crate::manifest::{OpParams, Rgb, Step, UpscaleTarget};
+use crate::manifest::{NewBackground, OpParams, Rgb, Step, UpscaleTarget};
 
 /// Everything that changes one step's result, given its input. Serialised canonically to make a
 /// [`StepKey`]; field order is part of the key, so never reorder fields (append only).
@@ -67,6 +67,19 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
         }
         OpParams::FixLighting(p) => {
             out.insert("strength".into(), float(p.strength));
+        }
+        OpParams::ReplaceBg(p) => {
+            let behind = match &p.behind {
+                None => "none".to_owned(),
+                Some(NewBackground::Colour(c)) => c.to_string(),
+                Some(NewBackground::Image { path, digest }) => format!(
+                    "{}@{}",
+                    path.display(),
+                    digest.as_deref().unwrap_or("unread")
+                ),
+            };
+            out.insert("background".into(), behind);
+            out.insert("shadow".into(), float(p.shadow));
         }
         OpParams::Frame(p) => {
             let o = &p.options;
@@ -279,6 +292,7 @@ mod tests {
             OpParams::FixLighting(_) => Op::FixLighting,
             OpParams::Upscale(_) => Op::Upscale,
             OpParams::Frame(_) => Op::Frame,
+            OpParams::ReplaceBg(_) => Op::ReplaceBg,
         };
         Step {
             index,

@@ -7,8 +7,9 @@ use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
-    Escalate, Fallback, FixLightingParams, FrameParams, Grader, LocalMethod, ModelRef, Op,
-    OpParams, RemoveBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
+    Escalate, Fallback, FixLightingParams, FrameParams, Grader, LocalMethod, ModelRef,
+    NewBackground, Op, OpParams, RemoveBgParams, ReplaceBgParams, Rgb, Step, UpscaleParams,
+    UpscaleTarget,
 };
 use super::{model_names, suggest};
 use crate::marketplace::Preset;
@@ -36,6 +37,8 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "fill",
     "size",
     "backdrop",
+    "background_image",
+    "shadow",
 ];
 
 /// Op-specific parameters and the op that takes each.
@@ -53,6 +56,9 @@ const OP_PARAMS: &[(&str, Op)] = &[
     ("fill", Op::Frame),
     ("size", Op::Frame),
     ("backdrop", Op::Frame),
+    ("background", Op::ReplaceBg),
+    ("background_image", Op::ReplaceBg),
+    ("shadow", Op::ReplaceBg),
 ];
 
 const MAX_PROMPT_CHARS: usize = 1024;
@@ -89,6 +95,33 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
     let params = op.and_then(|op| params(ck, &f, op));
     let escalate = escalate(ck, &f, op, models.as_deref());
     let grader = grader(ck, &f);
+    if let (Some(OpParams::ReplaceBg(p)), Some(models), Some(fallback)) =
+        (&params, &models, fallback)
+    {
+        let remote = models.iter().any(|m| !m.is_local());
+        if remote && prompt.as_ref().is_some_and(Option::is_none) {
+            let message = format!(
+                "{path} (replace-bg) names remote models, which paint the new background from `prompt`"
+            );
+            let help = "add e.g. `prompt: \"on a light oak table in a bright kitchen\"`, or use \
+                        `models: [local]` with `background`"
+                .to_owned();
+            ck.key_error(&path, message, Some(help));
+            return None;
+        }
+        let local = models.contains(&ModelRef::Local) || fallback == Fallback::Local;
+        if local && p.behind.is_none() {
+            let message = format!(
+                "{path} (replace-bg) may run locally, which needs `background` or `background_image`"
+            );
+            let help = "add `background: \"#FFFFFF\"` or `background_image: backdrops/oak.jpg`; \
+                        or, for remote models painting a scene from `prompt`, set `fallback: skip` \
+                        or `fail`"
+                .to_owned();
+            ck.key_error(&path, message, Some(help));
+            return None;
+        }
+    }
     Some(Step {
         index,
         op: op?,
@@ -296,6 +329,7 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
         }),
         Op::Upscale => upscale(ck, f).map(OpParams::Upscale),
         Op::Frame => frame(ck, f).map(OpParams::Frame),
+        Op::ReplaceBg => replace_bg(ck, f).map(OpParams::ReplaceBg),
     };
     params.filter(|_| misplaced)
 }
@@ -403,6 +437,40 @@ pub(super) fn parse_colour(s: &str) -> Option<Rgb> {
         }
         _ => None,
     }
+}
+
+/// `replace-bg`: at most one of `background` (colour) and `background_image` (path), and
+/// `shadow`. Whether the step needs one (it runs locally) is checked with its models.
+fn replace_bg(ck: &mut Checker, f: &Fields) -> Option<ReplaceBgParams> {
+    let colour = background(ck, f);
+    let image = match f.get("background_image") {
+        None => Some(None),
+        Some(v) => {
+            let path = f.path("background_image");
+            ck.non_empty_string(v, &path)
+                .map(|s| Some(super::normalize(&ck.base_dir.join(s))))
+        }
+    };
+    let shadow = opt_float(ck, f, "shadow", FloatRange::UNIT);
+    let (colour, image, shadow) = (colour?, image?, shadow?);
+    let behind = match (colour, image) {
+        (Some(_), Some(_)) => {
+            let path = f.path("background_image");
+            let message = format!(
+                "{} sets both background and background_image; use one",
+                f.own_path()
+            );
+            ck.key_error(&path, message, None);
+            return None;
+        }
+        (Some(c), None) => Some(NewBackground::Colour(c)),
+        (None, Some(path)) => Some(NewBackground::Image { path, digest: None }),
+        (None, None) => None,
+    };
+    Some(ReplaceBgParams {
+        behind,
+        shadow: shadow.unwrap_or(0.0) as f32,
+    })
 }
 
 /// `frame`: `preset:` and/or explicit `aspect`, `fill`, `size`, `background`, `backdrop`.

@@ -401,6 +401,30 @@ pub enum OpParams {
     FixLighting(FixLightingParams),
     Upscale(UpscaleParams),
     Frame(FrameParams),
+    ReplaceBg(ReplaceBgParams),
+}
+
+/// `replace-bg` parameters. The remote routes paint a scene from the step's `prompt`; the local
+/// one composites onto `behind`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaceBgParams {
+    /// What the local route puts behind the product (`None`: the step runs remotely only).
+    pub behind: Option<NewBackground>,
+    /// Contact shadow strength, 0 (none) to 1.
+    pub shadow: f32,
+}
+
+/// `background:` (a colour) or `background_image:` (a picture file) of a replace-bg step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NewBackground {
+    Colour(Rgb),
+    /// `path` is absolute (joined onto the manifest's folder); the file is read when the run
+    /// starts, and `digest` (blake3 of its bytes, hex) set then, so the step cache knows when the
+    /// picture changes.
+    Image {
+        path: PathBuf,
+        digest: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -11,6 +11,7 @@ pub mod frame;
 pub mod fuse;
 pub mod lighting;
 pub mod remove_bg;
+pub mod replace_bg;
 pub mod saliency;
 pub mod segment;
 pub mod upscale;

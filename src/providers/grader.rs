@@ -40,6 +40,11 @@ pub fn default_rubric(op: Op) -> &'static str {
         Op::Upscale => {
             "Upscaling: sharp detail without artefacts, ringing or halos; the product unchanged."
         }
+        Op::ReplaceBg => {
+            "Background replacement: the product unchanged and whole, sitting naturally in the \
+             new background (plausible contact and light), no leftover of the old backdrop, \
+             no halo."
+        }
         Op::Frame => {
             "Marketplace framing: the whole product is visible, centred and not cropped, on a \
              clean uniform backdrop, sharp, with no edge halo or leftover backdrop."

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use image::RgbaImage;
 
 use crate::catalog::{LocalModel, local_model};
-use crate::manifest::{Fallback, LocalMethod, ModelRef, OpParams, Step};
+use crate::manifest::{Fallback, LocalMethod, ModelRef, NewBackground, OpParams, Step};
 use crate::model_store::{ModelStore, StoreError};
 use crate::ops::fuse::Fusion;
+use crate::ops::replace_bg::Behind;
 use crate::ops::saliency::{NetInput, SaliencyNet};
 use crate::ops::{self, OpError};
 use crate::qa::{self, Qa};
@@ -29,6 +30,8 @@ pub const OPS_VERSION: u32 = 1;
 pub struct LocalOps {
     /// By step index; a step with no entry runs the classical method.
     networks: Vec<Option<Network>>,
+    /// By step index: the background picture of a replace-bg step.
+    pictures: Vec<Option<Arc<RgbaImage>>>,
 }
 
 /// A loaded network and the model name it is reported under.
@@ -48,13 +51,24 @@ pub struct LocalOutput {
 
 /// Why a run cannot use the local method its manifest asks for.
 #[derive(Debug, thiserror::Error)]
-#[error("step {step} (remove-bg): {source}")]
-pub struct LocalError {
-    /// 1-based, as the report prints it.
-    pub step: usize,
-    #[source]
-    pub source: StoreError,
+pub enum LocalError {
+    #[error("step {step} (remove-bg): {source}")]
+    Network {
+        /// 1-based, as the report prints it.
+        step: usize,
+        #[source]
+        source: StoreError,
+    },
+    #[error("step {step} (replace-bg): cannot use background_image {}: {detail}", path.display())]
+    Picture {
+        step: usize,
+        path: std::path::PathBuf,
+        detail: String,
+    },
 }
+
+/// Pictures larger than this many megapixels are refused as backgrounds.
+const MAX_PICTURE_MEGAPIXELS: u32 = 100;
 
 /// What [`LocalOps::resolve`] settled, and what the user should hear about it.
 #[derive(Debug)]
@@ -105,10 +119,11 @@ impl LocalOps {
             let net = match loaded.iter().find(|(n, _)| *n == model.name) {
                 Some((_, net)) => net.clone(),
                 None => {
-                    let net = Arc::new(load(store, model).map_err(|source| LocalError {
-                        step: step.index + 1,
-                        source,
-                    })?);
+                    let net =
+                        Arc::new(load(store, model).map_err(|source| LocalError::Network {
+                            step: step.index + 1,
+                            source,
+                        })?);
                     loaded.push((&model.name, net.clone()));
                     net
                 }
@@ -126,10 +141,23 @@ impl LocalOps {
                 steps.join(", ")
             ));
         }
+        let pictures = steps.iter().map(picture).collect::<Result<_, _>>()?;
         Ok(Resolved {
-            ops: LocalOps { networks },
+            ops: LocalOps { networks, pictures },
             notes,
         })
+    }
+
+    /// Writes each background picture's digest into its step (`steps` as given to
+    /// [`LocalOps::resolve`]), so the step cache sees a changed picture.
+    pub fn pin_pictures(&self, steps: &mut [Step]) {
+        for (step, pic) in steps.iter_mut().zip(&self.pictures) {
+            if let (OpParams::ReplaceBg(p), Some(pic)) = (&mut step.params, pic)
+                && let Some(NewBackground::Image { digest, .. }) = &mut p.behind
+            {
+                *digest = Some(blake3::hash(pic.as_raw()).to_hex().to_string());
+            }
+        }
     }
 
     fn network(&self, step: &Step) -> Option<&Network> {
@@ -184,6 +212,19 @@ impl LocalOps {
                 let qa = qa::upscale(&out, (w, h));
                 Ok(LocalOutput { image: out, qa })
             }
+            OpParams::ReplaceBg(p) => {
+                let cut = ops::replace_bg::product_matte(image);
+                let qa = qa::remove_bg(&cut.image, None, cut.backdrop_like.as_deref());
+                let picture = self.pictures.get(step.index).and_then(Option::as_ref);
+                let behind = match (&p.behind, picture) {
+                    (_, Some(pic)) => Behind::Picture(pic),
+                    (Some(NewBackground::Colour(c)), None) => Behind::Colour(c.0),
+                    // The manifest check requires a background for a step that may run locally.
+                    _ => Behind::Colour([255, 255, 255]),
+                };
+                let out = ops::replace_bg::replace(&cut.image, behind, p.shadow);
+                Ok(LocalOutput { image: out, qa })
+            }
             OpParams::Frame(p) => {
                 let framed = ops::frame::frame(image, &p.options)?;
                 let qa = qa::frame(
@@ -199,6 +240,25 @@ impl LocalOps {
             }
         }
     }
+}
+
+/// Reads and decodes a replace-bg step's background picture.
+fn picture(step: &Step) -> Result<Option<Arc<RgbaImage>>, LocalError> {
+    let OpParams::ReplaceBg(p) = &step.params else {
+        return Ok(None);
+    };
+    let Some(NewBackground::Image { path, .. }) = &p.behind else {
+        return Ok(None);
+    };
+    let failed = |detail: String| LocalError::Picture {
+        step: step.index + 1,
+        path: path.clone(),
+        detail,
+    };
+    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let decoded =
+        crate::codec::decode(&bytes, MAX_PICTURE_MEGAPIXELS).map_err(|e| failed(e.to_string()))?;
+    Ok(Some(Arc::new(decoded.image)))
 }
 
 /// How `model` wants its input, in the terms the network runner takes.

@@ -113,11 +113,24 @@ impl PreparedCall {
         let Request::Bedrock(request) = &self.request;
         let decoded =
             bedrock::decode_response(&self.model, self.op, answer, original, &request.mapping)?;
+        if self.op == Op::ReplaceBg {
+            // Our own product, pixel for pixel, over the model's scene.
+            let cut = crate::ops::replace_bg::product_matte(original);
+            let qa = qa::remove_bg(&cut.image, None, cut.backdrop_like.as_deref());
+            let image = crate::ops::replace_bg::composite(&cut.image, &decoded.image);
+            return Ok(ModelOutput {
+                image,
+                billed: Billed::Images(decoded.images_billed),
+                qa,
+            });
+        }
         let qa = match self.op {
             Op::RemoveBg => {
                 qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref())
             }
-            Op::FixLighting | Op::Frame => qa::fix_lighting(original, &decoded.image),
+            Op::FixLighting | Op::Frame | Op::ReplaceBg => {
+                qa::fix_lighting(original, &decoded.image)
+            }
             Op::Upscale => {
                 let expected = request.mapping.target.unwrap_or(original.dimensions());
                 qa::upscale(&decoded.image, expected)

@@ -22,6 +22,10 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
             sharpen: 0.0,
         }),
         Op::Frame => unreachable!("no model can frame: nothing to route"),
+        Op::ReplaceBg => OpParams::ReplaceBg(crate::manifest::ReplaceBgParams {
+            behind: None,
+            shadow: 0.0,
+        }),
     };
     Step {
         index: 0,

@@ -54,6 +54,7 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
         None => ModelStore::locate().ok(),
     };
     let local = LocalOps::resolve(&manifest.steps, store.as_ref())?;
+    local.ops.pin_pictures(&mut manifest.steps);
     if let Some(state) = overrides.state {
         manifest.state = state;
     }

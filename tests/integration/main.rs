@@ -13,6 +13,7 @@ mod grader;
 mod hostile;
 mod local_network;
 mod qa;
+mod replace_bg;
 mod report_cmd;
 mod reruns;
 mod s3;

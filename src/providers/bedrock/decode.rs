@@ -102,6 +102,8 @@ fn map_back(op: Op, result: &RgbaImage, original: &RgbaImage, m: &Mapping) -> Rg
     match op {
         Op::RemoveBg => crate::ops::apply_alpha(original, &pixels::alpha_at(result, w, h), None),
         // No model serves frame (the catalog refuses it); keep the input's size if one did.
+        // The product goes back over the scene in `PreparedCall::finish`.
+        Op::ReplaceBg => pixels::resize(result, w, h),
         Op::FixLighting | Op::Frame => {
             with_original_alpha(pixels::resize(result, w, h), original, m)
         }

@@ -38,6 +38,21 @@ pub fn encode_request(
         Fit::Resize { w, h } => (w, h),
     };
     let had_alpha = pixels::has_transparency(image);
+    // replace-bg sends the product on its photo (or on white, for a cut-out) and a mask of the
+    // backdrop to repaint, made from our own segmentation.
+    let mask = match op {
+        Op::ReplaceBg => {
+            let cut = crate::ops::replace_bg::product_matte(image).image;
+            let png = pixels::backdrop_mask_png(&cut, sent.0, sent.1).ok_or_else(|| {
+                AdapterError::TooLarge {
+                    model: model.alias.clone(),
+                    max_bytes: spec.input.max_bytes,
+                }
+            })?;
+            Some(B64.encode(png))
+        }
+        _ => None,
+    };
     let rgb = pixels::flatten_on_white(&pixels::resize(image, sent.0, sent.1));
     let jpeg_ok = spec.input.formats.iter().any(|f| f == "jpeg");
     let bytes = pixels::encode_rgb(&rgb, spec.input.max_bytes, jpeg_ok).ok_or_else(|| {
@@ -52,7 +67,7 @@ pub fn encode_request(
         Family::Nova | Family::Titan => {
             nova_titan_body(model.family, spec, &b64, expected_output, params)?
         }
-        Family::Stability => stability_body(op, spec, b64, params),
+        Family::Stability => stability_body(op, spec, b64, mask, params),
     };
     Ok(EncodedRequest {
         invoke_id: model.invoke_id.clone(),
@@ -131,13 +146,23 @@ fn insert_text(map: &mut Map<String, Value>, key: &str, text: Option<&String>, m
     }
 }
 
-/// Stability services: the prompt-driven ones (conservative/creative upscale) are those whose
-/// catalog spec has a default prompt; the others take only the image.
-fn stability_body(op: Op, spec: &OpSpec, b64: String, params: &RemoteParams) -> Value {
+/// Stability services: the prompt-driven ones are inpainting (replace-bg: the step's prompt
+/// describes the scene; the mask is the backdrop) and the upscalers whose catalog spec has a
+/// default prompt (conservative, creative); the others take only the image.
+fn stability_body(
+    op: Op,
+    spec: &OpSpec,
+    b64: String,
+    mask: Option<String>,
+    params: &RemoteParams,
+) -> Value {
     let mut body = Map::new();
     body.insert("image".into(), json!(b64));
     body.insert("output_format".into(), json!("png"));
-    let prompted = op == Op::Upscale && spec.params.prompt.is_some();
+    if let Some(mask) = mask {
+        body.insert("mask".into(), json!(mask));
+    }
+    let prompted = (op == Op::Upscale && spec.params.prompt.is_some()) || op == Op::ReplaceBg;
     if prompted {
         let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
         body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));

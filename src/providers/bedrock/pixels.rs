@@ -44,6 +44,19 @@ pub(super) fn alpha_at(img: &RgbaImage, w: u32, h: u32) -> GrayImage {
     }
 }
 
+/// The mask of what a model may repaint: white where `cut_out` is transparent (the backdrop),
+/// black on the product, at `w`×`h`, as a PNG.
+pub(super) fn backdrop_mask_png(cut_out: &RgbaImage, w: u32, h: u32) -> Option<Vec<u8>> {
+    let mut mask = alpha_at(cut_out, w, h);
+    for p in mask.pixels_mut() {
+        // Pure black and white only; half-transparent edges stay the product's.
+        p.0[0] = if p.0[0] < 128 { 255 } else { 0 };
+    }
+    let mut buf = Cursor::new(Vec::new());
+    mask.write_to(&mut buf, ImageFormat::Png).ok()?;
+    Some(buf.into_inner())
+}
+
 /// Encodes RGB as PNG, or as JPEG (quality 92) if the PNG exceeds `max_bytes`.
 /// `None` when even the JPEG is too large.
 pub(super) fn encode_rgb(img: &RgbImage, max_bytes: u64, jpeg_ok: bool) -> Option<Vec<u8>> {

@@ -271,6 +271,7 @@ fn lookup(id: &str) -> Result<Kind, Resp> {
         "stable-fast-upscale-v1:0" => Some(Kind::StabFast),
         "stable-conservative-upscale-v1:0" => Some(Kind::StabConservative),
         "stable-creative-upscale-v1:0" => Some(Kind::StabCreative),
+        "stable-image-inpaint-v1:0" => Some(Kind::StabInpaint),
         _ => None,
     };
     let kind = match id {
@@ -511,6 +512,12 @@ fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
         }
         Job::Upscale { img, w, h, format } => {
             vec![render::encode_b64(&render::upscale(&img, w, h), &format)]
+        }
+        Job::Inpaint { img, mask, format } => {
+            vec![render::encode_b64(
+                &render::inpaint(&img, mask.as_ref()),
+                &format,
+            )]
         }
     };
     let body = if kind.is_stability() {

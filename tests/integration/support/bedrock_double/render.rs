@@ -56,6 +56,24 @@ pub(super) fn variation(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
     DynamicImage::ImageRgb8(rgb)
 }
 
+/// The "scene" the double paints: a green-to-blue gradient wherever the mask is white (or,
+/// without a mask, the image is transparent); everything else kept.
+pub(super) fn inpaint(img: &DynamicImage, mask: Option<&image::GrayImage>) -> DynamicImage {
+    let mut out = img.to_rgba8();
+    let h = out.height().max(1);
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        let repaint = match mask {
+            Some(m) => m.get_pixel(x, y)[0] >= 128,
+            None => p[3] < 128,
+        };
+        if repaint {
+            let t = (y * 255 / h) as u8;
+            *p = image::Rgba([20, 255 - t, t, 255]);
+        }
+    }
+    DynamicImage::ImageRgba8(out)
+}
+
 /// `w`×`h`, resampled.
 pub(super) fn upscale(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
     DynamicImage::ImageRgb8(imageops::resize(&img.to_rgb8(), w, h, FilterType::Triangle))

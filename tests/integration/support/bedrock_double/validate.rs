@@ -19,13 +19,18 @@ pub(crate) enum Kind {
     StabFast,
     StabConservative,
     StabCreative,
+    StabInpaint,
 }
 
 impl Kind {
     pub(crate) fn is_stability(self) -> bool {
         matches!(
             self,
-            Kind::StabRemoveBg | Kind::StabFast | Kind::StabConservative | Kind::StabCreative
+            Kind::StabRemoveBg
+                | Kind::StabFast
+                | Kind::StabConservative
+                | Kind::StabCreative
+                | Kind::StabInpaint
         )
     }
 }
@@ -46,6 +51,12 @@ pub(super) enum Job {
         img: DynamicImage,
         w: u32,
         h: u32,
+        format: String,
+    },
+    /// Repaint the mask's white (or, with no mask, the image's transparent) pixels.
+    Inpaint {
+        img: DynamicImage,
+        mask: Option<image::GrayImage>,
         format: String,
     },
 }
@@ -400,7 +411,53 @@ fn generation_config(kind: Kind, c: &Obj) -> Result<(u32, u32, u32), String> {
     Ok((w, h, n))
 }
 
+/// Stable Image Inpaint: `prompt` and `image` required; optional `mask` (same size as the image,
+/// white = repaint), `grow_mask` 0–20, `negative_prompt`, `seed`, `style_preset`,
+/// `output_format`.
+fn validate_inpaint(obj: &Obj) -> Result<Job, String> {
+    let allowed = [
+        "prompt",
+        "image",
+        "mask",
+        "grow_mask",
+        "negative_prompt",
+        "seed",
+        "style_preset",
+        "output_format",
+    ];
+    check_keys(obj, "#", &allowed, &["prompt", "image"])?;
+    text_in(obj, "prompt", 1, 10_000)?;
+    text_in(obj, "negative_prompt", 0, 10_000)?;
+    int_in(obj, "seed", 0, 4_294_967_294)?;
+    int_in(obj, "grow_mask", 0, 20)?;
+    if obj.contains_key("style_preset") {
+        text_in(obj, "style_preset", 1, 64)?;
+    }
+    let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
+    let img = image(&obj["image"], &STAB_EDIT_IN)?;
+    let mask = match obj.get("mask") {
+        None => None,
+        Some(v) => {
+            let m = image(v, &STAB_EDIT_IN).map_err(|e| e.replace("input image", "mask"))?;
+            if (m.width(), m.height()) != (img.width(), img.height()) {
+                return Err(format!(
+                    "The mask ({}x{}) must be the size of the image ({}x{}).",
+                    m.width(),
+                    m.height(),
+                    img.width(),
+                    img.height()
+                ));
+            }
+            Some(m.to_luma8())
+        }
+    };
+    Ok(Job::Inpaint { img, mask, format })
+}
+
 fn validate_stability(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    if kind == Kind::StabInpaint {
+        return validate_inpaint(obj);
+    }
     let (allowed, required, rules): (&[&str], &[&str], &Rules) = match kind {
         Kind::StabRemoveBg => (&["image", "output_format"], &["image"], &STAB_EDIT_IN),
         Kind::StabFast => (&["image", "output_format"], &["image"], &STAB_FAST_IN),
