@@ -46,6 +46,8 @@ pub enum Flag {
     WrongSize,
     /// frame enlarged the product over [`ENLARGED`] times: softer than its size suggests.
     Enlarged,
+    /// outpaint extended a textured or busy backdrop flatly (the local method): the seam shows.
+    FlatExtension,
     /// A marketplace rule the result breaks (`frame` with a preset).
     Rule(Violation),
 }
@@ -69,6 +71,7 @@ impl Flag {
         Flag::BigChange,
         Flag::WrongSize,
         Flag::Enlarged,
+        Flag::FlatExtension,
     ];
 
     /// The flag as the report writes it.
@@ -95,6 +98,7 @@ impl Flag {
             Flag::BigChange => "big-change",
             Flag::WrongSize => "wrong-size",
             Flag::Enlarged => "enlarged",
+            Flag::FlatExtension => "flat-extension",
             Flag::Rule(_) => "rule",
         }
     }
@@ -117,7 +121,7 @@ impl Flag {
             Flag::TouchesFrame | Flag::Fragmented => 0.6,
             Flag::ClippedHighlights | Flag::ClippedShadows => 0.6,
             Flag::SemiTransparent | Flag::ResidualCast | Flag::BigChange => 0.7,
-            Flag::BackdropKept => 0.5,
+            Flag::BackdropKept | Flag::FlatExtension => 0.5,
         }
     }
 }
@@ -366,6 +370,18 @@ pub fn frame(output: &RgbaImage, expected: (u32, u32), scale: f32, rules: Option
                 .into_iter()
                 .map(Flag::Rule),
         );
+    }
+    Qa::of(flags)
+}
+
+/// Checks an outpainted result: its size, and whether a textured backdrop was extended flatly.
+pub fn outpaint(output: &RgbaImage, expected: (u32, u32), flat_on_texture: bool) -> Qa {
+    let mut flags = Vec::new();
+    if output.dimensions() != expected {
+        flags.push(Flag::WrongSize);
+    }
+    if flat_on_texture {
+        flags.push(Flag::FlatExtension);
     }
     Qa::of(flags)
 }

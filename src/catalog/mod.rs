@@ -37,15 +37,17 @@ pub enum Op {
     Upscale,
     Frame,
     ReplaceBg,
+    Outpaint,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 6] = [
         Op::RemoveBg,
         Op::FixLighting,
         Op::Upscale,
         Op::Frame,
         Op::ReplaceBg,
+        Op::Outpaint,
     ];
 
     /// The kebab-case name used in manifests and reports.
@@ -56,6 +58,7 @@ impl Op {
             Op::Upscale => "upscale",
             Op::Frame => "frame",
             Op::ReplaceBg => "replace-bg",
+            Op::Outpaint => "outpaint",
         }
     }
 

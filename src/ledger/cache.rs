@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::LedgerError;
-use crate::manifest::{NewBackground, OpParams, Rgb, Step, UpscaleTarget};
+use crate::manifest::{NewBackground, OpParams, OutpaintParams, Rgb, Step, UpscaleTarget};
 
 /// Everything that changes one step's result, given its input. Serialised canonically to make a
 /// [`StepKey`]; field order is part of the key, so never reorder fields (append only).
@@ -80,6 +80,15 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
             };
             out.insert("background".into(), behind);
             out.insert("shadow".into(), float(p.shadow));
+        }
+        OpParams::Outpaint(p) => {
+            let text = match p {
+                OutpaintParams::Margins(m) => {
+                    format!("l{} r{} u{} d{}", m.left, m.right, m.up, m.down)
+                }
+                OutpaintParams::Aspect(w, h) => format!("{w}:{h}"),
+            };
+            out.insert("extend".into(), text);
         }
         OpParams::Frame(p) => {
             let o = &p.options;
@@ -293,6 +302,7 @@ mod tests {
             OpParams::Upscale(_) => Op::Upscale,
             OpParams::Frame(_) => Op::Frame,
             OpParams::ReplaceBg(_) => Op::ReplaceBg,
+            OpParams::Outpaint(_) => Op::Outpaint,
         };
         Step {
             index,

@@ -8,12 +8,13 @@ use serde_yaml::Value;
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
     Escalate, Fallback, FixLightingParams, FrameParams, Grader, LocalMethod, ModelRef,
-    NewBackground, Op, OpParams, RemoveBgParams, ReplaceBgParams, Rgb, Step, UpscaleParams,
-    UpscaleTarget,
+    NewBackground, Op, OpParams, OutpaintParams, RemoveBgParams, ReplaceBgParams, Rgb, Step,
+    UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
 use crate::marketplace::Preset;
 use crate::ops::frame::{Backdrop, FrameOptions};
+use crate::ops::outpaint::Margins;
 
 /// Every key a step may have, in the order the docs list them.
 pub(super) const STEP_KEYS: &[&str] = &[
@@ -39,6 +40,10 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "backdrop",
     "background_image",
     "shadow",
+    "left",
+    "right",
+    "up",
+    "down",
 ];
 
 /// Op-specific parameters and the op that takes each.
@@ -59,6 +64,11 @@ const OP_PARAMS: &[(&str, Op)] = &[
     ("background", Op::ReplaceBg),
     ("background_image", Op::ReplaceBg),
     ("shadow", Op::ReplaceBg),
+    ("aspect", Op::Outpaint),
+    ("left", Op::Outpaint),
+    ("right", Op::Outpaint),
+    ("up", Op::Outpaint),
+    ("down", Op::Outpaint),
 ];
 
 const MAX_PROMPT_CHARS: usize = 1024;
@@ -330,6 +340,7 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
         Op::Upscale => upscale(ck, f).map(OpParams::Upscale),
         Op::Frame => frame(ck, f).map(OpParams::Frame),
         Op::ReplaceBg => replace_bg(ck, f).map(OpParams::ReplaceBg),
+        Op::Outpaint => outpaint(ck, f).map(OpParams::Outpaint),
     };
     params.filter(|_| misplaced)
 }
@@ -436,6 +447,66 @@ pub(super) fn parse_colour(s: &str) -> Option<Rgb> {
             Some(Rgb([byte(0)?, byte(2)?, byte(4)?]))
         }
         _ => None,
+    }
+}
+
+/// `outpaint`: `left`/`right`/`up`/`down` in pixels (at least one above 0), or `aspect`.
+fn outpaint(ck: &mut Checker, f: &Fields) -> Option<OutpaintParams> {
+    let sides = ["left", "right", "up", "down"];
+    let given: Vec<&str> = sides
+        .iter()
+        .copied()
+        .filter(|k| f.get(k).is_some())
+        .collect();
+    let help = "e.g. `left: 200` and `right: 200`, or `aspect: \"1:1\"`".to_owned();
+    match (f.get("aspect"), given.is_empty()) {
+        (Some(_), false) => {
+            let message = format!(
+                "{} sets both aspect and {}; use one",
+                f.own_path(),
+                given.join("/")
+            );
+            ck.key_error(&f.path("aspect"), message, Some(help));
+            None
+        }
+        (Some(v), true) => {
+            aspect(ck, v, &f.path("aspect")).map(|(w, h)| OutpaintParams::Aspect(w, h))
+        }
+        (None, true) => {
+            let step = f.own_path();
+            let message = format!(
+                "{step} (outpaint) needs `aspect` or at least one of left, right, up, down"
+            );
+            ck.key_error(step, message, Some(help));
+            None
+        }
+        (None, false) => {
+            let mut amounts = [0u32; 4];
+            let mut ok = true;
+            for (i, key) in sides.iter().enumerate() {
+                if let Some(v) = f.get(key) {
+                    match ck.int(v, &f.path(key), 0, 4096) {
+                        Some(n) => amounts[i] = n as u32,
+                        None => ok = false,
+                    }
+                }
+            }
+            if ok && amounts == [0; 4] {
+                let step = f.own_path();
+                ck.key_error(
+                    step,
+                    format!("{step} (outpaint) extends by nothing"),
+                    Some(help),
+                );
+                return None;
+            }
+            ok.then_some(OutpaintParams::Margins(Margins {
+                left: amounts[0],
+                right: amounts[1],
+                up: amounts[2],
+                down: amounts[3],
+            }))
+        }
     }
 }
 

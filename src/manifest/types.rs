@@ -341,6 +341,7 @@ impl Step {
         match &self.params {
             OpParams::Upscale(p) => p.target.output_size(w, h),
             OpParams::Frame(p) => p.options.frame_size(),
+            OpParams::Outpaint(p) => p.margins((w, h)).extended((w, h)),
             _ => (w, h),
         }
     }
@@ -402,6 +403,26 @@ pub enum OpParams {
     Upscale(UpscaleParams),
     Frame(FrameParams),
     ReplaceBg(ReplaceBgParams),
+    Outpaint(OutpaintParams),
+}
+
+/// `outpaint` parameters: fixed margins, or the margins that reach an aspect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OutpaintParams {
+    Margins(crate::ops::outpaint::Margins),
+    Aspect(u32, u32),
+}
+
+impl OutpaintParams {
+    /// The margins for a `w`×`h` input.
+    pub fn margins(&self, size: (u32, u32)) -> crate::ops::outpaint::Margins {
+        match *self {
+            OutpaintParams::Margins(m) => m,
+            OutpaintParams::Aspect(aw, ah) => {
+                crate::ops::outpaint::Margins::to_aspect(size, (aw, ah))
+            }
+        }
+    }
 }
 
 /// `replace-bg` parameters. The remote routes paint a scene from the step's `prompt`; the local

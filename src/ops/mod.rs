@@ -10,6 +10,7 @@ pub mod filter;
 pub mod frame;
 pub mod fuse;
 pub mod lighting;
+pub mod outpaint;
 pub mod remove_bg;
 pub mod replace_bg;
 pub mod saliency;

@@ -40,6 +40,10 @@ pub fn default_rubric(op: Op) -> &'static str {
         Op::Upscale => {
             "Upscaling: sharp detail without artefacts, ringing or halos; the product unchanged."
         }
+        Op::Outpaint => {
+            "Outpainting: the new margins continue the original backdrop seamlessly (no seam, \
+             no repeated or invented objects), the original part unchanged."
+        }
         Op::ReplaceBg => {
             "Background replacement: the product unchanged and whole, sitting naturally in the \
              new background (plausible contact and light), no leftover of the old backdrop, \

@@ -225,6 +225,15 @@ impl LocalOps {
                 let out = ops::replace_bg::replace(&cut.image, behind, p.shadow);
                 Ok(LocalOutput { image: out, qa })
             }
+            OpParams::Outpaint(p) => {
+                let m = p.margins(image.dimensions());
+                let out = ops::outpaint::extend(image, m);
+                let qa = qa::outpaint(&out.image, m.extended(image.dimensions()), out.textured);
+                Ok(LocalOutput {
+                    image: out.image,
+                    qa,
+                })
+            }
             OpParams::Frame(p) => {
                 let framed = ops::frame::frame(image, &p.options)?;
                 let qa = qa::frame(

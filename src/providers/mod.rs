@@ -128,6 +128,10 @@ impl PreparedCall {
             Op::RemoveBg => {
                 qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref())
             }
+            Op::Outpaint => {
+                let expected = request.mapping.target.unwrap_or(original.dimensions());
+                qa::outpaint(&decoded.image, expected, false)
+            }
             Op::FixLighting | Op::Frame | Op::ReplaceBg => {
                 qa::fix_lighting(original, &decoded.image)
             }
@@ -195,12 +199,17 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         OpParams::Upscale(p) => Some(p.target.output_size(w, h)),
         _ => None,
     };
+    let margins = match &step.params {
+        OpParams::Outpaint(p) => Some(p.margins((w, h))),
+        _ => None,
+    };
     bedrock::RemoteParams {
         prompt: step.prompt.clone(),
         negative_prompt: step.negative_prompt.clone(),
         similarity: step.similarity,
         target,
         seed: None,
+        margins,
     }
 }
 

@@ -12,6 +12,7 @@ mod frame;
 mod grader;
 mod hostile;
 mod local_network;
+mod outpaint;
 mod qa;
 mod replace_bg;
 mod report_cmd;

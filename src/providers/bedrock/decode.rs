@@ -102,6 +102,14 @@ fn map_back(op: Op, result: &RgbaImage, original: &RgbaImage, m: &Mapping) -> Rg
     match op {
         Op::RemoveBg => crate::ops::apply_alpha(original, &pixels::alpha_at(result, w, h), None),
         // No model serves frame (the catalog refuses it); keep the input's size if one did.
+        Op::Outpaint => {
+            let (tw, th) = m.target.unwrap_or(result.dimensions());
+            let mut out = pixels::resize(result, tw, th);
+            if let Some(margins) = m.margins {
+                crate::ops::outpaint::keep_original(&mut out, original, margins);
+            }
+            out
+        }
         // The product goes back over the scene in `PreparedCall::finish`.
         Op::ReplaceBg => pixels::resize(result, w, h),
         Op::FixLighting | Op::Frame => {

@@ -16,6 +16,8 @@ use crate::catalog::{Family, Fit, ModelEntry, Op, OpSpec};
 /// Nova's and Titan's text fields are limited to these many characters.
 const NOVA_TEXT_MAX: usize = 1024;
 const TITAN_TEXT_MAX: usize = 512;
+/// Stable Outpaint takes at most this many pixels per side.
+const MAX_OUTPAINT: u32 = 2000;
 
 /// Builds the request for doing `op` on `image` with `model`.
 pub fn encode_request(
@@ -53,6 +55,26 @@ pub fn encode_request(
         }
         _ => None,
     };
+    // outpaint: the margins at the size sent (Stability takes 0–2000 per side).
+    let margins = match (op, params.margins) {
+        (Op::Outpaint, Some(m)) => {
+            let sent_margins = m.scaled(f64::from(sent.0) / f64::from(w.max(1)));
+            let capped = [
+                sent_margins.left,
+                sent_margins.right,
+                sent_margins.up,
+                sent_margins.down,
+            ]
+            .map(|v| v.min(MAX_OUTPAINT));
+            if capped == [0; 4] {
+                return Err(AdapterError::NothingToExtend {
+                    model: model.alias.clone(),
+                });
+            }
+            Some(capped)
+        }
+        _ => None,
+    };
     let rgb = pixels::flatten_on_white(&pixels::resize(image, sent.0, sent.1));
     let jpeg_ok = spec.input.formats.iter().any(|f| f == "jpeg");
     let bytes = pixels::encode_rgb(&rgb, spec.input.max_bytes, jpeg_ok).ok_or_else(|| {
@@ -67,7 +89,17 @@ pub fn encode_request(
         Family::Nova | Family::Titan => {
             nova_titan_body(model.family, spec, &b64, expected_output, params)?
         }
-        Family::Stability => stability_body(op, spec, b64, mask, params),
+        Family::Stability => {
+            let mut body = stability_body(op, spec, b64, mask, params);
+            if let (Some(m), Value::Object(map)) = (margins, &mut body) {
+                for (key, v) in ["left", "right", "up", "down"].into_iter().zip(m) {
+                    if v > 0 {
+                        map.insert(key.into(), json!(v));
+                    }
+                }
+            }
+            body
+        }
     };
     Ok(EncodedRequest {
         invoke_id: model.invoke_id.clone(),
@@ -77,7 +109,11 @@ pub fn encode_request(
             sent,
             expected_output,
             had_alpha,
-            target: params.target,
+            target: match (op, params.margins) {
+                (Op::Outpaint, Some(m)) => Some(m.extended((w, h))),
+                _ => params.target,
+            },
+            margins: params.margins.filter(|_| op == Op::Outpaint),
         },
     })
 }
@@ -163,6 +199,14 @@ fn stability_body(
         body.insert("mask".into(), json!(mask));
     }
     let prompted = (op == Op::Upscale && spec.params.prompt.is_some()) || op == Op::ReplaceBg;
+    if op == Op::Outpaint {
+        // Optional prompt: the step's, else none (the model continues what it sees).
+        insert_text(&mut body, "prompt", params.prompt.as_ref(), 10_000);
+        if let Some(seed) = params.seed {
+            body.insert("seed".into(), json!(seed));
+        }
+        return Value::Object(body);
+    }
     if prompted {
         let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
         body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));

@@ -53,6 +53,8 @@ pub struct RemoteParams {
     /// Upscale: the final size the step wants; the model's output is resized to it.
     pub target: Option<(u32, u32)>,
     pub seed: Option<u32>,
+    /// Outpaint: the margins to add to the original image.
+    pub margins: Option<crate::ops::outpaint::Margins>,
 }
 
 /// A ready-to-send request and what [`decode_response`] needs to map the answer back.
@@ -74,6 +76,9 @@ pub struct Mapping {
     /// The original had transparency (flattened for sending, re-applied to the result).
     pub had_alpha: bool,
     pub target: Option<(u32, u32)>,
+    /// Outpaint: the margins added to the original (the answer is mapped back to the original
+    /// size plus these, and the original pasted back at them).
+    pub margins: Option<crate::ops::outpaint::Margins>,
 }
 
 /// A decoded result, already mapped back to the size the step expects.
@@ -95,6 +100,8 @@ pub enum AdapterError {
     TooLarge { model: String, max_bytes: u64 },
     #[error("catalog task `{task}` has no adapter")]
     UnknownTask { task: String },
+    #[error("model `{model}`: nothing to extend (the image already has the aspect asked for)")]
+    NothingToExtend { model: String },
 }
 
 #[cfg(test)]

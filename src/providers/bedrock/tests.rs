@@ -153,6 +153,7 @@ fn remove_bg_alpha_is_mapped_back_to_full_resolution() {
         expected_output: (400, 200),
         had_alpha: false,
         target: None,
+        margins: None,
     };
     // The model's answer at half size: left half opaque, right half transparent.
     let answer = RgbaImage::from_fn(400, 200, |x, _| {
@@ -182,6 +183,7 @@ fn content_filter_and_inference_signals() {
         expected_output: (64, 64),
         had_alpha: false,
         target: None,
+        margins: None,
     };
     let img = photo(64, 64);
     let nova = json!({ "images": [], "error": "All of the generated images have been blocked by our content filters." });

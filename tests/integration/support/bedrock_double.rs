@@ -272,6 +272,7 @@ fn lookup(id: &str) -> Result<Kind, Resp> {
         "stable-conservative-upscale-v1:0" => Some(Kind::StabConservative),
         "stable-creative-upscale-v1:0" => Some(Kind::StabCreative),
         "stable-image-inpaint-v1:0" => Some(Kind::StabInpaint),
+        "stable-outpaint-v1:0" => Some(Kind::StabOutpaint),
         _ => None,
     };
     let kind = match id {
@@ -513,6 +514,14 @@ fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
         Job::Upscale { img, w, h, format } => {
             vec![render::encode_b64(&render::upscale(&img, w, h), &format)]
         }
+        Job::Outpaint {
+            img,
+            margins,
+            format,
+        } => vec![render::encode_b64(
+            &render::outpaint(&img, margins),
+            &format,
+        )],
         Job::Inpaint { img, mask, format } => {
             vec![render::encode_b64(
                 &render::inpaint(&img, mask.as_ref()),

@@ -74,6 +74,14 @@ pub(super) fn inpaint(img: &DynamicImage, mask: Option<&image::GrayImage>) -> Dy
     DynamicImage::ImageRgba8(out)
 }
 
+/// The image with margins (left, right, up, down) painted a flat purple, the original in place.
+pub(super) fn outpaint(img: &DynamicImage, [l, r, u, d]: [u32; 4]) -> DynamicImage {
+    let (w, h) = (img.width(), img.height());
+    let mut out = RgbaImage::from_pixel(w + l + r, h + u + d, image::Rgba([120, 40, 160, 255]));
+    imageops::replace(&mut out, &img.to_rgba8(), i64::from(l), i64::from(u));
+    DynamicImage::ImageRgba8(out)
+}
+
 /// `w`×`h`, resampled.
 pub(super) fn upscale(img: &DynamicImage, w: u32, h: u32) -> DynamicImage {
     DynamicImage::ImageRgb8(imageops::resize(&img.to_rgb8(), w, h, FilterType::Triangle))

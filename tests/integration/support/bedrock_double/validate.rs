@@ -20,6 +20,7 @@ pub(crate) enum Kind {
     StabConservative,
     StabCreative,
     StabInpaint,
+    StabOutpaint,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
                 | Kind::StabConservative
                 | Kind::StabCreative
                 | Kind::StabInpaint
+                | Kind::StabOutpaint
         )
     }
 }
@@ -51,6 +53,12 @@ pub(super) enum Job {
         img: DynamicImage,
         w: u32,
         h: u32,
+        format: String,
+    },
+    /// Extend by these margins (left, right, up, down).
+    Outpaint {
+        img: DynamicImage,
+        margins: [u32; 4],
         format: String,
     },
     /// Repaint the mask's white (or, with no mask, the image's transparent) pixels.
@@ -454,9 +462,47 @@ fn validate_inpaint(obj: &Obj) -> Result<Job, String> {
     Ok(Job::Inpaint { img, mask, format })
 }
 
+/// Stable Outpaint: `image` and at least one of `left`/`right`/`up`/`down` (0–2000); optional
+/// `prompt`, `creativity` 0.1–1.0, `seed`, `style_preset`, `output_format`.
+fn validate_outpaint(obj: &Obj) -> Result<Job, String> {
+    let allowed = [
+        "image",
+        "left",
+        "right",
+        "up",
+        "down",
+        "prompt",
+        "creativity",
+        "seed",
+        "style_preset",
+        "output_format",
+    ];
+    check_keys(obj, "#", &allowed, &["image"])?;
+    let mut margins = [0u32; 4];
+    for (i, key) in ["left", "right", "up", "down"].into_iter().enumerate() {
+        margins[i] = int_in(obj, key, 0, 2000)?.unwrap_or(0) as u32;
+    }
+    if margins == [0; 4] {
+        return Err("At least one of left, right, up or down must be greater than 0.".into());
+    }
+    text_in(obj, "prompt", 0, 10_000)?;
+    num_in(obj, "creativity", 0.1, 1.0)?;
+    int_in(obj, "seed", 0, 4_294_967_294)?;
+    let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
+    let img = image(&obj["image"], &STAB_EDIT_IN)?;
+    Ok(Job::Outpaint {
+        img,
+        margins,
+        format,
+    })
+}
+
 fn validate_stability(kind: Kind, obj: &Obj) -> Result<Job, String> {
     if kind == Kind::StabInpaint {
         return validate_inpaint(obj);
+    }
+    if kind == Kind::StabOutpaint {
+        return validate_outpaint(obj);
     }
     let (allowed, required, rules): (&[&str], &[&str], &Rules) = match kind {
         Kind::StabRemoveBg => (&["image", "output_format"], &["image"], &STAB_EDIT_IN),
