@@ -8,6 +8,7 @@
 //! [`report`] and the [`ledger`]. The binary (`src/main.rs`, `src/cli/`) parses flags, calls the
 //! library and maps the outcome to an exit code. ARCHITECTURE.md has the whole map.
 
+pub mod account;
 pub mod atomic_file;
 pub mod catalog;
 pub mod codec;

@@ -122,6 +122,10 @@ pub(crate) struct CheckArgs {
     /// manifest; processes nothing, exits 1 when any image breaks a rule.
     #[arg(long, value_parser = ["amazon-main", "square-tile"])]
     pub preset: Option<String>,
+    /// Also ask Bedrock's control plane (needs credentials) which permitted models this account
+    /// cannot use in the run's region, and what their steps will do instead.
+    #[arg(long, conflicts_with = "preset")]
+    pub account: bool,
     /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
@@ -132,12 +136,24 @@ pub(crate) struct CheckArgs {
 pub(crate) struct ModelsArgs {
     #[command(subcommand)]
     pub action: Option<ModelsCommand>,
-    /// Only models that can do this op (remove-bg, fix-lighting, upscale).
-    #[arg(long, value_parser = ["remove-bg", "fix-lighting", "upscale"])]
+    /// Only models that can do this op.
+    #[arg(long, value_parser = ["remove-bg", "fix-lighting", "upscale", "replace-bg", "outpaint"])]
     pub op: Option<String>,
     /// A model catalog file overriding or extending the built-in one.
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// Ask Bedrock's control plane which catalog models this AWS account can use in the region
+    /// (needs credentials; `bedrock:ListFoundationModels`, `bedrock:ListInferenceProfiles`,
+    /// `bedrock:GetFoundationModelAvailability`).
+    #[arg(long)]
+    pub account: bool,
+    /// The region `--account` asks about (default: the environment's or profile's, else
+    /// us-east-1).
+    #[arg(long, requires = "account")]
+    pub region: Option<String>,
+    /// The AWS profile `--account` uses.
+    #[arg(long, requires = "account")]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

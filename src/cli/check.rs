@@ -72,7 +72,52 @@ pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
         );
     }
     print_drift(&plan.manifest, catalog, today);
+    if args.account {
+        print_account(&plan.manifest, catalog, &region).await;
+    }
     Ok(code::OK)
+}
+
+/// `--account`: the permitted remote models this account cannot use in the run's region, and
+/// what their steps will do instead.
+async fn print_account(manifest: &Manifest, catalog: &Catalog, region: &str) {
+    let client = retouch::account::client(region, manifest.aws.profile.as_deref()).await;
+    println!();
+    let survey = match retouch::account::survey(&client, catalog, region).await {
+        Ok(s) => s,
+        Err(e) => {
+            println!("account: not checked ({e})");
+            return;
+        }
+    };
+    let mut problems = 0;
+    for step in &manifest.steps {
+        let graders = step.grader.iter().map(|g| g.model.as_str());
+        for id in step.remote_models().chain(graders) {
+            let Some(found) = survey.iter().find(|m| m.id == id) else {
+                continue;
+            };
+            if found.standing.usable() {
+                continue;
+            }
+            problems += 1;
+            let instead = match step.fallback {
+                retouch::manifest::Fallback::Local => "local",
+                retouch::manifest::Fallback::Skip => "skipped",
+                retouch::manifest::Fallback::Fail => "failed",
+            };
+            println!(
+                "account: step {} ({}): {} is {}; its images go to the next permitted model, else {instead}",
+                step.index + 1,
+                step.op,
+                found.alias,
+                found.standing
+            );
+        }
+    }
+    if problems == 0 {
+        println!("account: every permitted model is usable in {region}");
+    }
 }
 
 /// How a run now would differ from the last recorded run of this state folder (the lock).

@@ -10,6 +10,7 @@ use super::code;
 pub(super) async fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
     match &args.action {
         Some(ModelsCommand::Install(install_args)) => install(install_args).await,
+        None if args.account => account(args).await,
         None => {
             list_remote(args)?;
             if args.op.as_deref().is_none_or(|op| op == "remove-bg") {
@@ -18,6 +19,72 @@ pub(super) async fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
             Ok(code::OK)
         }
     }
+}
+
+fn lifecycle_text(l: Lifecycle) -> String {
+    match l {
+        Lifecycle::Active => "active".to_string(),
+        Lifecycle::Legacy { eol: Some(d) } => format!("legacy, EOL {d}"),
+        Lifecycle::Legacy { eol: None } => "legacy".to_string(),
+        Lifecycle::PastEndOfLife { eol: Some(d) } => format!("PAST EOL {d}"),
+        Lifecycle::PastEndOfLife { eol: None } => "retired".to_string(),
+    }
+}
+
+/// `--account`: each catalog model's standing in this account and region.
+async fn account(args: &ModelsArgs) -> anyhow::Result<i32> {
+    let catalog = match &args.catalog {
+        Some(path) => retouch::catalog::Catalog::builtin().with_overrides(path)?,
+        None => retouch::catalog::Catalog::builtin(),
+    };
+    let region = match &args.region {
+        Some(r) => r.clone(),
+        None => std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .ok()
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "us-east-1".into()),
+    };
+    let client = retouch::account::client(&region, args.profile.as_deref()).await;
+    let survey = match retouch::account::survey(&client, &catalog, &region).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(code::SOME_FAILED);
+        }
+    };
+    let today = Date::today_utc();
+    println!("models this account can use in {region}:");
+    println!(
+        "{:<32} {:<18} {:<24} MODEL ID / WHAT TO DO",
+        "ALIAS", "ACCOUNT", "CATALOG LIFECYCLE"
+    );
+    for m in &survey {
+        let Some(entry) = catalog.resolve(&m.id) else {
+            continue;
+        };
+        println!(
+            "{:<32} {:<18} {:<24} {}",
+            m.alias,
+            m.standing.word(),
+            lifecycle_text(entry.lifecycle_on(today)),
+            m.id
+        );
+        match &m.standing {
+            retouch::account::Standing::NotEnabled { why } => println!("{:>34}{why}", ""),
+            retouch::account::Standing::Unknown { why } => println!("{:>34}{why}", ""),
+            retouch::account::Standing::Legacy {
+                end_of_life: Some(d),
+            } => println!("{:>34}legacy: end of life {d}", ""),
+            _ => {}
+        }
+    }
+    let usable = survey.iter().filter(|m| m.standing.usable()).count();
+    println!(
+        "{usable} of {} catalog models usable here; the rest fall back (`fallback:`) when a step permits them",
+        survey.len()
+    );
+    Ok(code::OK)
 }
 
 async fn install(args: &ModelsInstallArgs) -> anyhow::Result<i32> {
@@ -130,13 +197,7 @@ fn list_remote(args: &ModelsArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| format!("{:.3}", t.usd.as_dollars()))
                 .collect();
-            let lifecycle = match m.lifecycle_on(today) {
-                Lifecycle::Active => "active".to_string(),
-                Lifecycle::Legacy { eol: Some(d) } => format!("legacy, EOL {d}"),
-                Lifecycle::Legacy { eol: None } => "legacy".to_string(),
-                Lifecycle::PastEndOfLife { eol: Some(d) } => format!("PAST EOL {d}"),
-                Lifecycle::PastEndOfLife { eol: None } => "retired".to_string(),
-            };
+            let lifecycle = lifecycle_text(m.lifecycle_on(today));
             println!(
                 "{:<32} {:<13} {:<20} {:<24} {:>5}  {:<32} {}",
                 m.alias,

@@ -4,6 +4,7 @@
 mod harness;
 mod support;
 
+mod account;
 mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
