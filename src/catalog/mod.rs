@@ -38,16 +38,22 @@ pub enum Op {
     Frame,
     ReplaceBg,
     Outpaint,
+    Inpaint,
+    Erase,
+    Variation,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 9] = [
         Op::RemoveBg,
         Op::FixLighting,
         Op::Upscale,
         Op::Frame,
         Op::ReplaceBg,
         Op::Outpaint,
+        Op::Inpaint,
+        Op::Erase,
+        Op::Variation,
     ];
 
     /// The kebab-case name used in manifests and reports.
@@ -59,11 +65,19 @@ impl Op {
             Op::Frame => "frame",
             Op::ReplaceBg => "replace-bg",
             Op::Outpaint => "outpaint",
+            Op::Inpaint => "inpaint",
+            Op::Erase => "erase",
+            Op::Variation => "variation",
         }
     }
 
     pub fn parse(s: &str) -> Option<Op> {
         Op::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+
+    /// Whether retouch has a local implementation (`models: [local]`, `fallback: local`).
+    pub fn has_local(self) -> bool {
+        !matches!(self, Op::Inpaint | Op::Erase | Op::Variation)
     }
 
     /// Ops retouch always does itself (deterministic, exact): no catalog model may claim them.

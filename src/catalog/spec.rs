@@ -41,6 +41,10 @@ pub struct OpParams {
     /// Nova/Titan `quality` (`standard` | `premium`): selects the price table too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<String>,
+    /// Stability variation services: the body field the step's `similarity` sets
+    /// (`control_strength` for Control Structure, `fidelity` for Style Guide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength_field: Option<String>,
 }
 
 /// What an input image must satisfy. Pixel bounds are inclusive; aspect is width / height.

@@ -81,6 +81,10 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
             out.insert("background".into(), behind);
             out.insert("shadow".into(), float(p.shadow));
         }
+        OpParams::Masked(p) => {
+            out.insert("mask_prompt".into(), p.mask_prompt.clone());
+        }
+        OpParams::Variation => {}
         OpParams::Outpaint(p) => {
             let text = match p {
                 OutpaintParams::Margins(m) => {
@@ -303,6 +307,8 @@ mod tests {
             OpParams::Frame(_) => Op::Frame,
             OpParams::ReplaceBg(_) => Op::ReplaceBg,
             OpParams::Outpaint(_) => Op::Outpaint,
+            OpParams::Masked(_) => Op::Inpaint,
+            OpParams::Variation => Op::Variation,
         };
         Step {
             index,

@@ -7,9 +7,9 @@ use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
-    Escalate, Fallback, FixLightingParams, FrameParams, Grader, LocalMethod, ModelRef,
-    NewBackground, Op, OpParams, OutpaintParams, RemoveBgParams, ReplaceBgParams, Rgb, Step,
-    UpscaleParams, UpscaleTarget,
+    Escalate, Fallback, FixLightingParams, FrameParams, Grader, LocalMethod, MaskedParams,
+    ModelRef, NewBackground, Op, OpParams, OutpaintParams, RemoveBgParams, ReplaceBgParams, Rgb,
+    Step, UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
 use crate::marketplace::Preset;
@@ -44,6 +44,7 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "right",
     "up",
     "down",
+    "mask_prompt",
 ];
 
 /// Op-specific parameters and the op that takes each.
@@ -69,6 +70,8 @@ const OP_PARAMS: &[(&str, Op)] = &[
     ("right", Op::Outpaint),
     ("up", Op::Outpaint),
     ("down", Op::Outpaint),
+    ("mask_prompt", Op::Inpaint),
+    ("mask_prompt", Op::Erase),
 ];
 
 const MAX_PROMPT_CHARS: usize = 1024;
@@ -105,6 +108,36 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
     let params = op.and_then(|op| params(ck, &f, op));
     let escalate = escalate(ck, &f, op, models.as_deref());
     let grader = grader(ck, &f);
+    if let (Some(op), Some(models), Some(fallback)) = (op, &models, fallback)
+        && !op.has_local()
+    {
+        let local_named = models.contains(&ModelRef::Local);
+        if local_named || fallback == Fallback::Local {
+            let (at, message) = if local_named {
+                (
+                    f.path("models"),
+                    format!("{op} has no local implementation; {path}.models lists `local`"),
+                )
+            } else {
+                (
+                    path.clone(),
+                    format!("{path} ({op}) has no local implementation to fall back to"),
+                )
+            };
+            let help =
+                "list remote models that can do it and set `fallback: skip` (leave the image \
+                        as it is) or `fallback: fail`"
+                    .to_owned();
+            ck.key_error(&at, message, Some(help));
+            return None;
+        }
+        if matches!(op, Op::Inpaint | Op::Variation) && prompt.as_ref().is_some_and(Option::is_none)
+        {
+            let message = format!("{path} ({op}) needs `prompt`: what the model should paint");
+            ck.key_error(&path, message, None);
+            return None;
+        }
+    }
     if let (Some(OpParams::ReplaceBg(p)), Some(models), Some(fallback)) =
         (&params, &models, fallback)
     {
@@ -341,6 +374,18 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
         Op::Frame => frame(ck, f).map(OpParams::Frame),
         Op::ReplaceBg => replace_bg(ck, f).map(OpParams::ReplaceBg),
         Op::Outpaint => outpaint(ck, f).map(OpParams::Outpaint),
+        Op::Inpaint | Op::Erase => match opt_prompt(ck, f, "mask_prompt")? {
+            Some(mask_prompt) => Some(OpParams::Masked(MaskedParams { mask_prompt })),
+            None => {
+                let message = format!("{} ({op}) needs `mask_prompt`", f.own_path());
+                let help = "describe what to change in each image, e.g. \
+                            `mask_prompt: \"the price sticker\"`"
+                    .to_owned();
+                ck.key_error(f.own_path(), message, Some(help));
+                None
+            }
+        },
+        Op::Variation => Some(OpParams::Variation),
     };
     params.filter(|_| misplaced)
 }

@@ -404,6 +404,17 @@ pub enum OpParams {
     Frame(FrameParams),
     ReplaceBg(ReplaceBgParams),
     Outpaint(OutpaintParams),
+    /// `inpaint` and `erase`: the region, described (`mask_prompt`).
+    Masked(MaskedParams),
+    /// `variation`: the step's `prompt` and `similarity` say it all.
+    Variation,
+}
+
+/// The region an `inpaint` or `erase` step changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskedParams {
+    /// What to find in each image (Stability's `search_prompt`), e.g. "the price tag".
+    pub mask_prompt: String,
 }
 
 /// `outpaint` parameters: fixed margins, or the margins that reach an aspect.

@@ -33,6 +33,8 @@ pub enum OpError {
     },
     #[error("resampling failed: {0}")]
     Resize(#[from] fast_image_resize::ResizeError),
+    #[error("{0} has no local implementation")]
+    NoLocal(crate::catalog::Op),
     #[error("no product to frame: the image is empty or entirely transparent")]
     NoProduct,
     #[error("the segmentation network failed: {0}")]

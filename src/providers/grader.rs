@@ -40,6 +40,18 @@ pub fn default_rubric(op: Op) -> &'static str {
         Op::Upscale => {
             "Upscaling: sharp detail without artefacts, ringing or halos; the product unchanged."
         }
+        Op::Inpaint => {
+            "Inpainting: the described region is replaced as asked, blending in (light, \
+             perspective, edges); nothing else in the photo changed."
+        }
+        Op::Erase => {
+            "Object removal: the described object is gone without a trace (no smudge, ghost or \
+             repeated pattern); nothing else in the photo changed."
+        }
+        Op::Variation => {
+            "Variation: a believable product photo that follows the prompt and keeps the \
+             original's composition; no artefacts, no garbled text."
+        }
         Op::Outpaint => {
             "Outpainting: the new margins continue the original backdrop seamlessly (no seam, \
              no repeated or invented objects), the original part unchanged."

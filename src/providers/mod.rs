@@ -135,6 +135,10 @@ impl PreparedCall {
             Op::FixLighting | Op::Frame | Op::ReplaceBg => {
                 qa::fix_lighting(original, &decoded.image)
             }
+            // No free check measures these yet beyond the size (a grader can: `qa:`).
+            Op::Inpaint | Op::Erase | Op::Variation => {
+                qa::upscale(&decoded.image, original.dimensions())
+            }
             Op::Upscale => {
                 let expected = request.mapping.target.unwrap_or(original.dimensions());
                 qa::upscale(&decoded.image, expected)
@@ -203,6 +207,10 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         OpParams::Outpaint(p) => Some(p.margins((w, h))),
         _ => None,
     };
+    let mask_prompt = match &step.params {
+        OpParams::Masked(p) => Some(p.mask_prompt.clone()),
+        _ => None,
+    };
     bedrock::RemoteParams {
         prompt: step.prompt.clone(),
         negative_prompt: step.negative_prompt.clone(),
@@ -210,6 +218,7 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         target,
         seed: None,
         margins,
+        mask_prompt,
     }
 }
 

@@ -22,6 +22,10 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
             sharpen: 0.0,
         }),
         Op::Frame => unreachable!("no model can frame: nothing to route"),
+        Op::Inpaint | Op::Erase => OpParams::Masked(crate::manifest::MaskedParams {
+            mask_prompt: "the tag".into(),
+        }),
+        Op::Variation => OpParams::Variation,
         Op::Outpaint => OpParams::Outpaint(crate::manifest::OutpaintParams::Aspect(1, 1)),
         Op::ReplaceBg => OpParams::ReplaceBg(crate::manifest::ReplaceBgParams {
             behind: None,

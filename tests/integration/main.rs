@@ -11,6 +11,7 @@ mod cli_run;
 mod escalation;
 mod frame;
 mod grader;
+mod guided_edits;
 mod hostile;
 mod local_network;
 mod outpaint;

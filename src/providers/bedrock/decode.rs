@@ -112,7 +112,7 @@ fn map_back(op: Op, result: &RgbaImage, original: &RgbaImage, m: &Mapping) -> Rg
         }
         // The product goes back over the scene in `PreparedCall::finish`.
         Op::ReplaceBg => pixels::resize(result, w, h),
-        Op::FixLighting | Op::Frame => {
+        Op::FixLighting | Op::Frame | Op::Inpaint | Op::Erase | Op::Variation => {
             with_original_alpha(pixels::resize(result, w, h), original, m)
         }
         Op::Upscale => {

@@ -199,6 +199,52 @@ fn stability_body(
         body.insert("mask".into(), json!(mask));
     }
     let prompted = (op == Op::Upscale && spec.params.prompt.is_some()) || op == Op::ReplaceBg;
+    match op {
+        Op::Inpaint | Op::Erase => {
+            // Search and Replace: find `mask_prompt`, paint `prompt` there (erase: the default
+            // prompt describes the surroundings continuing).
+            let search = params.mask_prompt.clone().unwrap_or_default();
+            body.insert("search_prompt".into(), json!(search));
+            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
+            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
+            insert_text(
+                &mut body,
+                "negative_prompt",
+                params.negative_prompt.as_ref(),
+                10_000,
+            );
+            if let Some(seed) = params.seed {
+                body.insert("seed".into(), json!(seed));
+            }
+            return Value::Object(body);
+        }
+        Op::Variation => {
+            // Control Structure keeps the input's structure at `control_strength`; Style Guide
+            // keeps its style at `fidelity` (the catalog names the field; `similarity` sets it).
+            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
+            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
+            let field = spec
+                .params
+                .strength_field
+                .as_deref()
+                .unwrap_or("control_strength");
+            let strength = params.similarity.or(spec.params.similarity);
+            if let Some(s) = strength {
+                body.insert(field.into(), json!(round3(s.clamp(0.0, 1.0))));
+            }
+            insert_text(
+                &mut body,
+                "negative_prompt",
+                params.negative_prompt.as_ref(),
+                10_000,
+            );
+            if let Some(seed) = params.seed {
+                body.insert("seed".into(), json!(seed));
+            }
+            return Value::Object(body);
+        }
+        _ => {}
+    }
     if op == Op::Outpaint {
         // Optional prompt: the step's, else none (the model continues what it sees).
         insert_text(&mut body, "prompt", params.prompt.as_ref(), 10_000);

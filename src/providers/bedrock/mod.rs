@@ -55,6 +55,8 @@ pub struct RemoteParams {
     pub seed: Option<u32>,
     /// Outpaint: the margins to add to the original image.
     pub margins: Option<crate::ops::outpaint::Margins>,
+    /// Inpaint and erase: what to find in the image.
+    pub mask_prompt: Option<String>,
 }
 
 /// A ready-to-send request and what [`decode_response`] needs to map the answer back.

@@ -273,6 +273,9 @@ fn lookup(id: &str) -> Result<Kind, Resp> {
         "stable-creative-upscale-v1:0" => Some(Kind::StabCreative),
         "stable-image-inpaint-v1:0" => Some(Kind::StabInpaint),
         "stable-outpaint-v1:0" => Some(Kind::StabOutpaint),
+        "stable-image-search-replace-v1:0" => Some(Kind::StabSearchReplace),
+        "stable-image-control-structure-v1:0" => Some(Kind::StabControlStructure),
+        "stable-image-style-guide-v1:0" => Some(Kind::StabStyleGuide),
         _ => None,
     };
     let kind = match id {
@@ -513,6 +516,9 @@ fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
         }
         Job::Upscale { img, w, h, format } => {
             vec![render::encode_b64(&render::upscale(&img, w, h), &format)]
+        }
+        Job::SearchReplace { img, format } => {
+            vec![render::encode_b64(&render::search_replace(&img), &format)]
         }
         Job::Outpaint {
             img,

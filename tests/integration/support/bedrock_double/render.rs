@@ -74,6 +74,18 @@ pub(super) fn inpaint(img: &DynamicImage, mask: Option<&image::GrayImage>) -> Dy
     DynamicImage::ImageRgba8(out)
 }
 
+/// The middle third of the image painted yellow (what the search found, replaced).
+pub(super) fn search_replace(img: &DynamicImage) -> DynamicImage {
+    let mut out = img.to_rgba8();
+    let (w, h) = out.dimensions();
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        if x >= w / 3 && x < 2 * w / 3 && y >= h / 3 && y < 2 * h / 3 {
+            *p = image::Rgba([250, 200, 0, 255]);
+        }
+    }
+    DynamicImage::ImageRgba8(out)
+}
+
 /// The image with margins (left, right, up, down) painted a flat purple, the original in place.
 pub(super) fn outpaint(img: &DynamicImage, [l, r, u, d]: [u32; 4]) -> DynamicImage {
     let (w, h) = (img.width(), img.height());

@@ -21,6 +21,9 @@ pub(crate) enum Kind {
     StabCreative,
     StabInpaint,
     StabOutpaint,
+    StabSearchReplace,
+    StabControlStructure,
+    StabStyleGuide,
 }
 
 impl Kind {
@@ -33,6 +36,9 @@ impl Kind {
                 | Kind::StabCreative
                 | Kind::StabInpaint
                 | Kind::StabOutpaint
+                | Kind::StabSearchReplace
+                | Kind::StabControlStructure
+                | Kind::StabStyleGuide
         )
     }
 }
@@ -53,6 +59,11 @@ pub(super) enum Job {
         img: DynamicImage,
         w: u32,
         h: u32,
+        format: String,
+    },
+    /// Repaint what `search_prompt` names (the double: the middle of the image).
+    SearchReplace {
+        img: DynamicImage,
         format: String,
     },
     /// Extend by these margins (left, right, up, down).
@@ -497,7 +508,65 @@ fn validate_outpaint(obj: &Obj) -> Result<Job, String> {
     })
 }
 
+/// Search and Replace, Control Structure and Style Guide.
+fn validate_guided(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    let common = [
+        "prompt",
+        "image",
+        "negative_prompt",
+        "seed",
+        "output_format",
+        "style_preset",
+    ];
+    let (extra, required): (&[&str], &[&str]) = match kind {
+        Kind::StabSearchReplace => (
+            &["search_prompt", "grow_mask"],
+            &["prompt", "image", "search_prompt"],
+        ),
+        Kind::StabControlStructure => (&["control_strength"], &["prompt", "image"]),
+        _ => (&["fidelity", "aspect_ratio"], &["prompt", "image"]),
+    };
+    let allowed: Vec<&str> = common.iter().chain(extra).copied().collect();
+    check_keys(obj, "#", &allowed, required)?;
+    text_in(obj, "prompt", 1, 10_000)?;
+    text_in(obj, "negative_prompt", 0, 10_000)?;
+    int_in(obj, "seed", 0, 4_294_967_294)?;
+    if obj.contains_key("search_prompt") {
+        text_in(obj, "search_prompt", 1, 10_000)?;
+    }
+    int_in(obj, "grow_mask", 0, 20)?;
+    num_in(obj, "control_strength", 0.0, 1.0)?;
+    num_in(obj, "fidelity", 0.0, 1.0)?;
+    if obj.contains_key("aspect_ratio") {
+        enum_in(
+            obj,
+            "aspect_ratio",
+            &[
+                "16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21",
+            ],
+        )?;
+    }
+    if obj.contains_key("style_preset") {
+        text_in(obj, "style_preset", 1, 64)?;
+    }
+    let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
+    let img = image(&obj["image"], &STAB_EDIT_IN)?;
+    Ok(match kind {
+        Kind::StabSearchReplace => Job::SearchReplace { img, format },
+        _ => {
+            let (w, h) = (img.width(), img.height());
+            Job::Variation { img, w, h, n: 1 }
+        }
+    })
+}
+
 fn validate_stability(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    if matches!(
+        kind,
+        Kind::StabSearchReplace | Kind::StabControlStructure | Kind::StabStyleGuide
+    ) {
+        return validate_guided(kind, obj);
+    }
     if kind == Kind::StabInpaint {
         return validate_inpaint(obj);
     }
