@@ -20,6 +20,7 @@ pub mod money;
 pub mod onnx_engine;
 pub mod ops;
 pub mod plan;
+pub mod provenance;
 pub mod providers;
 pub mod qa;
 pub mod reason;

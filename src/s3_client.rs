@@ -293,13 +293,30 @@ impl S3 {
         bytes: Vec<u8>,
         content_type: &str,
     ) -> Result<(), S3Error> {
-        self.client
+        self.put_with_metadata(bucket, key, bytes, content_type, &[])
+            .await
+    }
+
+    /// [`S3::put`] with user metadata (`x-amz-meta-<key>: <value>`; ASCII, at most 2 KB in all).
+    pub async fn put_with_metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        metadata: &[(String, String)],
+    ) -> Result<(), S3Error> {
+        let mut put = self
+            .client
             .put_object()
             .bucket(bucket)
             .key(key)
             .content_type(content_type)
-            .body(ByteStream::from(bytes))
-            .send()
+            .body(ByteStream::from(bytes));
+        for (k, v) in metadata {
+            put = put.metadata(k, v);
+        }
+        put.send()
             .await
             .map(|_| ())
             .map_err(|e| classify(e, bucket, key))

@@ -15,7 +15,7 @@ use super::types::{
     AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint, Usd,
 };
 
-pub(super) const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign"];
+pub(super) const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign", "sidecar"];
 pub(super) const LIMITS_KEYS: &[&str] = &[
     "concurrency",
     "downloads",
@@ -164,11 +164,20 @@ pub(super) fn output(ck: &mut Checker, fields: &Fields) -> Option<OutputSpec> {
         None => Some(None),
         Some(v) => presign(ck, v, dir.as_ref()).map(Some),
     };
+    let sidecar = match out.get("sidecar") {
+        None => Some(false),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(v) => {
+            ck.type_error("output.sidecar", v, "true or false");
+            None
+        }
+    };
     Some(OutputSpec {
         dir: dir?,
         format: format?,
         quality: quality?,
         presign: presign?,
+        sidecar: sidecar?,
     })
 }
 

@@ -208,6 +208,8 @@ pub struct OutputSpec {
     /// `presign: 24h`: the report gains an `output_url` column with a presigned GET URL, valid
     /// this long (at most 7 days), for each S3 output.
     pub presign: Option<Duration>,
+    /// `sidecar: true`: a JSON file of the output's provenance next to it (`<output>.json`).
+    pub sidecar: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

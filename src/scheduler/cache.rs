@@ -47,6 +47,11 @@ pub(super) struct Hit {
 }
 
 impl RunCache {
+    /// The run's id.
+    pub(super) fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     pub(super) fn new(store: Arc<Store>, run_id: String, force: bool) -> RunCache {
         RunCache {
             store,

@@ -20,6 +20,7 @@ use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash};
 use crate::manifest::{Fallback, Step};
 use crate::money::Usd;
 use crate::plan::PlannedImage;
+use crate::provenance;
 use crate::providers::local::LocalOps;
 use crate::qa::Qa;
 use crate::reason::Reason;
@@ -640,8 +641,22 @@ impl<'a> ImageTask<'a> {
                     .fail_last(Reason::InternalError, &panic.to_string());
             }
         };
-        if let Err(e) = output.write(bytes, format).await {
+        let run_id = ctx.cache.as_ref().map(|c| c.run_id());
+        let dest = output.dest.to_string();
+        let metadata = match &output.dest {
+            sinks::Destination::S3(_) => {
+                provenance::s3_metadata(&ctx.manifest, run_id, self.rows.so_far())
+            }
+            sinks::Destination::Local(_) => Vec::new(),
+        };
+        if let Err(e) = output.write(bytes, format, &metadata).await {
             return self.rows.fail_last(e.reason(), &e.to_string());
+        }
+        if out.sidecar {
+            let json = provenance::sidecar(&ctx.manifest, run_id, self.rows.so_far(), &dest);
+            if let Err(e) = output.write_sidecar(json).await {
+                return self.rows.fail_last(e.reason(), &e.to_string());
+            }
         }
         if let Some(cache) = &ctx.cache {
             cache

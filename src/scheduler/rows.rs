@@ -216,6 +216,11 @@ impl RowBuilder {
         self.rows
     }
 
+    /// The rows so far, in step order.
+    pub(super) fn so_far(&self) -> &[StepRecord] {
+        &self.rows
+    }
+
     pub(super) fn finish(self) -> Vec<StepRecord> {
         self.rows
     }

@@ -68,9 +68,39 @@ pub struct Target {
 }
 
 impl Target {
-    /// Writes one encoded result (see [`write`]).
-    pub async fn write(&self, bytes: Vec<u8>, format: OutputFormat) -> Result<(), SinkError> {
-        write(&self.dest, bytes, format, self.s3.as_ref()).await
+    /// Writes one encoded result (see [`write`]), with S3 user `metadata` on an S3 object.
+    pub async fn write(
+        &self,
+        bytes: Vec<u8>,
+        format: OutputFormat,
+        metadata: &[(String, String)],
+    ) -> Result<(), SinkError> {
+        write(&self.dest, bytes, format, self.s3.as_ref(), metadata).await
+    }
+
+    /// Writes `json` next to the output as `<output>.json` (atomically, or one PutObject).
+    pub async fn write_sidecar(&self, json: Vec<u8>) -> Result<(), SinkError> {
+        match &self.dest {
+            Destination::Local(path) => {
+                let mut name = path.clone().into_os_string();
+                name.push(".json");
+                let path = PathBuf::from(name);
+                let job = tokio::task::spawn_blocking(move || write_atomic(&path, &json));
+                job.await.unwrap_or_else(|e| {
+                    Err(SinkError::Write {
+                        path: PathBuf::new(),
+                        source: std::io::Error::other(e),
+                    })
+                })
+            }
+            Destination::S3(loc) => {
+                let s3 = self.s3.as_ref().ok_or_else(|| SinkError::NoS3Client {
+                    dest: self.dest.to_string(),
+                })?;
+                let key = format!("{}.json", loc.key);
+                Ok(s3.put(&loc.bucket, &key, json, "application/json").await?)
+            }
+        }
     }
 }
 
@@ -99,6 +129,7 @@ pub async fn write(
     bytes: Vec<u8>,
     format: OutputFormat,
     s3: Option<&S3>,
+    metadata: &[(String, String)],
 ) -> Result<(), SinkError> {
     match dest {
         Destination::Local(path) => {
@@ -115,7 +146,9 @@ pub async fn write(
             let s3 = s3.ok_or_else(|| SinkError::NoS3Client {
                 dest: dest.to_string(),
             })?;
-            Ok(s3.put(&loc.bucket, &loc.key, bytes, format.mime()).await?)
+            Ok(s3
+                .put_with_metadata(&loc.bucket, &loc.key, bytes, format.mime(), metadata)
+                .await?)
         }
     }
 }

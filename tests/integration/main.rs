@@ -15,6 +15,7 @@ mod guided_edits;
 mod hostile;
 mod local_network;
 mod outpaint;
+mod provenance;
 mod qa;
 mod replace_bg;
 mod report_cmd;

@@ -184,6 +184,25 @@ impl S3Server {
         })
     }
 
+    /// The object's user metadata (`x-amz-meta-*`, without the prefix).
+    pub(crate) fn metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> std::collections::HashMap<String, String> {
+        self.block_on(async {
+            let out = self
+                .client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("head {key}: {e:?}"));
+            out.metadata().cloned().unwrap_or_default()
+        })
+    }
+
     /// The next `times` requests with `method` whose path contains `path_contains` get a 500.
     pub(crate) fn fail(&self, method: &'static str, path_contains: &str, times: usize) {
         self.faults.lock().unwrap().list.push(Fault {
