@@ -16,6 +16,8 @@ pub mod bedrock;
 pub mod grader;
 pub mod local;
 
+use std::sync::Arc;
+
 use image::RgbaImage;
 
 pub use bedrock::{
@@ -74,7 +76,16 @@ pub struct PreparedCall {
     op: Op,
     /// A backdrop colour the step asks for: the models return a cut-out, the colour is ours.
     background: Option<[u8; 3]>,
+    /// Replace-bg: the product as cut out for the request, put back over the answer.
+    product: Option<Arc<Product>>,
     request: Request,
+}
+
+/// A replace-bg call's product: the cut-out and its quality checks.
+#[derive(Debug)]
+struct Product {
+    cut: Arc<RgbaImage>,
+    qa: Qa,
 }
 
 /// The request in its provider's terms.
@@ -92,7 +103,17 @@ impl PreparedCall {
         model: &ModelEntry,
         image: &RgbaImage,
     ) -> Result<PreparedCall, AdapterError> {
-        let params = remote_params(step, image.dimensions());
+        let mut params = remote_params(step, image.dimensions());
+        // replace-bg: the product is cut out once, for the mask sent and the result kept.
+        let product = (step.op == Op::ReplaceBg).then(|| {
+            let cut = crate::ops::replace_bg::product_matte(image);
+            let qa = qa::remove_bg(&cut.image, None, cut.backdrop_like.as_deref());
+            Arc::new(Product {
+                cut: Arc::new(cut.image),
+                qa,
+            })
+        });
+        params.product = product.as_ref().map(|p| p.cut.clone());
         let request = bedrock::encode_request(model, step.op, image, &params)?;
         let background = match &step.params {
             OpParams::RemoveBg(p) => p.background.map(|c| c.0),
@@ -102,6 +123,7 @@ impl PreparedCall {
             model: model.clone(),
             op: step.op,
             background,
+            product,
             request: Request::Bedrock(request),
         })
     }
@@ -113,15 +135,13 @@ impl PreparedCall {
         let Request::Bedrock(request) = &self.request;
         let decoded =
             bedrock::decode_response(&self.model, self.op, answer, original, &request.mapping)?;
-        if self.op == Op::ReplaceBg {
+        if let Some(product) = &self.product {
             // Our own product, pixel for pixel, over the model's scene.
-            let cut = crate::ops::replace_bg::product_matte(original);
-            let qa = qa::remove_bg(&cut.image, None, cut.backdrop_like.as_deref());
-            let image = crate::ops::replace_bg::composite(&cut.image, &decoded.image);
+            let image = crate::ops::replace_bg::composite(&product.cut, &decoded.image);
             return Ok(ModelOutput {
                 image,
                 billed: Billed::Images(decoded.images_billed),
-                qa,
+                qa: product.qa.clone(),
             });
         }
         let qa = match self.op {
@@ -219,6 +239,7 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         seed: None,
         margins,
         mask_prompt,
+        product: None,
     }
 }
 

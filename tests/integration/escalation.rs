@@ -3,18 +3,14 @@
 //! report's costs equal what the double billed; a rerun pays nothing again; a budget holds while
 //! escalating; `check` estimates what escalation may cost.
 
-use std::time::Duration;
-
 use image::{DynamicImage, Rgb, RgbImage};
 use tempfile::TempDir;
 
 use crate::harness::{Retouch, product_photo};
 use crate::support::bedrock_double::BedrockDouble;
-use retouch::catalog::Date;
 use retouch::ledger::{Status, StepRecord};
 use retouch::money::Usd;
 use retouch::reason::Reason;
-use retouch::run::RunOptions;
 
 const STAB_BG: &str = "stability.stable-image-remove-background-v1:0";
 const PRICE: f64 = 0.04;
@@ -69,17 +65,7 @@ fn project(extra: &str) -> TempDir {
 }
 
 async fn run(dir: &TempDir, double: &BedrockDouble, run_id: &str) -> Vec<StepRecord> {
-    let options = RunOptions {
-        today: Some(Date::new(2026, 11, 1).unwrap()),
-        backoff: Some((Duration::from_millis(5), Duration::from_millis(40))),
-        run_id: Some(run_id.into()),
-        ..RunOptions::default()
-    };
-    Retouch::at(dir.path())
-        .bedrock(double)
-        .execute("pipelines/test.yaml", options)
-        .await
-        .rows
+    crate::support::retouch::run_with_double(dir.path(), double, run_id).await
 }
 
 /// The rows of `image` (file name under `photos/`), in order.

@@ -5,16 +5,13 @@
 //! nothing; a model that cannot serve leaves the image as it is (`fallback: skip`); a manifest
 //! asking these ops to run locally is refused.
 
-use std::time::Duration;
-
 use tempfile::TempDir;
 
-use crate::harness::{Retouch, Test, product_photo};
+use crate::harness::{Test, product_photo};
 use crate::support::bedrock_double::{BedrockDouble, Filter};
-use retouch::catalog::{Date, Op};
+use retouch::catalog::Op;
 use retouch::ledger::{Status, StepRecord};
 use retouch::money::Usd;
-use retouch::run::RunOptions;
 
 const SEARCH: &str = "stability.stable-image-search-replace-v1:0";
 const STRUCTURE: &str = "stability.stable-image-control-structure-v1:0";
@@ -45,17 +42,7 @@ aws: {{ region: us-east-1 }}
 }
 
 async fn run(dir: &TempDir, double: &BedrockDouble, run_id: &str) -> Vec<StepRecord> {
-    let options = RunOptions {
-        today: Some(Date::new(2026, 11, 1).unwrap()),
-        backoff: Some((Duration::from_millis(5), Duration::from_millis(40))),
-        run_id: Some(run_id.into()),
-        ..RunOptions::default()
-    };
-    Retouch::at(dir.path())
-        .bedrock(double)
-        .execute("pipelines/test.yaml", options)
-        .await
-        .rows
+    crate::support::retouch::run_with_double(dir.path(), double, run_id).await
 }
 
 fn keys(body: &serde_json::Value) -> Vec<String> {

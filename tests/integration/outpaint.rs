@@ -3,18 +3,14 @@
 //! Outpaint on the Bedrock double, whose request is validated field by field; costs equal the
 //! double's billed tally and a rerun pays nothing.
 
-use std::time::Duration;
-
 use image::{Rgb, RgbImage};
 use tempfile::TempDir;
 
-use crate::harness::{Retouch, product_photo};
+use crate::harness::product_photo;
 use crate::support::bedrock_double::BedrockDouble;
-use retouch::catalog::Date;
 use retouch::ledger::{Status, StepRecord};
 use retouch::money::Usd;
 use retouch::reason::Reason;
-use retouch::run::RunOptions;
 
 const OUTPAINT: &str = "stability.stable-outpaint-v1:0";
 const PRICE: f64 = 0.06;
@@ -60,17 +56,7 @@ aws: {{ region: us-east-1 }}
 }
 
 async fn run(dir: &TempDir, double: &BedrockDouble, run_id: &str) -> Vec<StepRecord> {
-    let options = RunOptions {
-        today: Some(Date::new(2026, 11, 1).unwrap()),
-        backoff: Some((Duration::from_millis(5), Duration::from_millis(40))),
-        run_id: Some(run_id.into()),
-        ..RunOptions::default()
-    };
-    Retouch::at(dir.path())
-        .bedrock(double)
-        .execute("pipelines/test.yaml", options)
-        .await
-        .rows
+    crate::support::retouch::run_with_double(dir.path(), double, run_id).await
 }
 
 fn open(dir: &TempDir, rel: &str) -> image::RgbaImage {

@@ -3,18 +3,16 @@
 //! the product goes back pixel for pixel), with the request validated field by field, content
 //! filters falling back, the CSV's costs equal to what the double billed, and a rerun at $0.
 
-use std::time::Duration;
-
 use image::{Rgb, RgbImage};
 use tempfile::TempDir;
 
+use retouch::ledger::StepRecord;
+
 use crate::harness::{Retouch, Test, product_photo};
 use crate::support::bedrock_double::{BedrockDouble, Filter};
-use retouch::catalog::Date;
 use retouch::ledger::Status;
 use retouch::money::Usd;
 use retouch::reason::Reason;
-use retouch::run::RunOptions;
 
 const INPAINT: &str = "stability.stable-image-inpaint-v1:0";
 const PRICE: f64 = 0.07;
@@ -142,22 +140,8 @@ aws: {{ region: us-east-1 }}
     dir
 }
 
-async fn run(
-    dir: &TempDir,
-    double: &BedrockDouble,
-    run_id: &str,
-) -> Vec<retouch::ledger::StepRecord> {
-    let options = RunOptions {
-        today: Some(Date::new(2026, 11, 1).unwrap()),
-        backoff: Some((Duration::from_millis(5), Duration::from_millis(40))),
-        run_id: Some(run_id.into()),
-        ..RunOptions::default()
-    };
-    Retouch::at(dir.path())
-        .bedrock(double)
-        .execute("pipelines/test.yaml", options)
-        .await
-        .rows
+async fn run(dir: &TempDir, double: &BedrockDouble, run_id: &str) -> Vec<StepRecord> {
+    crate::support::retouch::run_with_double(dir.path(), double, run_id).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,10 @@ pub fn encode_request(
     // backdrop to repaint, made from our own segmentation.
     let mask = match op {
         Op::ReplaceBg => {
-            let cut = crate::ops::replace_bg::product_matte(image).image;
+            let cut = match &params.product {
+                Some(cut) => cut.clone(),
+                None => std::sync::Arc::new(crate::ops::replace_bg::product_matte(image).image),
+            };
             let png = pixels::backdrop_mask_png(&cut, sent.0, sent.1).ok_or_else(|| {
                 AdapterError::TooLarge {
                     model: model.alias.clone(),

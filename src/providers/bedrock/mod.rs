@@ -57,6 +57,9 @@ pub struct RemoteParams {
     pub margins: Option<crate::ops::outpaint::Margins>,
     /// Inpaint and erase: what to find in the image.
     pub mask_prompt: Option<String>,
+    /// Replace-bg: the product cut out of the original (its backdrop becomes the mask); cut out
+    /// here when not given.
+    pub product: Option<std::sync::Arc<RgbaImage>>,
 }
 
 /// A ready-to-send request and what [`decode_response`] needs to map the answer back.

@@ -224,3 +224,26 @@ pub(crate) fn report(path: &Path) -> Vec<[String; 6]> {
         })
         .collect()
 }
+
+/// Runs the pipeline `pipelines/test.yaml` under `dir` through the library against `double`,
+/// as of 2026-11-01 with short back-offs, under `run_id`; the rows it reported.
+pub(crate) async fn run_with_double(
+    dir: &Path,
+    double: &BedrockDouble,
+    run_id: &str,
+) -> Vec<retouch::ledger::StepRecord> {
+    let options = retouch::run::RunOptions {
+        today: Some(retouch::catalog::Date::new(2026, 11, 1).unwrap()),
+        backoff: Some((
+            std::time::Duration::from_millis(5),
+            std::time::Duration::from_millis(40),
+        )),
+        run_id: Some(run_id.into()),
+        ..retouch::run::RunOptions::default()
+    };
+    Retouch::at(dir)
+        .bedrock(double)
+        .execute("pipelines/test.yaml", options)
+        .await
+        .rows
+}
