@@ -7,22 +7,46 @@
 use serde_json::{Value, json};
 
 use crate::ledger::StepRecord;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, OpParams};
+use crate::sources::PromptRow;
 
 /// S3's limit on all user-defined metadata of an object (keys and values), in bytes.
 pub const S3_METADATA_LIMIT: usize = 2048;
 
 /// The sidecar JSON of one output: `rows` are the image's rows of this run, in step order.
+/// `made_from` is the prompts-file row a `generate` step made the image from: its prompt,
+/// negative prompt, seed and aspect ratio are what that step was asked.
 pub fn sidecar(
     manifest: &Manifest,
     run_id: Option<&str>,
     rows: &[StepRecord],
     output: &str,
+    made_from: Option<&PromptRow>,
 ) -> Vec<u8> {
     let steps: Vec<Value> = rows
         .iter()
         .map(|r| {
             let step = manifest.steps.get(r.step);
+            if let (Some(row), Some(step)) = (made_from, step)
+                && let OpParams::Generate(p) = &step.params
+            {
+                let (w, h) = row.aspect_ratio.unwrap_or(p.aspect);
+                return json!({
+                    "step": r.step + 1,
+                    "op": r.op.as_str(),
+                    "model": r.model,
+                    "reason": r.reason.as_str(),
+                    "status": r.status.as_str(),
+                    "id": row.id,
+                    "prompt": row.prompt,
+                    "negative_prompt": row.negative_prompt.clone().or_else(|| step.negative_prompt.clone()),
+                    "seed": row.seed(),
+                    "aspect_ratio": format!("{w}:{h}"),
+                    "paid_this_run_usd": r.cost.to_string(),
+                    "qa": r.qa.as_ref().map(|q| q.score_text()),
+                    "qa_flags": r.qa.as_ref().map(|q| q.flags_text()),
+                });
+            }
             json!({
                 "step": r.step + 1,
                 "op": r.op.as_str(),
@@ -58,6 +82,7 @@ pub fn s3_metadata(
     manifest: &Manifest,
     run_id: Option<&str>,
     rows: &[StepRecord],
+    made_from: Option<&PromptRow>,
 ) -> Vec<(String, String)> {
     let steps: Vec<String> = rows
         .iter()
@@ -72,6 +97,10 @@ pub fn s3_metadata(
     }
     if let Some(r) = rows.first() {
         out.push(("retouch-input".to_owned(), ascii(&r.image)));
+    }
+    if let Some(row) = made_from {
+        out.push(("retouch-seed".to_owned(), row.seed().to_string()));
+        out.push(("retouch-prompt".to_owned(), ascii(&row.prompt)));
     }
     fit(&mut out);
     out

@@ -48,6 +48,10 @@ pub enum Flag {
     Enlarged,
     /// outpaint extended a textured or busy backdrop flatly (the local method): the seam shows.
     FlatExtension,
+    /// generate returned an image whose aspect is more than 3% off the ratio asked.
+    WrongAspect,
+    /// generate returned a (nearly) uniform image: nothing was drawn.
+    Blank,
     /// A marketplace rule the result breaks (`frame` with a preset).
     Rule(Violation),
 }
@@ -72,6 +76,8 @@ impl Flag {
         Flag::WrongSize,
         Flag::Enlarged,
         Flag::FlatExtension,
+        Flag::WrongAspect,
+        Flag::Blank,
     ];
 
     /// The flag as the report writes it.
@@ -99,6 +105,8 @@ impl Flag {
             Flag::WrongSize => "wrong-size",
             Flag::Enlarged => "enlarged",
             Flag::FlatExtension => "flat-extension",
+            Flag::WrongAspect => "wrong-aspect",
+            Flag::Blank => "blank",
             Flag::Rule(_) => "rule",
         }
     }
@@ -114,7 +122,8 @@ impl Flag {
     /// What the flag multiplies the score by.
     pub fn penalty(self) -> f32 {
         match self {
-            Flag::Empty | Flag::Inverted | Flag::WrongSize | Flag::Rule(_) => 0.1,
+            Flag::Empty | Flag::Inverted | Flag::WrongSize | Flag::Rule(_) | Flag::Blank => 0.1,
+            Flag::WrongAspect => 0.3,
             Flag::Enlarged => 0.8,
             Flag::FillsFrame => 0.2,
             Flag::UnsureNetwork => 0.3,
@@ -386,6 +395,34 @@ pub fn outpaint(output: &RgbaImage, expected: (u32, u32), flat_on_texture: bool)
     Qa::of(flags)
 }
 
+/// Checks a generated image: the aspect asked (`w`:`h`) within 3%, and something drawn (the
+/// luma's standard deviation over a sample grid at least 2 levels).
+pub fn generate(output: &RgbaImage, (aw, ah): (u32, u32)) -> Qa {
+    let mut flags = Vec::new();
+    let (w, h) = output.dimensions();
+    if w == 0 || h == 0 {
+        return Qa::of(vec![Flag::Blank]);
+    }
+    let asked = f64::from(aw.max(1)) / f64::from(ah.max(1));
+    let got = f64::from(w) / f64::from(h);
+    if (got / asked).ln().abs() > 0.03f64.ln_1p() {
+        flags.push(Flag::WrongAspect);
+    }
+    let step = (w.max(h) / 64).max(1);
+    let samples: Vec<f64> = output
+        .enumerate_pixels()
+        .filter(|(x, y, _)| x.is_multiple_of(step) && y.is_multiple_of(step))
+        .map(|(_, _, p)| luma(p.0))
+        .collect();
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let var = samples.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    if var.sqrt() < 2.0 {
+        flags.push(Flag::Blank);
+    }
+    Qa::of(flags)
+}
+
 /// Checks an upscale's size.
 pub fn upscale(output: &RgbaImage, expected: (u32, u32)) -> Qa {
     if output.dimensions() == expected {
@@ -501,6 +538,20 @@ mod tests {
                 .flags
                 .contains(&Flag::ResidualCast)
         );
+    }
+
+    #[test]
+    fn a_generated_image_is_checked_for_its_aspect_and_for_being_blank() {
+        let drawn = RgbaImage::from_fn(1344, 768, |x, _| Rgba([(x % 256) as u8, 90, 40, 255]));
+        assert_eq!(generate(&drawn, (16, 9)).flags, []);
+        // 1344x768 is 1.75, within 3% of 16:9 (1.78); not of 4:3.
+        assert_eq!(generate(&drawn, (4, 3)).flags, [Flag::WrongAspect]);
+        let blank = RgbaImage::from_pixel(1024, 1024, Rgba([250, 250, 250, 255]));
+        let qa = generate(&blank, (1, 1));
+        assert_eq!(qa.flags, [Flag::Blank]);
+        assert!(qa.score() <= 0.1);
+        assert_eq!(Flag::parse("wrong-aspect"), Some(Flag::WrongAspect));
+        assert_eq!(Flag::parse("blank"), Some(Flag::Blank));
     }
 
     #[test]

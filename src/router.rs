@@ -56,6 +56,9 @@ pub fn fall_back(fallback: Fallback, reason: Reason) -> Route {
 pub struct Facts<'a> {
     pub catalog: &'a Catalog,
     pub region: &'a str,
+    /// `aws.regions`: where models not offered in `region` may be called (empty: `region`'s
+    /// geography).
+    pub regions: &'a [String],
     pub today: Date,
     /// Whether a remote client exists (credentials were found).
     pub remote_available: bool,
@@ -67,6 +70,8 @@ pub struct Facts<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     pub model: ModelEntry,
+    /// The region to call it in (the run's, or another the manifest allows).
+    pub region: String,
     /// Estimated billed price for this image.
     pub price: Usd,
     pub fit: Fit,
@@ -107,7 +112,9 @@ impl NotCandidate {
 impl fmt::Display for NotCandidate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NotCandidate::NotInRegion => f.write_str("not offered in this region"),
+            NotCandidate::NotInRegion => {
+                f.write_str("not offered in this region nor in any region `aws.regions` allows")
+            }
             NotCandidate::EndOfLife(Some(d)) => write!(f, "past end of life ({d})"),
             NotCandidate::EndOfLife(None) => f.write_str("retired"),
             NotCandidate::Unhealthy(r) => write!(f, "unavailable this run ({r})"),
@@ -199,9 +206,9 @@ fn assess(
     (w, h): (u32, u32),
     facts: &Facts,
 ) -> Result<Candidate, NotCandidate> {
-    if !model.offered_in(facts.region) {
+    let Some(region) = model.call_region(facts.region, facts.regions) else {
         return Err(NotCandidate::NotInRegion);
-    }
+    };
     let legacy = match model.lifecycle_on(facts.today) {
         Lifecycle::PastEndOfLife { eol } => return Err(NotCandidate::EndOfLife(eol)),
         Lifecycle::Legacy { .. } => true,
@@ -216,6 +223,7 @@ fn assess(
         .ok_or(NotCandidate::Image(Exclusion::CannotFit { w, h }))?;
     Ok(Candidate {
         model: model.clone(),
+        region: region.to_owned(),
         price,
         fit,
         legacy,

@@ -161,6 +161,9 @@ impl ModelEntry {
     /// How to send a `w`×`h` image for `op`: as is, resized to fit, or excluded with a reason.
     pub fn fit(&self, op: Op, w: u32, h: u32) -> Result<Fit, Exclusion> {
         let spec = self.spec(op).ok_or(Exclusion::OpNotSupported { op })?;
+        if op.makes_image() {
+            return Ok(Fit::AsIs); // nothing is sent: `w`×`h` is only the aspect asked for
+        }
         spec.input.fit(w, h, op != Op::Upscale)
     }
 
@@ -207,6 +210,27 @@ impl ModelEntry {
         self.regions.iter().any(|r| r == region)
     }
 
+    /// The region to call the model in for a run in `run_region`: that region when the model
+    /// is offered there, else the first of the model's regions that `allowed` lists (empty
+    /// `allowed`: the regions of `run_region`'s geography, `us-*` for `us-east-1`). `None`: the
+    /// run may not call it anywhere.
+    pub fn call_region<'a>(&'a self, run_region: &'a str, allowed: &[String]) -> Option<&'a str> {
+        if self.offered_in(run_region) {
+            return Some(run_region);
+        }
+        let geography = |r: &str| r.split('-').next().map(str::to_owned);
+        self.regions
+            .iter()
+            .find(|r| {
+                if allowed.is_empty() {
+                    geography(r) == geography(run_region)
+                } else {
+                    allowed.iter().any(|a| a == *r)
+                }
+            })
+            .map(String::as_str)
+    }
+
     /// Checks the entry is self-consistent; the message names the first problem.
     pub fn validate(&self) -> Result<(), String> {
         if self.id.is_empty() || self.alias.is_empty() || self.invoke_id.is_empty() {
@@ -227,22 +251,28 @@ impl ModelEntry {
                     "op {op} is done locally only; no model can be given it"
                 ));
             }
-            self.validate_spec(spec)
+            self.validate_spec(*op, spec)
                 .map_err(|m| format!("op {op}: {m}"))?;
         }
         Ok(())
     }
 
-    fn validate_spec(&self, spec: &OpSpec) -> Result<(), String> {
+    fn validate_spec(&self, op: Op, spec: &OpSpec) -> Result<(), String> {
         if self.family != Family::Stability && spec.task.is_none() {
             return Err("Nova and Titan ops need a `task`".into());
         }
         let i = &spec.input;
-        let ordered = i.min_side <= i.max_side
-            && i.min_pixels <= i.max_pixels
-            && i.aspect[0] > 0.0
-            && i.aspect[0] <= i.aspect[1]
-            && i.side_multiple >= 1;
+        match (op.makes_image(), i.takes_no_image()) {
+            (true, false) => return Err("takes no image: it has no `input` limits".into()),
+            (false, true) => return Err("needs `input` limits".into()),
+            (true, true) | (false, false) => {}
+        }
+        let ordered = i.takes_no_image()
+            || (i.min_side <= i.max_side
+                && i.min_pixels <= i.max_pixels
+                && i.aspect[0] > 0.0
+                && i.aspect[0] <= i.aspect[1]
+                && i.side_multiple >= 1);
         if !ordered {
             return Err("input limits are not ordered (min <= max, aspect > 0)".into());
         }
@@ -262,6 +292,22 @@ impl ModelEntry {
                 Err("`config-size-list` needs sizes".into())
             }
             OutputRule::Upscale { factor: 0, .. } => Err("upscale factor must be >= 1".into()),
+            OutputRule::AspectRatio { sizes }
+                if sizes.is_empty()
+                    || sizes.iter().any(|(r, s)| {
+                        super::spec::closest_ratio(&[(r.clone(), *s)].into(), 1, 1).is_none()
+                            || s[0] == 0
+                            || s[1] == 0
+                    }) =>
+            {
+                Err("`aspect-ratio` needs sizes keyed by ratios like \"16:9\"".into())
+            }
+            OutputRule::AspectRatio { .. } if !op.makes_image() => {
+                Err("`aspect-ratio` output is for ops that make an image".into())
+            }
+            _ if op.makes_image() && !matches!(spec.output, OutputRule::AspectRatio { .. }) => {
+                Err("an op that makes an image needs the `aspect-ratio` output rule".into())
+            }
             _ => Ok(()),
         }
     }

@@ -22,7 +22,9 @@ use serde_yaml::Value;
 pub use date::{Date, DateError};
 pub use entry::{Family, Lifecycle, LifecycleSpec, LifecycleStatus, ModelEntry, TokenPrices};
 pub use local_model::{LocalModel, ModelInput, local_model, local_models};
-pub use spec::{Exclusion, Fit, InputLimits, OpParams, OpSpec, OutputRule, PriceTier};
+pub use spec::{
+    Exclusion, Fit, InputLimits, OpParams, OpSpec, OutputRule, PriceTier, closest_ratio,
+};
 
 use crate::money::Usd;
 
@@ -41,10 +43,12 @@ pub enum Op {
     Inpaint,
     Erase,
     Variation,
+    /// Text to image: the input is a prompt (a row of a prompts file), not a photo.
+    Generate,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::RemoveBg,
         Op::FixLighting,
         Op::Upscale,
@@ -54,6 +58,7 @@ impl Op {
         Op::Inpaint,
         Op::Erase,
         Op::Variation,
+        Op::Generate,
     ];
 
     /// The kebab-case name used in manifests and reports.
@@ -68,6 +73,7 @@ impl Op {
             Op::Inpaint => "inpaint",
             Op::Erase => "erase",
             Op::Variation => "variation",
+            Op::Generate => "generate",
         }
     }
 
@@ -77,7 +83,13 @@ impl Op {
 
     /// Whether retouch has a local implementation (`models: [local]`, `fallback: local`).
     pub fn has_local(self) -> bool {
-        !matches!(self, Op::Inpaint | Op::Erase | Op::Variation)
+        !matches!(self, Op::Inpaint | Op::Erase | Op::Variation | Op::Generate)
+    }
+
+    /// Whether the op makes an image from a prompt instead of editing one: it takes no input
+    /// image, so input limits do not apply and it can only be a pipeline's first step.
+    pub fn makes_image(self) -> bool {
+        self == Op::Generate
     }
 
     /// Ops retouch always does itself (deterministic, exact): no catalog model may claim them.

@@ -18,6 +18,8 @@ pub struct OpSpec {
     /// Fixed request parameters; a step's own parameters take precedence.
     #[serde(default)]
     pub params: OpParams,
+    /// What an input image must satisfy. Absent for ops that take no image (`generate`).
+    #[serde(default = "InputLimits::no_image")]
     pub input: InputLimits,
     pub output: OutputRule,
     /// Price per returned image, by output-pixel tier, ascending; the last tier is open-ended.
@@ -45,6 +47,9 @@ pub struct OpParams {
     /// (`control_strength` for Control Structure, `fidelity` for Style Guide).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength_field: Option<String>,
+    /// SD3.5's `mode` (`text-to-image`): sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
 }
 
 /// What an input image must satisfy. Pixel bounds are inclusive; aspect is width / height.
@@ -71,6 +76,27 @@ fn one() -> u32 {
     1
 }
 
+impl InputLimits {
+    /// The limits of an op that takes no image (text to image): nothing is sent.
+    pub fn no_image() -> InputLimits {
+        InputLimits {
+            min_side: 1,
+            max_side: 0,
+            min_pixels: 0,
+            max_pixels: 0,
+            aspect: [1.0, 1.0],
+            formats: Vec::new(),
+            max_bytes: 0,
+            side_multiple: 1,
+        }
+    }
+
+    /// Whether these are [`InputLimits::no_image`]'s.
+    pub fn takes_no_image(&self) -> bool {
+        self.max_side == 0
+    }
+}
+
 /// How the output size follows from the (possibly resized) input that was sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "kebab-case", deny_unknown_fields)]
@@ -88,6 +114,11 @@ pub enum OutputRule {
         multiple: u32,
         max_pixels: u64,
         aspect: [f64; 2],
+    },
+    /// Text to image: the request names an aspect ratio, and the model returns the size listed
+    /// for it (`"16:9": [1344, 768]`). The ratio closest to the one asked is used.
+    AspectRatio {
+        sizes: std::collections::BTreeMap<String, [u32; 2]>,
     },
     /// Each side times `factor`, capped so the long side stays within `max_long_side`.
     Upscale {
@@ -244,6 +275,11 @@ impl OutputRule {
                 *max_pixels,
                 *aspect,
             ),
+            OutputRule::AspectRatio { sizes } => {
+                let (w, h) = if w == 0 || h == 0 { (1, 1) } else { (w, h) };
+                let (_, size) = closest_ratio(sizes, w, h).unwrap_or(("", [w, h]));
+                (size[0], size[1])
+            }
             OutputRule::Upscale {
                 factor,
                 max_long_side,
@@ -258,6 +294,28 @@ impl OutputRule {
             }
         }
     }
+}
+
+/// The listed aspect ratio (`"16:9"`) closest to `w`:`h`, and its size; `None` when none is
+/// listed or none parses.
+pub fn closest_ratio(
+    sizes: &std::collections::BTreeMap<String, [u32; 2]>,
+    w: u32,
+    h: u32,
+) -> Option<(&str, [u32; 2])> {
+    let target = (f64::from(w.max(1)) / f64::from(h.max(1))).ln();
+    sizes
+        .iter()
+        .filter_map(|(name, size)| Some((name.as_str(), *size, ratio_ln(name)?)))
+        .min_by(|a, b| (a.2 - target).abs().total_cmp(&(b.2 - target).abs()))
+        .map(|(name, size, _)| (name, size))
+}
+
+/// `ln(w / h)` of a ratio written `w:h`.
+fn ratio_ln(ratio: &str) -> Option<f64> {
+    let (w, h) = ratio.split_once(':')?;
+    let (w, h): (f64, f64) = (w.trim().parse().ok()?, h.trim().parse().ok()?);
+    (w > 0.0 && h > 0.0).then(|| (w / h).ln())
 }
 
 /// The listed size whose aspect is closest to `w`×`h`; ties go to the closest pixel count.

@@ -25,7 +25,7 @@ fn builtin_yaml_parses_and_validates() {
     let c = Catalog::default_empty()
         .merged_yaml(BUILTIN_YAML, "builtin")
         .unwrap();
-    assert_eq!(c.entries().len(), 17);
+    assert_eq!(c.entries().len(), 20);
     assert!(c.entries().iter().all(|m| m.validate().is_ok()));
 }
 
@@ -67,6 +67,10 @@ fn models_for_each_op() {
             "stability-conservative-upscale",
             "stability-creative-upscale"
         ]
+    );
+    assert_eq!(
+        names(Op::Generate),
+        ["stability-core", "sd3.5-large", "stability-ultra"]
     );
     let text = c.resolve("nova-2-lite").unwrap();
     assert_eq!(text.kind, ModelKind::TextUnderstanding);
@@ -304,4 +308,25 @@ fn set_price_replaces_tiers() {
         c.set_price("nope", usd(1.0)),
         Err(CatalogError::UnknownModel { .. })
     ));
+}
+
+#[test]
+fn generators_take_no_image_and_return_the_size_of_the_ratio_asked() {
+    let c = cat();
+    let core = c.resolve("stability-core").unwrap();
+    assert_eq!(core.fit(Op::Generate, 0, 0), Ok(Fit::AsIs));
+    assert_eq!(core.output_size(Op::Generate, 16, 9), Ok((1344, 768)));
+    assert_eq!(core.output_size(Op::Generate, 0, 0), Ok((1024, 1024)));
+    // The closest listed ratio: 2:1 asked, 16:9 listed.
+    assert_eq!(core.output_size(Op::Generate, 2, 1), Ok((1344, 768)));
+    assert_eq!(core.price_for(Op::Generate, 0, 0), Some(usd(0.04)));
+    assert_eq!(core.call_region("us-east-1", &[]), Some("us-west-2"));
+    assert_eq!(core.call_region("eu-west-1", &[]), None);
+    // An override giving generate input limits, or an editor none, is refused.
+    let bad = "models:\n  - alias: stability-core\n    ops:\n      generate:\n        input: { max_side: 10, max_pixels: 100, aspect: [0.5, 2.0], formats: [png], max_bytes: 10 }\n        output: { rule: aspect-ratio, sizes: { \"1:1\": [1024, 1024] } }\n        prices: [{ usd: 0.04 }]\n";
+    let e = c.merged_yaml(bad, "user.yaml").unwrap_err().to_string();
+    assert!(e.contains("takes no image"), "{e}");
+    let bad = "models:\n  - { id: acme.up-v1, alias: acme-up, family: stability, kind: image-editing, regions: [us-east-1], lifecycle: { status: active }, ops: { upscale: { output: { rule: same-as-input }, prices: [{ usd: 0.03 }] } } }\n";
+    let e = c.merged_yaml(bad, "user.yaml").unwrap_err().to_string();
+    assert!(e.contains("needs `input` limits"), "{e}");
 }

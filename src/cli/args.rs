@@ -137,7 +137,7 @@ pub(crate) struct ModelsArgs {
     #[command(subcommand)]
     pub action: Option<ModelsCommand>,
     /// Only models that can do this op.
-    #[arg(long, value_parser = ["remove-bg", "fix-lighting", "upscale", "replace-bg", "outpaint", "inpaint", "erase", "variation"])]
+    #[arg(long, value_parser = ["remove-bg", "fix-lighting", "upscale", "replace-bg", "outpaint", "inpaint", "erase", "variation", "generate"])]
     pub op: Option<String>,
     /// A model catalog file overriding or extending the built-in one.
     #[arg(long)]

@@ -45,6 +45,7 @@ pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     let facts = Facts {
         catalog,
         region: &region,
+        regions: &plan.manifest.aws.regions,
         today,
         remote_available: true,
         unhealthy: &healthy,

@@ -85,6 +85,12 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
             out.insert("mask_prompt".into(), p.mask_prompt.clone());
         }
         OpParams::Variation => {}
+        OpParams::Generate(p) => {
+            out.insert("aspect".into(), format!("{}:{}", p.aspect.0, p.aspect.1));
+            if let Some(seed) = p.seed {
+                out.insert("seed".into(), seed.to_string());
+            }
+        }
         OpParams::Outpaint(p) => {
             let text = match p {
                 OutpaintParams::Margins(m) => {
@@ -309,6 +315,7 @@ mod tests {
             OpParams::Outpaint(_) => Op::Outpaint,
             OpParams::Masked(_) => Op::Inpaint,
             OpParams::Variation => Op::Variation,
+            OpParams::Generate(_) => Op::Generate,
         };
         Step {
             index,

@@ -180,6 +180,10 @@ fn validate(ck: &mut Checker, root: &Value, path: &Path) -> Option<Manifest> {
     let prices = sections::prices(ck, &f);
     let report = sections::report(ck, &f, output.as_ref());
     let state = sections::state(ck, &f);
+    let inputs = match (inputs, &steps) {
+        (Some(inputs), Some(steps)) => sections::prompt_inputs(ck, inputs, steps),
+        (inputs, _) => inputs,
+    };
     Some(Manifest {
         path: path.to_owned(),
         base_dir: ck.base_dir.to_owned(),

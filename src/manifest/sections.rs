@@ -12,7 +12,7 @@ use super::check::{Checker, Fields, FloatRange};
 use super::places;
 use super::suggest;
 use super::types::{
-    AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint, Usd,
+    AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint, Step, Usd,
 };
 
 pub(super) const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign", "sidecar"];
@@ -24,7 +24,7 @@ pub(super) const LIMITS_KEYS: &[&str] = &[
     "rpm",
 ];
 pub(super) const BUDGET_KEYS: &[&str] = &["max_usd", "per_image_max_usd", "daily_max_usd"];
-pub(super) const AWS_KEYS: &[&str] = &["region", "profile", "s3"];
+pub(super) const AWS_KEYS: &[&str] = &["region", "regions", "profile", "s3"];
 pub(super) const AWS_S3_KEYS: &[&str] = &["endpoint_url", "path_style"];
 
 /// `version:` must be exactly 1.
@@ -96,6 +96,73 @@ fn input(ck: &mut Checker, v: &Value, path: &str) -> Option<InputSpec> {
             None
         }
     }
+}
+
+/// Extensions of prompts files (`generate` reads them).
+pub(super) const PROMPTS_EXTENSIONS: &[&str] = &["csv", "jsonl", "yaml", "yml", "json"];
+
+fn is_prompts_file(path: &str) -> bool {
+    std::path::Path::new(path)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PROMPTS_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Inputs and steps together: a pipeline whose first step is `generate` reads prompts files
+/// (local paths), and no other step may be `generate`; a prompts file given to a pipeline of
+/// photos is named as the mistake it is.
+pub(super) fn prompt_inputs(
+    ck: &mut Checker,
+    inputs: Vec<InputSpec>,
+    steps: &[Step],
+) -> Option<Vec<InputSpec>> {
+    let mut ok = true;
+    for step in steps.iter().skip(1).filter(|s| s.op.makes_image()) {
+        let path = format!("steps[{}].op", step.index);
+        let help = "move the generate step first: later steps work on the images it makes".into();
+        ck.error(
+            &path,
+            format!("generate makes a pipeline's images from prompts, so it can only be steps[0]; {path} is generate"),
+            Some(help),
+        );
+        ok = false;
+    }
+    let generates = steps.first().is_some_and(|s| s.op.makes_image());
+    let mut out = Vec::with_capacity(inputs.len());
+    for (i, spec) in inputs.into_iter().enumerate() {
+        let path = format!("inputs[{i}]");
+        match (generates, spec) {
+            (true, InputSpec::LocalGlob { pattern }) if is_prompts_file(&pattern) => {
+                out.push(InputSpec::Prompts { path: pattern });
+            }
+            (true, spec) => {
+                let help = format!(
+                    "list prompts files ({}) with `id` and `prompt` columns, e.g. `inputs: [prompts.csv]`; \
+                     prompts files are read from local paths",
+                    PROMPTS_EXTENSIONS.join(", ")
+                );
+                ck.error(
+                    &path,
+                    format!("`{spec}` in {path} is not a local prompts file, which a pipeline starting with generate reads"),
+                    Some(help),
+                );
+                ok = false;
+            }
+            (false, InputSpec::LocalGlob { pattern }) if is_prompts_file(&pattern) => {
+                let help = "start the steps with `- { op: generate, models: [stability-core], fallback: skip }` \
+                            to make images from it, or list photos (`photos/**/*.jpg`)"
+                    .into();
+                ck.error(
+                    &path,
+                    format!("`{pattern}` in {path} is a prompts file, which only a pipeline whose first step is generate reads"),
+                    Some(help),
+                );
+                ok = false;
+            }
+            (false, spec) => out.push(spec),
+        }
+    }
+    ok.then_some(out)
 }
 
 /// `exclude:`: an optional list of globs.
@@ -329,6 +396,10 @@ pub(super) fn aws(ck: &mut Checker, fields: &Fields) -> Option<AwsSettings> {
         None => Some(None),
         Some(v) => region(ck, v).map(Some),
     };
+    let regions = match a.get("regions") {
+        None => Some(Vec::new()),
+        Some(v) => region_list(ck, v),
+    };
     let profile = match a.get("profile") {
         None => Some(None),
         Some(v) => ck
@@ -341,6 +412,7 @@ pub(super) fn aws(ck: &mut Checker, fields: &Fields) -> Option<AwsSettings> {
     };
     Some(AwsSettings {
         region: region?,
+        regions: regions?,
         profile: profile?,
         s3: s3?,
     })
@@ -378,17 +450,41 @@ fn s3_endpoint(ck: &mut Checker, v: &Value) -> Option<S3Endpoint> {
 }
 
 fn region(ck: &mut Checker, v: &Value) -> Option<String> {
-    let s = ck.string(v, "aws.region")?;
+    region_at(ck, v, "aws.region")
+}
+
+fn region_at(ck: &mut Checker, v: &Value, path: &str) -> Option<String> {
+    let s = ck.string(v, path)?;
     if !is_region_shaped(s) {
         let help = "regions look like `us-east-1`, `eu-west-2` or `us-gov-west-1`".into();
         ck.error(
-            "aws.region",
-            format!("invalid AWS region `{s}` in aws.region"),
+            path,
+            format!("invalid AWS region `{s}` in {path}"),
             Some(help),
         );
         return None;
     }
     Some(s.to_owned())
+}
+
+/// `aws.regions: [us-east-1, us-west-2]`: every region the run may call a model in.
+fn region_list(ck: &mut Checker, v: &Value) -> Option<Vec<String>> {
+    let items = ck.list(v, "aws.regions")?;
+    if items.is_empty() {
+        let help = "leave `aws.regions` out to allow the regions of the run's own geography".into();
+        ck.error(
+            "aws.regions",
+            "aws.regions must not be empty".into(),
+            Some(help),
+        );
+        return None;
+    }
+    let regions: Vec<Option<String>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| region_at(ck, v, &format!("aws.regions[{i}]")))
+        .collect();
+    regions.into_iter().collect()
 }
 
 /// `xx-word(-word)*-N`, lowercase.

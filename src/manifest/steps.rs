@@ -7,9 +7,9 @@ use serde_yaml::Value;
 
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
-    Escalate, Fallback, FixLightingParams, FrameParams, Grader, LocalMethod, MaskedParams,
-    ModelRef, NewBackground, Op, OpParams, OutpaintParams, RemoveBgParams, ReplaceBgParams, Rgb,
-    Step, UpscaleParams, UpscaleTarget,
+    Escalate, Fallback, FixLightingParams, FrameParams, GenerateParams, Grader, LocalMethod,
+    MaskedParams, ModelRef, NewBackground, Op, OpParams, OutpaintParams, RemoveBgParams,
+    ReplaceBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
 use crate::marketplace::Preset;
@@ -72,6 +72,7 @@ const OP_PARAMS: &[(&str, Op)] = &[
     ("down", Op::Outpaint),
     ("mask_prompt", Op::Inpaint),
     ("mask_prompt", Op::Erase),
+    ("aspect", Op::Generate),
 ];
 
 const MAX_PROMPT_CHARS: usize = 1024;
@@ -129,6 +130,17 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
                         as it is) or `fallback: fail`"
                     .to_owned();
             ck.key_error(&at, message, Some(help));
+            return None;
+        }
+        if op == Op::Generate && prompt.as_ref().is_some_and(Option::is_some) {
+            let message = format!(
+                "{path} (generate) takes its prompts from the prompts file in `inputs`, not from `prompt`"
+            );
+            let help = "list a prompts file (CSV, YAML or JSONL with `id` and `prompt` columns) \
+                        in `inputs`, e.g. `inputs: [prompts.csv]`; `negative_prompt` and \
+                        `aspect` here are defaults for rows without their own"
+                .to_owned();
+            ck.key_error(&f.path("prompt"), message, Some(help));
             return None;
         }
         if matches!(op, Op::Inpaint | Op::Variation) && prompt.as_ref().is_some_and(Option::is_none)
@@ -386,6 +398,13 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
             }
         },
         Op::Variation => Some(OpParams::Variation),
+        Op::Generate => {
+            let aspect = match f.get("aspect") {
+                None => Some((1, 1)),
+                Some(v) => aspect(ck, v, &f.path("aspect")),
+            };
+            aspect.map(|aspect| OpParams::Generate(GenerateParams { aspect, seed: None }))
+        }
     };
     params.filter(|_| misplaced)
 }

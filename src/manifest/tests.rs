@@ -131,12 +131,12 @@ fn unknown_op_suggests_and_renders_like_rustc() {
     assert_eq!(d.message, "unknown op `remove-backgrund` in steps[0].op");
     assert_eq!(
         help(&d),
-        "did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale, frame, replace-bg, outpaint, inpaint, erase, variation"
+        "did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale, frame, replace-bg, outpaint, inpaint, erase, variation, generate"
     );
     assert_eq!(
         errors(&text).to_string(),
         "error: unknown op `remove-backgrund` in steps[0].op\n  --> pipelines/t.yaml:7:9\n  \
-         = help: did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale, frame, replace-bg, outpaint, inpaint, erase, variation\n\n\
+         = help: did you mean `remove-bg`? valid ops: remove-bg, fix-lighting, upscale, frame, replace-bg, outpaint, inpaint, erase, variation, generate\n\n\
          error: manifest has 1 problem(s)"
     );
 }

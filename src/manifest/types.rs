@@ -86,6 +86,11 @@ pub struct Budget {
 pub struct AwsSettings {
     /// Region for Bedrock (and S3); default from the environment / profile, else `us-east-1`.
     pub region: Option<String>,
+    /// `aws.regions`: the regions models may be called in (a model offered in the run's region
+    /// is called there; others in the first of their regions listed here). Empty: the regions
+    /// of the run region's own geography (`us-*` for `us-east-1`), so images never leave it
+    /// unless the manifest says so.
+    pub regions: Vec<String>,
     /// Named profile; otherwise the default credential chain.
     pub profile: Option<String>,
     /// `aws.s3:`: how S3 is reached.
@@ -179,12 +184,16 @@ pub enum InputSpec {
         prefix: String,
         pattern: Option<String>,
     },
+    /// A prompts file (CSV, YAML, JSON or JSONL) for a pipeline whose first step is `generate`,
+    /// relative to `base_dir` unless absolute: each row is one input.
+    Prompts { path: String },
 }
 
 impl fmt::Display for InputSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             InputSpec::LocalGlob { pattern } => f.write_str(pattern),
+            InputSpec::Prompts { path } => f.write_str(path),
             InputSpec::S3 {
                 bucket,
                 prefix,
@@ -344,6 +353,15 @@ impl Step {
             OpParams::Upscale(p) => p.target.output_size(w, h),
             OpParams::Frame(p) => p.options.frame_size(),
             OpParams::Outpaint(p) => p.margins((w, h)).extended((w, h)),
+            // About one megapixel at the aspect asked (the model decides; for estimates).
+            OpParams::Generate(p) => {
+                let ratio = f64::from(p.aspect.0) / f64::from(p.aspect.1);
+                let side = |v: f64| ((v / 64.0).round() * 64.0).max(64.0) as u32;
+                (
+                    side((1_048_576.0 * ratio).sqrt()),
+                    side((1_048_576.0 / ratio).sqrt()),
+                )
+            }
             _ => (w, h),
         }
     }
@@ -410,6 +428,17 @@ pub enum OpParams {
     Masked(MaskedParams),
     /// `variation`: the step's `prompt` and `similarity` say it all.
     Variation,
+    /// `generate`: defaults for prompts-file rows that do not say.
+    Generate(GenerateParams),
+}
+
+/// `generate` parameters. The prompt itself comes from each row of the prompts file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateParams {
+    /// The aspect ratio asked for (`aspect: "4:5"`, default 1:1); a row's `aspect_ratio` wins.
+    pub aspect: (u32, u32),
+    /// The seed: set per row (given, or derived from the row so a rerun asks the same).
+    pub seed: Option<u32>,
 }
 
 /// The region an `inpaint` or `erase` step changes.

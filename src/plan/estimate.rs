@@ -258,6 +258,8 @@ fn probe_local_sizes(plan: &Plan) -> Vec<(u32, u32)> {
                 let bytes = read_file(path, &img.item.display, None, max_bytes).ok()?;
                 crate::codec::probe(&bytes, max_mp).ok()
             }
+            // Nothing to read: the generate step makes the image (its size follows the model).
+            InputLocation::Prompt(_) => Some((0, 0)),
             InputLocation::S3 { .. } => None,
         })
         .collect()

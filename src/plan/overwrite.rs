@@ -126,7 +126,7 @@ fn local_inputs(plan: &Plan) -> HashMap<FileId, String> {
         .iter()
         .filter_map(|img| match &img.item.location {
             InputLocation::Local(path) => Some((FileId::of(path)?, img.item.display.clone())),
-            InputLocation::S3 { .. } => None,
+            InputLocation::S3 { .. } | InputLocation::Prompt(_) => None,
         })
         .collect()
 }
@@ -138,7 +138,7 @@ fn s3_inputs(plan: &Plan) -> HashMap<(&str, &str), &str> {
             InputLocation::S3 { bucket, key } => {
                 Some(((bucket.as_str(), key.as_str()), img.item.display.as_str()))
             }
-            InputLocation::Local(_) => None,
+            InputLocation::Local(_) | InputLocation::Prompt(_) => None,
         })
         .collect()
 }
@@ -265,7 +265,7 @@ fn overlapping_folders(plan: &Plan) -> Vec<String> {
                     )
                 })
             }
-            InputSpec::S3 { .. } => None,
+            InputSpec::S3 { .. } | InputSpec::Prompts { .. } => None,
         })
         .collect()
 }

@@ -61,6 +61,10 @@ pub fn default_rubric(op: Op) -> &'static str {
              new background (plausible contact and light), no leftover of the old backdrop, \
              no halo."
         }
+        Op::Generate => {
+            "Text to image: a believable, sharp product photo that shows what the prompt \
+             asks for; no deformed product, extra limbs or parts, garbled text or watermark."
+        }
         Op::Frame => {
             "Marketplace framing: the whole product is visible, centred and not cropped, on a \
              clean uniform backdrop, sharp, with no edge halo or leftover backdrop."

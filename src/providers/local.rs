@@ -225,7 +225,9 @@ impl LocalOps {
                 let out = ops::replace_bg::replace(&cut.image, behind, p.shadow);
                 Ok(LocalOutput { image: out, qa })
             }
-            OpParams::Masked(_) | OpParams::Variation => Err(OpError::NoLocal(step.op)),
+            OpParams::Masked(_) | OpParams::Variation | OpParams::Generate(_) => {
+                Err(OpError::NoLocal(step.op))
+            }
             OpParams::Outpaint(p) => {
                 let m = p.margins(image.dimensions());
                 let out = ops::outpaint::extend(image, m);

@@ -78,6 +78,8 @@ pub struct PreparedCall {
     background: Option<[u8; 3]>,
     /// Replace-bg: the product as cut out for the request, put back over the answer.
     product: Option<Arc<Product>>,
+    /// The region to call the model in (`None`: the client's own).
+    region: Option<String>,
     request: Request,
 }
 
@@ -124,8 +126,15 @@ impl PreparedCall {
             op: step.op,
             background,
             product,
+            region: None,
             request: Request::Bedrock(request),
         })
+    }
+
+    /// The same call, sent to `region`.
+    pub fn in_region(mut self, region: &str) -> PreparedCall {
+        self.region = Some(region.to_owned());
+        self
     }
 
     /// Decodes a successful answer and maps it back onto `original`. Synchronous and
@@ -163,6 +172,7 @@ impl PreparedCall {
                 let expected = request.mapping.target.unwrap_or(original.dimensions());
                 qa::upscale(&decoded.image, expected)
             }
+            Op::Generate => qa::generate(&decoded.image, request.mapping.expected_output),
         };
         let image = match self.background {
             Some(bg) => crate::ops::remove_bg::flatten(&decoded.image, bg),
@@ -206,7 +216,11 @@ impl Providers {
     pub async fn attempt(&self, call: &PreparedCall) -> Result<Vec<u8>, RemoteError> {
         let Request::Bedrock(request) = &call.request;
         self.bedrock
-            .invoke(&request.invoke_id, request.body.clone())
+            .invoke_in(
+                call.region.as_deref(),
+                &request.invoke_id,
+                request.body.clone(),
+            )
             .await
     }
 }
@@ -231,14 +245,19 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         OpParams::Masked(p) => Some(p.mask_prompt.clone()),
         _ => None,
     };
+    let (aspect, seed) = match &step.params {
+        OpParams::Generate(p) => (Some(p.aspect), p.seed),
+        _ => (None, None),
+    };
     bedrock::RemoteParams {
         prompt: step.prompt.clone(),
         negative_prompt: step.negative_prompt.clone(),
         similarity: step.similarity,
         target,
-        seed: None,
+        seed,
         margins,
         mask_prompt,
+        aspect,
         product: None,
     }
 }

@@ -26,6 +26,10 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
             mask_prompt: "the tag".into(),
         }),
         Op::Variation => OpParams::Variation,
+        Op::Generate => OpParams::Generate(crate::manifest::GenerateParams {
+            aspect: (1, 1),
+            seed: None,
+        }),
         Op::Outpaint => OpParams::Outpaint(crate::manifest::OutpaintParams::Aspect(1, 1)),
         Op::ReplaceBg => OpParams::ReplaceBg(crate::manifest::ReplaceBgParams {
             behind: None,
@@ -74,6 +78,7 @@ fn outcome(
     let facts = Facts {
         catalog,
         region,
+        regions: &[],
         today,
         remote_available: true,
         unhealthy: &unhealthy,
@@ -153,6 +158,7 @@ fn healthy_facts(catalog: &Catalog, remote_available: bool) -> Facts<'_> {
     Facts {
         catalog,
         region: "us-east-1",
+        regions: &[],
         today: JAN,
         remote_available,
         unhealthy: &healthy,
@@ -190,4 +196,71 @@ fn price_is_by_size_tier() {
     };
     assert_eq!(price((1000, 1000)), Usd::from_dollars(0.04).unwrap());
     assert_eq!(price((1800, 1800)), Usd::from_dollars(0.06).unwrap());
+}
+
+#[test]
+fn generators_are_called_in_us_west_2_from_any_us_region_and_nowhere_else() {
+    let catalog = Catalog::builtin();
+    let s = step(
+        Op::Generate,
+        &["stability-ultra", "stability-core", "sd3.5-large"],
+        Fallback::Skip,
+    );
+    let decide_in = |region: &str, regions: &[String]| {
+        let facts = Facts {
+            catalog: &catalog,
+            region,
+            regions,
+            today: NOV,
+            remote_available: true,
+            unhealthy: &healthy,
+        };
+        decide(&s, (0, 0), &facts)
+    };
+    // Cheapest first, each called in its only region; no input size applies.
+    let Decision::Remote { candidates, .. } = decide_in("us-east-1", &[]) else {
+        panic!("the generators serve a us-east-1 run");
+    };
+    let got: Vec<(&str, &str, String)> = candidates
+        .iter()
+        .map(|c| {
+            (
+                c.model.alias.as_str(),
+                c.region.as_str(),
+                c.price.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("stability-core", "us-west-2", "0.040000".to_string()),
+            ("sd3.5-large", "us-west-2", "0.080000".to_string()),
+            ("stability-ultra", "us-west-2", "0.140000".to_string()),
+        ]
+    );
+    // An EU run never sends a prompt to the US unless the manifest says so.
+    let Decision::Other { route, excluded } = decide_in("eu-west-1", &[]) else {
+        panic!("no generator is in the EU");
+    };
+    assert_eq!(route.reason(), Reason::FallbackRegion);
+    assert_eq!(excluded.len(), 3);
+    let allowed = ["us-west-2".to_string()];
+    assert!(matches!(
+        decide_in("eu-west-1", &allowed),
+        Decision::Remote { .. }
+    ));
+    // `aws.regions` also narrows: a us-east-1 run limited to us-east-1 calls none of them.
+    let only_here = ["us-east-1".to_string()];
+    assert!(matches!(
+        decide_in("us-east-1", &only_here),
+        Decision::Other { .. }
+    ));
+    // An editor offered in the run's region is called there.
+    let edit = step(Op::Upscale, &["stability-fast-upscale"], Fallback::Local);
+    let facts = healthy_facts(&catalog, true);
+    let Decision::Remote { candidates, .. } = decide(&edit, (512, 512), &facts) else {
+        panic!("fast upscale serves us-east-1");
+    };
+    assert_eq!(candidates[0].region, "us-east-1");
 }

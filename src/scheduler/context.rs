@@ -106,6 +106,7 @@ impl ImageContext {
         let facts = Facts {
             catalog: &self.catalog,
             region: &self.remote.region,
+            regions: &self.manifest.aws.regions,
             today: self.remote.today,
             remote_available: self.remote.client.is_some() || self.dry_run,
             unhealthy: &unhealthy,

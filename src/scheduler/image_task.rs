@@ -27,7 +27,7 @@ use crate::reason::Reason;
 use crate::router::{self, Decision, Route};
 use crate::s3_client::S3;
 use crate::sinks;
-use crate::sources::{self, InputItem};
+use crate::sources::{self, InputItem, InputLocation, PromptRow};
 
 /// What the read-ahead got for one input.
 pub(super) enum Fetched {
@@ -87,6 +87,13 @@ pub(super) async fn process(
     // The size and the content hash are enough to walk the cache; pixels come later, if needed.
     let (pixels, size, icc, hash) = match fetched {
         Fetched::Failed(reason, message) => return rows.all_failed(reason, &message),
+        // A prompts-file row: its canonical JSON starts the cache chain; generate makes pixels.
+        Fetched::Bytes(bytes) if let InputLocation::Prompt(row) = &planned.item.location => (
+            Pixels::Prompt(row.clone()),
+            (0, 0),
+            None,
+            input_hash(&bytes),
+        ),
         Fetched::Known(known) => {
             let hash = blake3::Hash::from(known.hash);
             let pixels = Pixels::Unfetched(planned.item, planned.s3, hash);
@@ -125,6 +132,10 @@ pub(super) async fn process(
     if ctx.dry_run {
         return super::dry_run::plan_rows(ctx, rows, &key, size, hash);
     }
+    let made_from = match &pixels {
+        Pixels::Prompt(row) => Some(row.clone()),
+        _ => None,
+    };
     let task = ImageTask {
         ctx,
         key,
@@ -134,6 +145,7 @@ pub(super) async fn process(
         icc,
         link: hash,
         unreadable: false,
+        made_from,
         deferred: Vec::new(),
     };
     task.run(output).await
@@ -182,6 +194,8 @@ pub(super) struct ImageTask<'a> {
     link: blake3::Hash,
     /// Set when the input itself turned out not to decode: every row fails with its reason.
     unreadable: bool,
+    /// The prompts-file row the image is made from (a pipeline starting with `generate`).
+    made_from: Option<Arc<PromptRow>>,
     /// Rows not written yet because they depend on whether pixels get materialised: local steps
     /// found in the cache without their pixels (replayed if pixels are needed, cache hits if
     /// not) and skipped steps between them.
@@ -189,6 +203,8 @@ pub(super) struct ImageTask<'a> {
 }
 
 enum Pixels {
+    /// No pixels yet: a prompts-file row the first step (`generate`) makes an image from.
+    Prompt(Arc<PromptRow>),
     /// Not downloaded yet: an input whose cached results were found by its listed version. The
     /// hash is what its bytes must hash to.
     Unfetched(InputItem, Option<S3>, blake3::Hash),
@@ -267,8 +283,18 @@ impl<'a> ImageTask<'a> {
                 self.flush_deferred_as_hits();
                 unmoved(run_route(&self.ctx.local, step, None, route, None).await)
             }
+            decision if step.op.makes_image() => {
+                let Pixels::Prompt(row) = &self.pixels else {
+                    unreachable!("the manifest puts generate first, on prompts-file rows")
+                };
+                let asked = generate_step(step, row);
+                // Nothing is sent but the prompt: the model draws from nothing.
+                let nothing = Arc::new(RgbaImage::new(0, 0));
+                self.compute(step, &asked, nothing, decision, fallback)
+                    .await
+            }
             decision => match self.materialise().await {
-                Ok(image) => self.compute(step, image, decision, fallback).await,
+                Ok(image) => self.compute(step, step, image, decision, fallback).await,
                 Err(failed) => Err(failed),
             },
         };
@@ -312,6 +338,11 @@ impl<'a> ImageTask<'a> {
                         hit.step.qa.clone(),
                     );
                 }
+            }
+            Attempt::Ran { done, .. } if done.image.is_none() && step.op.makes_image() => {
+                // Nothing was made: the later steps have nothing to work on, nothing is written.
+                self.rows.done(step, done, true, input_size, input_size);
+                return Err(self.take_rows().finish_nothing_made());
             }
             Attempt::Ran { done, .. } if done.image.is_none() => {
                 self.deferred.push(Deferred::Skipped {
@@ -377,9 +408,11 @@ impl<'a> ImageTask<'a> {
     /// Runs `step` on `image` (remote or local, as decided; `fallback` when no remote model
     /// serves) and records the result in the cache under the key it returns (`None` when the
     /// step was skipped).
+    /// `asked` is the step as sent (for `generate`, with the row's prompt; else `step`).
     async fn compute(
         &mut self,
         step: &'a Step,
+        asked: &Step,
         image: Arc<RgbaImage>,
         decision: Decision,
         fallback: Fallback,
@@ -390,7 +423,7 @@ impl<'a> ImageTask<'a> {
                 candidates, reason, ..
             } => match ctx
                 .remote
-                .serve(step, &self.key, image.clone(), candidates, reason)
+                .serve(asked, &self.key, image.clone(), candidates, reason)
                 .await
             {
                 Ok(served) => StepDone {
@@ -419,9 +452,15 @@ impl<'a> ImageTask<'a> {
             && grader.wants(done.qa.as_ref())
             && let Some(model) = ctx.catalog.resolve(&grader.model)
         {
+            // A generated image has no input to compare with: it is shown on both sides.
+            let before = if step.op.makes_image() {
+                result.clone()
+            } else {
+                image.clone()
+            };
             let graded = ctx
                 .remote
-                .grade(step, model, &self.key, image.clone(), result.clone())
+                .grade(asked, model, &self.key, before, result.clone())
                 .await;
             done.cost += graded.cost;
             done.attempts += graded.attempts;
@@ -507,7 +546,9 @@ impl<'a> ImageTask<'a> {
                 self.fetch_now(&item, s3.as_ref(), expected).await?
             }
             Pixels::Input(bytes) => bytes,
-            Pixels::Blob(_) | Pixels::Decoded(_) => unreachable!("not an input"),
+            Pixels::Blob(_) | Pixels::Decoded(_) | Pixels::Prompt(_) => {
+                unreachable!("not an input file")
+            }
         };
         match cpu::run(move || codec::decode(&bytes, max_mp)).await {
             Ok(Ok(d)) => {
@@ -644,16 +685,25 @@ impl<'a> ImageTask<'a> {
         let run_id = ctx.cache.as_ref().map(|c| c.run_id());
         let dest = output.dest.to_string();
         let metadata = match &output.dest {
-            sinks::Destination::S3(_) => {
-                provenance::s3_metadata(&ctx.manifest, run_id, self.rows.so_far())
-            }
+            sinks::Destination::S3(_) => provenance::s3_metadata(
+                &ctx.manifest,
+                run_id,
+                self.rows.so_far(),
+                self.made_from.as_deref(),
+            ),
             sinks::Destination::Local(_) => Vec::new(),
         };
         if let Err(e) = output.write(bytes, format, &metadata).await {
             return self.rows.fail_last(e.reason(), &e.to_string());
         }
         if out.sidecar {
-            let json = provenance::sidecar(&ctx.manifest, run_id, self.rows.so_far(), &dest);
+            let json = provenance::sidecar(
+                &ctx.manifest,
+                run_id,
+                self.rows.so_far(),
+                &dest,
+                self.made_from.as_deref(),
+            );
             if let Err(e) = output.write_sidecar(json).await {
                 return self.rows.fail_last(e.reason(), &e.to_string());
             }
@@ -665,6 +715,22 @@ impl<'a> ImageTask<'a> {
         }
         self.rows.finish_written(&output.dest.to_string())
     }
+}
+
+/// The generate step as sent for `row`: its prompt, negative prompt, aspect ratio and seed (the
+/// row's, else the step's defaults; the seed derived from the row when it gives none).
+fn generate_step(step: &Step, row: &PromptRow) -> Step {
+    let mut asked = step.clone();
+    asked.prompt = Some(row.prompt.clone());
+    asked.negative_prompt = row
+        .negative_prompt
+        .clone()
+        .or_else(|| step.negative_prompt.clone());
+    if let crate::manifest::OpParams::Generate(p) = &mut asked.params {
+        p.aspect = row.aspect_ratio.unwrap_or(p.aspect);
+        p.seed = Some(row.seed());
+    }
+    asked
 }
 
 /// A step that made nothing to record: the chain stays where it is.

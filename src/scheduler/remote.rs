@@ -29,7 +29,7 @@ use crate::money::Usd;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::ModelEntry;
-use crate::providers::grader::GradeCall;
+use crate::providers::grader::{GradeCall, default_rubric};
 use crate::providers::{PreparedCall, Providers, RemoteError, RetryAction};
 use crate::router::{Candidate, Reason};
 
@@ -482,7 +482,13 @@ impl Remote {
             );
         };
         let (op, entry) = (step.op, model.clone());
-        let rubric = step.grader.as_ref().and_then(|g| g.rubric.clone());
+        let mut rubric = step.grader.as_ref().and_then(|g| g.rubric.clone());
+        if op.makes_image() {
+            // A generated image is judged against what was asked.
+            let base = rubric.unwrap_or_else(|| default_rubric(op).to_owned());
+            let asked = step.prompt.as_deref().unwrap_or_default();
+            rubric = Some(format!("{base} The prompt was: \"{asked}\""));
+        }
         let job = move || GradeCall::prepare(&entry, op, &input, &output, rubric.as_deref());
         let call = match cpu::run(job).await {
             Ok(Ok(call)) => call,
@@ -601,7 +607,9 @@ async fn prepare(
     candidate: &Candidate,
 ) -> Result<PreparedCall, String> {
     let (step_owned, model, image) = (step.clone(), candidate.model.clone(), image.clone());
-    let job = move || PreparedCall::prepare(&step_owned, &model, &image);
+    let region = candidate.region.clone();
+    let job =
+        move || PreparedCall::prepare(&step_owned, &model, &image).map(|c| c.in_region(&region));
     match cpu::run_at(cpu::priority(step), job).await {
         Ok(Ok(call)) => Ok(call),
         Ok(Err(e)) => Err(e.to_string()),

@@ -72,7 +72,7 @@ impl RowBuilder {
             cost: done.cost,
             latency_ms: done.latency.as_millis() as u64,
             attempts: done.attempts,
-            input_size: Some(input),
+            input_size: size(input),
             output_size: output,
             qa: done.qa.clone(),
             error,
@@ -104,8 +104,8 @@ impl RowBuilder {
             cost: done.cost,
             latency_ms: done.latency.as_millis() as u64,
             attempts: done.attempts,
-            input_size: Some(input),
-            output_size: Some(output),
+            input_size: size(input),
+            output_size: size(output),
             qa: done.qa,
             ..self.row(step)
         };
@@ -126,8 +126,8 @@ impl RowBuilder {
             model: model.into(),
             reason: Reason::CacheHit,
             status: Status::Ok,
-            input_size: Some(input),
-            output_size: Some(output),
+            input_size: size(input),
+            output_size: size(output),
             qa,
             ..self.row(step)
         };
@@ -149,8 +149,8 @@ impl RowBuilder {
             reason,
             status: Status::Planned,
             cost: estimate,
-            input_size: Some(input),
-            output_size: Some(output),
+            input_size: size(input),
+            output_size: size(output),
             ..self.row(step)
         };
         self.rows.push(row);
@@ -164,7 +164,7 @@ impl RowBuilder {
             cost: failed.cost,
             latency_ms: failed.latency.as_millis() as u64,
             attempts: failed.attempts,
-            input_size: Some(input),
+            input_size: size(input),
             error: failed.error,
             ..self.row(step)
         };
@@ -199,6 +199,19 @@ impl RowBuilder {
         self.rows
     }
 
+    /// The first step (`generate`) made no image: every later step is skipped, nothing written.
+    pub(super) fn finish_nothing_made(mut self) -> Vec<StepRecord> {
+        for i in self.rows.len()..self.ops.len() {
+            self.rows.push(StepRecord {
+                step: i,
+                op: self.ops[i],
+                reason: Reason::NothingGenerated,
+                ..self.template.clone()
+            });
+        }
+        self.rows
+    }
+
     /// Writing the result failed after every step ran: the last row carries the failure.
     pub(super) fn fail_last(mut self, reason: Reason, error: &str) -> Vec<StepRecord> {
         if let Some(last) = self.rows.last_mut() {
@@ -224,4 +237,9 @@ impl RowBuilder {
     pub(super) fn finish(self) -> Vec<StepRecord> {
         self.rows
     }
+}
+
+/// A size for the report: none for 0×0 (a prompt has no pixels; generate's input).
+fn size(s: (u32, u32)) -> Option<(u32, u32)> {
+    (s != (0, 0)).then_some(s)
 }

@@ -2,16 +2,21 @@
 //!
 //! Turns the manifest's `inputs:` and `exclude:` into a sorted, de-duplicated list of
 //! [`InputItem`]s (paths only: pixels are read one image at a time, when its turn comes), and
-//! reads an item's bytes. Only this module knows where inputs live: local globs (`local`) and
-//! S3 prefixes (`s3`, through the run's shared [`S3`] client).
+//! reads an item's bytes. Only this module knows where inputs live: local globs (`local`),
+//! S3 prefixes (`s3`, through the run's shared [`S3`] client) and the rows of prompts files
+//! (`prompts`, for pipelines that start with `generate`; a row's "bytes" are its canonical
+//! JSON).
 
 mod local_glob;
+pub mod prompts;
 mod s3_prefix;
 
 pub use local_glob::{LocalGlob, is_image_extension, read_file};
+pub use prompts::{PromptRow, PromptsError};
 pub use s3_prefix::S3Input;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::manifest::{InputSpec, Manifest};
 use crate::reason::Reason;
@@ -36,7 +41,12 @@ pub struct InputItem {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputLocation {
     Local(PathBuf),
-    S3 { bucket: String, key: String },
+    S3 {
+        bucket: String,
+        key: String,
+    },
+    /// A row of a prompts file: an image to make, not one to read.
+    Prompt(Arc<PromptRow>),
 }
 
 /// What listing found.
@@ -100,6 +110,16 @@ pub enum SourceError {
     EmptyPrefix { bucket: String, prefix: String },
     #[error("S3 input `{input}` needs an S3 client, and none was set up")]
     NoS3Client { input: String },
+    #[error(transparent)]
+    Prompts(#[from] PromptsError),
+    #[error(
+        "prompt id `{id}` is in both {first} and {second}; ids name the outputs, so each must be unique"
+    )]
+    DuplicateId {
+        id: String,
+        first: String,
+        second: String,
+    },
 }
 
 impl SourceError {
@@ -122,6 +142,7 @@ pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, Sourc
     let mut listing = Listing::default();
     let mut seen = std::collections::HashSet::new();
     let mut seen_s3 = std::collections::HashSet::new();
+    let mut seen_ids = std::collections::HashMap::new();
     for spec in &manifest.inputs {
         match spec {
             InputSpec::LocalGlob { pattern } => {
@@ -138,6 +159,9 @@ pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, Sourc
                 })?;
                 let input = S3Input::new(bucket, prefix, pattern.as_deref())?;
                 input.list(s3, &exclude, &mut listing, &mut seen_s3).await?;
+            }
+            InputSpec::Prompts { path } => {
+                list_prompts(&manifest.base_dir, path, &mut listing, &mut seen_ids)?;
             }
         }
     }
@@ -160,6 +184,36 @@ pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, Sourc
     Ok(listing)
 }
 
+/// Adds every row of the prompts file `path` (relative to `base`) to `listing`: reported as
+/// `<file>#<id>`, written as `<id>.<format>`.
+fn list_prompts(
+    base: &Path,
+    path: &str,
+    listing: &mut Listing,
+    seen: &mut std::collections::HashMap<String, String>,
+) -> Result<(), SourceError> {
+    let file = base.join(path);
+    let display = display_path(&file, base);
+    for row in prompts::read(&file)? {
+        if let Some(first) = seen.insert(row.id.clone(), display.clone()) {
+            return Err(SourceError::DuplicateId {
+                id: row.id,
+                first,
+                second: display,
+            });
+        }
+        listing.items.push(InputItem {
+            index: 0,
+            display: format!("{display}#{}", row.id),
+            // The extension is replaced by the output format's.
+            rel_path: format!("{}.prompt", row.id),
+            location: InputLocation::Prompt(Arc::new(row)),
+            version: None,
+        });
+    }
+    Ok(())
+}
+
 /// Reads an input's bytes (an S3 object is fetched with GetObject, retried when transient),
 /// refusing, before reading them, inputs of more than `max_bytes`.
 pub async fn read(
@@ -180,6 +234,7 @@ pub async fn read_head(
     max_bytes: u64,
 ) -> Result<Vec<u8>, SourceError> {
     match &item.location {
+        InputLocation::Prompt(row) => Ok(row.canonical()),
         InputLocation::Local(path) => {
             let (path, display) = (path.clone(), item.display.clone());
             let job = move || local_glob::read_file(&path, &display, len, max_bytes);

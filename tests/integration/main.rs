@@ -10,6 +10,7 @@ mod bedrock_routing;
 mod cli_run;
 mod escalation;
 mod frame;
+mod generate;
 mod grader;
 mod guided_edits;
 mod hostile;

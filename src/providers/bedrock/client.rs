@@ -5,6 +5,8 @@
 //! into [`RemoteError`]s. The SDK's own retries are disabled (one attempt): the scheduler
 //! retries with its own backoff and rate limits, and double retrying would blur both.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -55,10 +57,13 @@ pub enum ConnectError {
     NoRegion,
 }
 
-/// A Bedrock Runtime client. Cheap to clone; share one per run.
+/// A Bedrock Runtime client. Cheap to clone; share one per run. Calls go to its region unless
+/// another is named ([`BedrockClient::invoke_in`]): a client per other region is made from the
+/// same configuration (credentials, endpoint, timeouts) the first time it is needed.
 #[derive(Debug, Clone)]
 pub struct BedrockClient {
     inner: aws_sdk_bedrockruntime::Client,
+    regional: Arc<Mutex<HashMap<String, aws_sdk_bedrockruntime::Client>>>,
 }
 
 impl BedrockClient {
@@ -89,9 +94,9 @@ impl BedrockClient {
             return Err(ConnectError::NoRegion);
         }
         check_credentials(&sdk, settings.credentials_timeout).await?;
-        Ok(BedrockClient {
-            inner: aws_sdk_bedrockruntime::Client::new(&sdk),
-        })
+        Ok(BedrockClient::from_conf(
+            aws_sdk_bedrockruntime::Config::new(&sdk),
+        ))
     }
 
     /// The region calls go to.
@@ -103,13 +108,47 @@ impl BedrockClient {
     pub fn from_conf(conf: aws_sdk_bedrockruntime::Config) -> BedrockClient {
         BedrockClient {
             inner: aws_sdk_bedrockruntime::Client::from_conf(conf),
+            regional: Arc::default(),
         }
     }
 
-    /// One `InvokeModel` call with a JSON body; returns the response body.
+    /// The client for `region` (`None`: this client's own).
+    fn client_in(&self, region: Option<&str>) -> aws_sdk_bedrockruntime::Client {
+        match region {
+            Some(r) if self.region().as_deref() != Some(r) => {
+                let mut clients = self.regional.lock().expect("regional clients");
+                clients
+                    .entry(r.to_owned())
+                    .or_insert_with(|| {
+                        let conf = self
+                            .inner
+                            .config()
+                            .to_builder()
+                            .region(Region::new(r.to_owned()))
+                            .build();
+                        aws_sdk_bedrockruntime::Client::from_conf(conf)
+                    })
+                    .clone()
+            }
+            _ => self.inner.clone(),
+        }
+    }
+
+    /// One `InvokeModel` call with a JSON body in this client's region; returns the response
+    /// body.
     pub async fn invoke(&self, invoke_id: &str, body: Vec<u8>) -> Result<Vec<u8>, RemoteError> {
+        self.invoke_in(None, invoke_id, body).await
+    }
+
+    /// One `InvokeModel` call in `region` (`None`: this client's own).
+    pub async fn invoke_in(
+        &self,
+        region: Option<&str>,
+        invoke_id: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, RemoteError> {
         let out = self
-            .inner
+            .client_in(region)
             .invoke_model()
             .model_id(invoke_id)
             .content_type("application/json")

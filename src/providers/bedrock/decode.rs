@@ -112,6 +112,8 @@ fn map_back(op: Op, result: &RgbaImage, original: &RgbaImage, m: &Mapping) -> Rg
         }
         // The product goes back over the scene in `PreparedCall::finish`.
         Op::ReplaceBg => pixels::resize(result, w, h),
+        // Nothing to map back to: the image is what the model drew, at the size it drew it.
+        Op::Generate => result.clone(),
         Op::FixLighting | Op::Frame | Op::Inpaint | Op::Erase | Op::Variation => {
             with_original_alpha(pixels::resize(result, w, h), original, m)
         }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::pixels;
 use super::{AdapterError, EncodedRequest, Mapping, RemoteParams};
-use crate::catalog::{Family, Fit, ModelEntry, Op, OpSpec};
+use crate::catalog::{Family, Fit, ModelEntry, Op, OpSpec, OutputRule, closest_ratio};
 
 /// Nova's and Titan's text fields are limited to these many characters.
 const NOVA_TEXT_MAX: usize = 1024;
@@ -30,6 +30,9 @@ pub fn encode_request(
         model: model.alias.clone(),
         op,
     })?;
+    if op.makes_image() {
+        return generate_request(model, spec, params);
+    }
     let (w, h) = image.dimensions();
     let fit = model.fit(op, w, h).map_err(|e| AdapterError::Excluded {
         model: model.alias.clone(),
@@ -117,6 +120,67 @@ pub fn encode_request(
                 _ => params.target,
             },
             margins: params.margins.filter(|_| op == Op::Outpaint),
+        },
+    })
+}
+
+/// Text to image: no image is sent; the body names the prompt, the aspect ratio closest to the
+/// one asked among those the catalog lists for the model, and the seed.
+fn generate_request(
+    model: &ModelEntry,
+    spec: &OpSpec,
+    params: &RemoteParams,
+) -> Result<EncodedRequest, AdapterError> {
+    let (aw, ah) = params.aspect.unwrap_or((1, 1));
+    let OutputRule::AspectRatio { sizes } = &spec.output else {
+        return Err(AdapterError::UnknownTask {
+            task: format!("{} without aspect-ratio sizes", Op::Generate),
+        });
+    };
+    let (ratio, [ow, oh]) =
+        closest_ratio(sizes, aw, ah).ok_or_else(|| AdapterError::UnknownTask {
+            task: format!("{} without aspect-ratio sizes", Op::Generate),
+        })?;
+    let body = match model.family {
+        Family::Stability => {
+            let mut body = Map::new();
+            let prompt = params.prompt.clone().unwrap_or_default();
+            body.insert(
+                "prompt".into(),
+                json!(prompt.chars().take(10_000).collect::<String>()),
+            );
+            insert_text(
+                &mut body,
+                "negative_prompt",
+                params.negative_prompt.as_ref(),
+                10_000,
+            );
+            body.insert("aspect_ratio".into(), json!(ratio));
+            if let Some(mode) = &spec.params.mode {
+                body.insert("mode".into(), json!(mode));
+            }
+            if let Some(seed) = params.seed {
+                body.insert("seed".into(), json!(seed));
+            }
+            body.insert("output_format".into(), json!("png"));
+            Value::Object(body)
+        }
+        Family::Nova | Family::Titan => {
+            return Err(AdapterError::UnknownTask {
+                task: spec.task.clone().unwrap_or_else(|| "TEXT_IMAGE".into()),
+            });
+        }
+    };
+    Ok(EncodedRequest {
+        invoke_id: model.invoke_id.clone(),
+        body: serde_json::to_vec(&body).expect("JSON values always serialise"),
+        mapping: Mapping {
+            original: (0, 0),
+            sent: (0, 0),
+            expected_output: (ow, oh),
+            had_alpha: false,
+            target: None,
+            margins: None,
         },
     })
 }

@@ -56,6 +56,10 @@ struct ModelState {
     replies: VecDeque<String>,
     /// Converse tokens billed per 200 answer: (input, output), in order.
     token_calls: Vec<(u64, u64)>,
+    /// The region each InvokeModel request was signed for, in order.
+    regions: Vec<String>,
+    /// Every JSON body received, in order.
+    bodies: Vec<Value>,
 }
 
 type Shared = Arc<Mutex<HashMap<String, ModelState>>>;
@@ -214,6 +218,16 @@ impl BedrockDouble {
         self.with(model, |m| m.token_calls.clone())
     }
 
+    /// The region each InvokeModel request to `model` was signed for, in arrival order.
+    pub(crate) fn regions(&self, model: &str) -> Vec<String> {
+        self.with(model, |m| m.regions.clone())
+    }
+
+    /// Every InvokeModel JSON body `model` received, in arrival order.
+    pub(crate) fn bodies(&self, model: &str) -> Vec<Value> {
+        self.with(model, |m| m.bodies.clone())
+    }
+
     /// The last JSON body received for a model.
     pub(crate) fn last_body(&self, model: &str) -> Option<Value> {
         self.with(model, |m| m.last_body.clone())
@@ -264,6 +278,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The region a SigV4 `Authorization` header was signed for (its credential scope:
+/// `Credential=AK/20261202/us-west-2/bedrock/aws4_request`).
+fn signed_region(authorization: &str) -> String {
+    authorization
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Model id → kind, or the error Bedrock gives for it.
 fn lookup(id: &str) -> Result<Kind, Resp> {
     let stab = |name: &str| match name {
@@ -279,6 +304,9 @@ fn lookup(id: &str) -> Result<Kind, Resp> {
         _ => None,
     };
     let kind = match id {
+        "stability.stable-image-core-v1:1" => Some(Kind::StabCore),
+        "stability.stable-image-ultra-v1:1" => Some(Kind::StabUltra),
+        "stability.sd3-5-large-v1:0" => Some(Kind::Sd35Large),
         "amazon.nova-canvas-v1:0" => Some(Kind::NovaCanvas),
         "amazon.titan-image-generator-v2:0" => Some(Kind::TitanV2),
         "amazon.titan-image-generator-v1" => Some(Kind::TitanV1),
@@ -325,6 +353,7 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
             "Missing Authentication Token",
         ));
     }
+    let region = signed_region(&header("authorization").unwrap_or_default());
     let content_type = header("content-type").unwrap_or_default();
     let body = req
         .into_body()
@@ -336,6 +365,11 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         return converse_call(&state, &id, &content_type, &body).await;
     }
     let kind = lookup(&id)?;
+    with_model(&state, &id, |m| m.regions.push(region.clone()));
+    // The text-to-image services live in us-west-2 only: elsewhere the id is unknown.
+    if kind.is_generator() && region != "us-west-2" {
+        return Err(error(400, "ValidationException", INVALID_MODEL));
+    }
     let latency = admit(&state, &id)?;
     tokio::time::sleep(latency).await;
     if !content_type.starts_with("application/json") {
@@ -353,7 +387,10 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         ));
     }
     let json: Value = serde_json::from_slice(&body).map_err(|_| error(400, "ValidationException", "Malformed input request: body is not valid JSON, please reformat your input and try again."))?;
-    with_model(&state, &id, |m| m.last_body = Some(json.clone()));
+    with_model(&state, &id, |m| {
+        m.last_body = Some(json.clone());
+        m.bodies.push(json.clone());
+    });
     let job = validate::validate(kind, &json).map_err(|m| error(400, "ValidationException", &m))?;
     let filter = with_model(&state, &id, |m| m.filter);
     let out = tokio::task::spawn_blocking(move || answer(kind, job, filter))
@@ -526,6 +563,15 @@ fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
             format,
         } => vec![render::encode_b64(
             &render::outpaint(&img, margins),
+            &format,
+        )],
+        Job::Generate {
+            prompt,
+            w,
+            h,
+            format,
+        } => vec![render::encode_b64(
+            &render::generate(&prompt, w, h),
             &format,
         )],
         Job::Inpaint { img, mask, format } => {

@@ -110,3 +110,27 @@ pub(super) fn encode_b64(img: &DynamicImage, format: &str) -> String {
     img.write_to(&mut buf, fmt).expect("in-memory encode");
     B64.encode(buf.into_inner())
 }
+
+/// A picture "of" `prompt` at `w`×`h`: a light backdrop and an ellipse whose colour follows the
+/// prompt (so different prompts give different images, and none is blank).
+pub(super) fn generate(prompt: &str, w: u32, h: u32) -> DynamicImage {
+    let hash = prompt.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    let colour = [
+        (hash & 0xff) as u8 / 2 + 40,
+        ((hash >> 8) & 0xff) as u8 / 2 + 40,
+        ((hash >> 16) & 0xff) as u8 / 2 + 40,
+    ];
+    let (cx, cy) = (f64::from(w) / 2.0, f64::from(h) / 2.0);
+    let (rx, ry) = (f64::from(w) * 0.3, f64::from(h) * 0.3);
+    let img = RgbaImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = ((f64::from(x) - cx) / rx, (f64::from(y) - cy) / ry);
+        if dx * dx + dy * dy <= 1.0 {
+            image::Rgba([colour[0], colour[1], colour[2], 255])
+        } else {
+            image::Rgba([245, 245, 243, 255])
+        }
+    });
+    DynamicImage::ImageRgba8(img)
+}

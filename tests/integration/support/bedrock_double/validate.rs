@@ -24,6 +24,10 @@ pub(crate) enum Kind {
     StabSearchReplace,
     StabControlStructure,
     StabStyleGuide,
+    /// Text to image (bare ids, us-west-2 only).
+    StabCore,
+    StabUltra,
+    Sd35Large,
 }
 
 impl Kind {
@@ -39,7 +43,15 @@ impl Kind {
                 | Kind::StabSearchReplace
                 | Kind::StabControlStructure
                 | Kind::StabStyleGuide
+                | Kind::StabCore
+                | Kind::StabUltra
+                | Kind::Sd35Large
         )
+    }
+
+    /// The text-to-image services: invoked by bare id, in us-west-2 only.
+    pub(crate) fn is_generator(self) -> bool {
+        matches!(self, Kind::StabCore | Kind::StabUltra | Kind::Sd35Large)
     }
 }
 
@@ -70,6 +82,13 @@ pub(super) enum Job {
     Outpaint {
         img: DynamicImage,
         margins: [u32; 4],
+        format: String,
+    },
+    /// Draw the prompt at this size.
+    Generate {
+        prompt: String,
+        w: u32,
+        h: u32,
         format: String,
     },
     /// Repaint the mask's white (or, with no mask, the image's transparent) pixels.
@@ -560,7 +579,68 @@ fn validate_guided(kind: Kind, obj: &Obj) -> Result<Job, String> {
     })
 }
 
+/// Aspect ratios of the text-to-image services and the size each returns (about 1 MP).
+const T2I_SIZES: [(&str, u32, u32); 9] = [
+    ("16:9", 1344, 768),
+    ("1:1", 1024, 1024),
+    ("21:9", 1536, 640),
+    ("2:3", 832, 1216),
+    ("3:2", 1216, 832),
+    ("4:5", 896, 1088),
+    ("5:4", 1088, 896),
+    ("9:16", 768, 1344),
+    ("9:21", 640, 1536),
+];
+
+/// Stable Image Core / Ultra and SD3.5 Large text to image: prompt required; SD3.5 also takes
+/// `mode` (only `text-to-image` here: image-to-image needs `image` and `strength`); Core also
+/// `style_preset`.
+fn validate_generate(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    let mut allowed = vec![
+        "prompt",
+        "negative_prompt",
+        "aspect_ratio",
+        "seed",
+        "output_format",
+    ];
+    match kind {
+        Kind::Sd35Large => allowed.push("mode"),
+        Kind::StabCore => allowed.push("style_preset"),
+        _ => {}
+    }
+    check_keys(obj, "#", &allowed, &["prompt"])?;
+    text_in(obj, "prompt", 1, 10_000)?;
+    text_in(obj, "negative_prompt", 0, 10_000)?;
+    int_in(obj, "seed", 0, 4_294_967_294)?;
+    if obj.contains_key("mode") {
+        enum_in(obj, "mode", &["text-to-image"])?;
+    }
+    if obj.contains_key("style_preset") {
+        text_in(obj, "style_preset", 1, 64)?;
+    }
+    let names: Vec<&str> = T2I_SIZES.iter().map(|s| s.0).collect();
+    let mut ratios = names.clone();
+    ratios.rotate_left(1); // the default, 1:1, first
+    let ratio = enum_in(obj, "aspect_ratio", &ratios)?;
+    let (_, w, h) = T2I_SIZES
+        .iter()
+        .find(|s| s.0 == ratio)
+        .copied()
+        .expect("validated");
+    let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
+    let prompt = obj["prompt"].as_str().unwrap_or_default().to_owned();
+    Ok(Job::Generate {
+        prompt,
+        w,
+        h,
+        format,
+    })
+}
+
 fn validate_stability(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    if kind.is_generator() {
+        return validate_generate(kind, obj);
+    }
     if matches!(
         kind,
         Kind::StabSearchReplace | Kind::StabControlStructure | Kind::StabStyleGuide

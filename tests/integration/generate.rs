@@ -1,0 +1,287 @@
+//! `generate` against the Bedrock double: a prompts file (CSV, YAML, JSONL) in `inputs`, one
+//! image per row named by its id, made by the cheapest permitted text-to-image service (bare
+//! ids, called in us-west-2 from a us-east-1 run: a client per region), then the later steps
+//! on the generated image. Request bodies are validated field by field; costs equal what the
+//! double billed; a rerun pays nothing and a changed prompt pays for itself only; a filtered
+//! prompt writes nothing; bad prompts files and misplaced generate steps are refused before any
+//! work, naming file, line and column.
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::harness::Test;
+use crate::support::bedrock_double::{BedrockDouble, Filter};
+use retouch::catalog::Op;
+use retouch::ledger::{Status, StepRecord};
+use retouch::money::Usd;
+use retouch::reason::Reason;
+
+const CORE: &str = "stability.stable-image-core-v1:1";
+const ULTRA: &str = "stability.stable-image-ultra-v1:1";
+const SD35: &str = "stability.sd3-5-large-v1:0";
+
+const PROMPTS: &str = "id,prompt,negative_prompt,seed,aspect_ratio
+mug-white,\"a white ceramic mug, studio light\",,7,16:9
+shoes/red,a red running shoe,\"blurry, text\",,
+lamp,a brass desk lamp,,,4:5
+";
+
+fn project(steps: &str, sidecar: bool) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("pipelines")).unwrap();
+    std::fs::write(dir.path().join("pipelines/prompts.csv"), PROMPTS).unwrap();
+    let manifest = format!(
+        r#"version: 1
+name: catalogue
+inputs: [prompts.csv]
+output: {{ dir: ../out, format: png, sidecar: {sidecar} }}
+steps:
+{steps}
+limits: {{ concurrency: 2, rpm: {{ stability-core: 600, stability-ultra: 600, sd3.5-large: 600 }} }}
+aws: {{ region: us-east-1 }}
+"#
+    );
+    std::fs::write(dir.path().join("pipelines/test.yaml"), manifest).unwrap();
+    dir
+}
+
+async fn run(dir: &TempDir, double: &BedrockDouble, run_id: &str) -> Vec<StepRecord> {
+    crate::support::retouch::run_with_double(dir.path(), double, run_id).await
+}
+
+fn keys(body: &Value) -> Vec<String> {
+    let mut k: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+fn body_for<'a>(bodies: &'a [Value], prompt: &str) -> &'a Value {
+    bodies
+        .iter()
+        .find(|b| b["prompt"] == prompt)
+        .unwrap_or_else(|| panic!("no request for {prompt}: {bodies:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_makes_one_image_per_row_in_us_west_2_and_later_steps_apply() {
+    let double = BedrockDouble::start().await;
+    let dir = project(
+        r#"  - op: generate
+    models: [stability-ultra, sd3.5-large, stability-core]
+    negative_prompt: "watermark"
+    fallback: skip
+  - op: upscale
+    models: [local]
+    factor: 1.5"#,
+        true,
+    );
+    let rows = run(&dir, &double, "first").await;
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+    let core = Usd::from_dollars(0.04).unwrap();
+    let generated: Vec<&StepRecord> = rows.iter().filter(|r| r.op == Op::Generate).collect();
+    for r in &generated {
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert_eq!(r.model, CORE, "the cheapest permitted wins");
+        assert_eq!(r.reason, Reason::Cheapest);
+        assert_eq!(r.cost, core);
+        assert_eq!(r.input_size, None, "a prompt has no pixels");
+    }
+    let by_id = |id: &str| {
+        rows.iter()
+            .find(|r| r.op == Op::Generate && r.image.ends_with(&format!("#{id}")))
+            .unwrap_or_else(|| panic!("no row for {id}: {rows:#?}"))
+    };
+    assert_eq!(by_id("mug-white").output_size, Some((1344, 768)), "16:9");
+    assert_eq!(by_id("lamp").output_size, Some((896, 1088)), "4:5");
+    assert_eq!(by_id("shoes/red").output_size, Some((1024, 1024)), "1:1");
+    assert_eq!(by_id("lamp").image, "prompts.csv#lamp");
+    // Called by bare id in us-west-2, the only region the service is in, from a us-east-1 run.
+    assert_eq!(double.regions(CORE), vec!["us-west-2"; 3]);
+    assert_eq!(double.requests(ULTRA) + double.requests(SD35), 0);
+    // Bodies: only documented fields; the row's seed and ratio, else a derived seed and 1:1;
+    // the row's negative prompt, else the step's.
+    let bodies = double.bodies(CORE);
+    let mug = body_for(&bodies, "a white ceramic mug, studio light");
+    assert_eq!(
+        keys(mug),
+        [
+            "aspect_ratio",
+            "negative_prompt",
+            "output_format",
+            "prompt",
+            "seed"
+        ]
+    );
+    assert_eq!(mug["seed"], 7);
+    assert_eq!(mug["aspect_ratio"], "16:9");
+    assert_eq!(mug["negative_prompt"], "watermark");
+    let shoe = body_for(&bodies, "a red running shoe");
+    assert_eq!(shoe["negative_prompt"], "blurry, text");
+    assert_eq!(shoe["aspect_ratio"], "1:1");
+    let shoe_seed = shoe["seed"].as_u64().expect("a seed is always sent");
+    // Outputs are named by id (subfolders included) and the later step ran on them.
+    let out = image::open(dir.path().join("out/mug-white.png")).unwrap();
+    assert_eq!((out.width(), out.height()), (2016, 1152));
+    assert!(dir.path().join("out/shoes/red.png").is_file());
+    // The sidecar says what was asked: prompt, seed, ratio.
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("out/shoes/red.png.json")).unwrap())
+            .unwrap();
+    let first = &sidecar["steps"][0];
+    assert_eq!(first["op"], "generate");
+    assert_eq!(first["prompt"], "a red running shoe");
+    assert_eq!(first["seed"], shoe_seed);
+    assert_eq!(first["aspect_ratio"], "1:1");
+    // Costs equal the billed tally; a rerun pays nothing and calls nothing.
+    assert_eq!(double.successes(CORE), 3);
+    let total: Usd = rows.iter().map(|r| r.cost).sum();
+    assert_eq!(total, core.times(3));
+    let again = run(&dir, &double, "again").await;
+    assert!(again.iter().all(|r| r.cost == Usd::ZERO), "{again:#?}");
+    assert_eq!(double.requests(CORE), 3);
+    // A changed prompt pays for itself only; the others stay cached.
+    let edited = PROMPTS.replace("a brass desk lamp", "\"a brass desk lamp, green shade\"");
+    std::fs::write(dir.path().join("pipelines/prompts.csv"), edited).unwrap();
+    let third = run(&dir, &double, "third").await;
+    let paid: Vec<_> = third.iter().filter(|r| r.cost > Usd::ZERO).collect();
+    assert_eq!(paid.len(), 1, "{third:#?}");
+    assert_eq!(paid[0].image, "prompts.csv#lamp");
+    assert_eq!(double.successes(CORE), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_prompt_is_skipped_unbilled_and_writes_nothing() {
+    let double = BedrockDouble::start().await;
+    double.set_filter(CORE, Some(Filter::Output));
+    let dir = project(
+        r#"  - op: generate
+    models: [stability-core]
+    fallback: skip
+  - op: upscale
+    models: [local]
+    factor: 2"#,
+        false,
+    );
+    let rows = run(&dir, &double, "first").await;
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        assert_eq!(r.status, Status::Skipped, "{r:?}");
+        assert_eq!(r.cost, Usd::ZERO, "{r:?}");
+        assert!(r.output.is_empty(), "{r:?}");
+        let want = if r.op == Op::Generate {
+            Reason::FallbackContentFiltered
+        } else {
+            Reason::NothingGenerated
+        };
+        assert_eq!(r.reason, want, "{r:?}");
+    }
+    assert!(!dir.path().join("out").join("lamp.png").exists());
+    assert_eq!(double.successes(CORE), 0);
+}
+
+#[test]
+fn the_yaml_and_jsonl_forms_are_read_and_errors_name_file_line_and_column() {
+    let steps = "steps:\n  - { op: generate, models: [stability-core], fallback: skip }\n";
+    let manifest = |inputs: &str| {
+        format!("version: 1\nname: gen\ninputs: [{inputs}]\noutput: {{ dir: ../out }}\n{steps}")
+    };
+    // YAML and JSONL list the same rows; with no credentials every row is skipped, unbilled.
+    let out = Test::new()
+        .manifest(&manifest("p.yaml, more.jsonl"))
+        .file(
+            "pipelines/p.yaml",
+            b"- { id: a, prompt: a mug }\n- { id: b, prompt: a cup, aspect_ratio: \"3:2\" }\n",
+        )
+        .file(
+            "pipelines/more.jsonl",
+            b"{\"id\": \"c\", \"prompt\": \"a bowl\", \"seed\": 3}\n",
+        )
+        .run(&["run", "pipelines/test.yaml"])
+        .success();
+    let (_, rows) = out.csv("out/report.csv");
+    let images: Vec<&str> = rows.iter().map(|r| &r[1]).collect();
+    assert_eq!(images, ["more.jsonl#c", "p.yaml#a", "p.yaml#b"]);
+    assert!(
+        rows.iter()
+            .all(|r| &r[5] == "fallback-no-credentials" && &r[6] == "skipped"),
+        "{rows:?}"
+    );
+    // A bad cell stops the run before any work, naming file, line and column.
+    let out = Test::new()
+        .manifest(&manifest("p.csv"))
+        .file(
+            "pipelines/p.csv",
+            b"id,prompt,seed\na,a mug,1\nb,a cup,-4\n",
+        )
+        .run(&["run", "pipelines/test.yaml"])
+        .code(2);
+    assert!(
+        out.stderr.contains("p.csv: line 3, column seed")
+            && out.stderr.contains("0\u{2013}4294967294"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.root.join("out/report.csv").exists(),
+        "no work was done"
+    );
+    // Duplicate ids across files would overwrite each other's outputs.
+    let out = Test::new()
+        .manifest(&manifest("p.csv, q.jsonl"))
+        .file("pipelines/p.csv", b"id,prompt\na,a mug\n")
+        .file(
+            "pipelines/q.jsonl",
+            b"{\"id\": \"a\", \"prompt\": \"a cup\"}\n",
+        )
+        .run(&["run", "pipelines/test.yaml"])
+        .code(2);
+    assert!(
+        out.stderr.contains("prompt id `a` is in both"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn misplaced_generate_steps_and_prompts_files_are_manifest_errors() {
+    let check = |yaml: &str, needles: &[&str]| {
+        let out = Test::new()
+            .manifest(yaml)
+            .file("pipelines/p.csv", b"id,prompt\na,a mug\n")
+            .image("photos/a.png", 64, 64)
+            .run(&["check", "pipelines/test.yaml"])
+            .code(2);
+        for needle in needles {
+            assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
+        }
+    };
+    let head = "version: 1\nname: gen\noutput: { dir: ../out }\n";
+    check(
+        &format!(
+            "{head}inputs: [../photos/*.png]\nsteps:\n  - {{ op: upscale, models: [local], factor: 2 }}\n  - {{ op: generate, models: [stability-core], fallback: skip }}\n"
+        ),
+        &["steps[1].op", "can only be steps[0]"],
+    );
+    check(
+        &format!(
+            "{head}inputs: [p.csv]\nsteps:\n  - {{ op: upscale, models: [local], factor: 2 }}\n"
+        ),
+        &["inputs[0]", "is a prompts file", "op: generate"],
+    );
+    check(
+        &format!(
+            "{head}inputs: [../photos/*.png]\nsteps:\n  - {{ op: generate, models: [stability-core], fallback: skip }}\n"
+        ),
+        &["inputs[0]", "not a local prompts file"],
+    );
+    check(
+        &format!(
+            "{head}inputs: [p.csv]\nsteps:\n  - {{ op: generate, models: [stability-core], prompt: a mug, fallback: skip }}\n"
+        ),
+        &["takes its prompts from the prompts file", "test.yaml:6:"],
+    );
+    check(
+        &format!("{head}inputs: [p.csv]\nsteps:\n  - {{ op: generate, models: [local] }}\n"),
+        &["generate has no local implementation"],
+    );
+}
