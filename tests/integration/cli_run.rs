@@ -419,3 +419,22 @@ fn runs_are_recorded_for_runs_and_report() {
     let report = runs.then().run(&["report", &run_id, "--json"]).success();
     assert!(report.stdout.contains(&run_id), "{}", report.stdout);
 }
+
+#[test]
+fn every_example_pipeline_passes_check_offline() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo.join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        // Run from the repository (the examples name ../samples), with no AWS anything.
+        let out = crate::support::retouch::Retouch::at(repo)
+            .run(&["check", path.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{}:\n{}", path.display(), out.stderr);
+        assert!(out.stdout.contains("estimated cost"), "{}", out.stdout);
+        checked += 1;
+    }
+    assert!(checked >= 5, "the examples: demo, catalog, amazon, lifestyle, generation");
+}
