@@ -1,8 +1,10 @@
 //! What this AWS account can actually use: Bedrock's control plane (`ListFoundationModels` with
 //! lifecycle status, `ListInferenceProfiles`, `GetFoundationModelAvailability`) asked about every
-//! catalog model in one region, and each model's standing: available, legacy, not enabled (with
-//! the console step that enables it), not offered in the region. The only module that imports
-//! the control-plane SDK; `retouch models --account` and `retouch check --account` print it.
+//! catalog model in the region a run would call it in (the run's region, or another that
+//! `aws.regions` allows: a control-plane client per region), and each model's standing:
+//! available, legacy, not enabled (with the console step that enables it), not offered. The only
+//! module that imports the control-plane SDK; `retouch models --account` and `retouch check
+//! --account` print it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -66,6 +68,8 @@ impl fmt::Display for Standing {
 pub struct ModelAccess {
     pub alias: String,
     pub id: String,
+    /// The region it was asked about: where a run would call it.
+    pub region: String,
     pub standing: Standing,
 }
 
@@ -87,11 +91,65 @@ pub fn enable_hint(entry: &ModelEntry, region: &str) -> String {
     )
 }
 
+/// Asks, for a run in `region` allowed to call models in `allowed` (`aws.regions`; empty: the
+/// run region's geography), each model's region's control plane about it: one client per region
+/// (`profile` and endpoint from the standard chain). A model the run may call nowhere is not
+/// offered. Models come back in catalog order.
+pub async fn survey_regions(
+    catalog: &Catalog,
+    region: &str,
+    allowed: &[String],
+    profile: Option<&str>,
+) -> Result<Vec<ModelAccess>, SurveyError> {
+    let mut by_region: BTreeMap<&str, Vec<&ModelEntry>> = BTreeMap::new();
+    let mut nowhere = Vec::new();
+    for entry in surveyed(catalog) {
+        match entry.call_region(region, allowed) {
+            Some(r) => by_region.entry(r).or_default().push(entry),
+            None => nowhere.push(ModelAccess {
+                alias: entry.alias.clone(),
+                id: entry.id.clone(),
+                region: region.to_owned(),
+                standing: Standing::NotOffered,
+            }),
+        }
+    }
+    let mut found = nowhere;
+    for (r, entries) in by_region {
+        let client = client(r, profile).await;
+        found.extend(survey_entries(&client, entries, r).await?);
+    }
+    let order: BTreeMap<&str, usize> = catalog
+        .entries()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.as_str(), i))
+        .collect();
+    found.sort_by_key(|m| order.get(m.id.as_str()).copied().unwrap_or(usize::MAX));
+    Ok(found)
+}
+
+/// The catalog models worth asking about: those that can be routed or grade.
+fn surveyed(catalog: &Catalog) -> impl Iterator<Item = &ModelEntry> {
+    catalog
+        .entries()
+        .iter()
+        .filter(|e| !e.specs.is_empty() || e.tokens.is_some())
+}
+
 /// Asks the control plane of `client`'s region about every catalog model that can be routed
 /// or grade (image-editing models and graders).
 pub async fn survey(
     client: &aws_sdk_bedrock::Client,
     catalog: &Catalog,
+    region: &str,
+) -> Result<Vec<ModelAccess>, SurveyError> {
+    survey_entries(client, surveyed(catalog).collect(), region).await
+}
+
+async fn survey_entries(
+    client: &aws_sdk_bedrock::Client,
+    entries: Vec<&ModelEntry>,
     region: &str,
 ) -> Result<Vec<ModelAccess>, SurveyError> {
     let failed = |e: String| SurveyError {
@@ -127,10 +185,7 @@ pub async fn survey(
         })
         .map_err(|e| failed(sdk_detail(&e)))?;
     let mut out = Vec::new();
-    for entry in catalog.entries() {
-        if entry.specs.is_empty() && entry.tokens.is_none() {
-            continue;
-        }
+    for entry in entries {
         let standing = match lifecycle.get(&entry.id) {
             None => Standing::NotOffered,
             Some(_) if entry.invoke_id != entry.id && !profiles.contains(&entry.invoke_id) => {
@@ -147,6 +202,7 @@ pub async fn survey(
         out.push(ModelAccess {
             alias: entry.alias.clone(),
             id: entry.id.clone(),
+            region: region.to_owned(),
             standing,
         });
     }

@@ -82,9 +82,10 @@ pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
 /// `--account`: the permitted remote models this account cannot use in the run's region, and
 /// what their steps will do instead.
 async fn print_account(manifest: &Manifest, catalog: &Catalog, region: &str) {
-    let client = retouch::account::client(region, manifest.aws.profile.as_deref()).await;
     println!();
-    let survey = match retouch::account::survey(&client, catalog, region).await {
+    let (allowed, profile) = (&manifest.aws.regions, manifest.aws.profile.as_deref());
+    let survey = retouch::account::survey_regions(catalog, region, allowed, profile);
+    let survey = match survey.await {
         Ok(s) => s,
         Err(e) => {
             println!("account: not checked ({e})");

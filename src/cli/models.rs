@@ -45,8 +45,8 @@ async fn account(args: &ModelsArgs) -> anyhow::Result<i32> {
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "us-east-1".into()),
     };
-    let client = retouch::account::client(&region, args.profile.as_deref()).await;
-    let survey = match retouch::account::survey(&client, &catalog, &region).await {
+    let survey = retouch::account::survey_regions(&catalog, &region, &[], args.profile.as_deref());
+    let survey = match survey.await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -54,19 +54,22 @@ async fn account(args: &ModelsArgs) -> anyhow::Result<i32> {
         }
     };
     let today = Date::today_utc();
-    println!("models this account can use in {region}:");
     println!(
-        "{:<32} {:<18} {:<24} MODEL ID / WHAT TO DO",
-        "ALIAS", "ACCOUNT", "CATALOG LIFECYCLE"
+        "models this account can use from {region} (each asked in the region a run there calls it in):"
+    );
+    println!(
+        "{:<32} {:<18} {:<12} {:<24} MODEL ID / WHAT TO DO",
+        "ALIAS", "ACCOUNT", "REGION", "CATALOG LIFECYCLE"
     );
     for m in &survey {
         let Some(entry) = catalog.resolve(&m.id) else {
             continue;
         };
         println!(
-            "{:<32} {:<18} {:<24} {}",
+            "{:<32} {:<18} {:<12} {:<24} {}",
             m.alias,
             m.standing.word(),
+            m.region,
             lifecycle_text(entry.lifecycle_on(today)),
             m.id
         );

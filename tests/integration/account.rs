@@ -20,6 +20,7 @@ async fn account() -> ControlDouble {
     d.profile("us.stability.stable-fast-upscale-v1:0");
     d.offer("stability.stable-outpaint-v1:0", false, true);
     d.offer("amazon.nova-lite-v1:0", false, true);
+    d.offer_only_in("us-west-2", "stability.stable-image-core-v1:1");
     d
 }
 
@@ -103,6 +104,15 @@ async fn the_command_prints_the_table() {
     assert!(line("nova-canvas").contains("legacy"));
     assert!(line("stability-fast-upscale").contains("not enabled"));
     assert!(line("titan-image-v2").contains("not offered here"));
+    // A generator is offered in us-west-2 only: a us-east-1 run calls it there, so it is asked
+    // about there (a client per region) and found available.
+    let core = line("stability-core");
+    assert!(
+        core.contains("available") && core.contains("us-west-2"),
+        "{core}"
+    );
+    assert!(line("stability-ultra").contains("not offered here"));
+    assert_eq!(d.regions(), ["us-east-1", "us-west-2"]);
     assert!(
         out.stdout.contains("Bedrock console in us-east-1"),
         "{}",

@@ -430,11 +430,14 @@ fn every_example_pipeline_passes_check_offline() {
             continue;
         }
         // Run from the repository (the examples name ../samples), with no AWS anything.
-        let out = crate::support::retouch::Retouch::at(repo)
-            .run(&["check", path.to_str().unwrap()]);
+        let out =
+            crate::support::retouch::Retouch::at(repo).run(&["check", path.to_str().unwrap()]);
         assert_eq!(out.code, 0, "{}:\n{}", path.display(), out.stderr);
         assert!(out.stdout.contains("estimated cost"), "{}", out.stdout);
         checked += 1;
     }
-    assert!(checked >= 5, "the examples: demo, catalog, amazon, lifestyle, generation");
+    assert!(
+        checked >= 5,
+        "the examples: demo, catalog, amazon, lifestyle, generation"
+    );
 }

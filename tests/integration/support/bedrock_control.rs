@@ -22,6 +22,8 @@ pub(crate) struct Offered {
     pub legacy: bool,
     /// Whether this account may invoke it (authorization and entitlement).
     pub authorized: bool,
+    /// The only region it is offered in (`None`: every region).
+    pub region: Option<String>,
 }
 
 #[derive(Default)]
@@ -29,6 +31,8 @@ struct Account {
     models: BTreeMap<String, Offered>,
     profiles: Vec<String>,
     calls: BTreeMap<String, usize>,
+    /// The region each call was signed for, in order.
+    regions: Vec<String>,
     /// Answer every call with this error code (403), as for a principal without permission.
     deny: bool,
 }
@@ -83,8 +87,31 @@ impl ControlDouble {
 
     pub(crate) fn offer(&self, model_id: &str, legacy: bool, authorized: bool) {
         let mut s = self.state.lock().unwrap();
-        s.models
-            .insert(model_id.into(), Offered { legacy, authorized });
+        let offered = Offered {
+            legacy,
+            authorized,
+            region: None,
+        };
+        s.models.insert(model_id.into(), offered);
+    }
+
+    /// Offered (active, authorized) in `region` only: elsewhere it is not listed.
+    pub(crate) fn offer_only_in(&self, region: &str, model_id: &str) {
+        let mut s = self.state.lock().unwrap();
+        let offered = Offered {
+            legacy: false,
+            authorized: true,
+            region: Some(region.into()),
+        };
+        s.models.insert(model_id.into(), offered);
+    }
+
+    /// The regions calls were signed for, each once, sorted.
+    pub(crate) fn regions(&self) -> Vec<String> {
+        let mut r = self.state.lock().unwrap().regions.clone();
+        r.sort();
+        r.dedup();
+        r
     }
 
     pub(crate) fn profile(&self, id: &str) {
@@ -141,22 +168,29 @@ fn route(state: &Shared, req: &Request<Incoming>) -> Result<Resp, Resp> {
     if req.method() != hyper::Method::GET {
         return Err(fail(405, "ValidationException", "only GET is served here"));
     }
-    let signed = req
+    let authorization = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 Credential=test-ak/"));
-    if !signed {
+        .unwrap_or_default();
+    // The credential scope: test-ak/<date>/<region>/bedrock/aws4_request.
+    let region = authorization
+        .strip_prefix("AWS4-HMAC-SHA256 Credential=test-ak/")
+        .and_then(|rest| rest.split('/').nth(1))
+        .map(str::to_owned);
+    let Some(region) = region else {
         return Err(fail(
             403,
             "UnrecognizedClientException",
             "missing or bad signature",
         ));
-    }
+    };
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let mut s = state.lock().unwrap();
     *s.calls.entry(path.clone()).or_default() += 1;
+    s.regions.push(region.clone());
+    let here = |m: &Offered| m.region.as_ref().is_none_or(|r| *r == region);
     if s.deny {
         return Err(fail(
             403,
@@ -185,6 +219,7 @@ fn route(state: &Shared, req: &Request<Incoming>) -> Result<Resp, Resp> {
         let summaries: Vec<Value> = s
             .models
             .iter()
+            .filter(|(_, m)| here(m))
             .map(|(id, m)| {
                 let mut lifecycle = json!({ "status": if m.legacy { "LEGACY" } else { "ACTIVE" } });
                 if m.legacy {
@@ -269,7 +304,7 @@ fn route(state: &Shared, req: &Request<Incoming>) -> Result<Resp, Resp> {
                 "agreementAvailability": { "status": "AVAILABLE" },
                 "authorizationStatus": yes(m.authorized, "AUTHORIZED", "NOT_AUTHORIZED"),
                 "entitlementAvailability": yes(m.authorized, "AVAILABLE", "NOT_AVAILABLE"),
-                "regionAvailability": "AVAILABLE",
+                "regionAvailability": yes(here(m), "AVAILABLE", "NOT_AVAILABLE"),
             }),
             None,
         ));
