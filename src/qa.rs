@@ -48,6 +48,8 @@ pub enum Flag {
     Enlarged,
     /// outpaint extended a textured or busy backdrop flatly (the local method): the seam shows.
     FlatExtension,
+    /// The local fill filled over 5% of the image: fine on a plain sweep, a smudge elsewhere.
+    LargeFill,
     /// generate returned an image whose aspect is more than 3% off the ratio asked.
     WrongAspect,
     /// generate returned a (nearly) uniform image: nothing was drawn.
@@ -78,6 +80,7 @@ impl Flag {
         Flag::FlatExtension,
         Flag::WrongAspect,
         Flag::Blank,
+        Flag::LargeFill,
     ];
 
     /// The flag as the report writes it.
@@ -107,6 +110,7 @@ impl Flag {
             Flag::FlatExtension => "flat-extension",
             Flag::WrongAspect => "wrong-aspect",
             Flag::Blank => "blank",
+            Flag::LargeFill => "large-fill",
             Flag::Rule(_) => "rule",
         }
     }
@@ -130,7 +134,7 @@ impl Flag {
             Flag::TouchesFrame | Flag::Fragmented => 0.6,
             Flag::ClippedHighlights | Flag::ClippedShadows => 0.6,
             Flag::SemiTransparent | Flag::ResidualCast | Flag::BigChange => 0.7,
-            Flag::BackdropKept | Flag::FlatExtension => 0.5,
+            Flag::BackdropKept | Flag::FlatExtension | Flag::LargeFill => 0.5,
         }
     }
 }
@@ -419,6 +423,21 @@ pub fn generate(output: &RgbaImage, (aw, ah): (u32, u32)) -> Qa {
     let var = samples.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     if var.sqrt() < 2.0 {
         flags.push(Flag::Blank);
+    }
+    Qa::of(flags)
+}
+
+/// The share of an image a local fill may cover before it is flagged `large-fill`.
+pub const LARGE_FILL: f64 = 0.05;
+
+/// Checks a local fill: its size, and how much of the image it made up.
+pub fn fill(output: &RgbaImage, expected: (u32, u32), filled: f64) -> Qa {
+    let mut flags = Vec::new();
+    if output.dimensions() != expected {
+        flags.push(Flag::WrongSize);
+    }
+    if filled > LARGE_FILL {
+        flags.push(Flag::LargeFill);
     }
     Qa::of(flags)
 }

@@ -95,6 +95,7 @@ reasons! {
     Failure UnsafeOutputPath = "unsafe-output-path", "The output path would leave the output folder.";
     Failure CacheUnreadable = "cache-unreadable", "A cached result vanished or is damaged.";
     Failure UpstreamFailed = "upstream-failed", "An earlier step of the image failed.";
+    Failure MaskUnreadable = "mask-unreadable", "The step's mask file is missing, unreadable, or not the image's shape.";
     Failure NothingGenerated = "nothing-generated", "generate made no image (its fallback skipped it): nothing to work on.";
     Failure InternalError = "internal-error", "A bug in retouch (a panic in one image's work).";
 }

@@ -82,8 +82,9 @@ impl Op {
     }
 
     /// Whether retouch has a local implementation (`models: [local]`, `fallback: local`).
+    /// inpaint and erase have one for mask files only (the manifest checks).
     pub fn has_local(self) -> bool {
-        !matches!(self, Op::Inpaint | Op::Erase | Op::Variation | Op::Generate)
+        !matches!(self, Op::Variation | Op::Generate)
     }
 
     /// Whether the op makes an image from a prompt instead of editing one: it takes no input

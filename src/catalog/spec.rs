@@ -47,6 +47,10 @@ pub struct OpParams {
     /// (`control_strength` for Control Structure, `fidelity` for Style Guide).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength_field: Option<String>,
+    /// inpaint and erase: how the service is told where to work, `described` (a description
+    /// it finds: `search_prompt`) or `mask` (a mask image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// SD3.5's `mode` (`text-to-image`): sent as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,

@@ -25,7 +25,7 @@ fn builtin_yaml_parses_and_validates() {
     let c = Catalog::default_empty()
         .merged_yaml(BUILTIN_YAML, "builtin")
         .unwrap();
-    assert_eq!(c.entries().len(), 20);
+    assert_eq!(c.entries().len(), 21);
     assert!(c.entries().iter().all(|m| m.validate().is_ok()));
 }
 

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::LedgerError;
-use crate::manifest::{NewBackground, OpParams, OutpaintParams, Rgb, Step, UpscaleTarget};
+use crate::manifest::{
+    MaskRegion, NewBackground, OpParams, OutpaintParams, Rgb, Step, UpscaleTarget,
+};
 
 /// Everything that changes one step's result, given its input. Serialised canonically to make a
 /// [`StepKey`]; field order is part of the key, so never reorder fields (append only).
@@ -81,9 +83,15 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
             out.insert("background".into(), behind);
             out.insert("shadow".into(), float(p.shadow));
         }
-        OpParams::Masked(p) => {
-            out.insert("mask_prompt".into(), p.mask_prompt.clone());
-        }
+        OpParams::Masked(p) => match &p.region {
+            MaskRegion::Described(text) => {
+                out.insert("mask_prompt".into(), text.clone());
+            }
+            MaskRegion::File { template, mask } => {
+                let digest = mask.as_ref().map_or("unread", |m| m.digest.as_str());
+                out.insert("mask".into(), format!("{template}@{digest}"));
+            }
+        },
         OpParams::Variation => {}
         OpParams::Generate(p) => {
             out.insert("aspect".into(), format!("{}:{}", p.aspect.0, p.aspect.1));

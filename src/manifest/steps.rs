@@ -8,8 +8,8 @@ use serde_yaml::Value;
 use super::check::{Checker, Fields, FloatRange};
 use super::types::{
     Escalate, Fallback, FixLightingParams, FrameParams, GenerateParams, Grader, LocalMethod,
-    MaskedParams, ModelRef, NewBackground, Op, OpParams, OutpaintParams, RemoveBgParams,
-    ReplaceBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
+    MaskRegion, MaskedParams, ModelRef, NewBackground, Op, OpParams, OutpaintParams,
+    RemoveBgParams, ReplaceBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
 };
 use super::{model_names, suggest};
 use crate::marketplace::Preset;
@@ -45,6 +45,7 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "up",
     "down",
     "mask_prompt",
+    "mask",
 ];
 
 /// Op-specific parameters and the op that takes each.
@@ -72,6 +73,8 @@ const OP_PARAMS: &[(&str, Op)] = &[
     ("down", Op::Outpaint),
     ("mask_prompt", Op::Inpaint),
     ("mask_prompt", Op::Erase),
+    ("mask", Op::Inpaint),
+    ("mask", Op::Erase),
     ("aspect", Op::Generate),
 ];
 
@@ -149,6 +152,11 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
             ck.key_error(&path, message, None);
             return None;
         }
+    }
+    if let (Some(OpParams::Masked(p)), Some(models), Some(fallback)) = (&params, &models, fallback)
+        && !masked_models(ck, &path, op?, p, models, fallback)
+    {
+        return None;
     }
     if let (Some(OpParams::ReplaceBg(p)), Some(models), Some(fallback)) =
         (&params, &models, fallback)
@@ -386,17 +394,7 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
         Op::Frame => frame(ck, f).map(OpParams::Frame),
         Op::ReplaceBg => replace_bg(ck, f).map(OpParams::ReplaceBg),
         Op::Outpaint => outpaint(ck, f).map(OpParams::Outpaint),
-        Op::Inpaint | Op::Erase => match opt_prompt(ck, f, "mask_prompt")? {
-            Some(mask_prompt) => Some(OpParams::Masked(MaskedParams { mask_prompt })),
-            None => {
-                let message = format!("{} ({op}) needs `mask_prompt`", f.own_path());
-                let help = "describe what to change in each image, e.g. \
-                            `mask_prompt: \"the price sticker\"`"
-                    .to_owned();
-                ck.key_error(f.own_path(), message, Some(help));
-                None
-            }
-        },
+        Op::Inpaint | Op::Erase => masked(ck, f, op).map(OpParams::Masked),
         Op::Variation => Some(OpParams::Variation),
         Op::Generate => {
             let aspect = match f.get("aspect") {
@@ -407,6 +405,122 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
         }
     };
     params.filter(|_| misplaced)
+}
+
+/// An inpaint or erase step's models must find the region the way the step gives it: by
+/// description (catalog `region: described`) or from a mask (`region: mask`); the local fill
+/// needs a mask file.
+fn masked_models(
+    ck: &mut Checker,
+    path: &str,
+    op: Op,
+    p: &MaskedParams,
+    models: &[ModelRef],
+    fallback: Fallback,
+) -> bool {
+    let (wanted, key) = match &p.region {
+        MaskRegion::Described(_) => ("described", "mask_prompt"),
+        MaskRegion::File { .. } => ("mask", "mask"),
+    };
+    let local = models.contains(&ModelRef::Local) || fallback == Fallback::Local;
+    if local && wanted == "described" {
+        let message = format!(
+            "{path} may run locally, but the local fill needs a mask file, not `mask_prompt`"
+        );
+        let help = "give `mask: ../masks/{path}.png`, or list remote models that find a described \
+                    region (stability-search-replace) with `fallback: skip` or `fail`"
+            .to_owned();
+        ck.key_error(path, message, Some(help));
+        return false;
+    }
+    let mut ok = true;
+    for id in models.iter().filter_map(|m| match m {
+        ModelRef::Remote(id) => Some(id),
+        ModelRef::Local => None,
+    }) {
+        let Some(entry) = ck.catalog.resolve(id) else {
+            continue;
+        };
+        if let Some(takes) = region_mismatch(entry, op, wanted) {
+            let alias = entry.alias.clone();
+            let message = format!(
+                "{path}: {alias} finds the region from {takes}, but this step gives `{key}`"
+            );
+            let others: Vec<String> = ck
+                .catalog
+                .entries()
+                .iter()
+                .filter(|e| e.spec(op).and_then(|s| s.params.region.as_deref()) == Some(wanted))
+                .map(|e| e.alias.clone())
+                .collect();
+            let help = format!("models that take `{key}`: {}", others.join(", "));
+            ck.key_error(path, message, Some(help));
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// What `entry` takes instead of `wanted` for `op` (`None`: it takes `wanted`).
+fn region_mismatch(
+    entry: &crate::catalog::ModelEntry,
+    op: Op,
+    wanted: &str,
+) -> Option<&'static str> {
+    let takes = entry.spec(op).and_then(|s| s.params.region.as_deref());
+    match takes {
+        Some(t) if t == wanted => None,
+        _ if wanted == "mask" => Some("a description (`mask_prompt`)"),
+        _ => Some("a mask file (`mask`)"),
+    }
+}
+
+/// `mask_prompt` (a description the model finds) or `mask` (a mask file per image: a path
+/// template with `{path}`, the input's path below its glob base without extension, or `{stem}`,
+/// its file name without extension); exactly one.
+fn masked(ck: &mut Checker, f: &Fields, op: Op) -> Option<MaskedParams> {
+    let described = opt_prompt(ck, f, "mask_prompt")?;
+    let template = match f.get("mask") {
+        None => None,
+        Some(v) => {
+            let path = f.path("mask");
+            let t = ck.non_empty_string(v, &path)?.to_owned();
+            if !t.contains("{path}") && !t.contains("{stem}") {
+                let message = format!(
+                    "{path} `{t}` names one file for every image; it needs `{{path}}` or `{{stem}}`"
+                );
+                let help = "e.g. `mask: ../masks/{path}.png` (a/1.jpg -> ../masks/a/1.png)";
+                ck.key_error(&path, message, Some(help.into()));
+                return None;
+            }
+            Some(t)
+        }
+    };
+    let region = match (described, template) {
+        (Some(text), None) => MaskRegion::Described(text),
+        (None, Some(template)) => MaskRegion::File {
+            template,
+            mask: None,
+        },
+        (Some(_), Some(_)) => {
+            let message = format!(
+                "{} ({op}) sets both `mask_prompt` and `mask`; use one",
+                f.own_path()
+            );
+            ck.key_error(f.own_path(), message, None);
+            return None;
+        }
+        (None, None) => {
+            let message = format!("{} ({op}) needs `mask_prompt` or `mask`", f.own_path());
+            let help =
+                "describe what to change in each image (`mask_prompt: \"the price sticker\"`), \
+                        or give a mask file per image (`mask: ../masks/{path}.png`, white = change)"
+                    .to_owned();
+            ck.key_error(f.own_path(), message, Some(help));
+            return None;
+        }
+    };
+    Some(MaskedParams { region })
 }
 
 /// Reports every parameter of another op; true when there is none.

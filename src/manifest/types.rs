@@ -444,8 +444,48 @@ pub struct GenerateParams {
 /// The region an `inpaint` or `erase` step changes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskedParams {
-    /// What to find in each image (Stability's `search_prompt`), e.g. "the price tag".
-    pub mask_prompt: String,
+    pub region: MaskRegion,
+}
+
+/// How an `inpaint` or `erase` step knows where to work.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MaskRegion {
+    /// Described (`mask_prompt`): the model finds it (Stability's `search_prompt`), e.g. "the
+    /// price tag".
+    Described(String),
+    /// A mask file per image (`mask`): a path template relative to the manifest's folder
+    /// (`../masks/{path}.png`); white marks what to change. `mask` is the file read for the
+    /// image at hand (set per image by the scheduler; `None` in the manifest).
+    File {
+        template: String,
+        mask: Option<std::sync::Arc<Mask>>,
+    },
+}
+
+/// One image's mask, read and checked: white (at least half) marks what to change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mask {
+    /// blake3 of the file's bytes, in hex: the step's cache key includes it.
+    pub digest: String,
+    pub pixels: image::GrayImage,
+}
+
+impl MaskedParams {
+    /// The description, when the region is described.
+    pub fn described(&self) -> Option<&str> {
+        match &self.region {
+            MaskRegion::Described(text) => Some(text),
+            MaskRegion::File { .. } => None,
+        }
+    }
+
+    /// The image's mask, once read.
+    pub fn mask(&self) -> Option<&std::sync::Arc<Mask>> {
+        match &self.region {
+            MaskRegion::File { mask, .. } => mask.as_ref(),
+            MaskRegion::Described(_) => None,
+        }
+    }
 }
 
 /// `outpaint` parameters: fixed margins, or the margins that reach an aspect.

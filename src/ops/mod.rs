@@ -6,6 +6,7 @@
 
 pub mod backdrop;
 pub mod colour;
+pub mod fill;
 pub mod filter;
 pub mod frame;
 pub mod fuse;

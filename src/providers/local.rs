@@ -225,9 +225,19 @@ impl LocalOps {
                 let out = ops::replace_bg::replace(&cut.image, behind, p.shadow);
                 Ok(LocalOutput { image: out, qa })
             }
-            OpParams::Masked(_) | OpParams::Variation | OpParams::Generate(_) => {
-                Err(OpError::NoLocal(step.op))
+            OpParams::Masked(p) => {
+                // The manifest allows a local route only with a mask file; the scheduler reads
+                // the image's mask before the step runs.
+                let Some(mask) = p.mask() else {
+                    return Err(OpError::NoLocal(step.op));
+                };
+                let (w, h) = image.dimensions();
+                let mask = ops::fill::mask_at(&mask.pixels, w, h);
+                let out = ops::fill::fill(image, &mask);
+                let qa = qa::fill(&out, (w, h), ops::fill::changed_fraction(&mask));
+                Ok(LocalOutput { image: out, qa })
             }
+            OpParams::Variation | OpParams::Generate(_) => Err(OpError::NoLocal(step.op)),
             OpParams::Outpaint(p) => {
                 let m = p.margins(image.dimensions());
                 let out = ops::outpaint::extend(image, m);

@@ -80,6 +80,8 @@ pub struct PreparedCall {
     product: Option<Arc<Product>>,
     /// The region to call the model in (`None`: the client's own).
     region: Option<String>,
+    /// Inpaint and erase with a mask file: the answer is kept only inside it.
+    mask: Option<Arc<crate::manifest::Mask>>,
     request: Request,
 }
 
@@ -117,6 +119,7 @@ impl PreparedCall {
         });
         params.product = product.as_ref().map(|p| p.cut.clone());
         let request = bedrock::encode_request(model, step.op, image, &params)?;
+        let mask = params.mask.clone();
         let background = match &step.params {
             OpParams::RemoveBg(p) => p.background.map(|c| c.0),
             _ => None,
@@ -127,6 +130,7 @@ impl PreparedCall {
             background,
             product,
             region: None,
+            mask,
             request: Request::Bedrock(request),
         })
     }
@@ -174,9 +178,11 @@ impl PreparedCall {
             }
             Op::Generate => qa::generate(&decoded.image, request.mapping.expected_output),
         };
-        let image = match self.background {
-            Some(bg) => crate::ops::remove_bg::flatten(&decoded.image, bg),
-            None => decoded.image,
+        let image = match (self.background, &self.mask) {
+            (Some(bg), _) => crate::ops::remove_bg::flatten(&decoded.image, bg),
+            // The original, bit for bit, outside the mask.
+            (None, Some(mask)) => crate::ops::fill::blend(original, &decoded.image, &mask.pixels),
+            (None, None) => decoded.image,
         };
         Ok(ModelOutput {
             image,
@@ -241,9 +247,9 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         OpParams::Outpaint(p) => Some(p.margins((w, h))),
         _ => None,
     };
-    let mask_prompt = match &step.params {
-        OpParams::Masked(p) => Some(p.mask_prompt.clone()),
-        _ => None,
+    let (mask_prompt, mask) = match &step.params {
+        OpParams::Masked(p) => (p.described().map(str::to_owned), p.mask().cloned()),
+        _ => (None, None),
     };
     let (aspect, seed) = match &step.params {
         OpParams::Generate(p) => (Some(p.aspect), p.seed),
@@ -257,6 +263,7 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         seed,
         margins,
         mask_prompt,
+        mask,
         aspect,
         product: None,
     }

@@ -23,7 +23,7 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
         }),
         Op::Frame => unreachable!("no model can frame: nothing to route"),
         Op::Inpaint | Op::Erase => OpParams::Masked(crate::manifest::MaskedParams {
-            mask_prompt: "the tag".into(),
+            region: crate::manifest::MaskRegion::Described("the tag".into()),
         }),
         Op::Variation => OpParams::Variation,
         Op::Generate => OpParams::Generate(crate::manifest::GenerateParams {

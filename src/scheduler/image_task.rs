@@ -17,7 +17,7 @@ use super::remote::NotServed;
 use super::rows::RowBuilder;
 use crate::codec;
 use crate::ledger::{KnownInput, StepKey, StepRecord, input_hash};
-use crate::manifest::{Fallback, Step};
+use crate::manifest::{Fallback, Mask, MaskRegion, OpParams, Step};
 use crate::money::Usd;
 use crate::plan::PlannedImage;
 use crate::provenance;
@@ -83,6 +83,7 @@ pub(super) async fn process(
         Err(problem) => return rows.all_failed(problem.reason(), &problem.to_string()),
     };
     let key = planned.item.display.clone();
+    let rel_path = planned.item.rel_path.clone();
     let max_mp = ctx.manifest.limits.max_megapixels;
     // The size and the content hash are enough to walk the cache; pixels come later, if needed.
     let (pixels, size, icc, hash) = match fetched {
@@ -146,6 +147,7 @@ pub(super) async fn process(
         link: hash,
         unreadable: false,
         made_from,
+        rel_path,
         deferred: Vec::new(),
     };
     task.run(output).await
@@ -157,6 +159,8 @@ pub(super) enum Attempt {
     Hit {
         hit: Hit,
         reason: Reason,
+        /// The step with this image's mask, when it has one (a local hit replays with it).
+        asked: Option<Arc<Step>>,
     },
     /// Run now (a skip included: no image); recorded in the cache under `key`.
     Ran {
@@ -196,6 +200,8 @@ pub(super) struct ImageTask<'a> {
     unreadable: bool,
     /// The prompts-file row the image is made from (a pipeline starting with `generate`).
     made_from: Option<Arc<PromptRow>>,
+    /// The input's path below its glob base or prefix (mask templates expand it).
+    rel_path: String,
     /// Rows not written yet because they depend on whether pixels get materialised: local steps
     /// found in the cache without their pixels (replayed if pixels are needed, cache hits if
     /// not) and skipped steps between them.
@@ -218,6 +224,8 @@ enum Pixels {
 enum Deferred<'a> {
     LocalHit {
         step: &'a Step,
+        /// The step with this image's mask, when it has one (what a replay runs).
+        asked: Option<Arc<Step>>,
         /// Why local was the route (the row's reason if the step is replayed).
         reason: Reason,
         input: (u32, u32),
@@ -262,14 +270,20 @@ impl<'a> ImageTask<'a> {
         decision: Decision,
         fallback: Fallback,
     ) -> Attempt {
+        // A step with a mask file per image runs (and is keyed) with this image's mask.
+        let asked = match self.with_mask(step).await {
+            Ok(asked) => asked,
+            Err(failed) => return Attempt::Failed(failed),
+        };
+        let keyed: &Step = asked.as_deref().unwrap_or(step);
         // Held until the step's result is recorded: nobody else pays for it meanwhile.
-        let (hit, _claim) = self.find_or_claim(step, &decision).await;
+        let (hit, _claim) = self.find_or_claim(keyed, &decision).await;
         if let Some(hit) = hit {
             let reason = match &decision {
                 Decision::Other { route, .. } => route.reason(),
                 Decision::Remote { reason, .. } => *reason,
             };
-            return Attempt::Hit { hit, reason };
+            return Attempt::Hit { hit, reason, asked };
         }
         let outcome = match decision {
             Decision::Other {
@@ -294,7 +308,7 @@ impl<'a> ImageTask<'a> {
                     .await
             }
             decision => match self.materialise().await {
-                Ok(image) => self.compute(step, step, image, decision, fallback).await,
+                Ok(image) => self.compute(step, keyed, image, decision, fallback).await,
                 Err(failed) => Err(failed),
             },
         };
@@ -315,12 +329,17 @@ impl<'a> ImageTask<'a> {
         input_size: (u32, u32),
     ) -> Result<(), Vec<StepRecord>> {
         match kept {
-            Attempt::Hit { hit, reason: route } => {
+            Attempt::Hit {
+                hit,
+                reason: route,
+                asked,
+            } => {
                 self.link = hit.key.as_hash();
                 self.size = (hit.step.out_w, hit.step.out_h);
                 if hit.step.blob.is_empty() {
                     self.deferred.push(Deferred::LocalHit {
                         step,
+                        asked,
                         reason: reason.unwrap_or(route),
                         input: input_size,
                         output: self.size,
@@ -373,6 +392,56 @@ impl<'a> ImageTask<'a> {
             }
         }
         Ok(())
+    }
+
+    /// `step` with this image's mask read into it, for a step whose region is a mask file
+    /// (`None`: the step has no mask file). A missing, unreadable or misshapen mask fails the
+    /// step with `mask-unreadable`, before anything is called or paid.
+    async fn with_mask(&self, step: &Step) -> Result<Option<Arc<Step>>, StepFailed> {
+        let OpParams::Masked(p) = &step.params else {
+            return Ok(None);
+        };
+        let MaskRegion::File {
+            template,
+            mask: None,
+        } = &p.region
+        else {
+            return Ok(None);
+        };
+        let failed = |why: String| StepFailed::nothing_ran(Reason::MaskUnreadable, why);
+        let path = mask_path(&self.ctx.manifest.base_dir, template, &self.rel_path)
+            .map_err(|why| failed(why.to_owned()))?;
+        let max_mp = self.ctx.manifest.limits.max_megapixels;
+        let shown = path.display().to_string();
+        let job = move || -> Result<Mask, String> {
+            let bytes = std::fs::read(&path).map_err(|e| format!("mask {shown}: {e}"))?;
+            let digest = blake3::hash(&bytes).to_hex().to_string();
+            let decoded =
+                codec::decode(&bytes, max_mp).map_err(|e| format!("mask {shown}: {e}"))?;
+            let pixels = image::DynamicImage::ImageRgba8(decoded.image).to_luma8();
+            Ok(Mask { digest, pixels })
+        };
+        let mask = match cpu::run(job).await {
+            Ok(Ok(mask)) => mask,
+            Ok(Err(why)) => return Err(failed(why)),
+            Err(panic) => return Err(failed(panic.to_string())),
+        };
+        let (mw, mh) = mask.pixels.dimensions();
+        let (w, h) = self.size;
+        let ratio = |a: u32, b: u32| f64::from(a.max(1)) / f64::from(b.max(1));
+        if (ratio(mw, mh) / ratio(w, h)).ln().abs() > 0.02 {
+            return Err(failed(format!(
+                "mask is {mw}x{mh}, not the shape of the {w}x{h} image it is for"
+            )));
+        }
+        let mut asked = step.clone();
+        if let OpParams::Masked(p) = &mut asked.params {
+            p.region = MaskRegion::File {
+                template: template.clone(),
+                mask: Some(Arc::new(mask)),
+            };
+        }
+        Ok(Some(Arc::new(asked)))
     }
 
     /// The rows so far, leaving an empty builder behind (the task ends after this).
@@ -437,11 +506,18 @@ impl<'a> ImageTask<'a> {
                 },
                 Err(not_served) => {
                     let route = router::fall_back(fallback, not_served.reason);
-                    run_route(&self.ctx.local, step, Some(&image), route, Some(not_served)).await?
+                    run_route(
+                        &self.ctx.local,
+                        asked,
+                        Some(&image),
+                        route,
+                        Some(not_served),
+                    )
+                    .await?
                 }
             },
             Decision::Other { route, .. } => {
-                run_route(&self.ctx.local, step, Some(&image), route, None).await?
+                run_route(&self.ctx.local, asked, Some(&image), route, None).await?
             }
         };
         let mut done = done;
@@ -470,7 +546,9 @@ impl<'a> ImageTask<'a> {
             }
         }
         let result = &result;
-        let key = StepKey::chain(self.link, &spec(step, &done.model));
+        // Keyed as sent: with the image's mask (a generate step's row is in the chain already).
+        let keyed = if step.op.makes_image() { step } else { asked };
+        let key = StepKey::chain(self.link, &spec(keyed, &done.model));
         if let Some(cache) = &ctx.cache {
             // Recorded before the next step starts: a crash from here on never pays for it again.
             let record = StepResult {
@@ -509,13 +587,15 @@ impl<'a> ImageTask<'a> {
                 Deferred::Row(row) => self.rows.push(row),
                 Deferred::LocalHit {
                     step,
+                    asked,
                     reason,
                     input,
                     qa,
                     ..
                 } => {
                     let route = Route::Local { reason };
-                    match run_route(&self.ctx.local, step, Some(&image), route, None).await {
+                    let run = asked.as_deref().unwrap_or(step);
+                    match run_route(&self.ctx.local, run, Some(&image), route, None).await {
                         Ok(mut done) => {
                             image = done.image.take().expect("local always has a result");
                             // What the result's checks (and grader) found when it was made.
@@ -717,6 +797,27 @@ impl<'a> ImageTask<'a> {
     }
 }
 
+/// A mask template expanded for the input at `rel` (`a/1.jpg`): `{path}` is `a/1`, `{stem}` is
+/// `1`; relative to the manifest's folder.
+fn mask_path(
+    base: &std::path::Path,
+    template: &str,
+    rel: &str,
+) -> Result<std::path::PathBuf, &'static str> {
+    if rel.split('/').any(|s| s == ".." || s.is_empty()) {
+        return Err("the input's path has an empty or `..` segment; no mask is read for it");
+    }
+    let without_ext = match rel.rsplit_once('.') {
+        Some((stem, ext)) if !ext.contains('/') => stem,
+        _ => rel,
+    };
+    let stem = without_ext.rsplit('/').next().unwrap_or(without_ext);
+    let expanded = template
+        .replace("{path}", without_ext)
+        .replace("{stem}", stem);
+    Ok(base.join(expanded))
+}
+
 /// The generate step as sent for `row`: its prompt, negative prompt, aspect ratio and seed (the
 /// row's, else the step's defaults; the seed derived from the row when it gives none).
 fn generate_step(step: &Step, row: &PromptRow) -> Step {
@@ -726,7 +827,7 @@ fn generate_step(step: &Step, row: &PromptRow) -> Step {
         .negative_prompt
         .clone()
         .or_else(|| step.negative_prompt.clone());
-    if let crate::manifest::OpParams::Generate(p) = &mut asked.params {
+    if let OpParams::Generate(p) = &mut asked.params {
         p.aspect = row.aspect_ratio.unwrap_or(p.aspect);
         p.seed = Some(row.seed());
     }

@@ -173,7 +173,8 @@ steps:
         .run(&["check", "pipelines/test.yaml"])
         .code(2);
     assert!(
-        out.stderr.contains("erase has no local implementation"),
+        out.stderr
+            .contains("may run locally, but the local fill needs a mask file, not `mask_prompt`"),
         "{}",
         out.stderr
     );

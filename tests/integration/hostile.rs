@@ -71,6 +71,7 @@ fn every_hostile_image_gets_its_reason_and_memory_stays_bounded() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    eprintln!("hostile peak RSS {} MiB", rss >> 20);
     assert!(
         rss < 300 << 20,
         "peak RSS {} MiB over the hostile folder at concurrency 8",

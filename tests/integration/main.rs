@@ -15,6 +15,7 @@ mod grader;
 mod guided_edits;
 mod hostile;
 mod local_network;
+mod masks;
 mod outpaint;
 mod provenance;
 mod qa;

@@ -45,8 +45,17 @@ pub fn encode_request(
     let had_alpha = pixels::has_transparency(image);
     // replace-bg sends the product on its photo (or on white, for a cut-out) and a mask of the
     // backdrop to repaint, made from our own segmentation.
-    let mask = match op {
-        Op::ReplaceBg => {
+    let mask = match (op, &params.mask) {
+        (Op::Inpaint | Op::Erase, Some(mask)) => {
+            let png = pixels::mask_png(&mask.pixels, sent.0, sent.1).ok_or_else(|| {
+                AdapterError::TooLarge {
+                    model: model.alias.clone(),
+                    max_bytes: spec.input.max_bytes,
+                }
+            })?;
+            Some(B64.encode(png))
+        }
+        (Op::ReplaceBg, _) => {
             let cut = match &params.product {
                 Some(cut) => cut.clone(),
                 None => std::sync::Arc::new(crate::ops::replace_bg::product_matte(image).image),
@@ -266,7 +275,30 @@ fn stability_body(
         body.insert("mask".into(), json!(mask));
     }
     let prompted = (op == Op::Upscale && spec.params.prompt.is_some()) || op == Op::ReplaceBg;
+    let masked = body.contains_key("mask");
     match op {
+        // A mask file: Stable Image Inpaint paints `prompt` in the mask; Erase Object removes
+        // what the mask covers (no prompt).
+        Op::Inpaint if masked => {
+            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
+            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
+            insert_text(
+                &mut body,
+                "negative_prompt",
+                params.negative_prompt.as_ref(),
+                10_000,
+            );
+            if let Some(seed) = params.seed {
+                body.insert("seed".into(), json!(seed));
+            }
+            return Value::Object(body);
+        }
+        Op::Erase if masked => {
+            if let Some(seed) = params.seed {
+                body.insert("seed".into(), json!(seed));
+            }
+            return Value::Object(body);
+        }
         Op::Inpaint | Op::Erase => {
             // Search and Replace: find `mask_prompt`, paint `prompt` there (erase: the default
             // prompt describes the surroundings continuing).

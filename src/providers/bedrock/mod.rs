@@ -57,6 +57,8 @@ pub struct RemoteParams {
     pub margins: Option<crate::ops::outpaint::Margins>,
     /// Inpaint and erase: what to find in the image.
     pub mask_prompt: Option<String>,
+    /// Inpaint and erase: the image's mask file (white = change), when the step gives one.
+    pub mask: Option<std::sync::Arc<crate::manifest::Mask>>,
     /// Generate: the aspect ratio asked (`w`:`h`).
     pub aspect: Option<(u32, u32)>,
     /// Replace-bg: the product cut out of the original (its backdrop becomes the mask); cut out

@@ -57,6 +57,22 @@ pub(super) fn backdrop_mask_png(cut_out: &RgbaImage, w: u32, h: u32) -> Option<V
     Some(buf.into_inner())
 }
 
+/// A mask file's pixels as the black-and-white PNG a model takes, at `w`×`h`: white where the
+/// mask is at least half white.
+pub(super) fn mask_png(mask: &GrayImage, w: u32, h: u32) -> Option<Vec<u8>> {
+    let mut m = if mask.dimensions() == (w, h) {
+        mask.clone()
+    } else {
+        imageops::resize(mask, w, h, FilterType::Triangle)
+    };
+    for p in m.pixels_mut() {
+        p.0[0] = if p.0[0] >= 128 { 255 } else { 0 };
+    }
+    let mut buf = Cursor::new(Vec::new());
+    m.write_to(&mut buf, ImageFormat::Png).ok()?;
+    Some(buf.into_inner())
+}
+
 /// Encodes RGB as PNG, or as JPEG (quality 92) if the PNG exceeds `max_bytes`.
 /// `None` when even the JPEG is too large.
 pub(super) fn encode_rgb(img: &RgbImage, max_bytes: u64, jpeg_ok: bool) -> Option<Vec<u8>> {

@@ -297,6 +297,7 @@ fn lookup(id: &str) -> Result<Kind, Resp> {
         "stable-conservative-upscale-v1:0" => Some(Kind::StabConservative),
         "stable-creative-upscale-v1:0" => Some(Kind::StabCreative),
         "stable-image-inpaint-v1:0" => Some(Kind::StabInpaint),
+        "stable-image-erase-object-v1:0" => Some(Kind::StabErase),
         "stable-outpaint-v1:0" => Some(Kind::StabOutpaint),
         "stable-image-search-replace-v1:0" => Some(Kind::StabSearchReplace),
         "stable-image-control-structure-v1:0" => Some(Kind::StabControlStructure),
@@ -565,6 +566,12 @@ fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
             &render::outpaint(&img, margins),
             &format,
         )],
+        Job::Erase { img, mask, format } => {
+            vec![render::encode_b64(
+                &render::erase(&img, mask.as_ref()),
+                &format,
+            )]
+        }
         Job::Generate {
             prompt,
             w,

@@ -134,3 +134,19 @@ pub(super) fn generate(prompt: &str, w: u32, h: u32) -> DynamicImage {
     });
     DynamicImage::ImageRgba8(img)
 }
+
+/// The mask's pixels painted the border's mean colour (the object gone); every other pixel's red
+/// nudged up by 4, as a model's re-encoding changes pixels it was not asked to.
+pub(super) fn erase(img: &DynamicImage, mask: Option<&image::GrayImage>) -> DynamicImage {
+    let mut out = img.to_rgba8();
+    let bg = border_mean(&out).map(|v| v.round() as u8);
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        let inside = mask.is_some_and(|m| m.get_pixel(x, y)[0] >= 128);
+        if inside {
+            *p = image::Rgba([bg[0], bg[1], bg[2], 255]);
+        } else {
+            p[0] = p[0].saturating_add(4);
+        }
+    }
+    DynamicImage::ImageRgba8(out)
+}
