@@ -212,7 +212,7 @@ fn assess(
     let legacy = match model.lifecycle_on(facts.today) {
         Lifecycle::PastEndOfLife { eol } => return Err(NotCandidate::EndOfLife(eol)),
         Lifecycle::Legacy { .. } => true,
-        Lifecycle::Active => false,
+        Lifecycle::Active | Lifecycle::Preview => false,
     };
     if let Some(reason) = (facts.unhealthy)(&model.id) {
         return Err(NotCandidate::Unhealthy(reason));

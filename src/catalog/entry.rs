@@ -26,6 +26,9 @@ pub enum Family {
 #[serde(rename_all = "kebab-case")]
 pub enum LifecycleStatus {
     Active,
+    /// Offered as a preview: it may change or go without notice (routed like an active model,
+    /// only where a manifest names it, as every model is).
+    Preview,
     Legacy,
     Retired,
 }
@@ -45,6 +48,7 @@ pub struct LifecycleSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
     Active,
+    Preview,
     Legacy { eol: Option<Date> },
     PastEndOfLife { eol: Option<Date> },
 }
@@ -200,6 +204,8 @@ impl ModelEntry {
             Lifecycle::PastEndOfLife { eol }
         } else if status == LifecycleStatus::Legacy || legacy_date.is_some_and(|l| date >= l) {
             Lifecycle::Legacy { eol }
+        } else if status == LifecycleStatus::Preview {
+            Lifecycle::Preview
         } else {
             Lifecycle::Active
         }

@@ -25,7 +25,7 @@ fn builtin_yaml_parses_and_validates() {
     let c = Catalog::default_empty()
         .merged_yaml(BUILTIN_YAML, "builtin")
         .unwrap();
-    assert_eq!(c.entries().len(), 21);
+    assert_eq!(c.entries().len(), 22);
     assert!(c.entries().iter().all(|m| m.validate().is_ok()));
 }
 
@@ -58,7 +58,7 @@ fn models_for_each_op() {
     );
     assert_eq!(
         names(Op::FixLighting),
-        ["nova-canvas", "titan-image-v2", "titan-image-v1"]
+        ["nova-canvas", "titan-image-v2", "titan-image-v1", "nova-2-omni"]
     );
     assert_eq!(
         names(Op::Upscale),
@@ -70,7 +70,7 @@ fn models_for_each_op() {
     );
     assert_eq!(
         names(Op::Generate),
-        ["stability-core", "sd3.5-large", "stability-ultra"]
+        ["stability-core", "sd3.5-large", "stability-ultra", "nova-2-omni"]
     );
     let text = c.resolve("nova-2-lite").unwrap();
     assert_eq!(text.kind, ModelKind::TextUnderstanding);
@@ -322,6 +322,12 @@ fn generators_take_no_image_and_return_the_size_of_the_ratio_asked() {
     assert_eq!(core.price_for(Op::Generate, 0, 0), Some(usd(0.04)));
     assert_eq!(core.call_region("us-east-1", &[]), Some("us-west-2"));
     assert_eq!(core.call_region("eu-west-1", &[]), None);
+    // Nova 2 Omni is a preview: routed like an active model, shown as a preview.
+    let omni = c.resolve("nova-2-omni").unwrap();
+    let today = Date::new(2026, 12, 2).unwrap();
+    assert_eq!(omni.lifecycle_on(today), Lifecycle::Preview);
+    assert_eq!(omni.invoke_id, "us.amazon.nova-2-omni-v1:0");
+    assert_eq!(omni.output_size(Op::Generate, 4, 5), Ok((896, 1088)));
     // An override giving generate input limits, or an editor none, is refused.
     let bad = "models:\n  - alias: stability-core\n    ops:\n      generate:\n        input: { max_side: 10, max_pixels: 100, aspect: [0.5, 2.0], formats: [png], max_bytes: 10 }\n        output: { rule: aspect-ratio, sizes: { \"1:1\": [1024, 1024] } }\n        prices: [{ usd: 0.04 }]\n";
     let e = c.merged_yaml(bad, "user.yaml").unwrap_err().to_string();

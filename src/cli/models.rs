@@ -24,6 +24,7 @@ pub(super) async fn models(args: &ModelsArgs) -> anyhow::Result<i32> {
 fn lifecycle_text(l: Lifecycle) -> String {
     match l {
         Lifecycle::Active => "active".to_string(),
+        Lifecycle::Preview => "preview".to_string(),
         Lifecycle::Legacy { eol: Some(d) } => format!("legacy, EOL {d}"),
         Lifecycle::Legacy { eol: None } => "legacy".to_string(),
         Lifecycle::PastEndOfLife { eol: Some(d) } => format!("PAST EOL {d}"),

@@ -282,7 +282,7 @@ fn text_model_is_rejected_with_the_models_for_the_op() {
     );
     assert_eq!(
         help(&d),
-        "models that can do fix-lighting: local, nova-canvas, titan-image-v2, titan-image-v1"
+        "models that can do fix-lighting: local, nova-canvas, titan-image-v2, titan-image-v1, nova-2-omni"
     );
 }
 

@@ -141,6 +141,26 @@ impl PreparedCall {
         self
     }
 
+    /// What an answer that gave no usable result was billed, at `price` per image: nothing for
+    /// an image model's filtered answer; the tokens a `Converse` answer says it used (priced
+    /// with the catalog's token prices; `price` when it has none), filtered or not; `price` for
+    /// anything else that came back.
+    pub fn billed_without_result(&self, answer: &[u8], e: &RemoteError, price: Usd) -> Usd {
+        let Request::Bedrock(request) = &self.request;
+        if request.api == bedrock::Api::Converse {
+            let tokens = serde_json::from_slice::<bedrock::ConverseImageAnswer>(answer)
+                .ok()
+                .map(|a| Billed::Tokens {
+                    input: a.input_tokens,
+                    output: a.output_tokens,
+                });
+            return tokens
+                .and_then(|t| t.cost(price, self.model.tokens))
+                .unwrap_or(price);
+        }
+        if e.answer_billed() { price } else { Usd::ZERO }
+    }
+
     /// Decodes a successful answer and maps it back onto `original`. Synchronous and
     /// CPU-bound. An error here came with a 200 answer: [`RemoteError::answer_billed`] says
     /// whether it was billed.
@@ -221,13 +241,19 @@ impl Providers {
     /// ([`RemoteError::action`]).
     pub async fn attempt(&self, call: &PreparedCall) -> Result<Vec<u8>, RemoteError> {
         let Request::Bedrock(request) = &call.request;
-        self.bedrock
-            .invoke_in(
-                call.region.as_deref(),
-                &request.invoke_id,
-                request.body.clone(),
-            )
-            .await
+        let region = call.region.as_deref();
+        match request.api {
+            bedrock::Api::Invoke => {
+                self.bedrock
+                    .invoke_in(region, &request.invoke_id, request.body.clone())
+                    .await
+            }
+            bedrock::Api::Converse => {
+                self.bedrock
+                    .converse_image(region, &request.invoke_id, &request.body)
+                    .await
+            }
+        }
     }
 }
 

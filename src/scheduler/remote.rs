@@ -579,14 +579,21 @@ async fn map_back(
     answer: Vec<u8>,
 ) -> (Usd, Result<(RgbaImage, Qa), Failed>) {
     let original = image.clone();
-    let job = move || call.finish(&answer, &original);
+    let job = move || {
+        let result = call.finish(&answer, &original);
+        let lost = result
+            .as_ref()
+            .err()
+            .map(|e| call.billed_without_result(&answer, e, price));
+        (result, lost)
+    };
     match cpu::run_at(cpu::priority(step), job).await {
-        Ok(Ok(output)) => {
+        Ok((Ok(output), _)) => {
             let cost = output.billed.cost(price, None).unwrap_or(price);
             (cost, Ok((output.image, output.qa)))
         }
-        Ok(Err(e)) => {
-            let cost = if e.answer_billed() { price } else { Usd::ZERO };
+        Ok((Err(e), lost)) => {
+            let cost = lost.unwrap_or(price);
             (cost, Err((e.reason(), e.to_string(), next_after(&e))))
         }
         Err(panic) => {

@@ -16,6 +16,7 @@ mod guided_edits;
 mod hostile;
 mod local_network;
 mod masks;
+mod omni;
 mod outpaint;
 mod provenance;
 mod qa;

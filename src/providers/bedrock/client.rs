@@ -244,6 +244,81 @@ impl BedrockClient {
     }
 }
 
+impl BedrockClient {
+    /// One `Converse` instruction edit in `region` (`None`: this client's own): a user message
+    /// with the image (when there is one) and the instruction. Returns a
+    /// [`super::ConverseImageAnswer`] as JSON: the reply's first image, why it stopped, the
+    /// tokens used. An answer without `usage` is refused as unreadable.
+    pub async fn converse_image(
+        &self,
+        region: Option<&str>,
+        model_id: &str,
+        edit: &[u8],
+    ) -> Result<Vec<u8>, RemoteError> {
+        use aws_sdk_bedrockruntime::types::{
+            ContentBlock, ConversationRole, ConverseOutput, ImageBlock, ImageFormat, ImageSource,
+            Message,
+        };
+        use base64::Engine;
+        use base64::engine::general_purpose::STANDARD as B64;
+        let config = |message: String| RemoteError::Config { message };
+        let edit: super::ConverseEdit =
+            serde_json::from_slice(edit).map_err(|e| config(e.to_string()))?;
+        let mut message = Message::builder().role(ConversationRole::User);
+        if let Some(b64) = &edit.image {
+            let bytes = B64.decode(b64).map_err(|e| config(e.to_string()))?;
+            let format = match edit.format.as_deref() {
+                Some("jpeg") => ImageFormat::Jpeg,
+                _ => ImageFormat::Png,
+            };
+            let image = ImageBlock::builder()
+                .format(format)
+                .source(ImageSource::Bytes(Blob::new(bytes)))
+                .build()
+                .map_err(|e| config(e.to_string()))?;
+            message = message.content(ContentBlock::Image(image));
+        }
+        let message = message
+            .content(ContentBlock::Text(edit.instruction.clone()))
+            .build()
+            .map_err(|e| config(e.to_string()))?;
+        let out = self
+            .client_in(region)
+            .converse()
+            .model_id(model_id)
+            .messages(message)
+            .send()
+            .await
+            .map_err(RemoteError::from_sdk)?;
+        let usage = out.usage().ok_or_else(|| RemoteError::BadResponse {
+            message: "Converse answer without usage".into(),
+        })?;
+        let (mut image, mut text) = (None, String::new());
+        if let Some(ConverseOutput::Message(m)) = out.output() {
+            for block in m.content() {
+                match block {
+                    ContentBlock::Image(img) if image.is_none() => {
+                        if let Some(ImageSource::Bytes(b)) = img.source() {
+                            image = Some(B64.encode(b.as_ref()));
+                        }
+                    }
+                    ContentBlock::Text(t) => text.push_str(t),
+                    _ => {}
+                }
+            }
+        }
+        let count = |n: i32| u64::try_from(n).unwrap_or(0);
+        let answer = super::ConverseImageAnswer {
+            image,
+            stop_reason: out.stop_reason().as_str().to_owned(),
+            input_tokens: count(usage.input_tokens()),
+            output_tokens: count(usage.output_tokens()),
+            text,
+        };
+        Ok(serde_json::to_vec(&answer).expect("JSON values always serialise"))
+    }
+}
+
 async fn check_credentials(
     sdk: &aws_config::SdkConfig,
     limit: Duration,

@@ -40,9 +40,10 @@ pub fn decode_response(
     original: &RgbaImage,
     mapping: &Mapping,
 ) -> Result<Decoded, RemoteError> {
-    let (b64, billed) = match model.family {
-        Family::Nova | Family::Titan => first_nova_image(body)?,
-        Family::Stability => first_stability_image(body)?,
+    let (b64, billed) = match (mapping_api(model, op), model.family) {
+        (super::Api::Converse, _) => converse_image(body)?,
+        (_, Family::Nova | Family::Titan) => first_nova_image(body)?,
+        (_, Family::Stability) => first_stability_image(body)?,
     };
     let bytes = B64
         .decode(b64.trim())
@@ -55,6 +56,31 @@ pub fn decode_response(
         image,
         images_billed: billed,
     })
+}
+
+/// The API `model` serves `op` through (its catalog task says).
+fn mapping_api(model: &ModelEntry, op: Op) -> super::Api {
+    match model.spec(op).and_then(|s| s.task.as_deref()) {
+        Some("CONVERSE") => super::Api::Converse,
+        _ => super::Api::Invoke,
+    }
+}
+
+/// A `Converse` edit's answer: its image, or why there is none (a content filter or guardrail
+/// stopped it; a reply in words only is unreadable, and billed: tokens were used).
+fn converse_image(body: &[u8]) -> Result<(String, u32), RemoteError> {
+    let a: super::ConverseImageAnswer =
+        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    match (a.image, a.stop_reason.as_str()) {
+        (_, "content_filtered" | "guardrail_intervened") => Err(RemoteError::ContentFiltered {
+            detail: format!("Converse stopped: {} {}", a.stop_reason, a.text.trim()),
+        }),
+        (Some(img), _) => Ok((img, 1)),
+        (None, reason) => Err(bad(format!(
+            "the answer holds no image (stop reason {reason}): {}",
+            a.text.trim()
+        ))),
+    }
 }
 
 fn bad(message: String) -> RemoteError {

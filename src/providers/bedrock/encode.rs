@@ -10,7 +10,7 @@ use image::RgbaImage;
 use serde_json::{Map, Value, json};
 
 use super::pixels;
-use super::{AdapterError, EncodedRequest, Mapping, RemoteParams};
+use super::{AdapterError, Api, ConverseEdit, EncodedRequest, Mapping, RemoteParams};
 use crate::catalog::{Family, Fit, ModelEntry, Op, OpSpec, OutputRule, closest_ratio};
 
 /// Nova's and Titan's text fields are limited to these many characters.
@@ -100,6 +100,30 @@ pub fn encode_request(
     })?;
     let b64 = B64.encode(&bytes);
     let expected_output = spec.output.output_size(sent.0, sent.1);
+    let mapping = Mapping {
+        original: (w, h),
+        sent,
+        expected_output,
+        had_alpha,
+        target: match (op, params.margins) {
+            (Op::Outpaint, Some(m)) => Some(m.extended((w, h))),
+            _ => params.target,
+        },
+        margins: params.margins.filter(|_| op == Op::Outpaint),
+    };
+    if spec.task.as_deref() == Some(CONVERSE) {
+        let format = if bytes.starts_with(b"\x89PNG") {
+            "png"
+        } else {
+            "jpeg"
+        };
+        let edit = ConverseEdit {
+            instruction: instruction(spec, params, None),
+            image: Some(b64),
+            format: Some(format.into()),
+        };
+        return Ok(converse_request(model, &edit, mapping));
+    }
     let body = match model.family {
         Family::Nova | Family::Titan => {
             nova_titan_body(model.family, spec, &b64, expected_output, params)?
@@ -119,18 +143,46 @@ pub fn encode_request(
     Ok(EncodedRequest {
         invoke_id: model.invoke_id.clone(),
         body: serde_json::to_vec(&body).expect("JSON values always serialise"),
-        mapping: Mapping {
-            original: (w, h),
-            sent,
-            expected_output,
-            had_alpha,
-            target: match (op, params.margins) {
-                (Op::Outpaint, Some(m)) => Some(m.extended((w, h))),
-                _ => params.target,
-            },
-            margins: params.margins.filter(|_| op == Op::Outpaint),
-        },
+        api: Api::Invoke,
+        mapping,
     })
+}
+
+/// The catalog task of ops served through `Converse` (Nova 2 Omni).
+const CONVERSE: &str = "CONVERSE";
+
+/// The instruction for a `Converse` edit: the catalog's template with `{prompt}` (the step's
+/// prompt), `{aspect}` and `{negative}` filled in; a step prompt the template has no place for is
+/// appended. A negative prompt adds the catalog's `negative_prompt` sentence.
+fn instruction(spec: &OpSpec, params: &RemoteParams, aspect: Option<&str>) -> String {
+    let prompt = params.prompt.as_deref().unwrap_or("").trim();
+    let template = spec.params.prompt.as_deref().unwrap_or("{prompt}");
+    let mut text = template
+        .replace("{prompt}", prompt)
+        .replace("{aspect}", aspect.unwrap_or("1:1"));
+    if !template.contains("{prompt}") && !prompt.is_empty() {
+        text = format!("{text} {prompt}");
+    }
+    if let (Some(negative), Some(sentence)) = (
+        params
+            .negative_prompt
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty()),
+        spec.params.negative_prompt.as_deref(),
+    ) {
+        text = format!("{text} {}", sentence.replace("{negative}", negative));
+    }
+    text.chars().take(10_000).collect()
+}
+
+fn converse_request(model: &ModelEntry, edit: &ConverseEdit, mapping: Mapping) -> EncodedRequest {
+    EncodedRequest {
+        invoke_id: model.invoke_id.clone(),
+        body: serde_json::to_vec(edit).expect("JSON values always serialise"),
+        api: Api::Converse,
+        mapping,
+    }
 }
 
 /// Text to image: no image is sent; the body names the prompt, the aspect ratio closest to the
@@ -150,6 +202,22 @@ fn generate_request(
         closest_ratio(sizes, aw, ah).ok_or_else(|| AdapterError::UnknownTask {
             task: format!("{} without aspect-ratio sizes", Op::Generate),
         })?;
+    let mapping = Mapping {
+        original: (0, 0),
+        sent: (0, 0),
+        expected_output: (ow, oh),
+        had_alpha: false,
+        target: None,
+        margins: None,
+    };
+    if spec.task.as_deref() == Some(CONVERSE) {
+        let edit = ConverseEdit {
+            instruction: instruction(spec, params, Some(ratio)),
+            image: None,
+            format: None,
+        };
+        return Ok(converse_request(model, &edit, mapping));
+    }
     let body = match model.family {
         Family::Stability => {
             let mut body = Map::new();
@@ -183,14 +251,8 @@ fn generate_request(
     Ok(EncodedRequest {
         invoke_id: model.invoke_id.clone(),
         body: serde_json::to_vec(&body).expect("JSON values always serialise"),
-        mapping: Mapping {
-            original: (0, 0),
-            sent: (0, 0),
-            expected_output: (ow, oh),
-            had_alpha: false,
-            target: None,
-            margins: None,
-        },
+        api: Api::Invoke,
+        mapping,
     })
 }
 

@@ -70,8 +70,46 @@ pub struct RemoteParams {
 #[derive(Debug, Clone)]
 pub struct EncodedRequest {
     pub invoke_id: String,
+    /// `InvokeModel`: the JSON body sent. `Converse`: a [`ConverseEdit`] as JSON (the client
+    /// builds the SDK call from it).
     pub body: Vec<u8>,
+    pub api: Api,
     pub mapping: Mapping,
+}
+
+/// Which runtime API a request goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `InvokeModel` with a model-specific JSON body (Nova Canvas, Titan, Stability).
+    Invoke,
+    /// `Converse` with an image and an instruction, answered with an image (catalog task
+    /// `CONVERSE`: Nova 2 Omni).
+    Converse,
+}
+
+/// An instruction edit (or, without an image, a generation) through `Converse`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConverseEdit {
+    pub instruction: String,
+    /// The image, base64, and its format (`png` or `jpeg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// What a `Converse` edit answered, as the client hands it on (JSON): the first image of the
+/// reply (base64), why it stopped, and the tokens used.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConverseImageAnswer {
+    #[serde(default)]
+    pub image: Option<String>,
+    pub stop_reason: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The reply's text, when it gave some (a refusal says why).
+    #[serde(default)]
+    pub text: String,
 }
 
 /// How the sent image relates to the original.

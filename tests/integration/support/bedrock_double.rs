@@ -362,6 +362,9 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if converse && converse::is_image_out_model(&id) {
+        return omni_call(&state, &id, &content_type, &body, &region).await;
+    }
     if converse {
         return converse_call(&state, &id, &content_type, &body).await;
     }
@@ -437,6 +440,60 @@ async fn converse_call(
     let (answer, input, output) = converse::answer(&question, &reply);
     with_model(state, id, |m| {
         m.successes += 1;
+        m.token_calls.push((input, output));
+    });
+    Ok(respond(200, answer, None))
+}
+
+/// One Nova 2 Omni Converse call: an instruction edit answered with an image (the input,
+/// brightened and warmed a little, at its size; or, with no image, a picture of the instruction
+/// at the ratio it names), billed by tokens; a filter answers with a refusal.
+async fn omni_call(
+    state: &Shared,
+    id: &str,
+    content_type: &str,
+    body: &[u8],
+    region: &str,
+) -> Result<Resp, Resp> {
+    with_model(state, id, |m| m.regions.push(region.to_owned()));
+    if !id.starts_with("us.") {
+        let msg = "Invocation of model ID amazon.nova-2-omni-v1:0 with on-demand throughput isn't supported. Retry your request with the ID or ARN of an inference profile that contains this model.";
+        return Err(error(400, "ValidationException", msg));
+    }
+    let latency = admit(state, id)?;
+    tokio::time::sleep(latency).await;
+    if !content_type.starts_with("application/json") {
+        return Err(error(
+            400,
+            "ValidationException",
+            "Unsupported content type",
+        ));
+    }
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|_| error(400, "ValidationException", "Malformed request body"))?;
+    with_model(state, id, |m| {
+        m.last_body = Some(json.clone());
+        m.bodies.push(json.clone());
+    });
+    let edit = converse::validate_edit(&json).map_err(|m| error(400, "ValidationException", &m))?;
+    let filtered = with_model(state, id, |m| m.filter.is_some());
+    let png = (!filtered).then(|| {
+        let img = match &edit.image {
+            Some(img) => render::relight(img),
+            None => {
+                let (w, h) = render::size_for_ratio_in(&edit.instruction);
+                render::generate(&edit.instruction, w, h)
+            }
+        };
+        let mut buf = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
+        buf.into_inner()
+    });
+    let (answer, input, output) = converse::image_answer(&edit, png.as_deref());
+    with_model(state, id, |m| {
+        if png.is_some() {
+            m.successes += 1;
+        }
         m.token_calls.push((input, output));
     });
     Ok(respond(200, answer, None))

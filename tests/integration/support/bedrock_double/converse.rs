@@ -18,6 +18,11 @@ pub(crate) fn is_converse_model(id: &str) -> bool {
     )
 }
 
+/// Nova 2 Omni: answers Converse with an image (an instruction edit, or text to image).
+pub(crate) fn is_image_out_model(id: &str) -> bool {
+    id.strip_prefix("us.").unwrap_or(id) == "amazon.nova-2-omni-v1:0"
+}
+
 /// What a valid request asked.
 #[derive(Debug)]
 pub(crate) struct Question {
@@ -25,6 +30,71 @@ pub(crate) struct Question {
     pub max_tokens: u64,
     /// Each image's (width, height).
     pub images: Vec<(u32, u32)>,
+}
+
+/// An instruction edit (or generation) for Nova 2 Omni: one user message, at most one image,
+/// then exactly one instruction; no system prompt or inference settings (the double refuses
+/// what retouch never sends, so a change in what is sent shows).
+pub(crate) struct Edit {
+    pub image: Option<image::DynamicImage>,
+    pub instruction: String,
+    pub input_tokens: u64,
+}
+
+/// Validates an Omni request strictly (on top of [`validate`]).
+pub(crate) fn validate_edit(body: &Value) -> Result<Edit, String> {
+    let question = validate(body)?;
+    let obj = body.as_object().expect("validated");
+    known(obj, &["messages"], "request (Nova 2 Omni edit)")?;
+    let messages = obj["messages"].as_array().expect("validated");
+    if messages.len() != 1 {
+        return Err("Nova 2 Omni edits take one user message".into());
+    }
+    let content = messages[0]["content"].as_array().expect("validated");
+    let (images, texts): (Vec<&Value>, Vec<&Value>) =
+        content.iter().partition(|b| b.get("image").is_some());
+    if images.len() > 1 || texts.len() != 1 || content.last() != texts.first().copied() {
+        return Err("Nova 2 Omni edits take at most one image, then one instruction".into());
+    }
+    let image = match images.first() {
+        Some(b) => {
+            let b64 = b["image"]["source"]["bytes"].as_str().unwrap_or_default();
+            let bytes = B64.decode(b64).map_err(|_| "bad image bytes".to_string())?;
+            Some(image::load_from_memory(&bytes).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let instruction = texts[0]["text"].as_str().unwrap_or_default().to_owned();
+    Ok(Edit {
+        image,
+        instruction,
+        input_tokens: question.input_tokens,
+    })
+}
+
+/// The 200 answer to an edit: `png` as the assistant's image (or, filtered, a refusal with
+/// stop reason `content_filtered`), with usage: image output counted as 1,200 tokens.
+pub(super) fn image_answer(edit: &Edit, png: Option<&[u8]>) -> (Value, u64, u64) {
+    let input = edit.input_tokens;
+    let (content, stop, output) = match png {
+        Some(png) => (
+            json!([{ "image": { "format": "png", "source": { "bytes": B64.encode(png) } } }]),
+            "end_turn",
+            1_200,
+        ),
+        None => (
+            json!([{ "text": "I can't help with that request." }]),
+            "content_filtered",
+            9,
+        ),
+    };
+    let body = json!({
+        "output": { "message": { "role": "assistant", "content": content } },
+        "stopReason": stop,
+        "usage": { "inputTokens": input, "outputTokens": output, "totalTokens": input + output },
+        "metrics": { "latencyMs": 5 }
+    });
+    (body, input, output)
 }
 
 const TOP_LEVEL: &[&str] = &[

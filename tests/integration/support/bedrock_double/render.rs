@@ -150,3 +150,35 @@ pub(super) fn erase(img: &DynamicImage, mask: Option<&image::GrayImage>) -> Dyna
     }
     DynamicImage::ImageRgba8(out)
 }
+
+/// The image a little brighter and warmer (an instruction edit's answer), at its size.
+pub(super) fn relight(img: &DynamicImage) -> DynamicImage {
+    let mut out = img.to_rgba8();
+    for p in out.pixels_mut() {
+        p[0] = p[0].saturating_add(12);
+        p[1] = p[1].saturating_add(8);
+        p[2] = p[2].saturating_add(4);
+    }
+    DynamicImage::ImageRgba8(out)
+}
+
+/// The size for the first `W:H` ratio named in `text` (about one megapixel), 1024×1024 if none.
+pub(super) fn size_for_ratio_in(text: &str) -> (u32, u32) {
+    let ratio = text.split_whitespace().find_map(|word| {
+        let word = word
+            .trim_matches(|c: char| !c.is_ascii_digit() && c != ':')
+            .trim_matches(':');
+        let (w, h) = word.split_once(':')?;
+        Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?))
+    });
+    match ratio {
+        Some((w, h)) if w > 0.0 && h > 0.0 => {
+            let side = |v: f64| ((v / 64.0).round() * 64.0) as u32;
+            (
+                side((1_048_576.0 * w / h).sqrt()),
+                side((1_048_576.0 * h / w).sqrt()),
+            )
+        }
+        _ => (1024, 1024),
+    }
+}
