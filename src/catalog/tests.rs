@@ -58,7 +58,12 @@ fn models_for_each_op() {
     );
     assert_eq!(
         names(Op::FixLighting),
-        ["nova-canvas", "titan-image-v2", "titan-image-v1", "nova-2-omni"]
+        [
+            "nova-canvas",
+            "titan-image-v2",
+            "titan-image-v1",
+            "nova-2-omni"
+        ]
     );
     assert_eq!(
         names(Op::Upscale),
@@ -70,7 +75,12 @@ fn models_for_each_op() {
     );
     assert_eq!(
         names(Op::Generate),
-        ["stability-core", "sd3.5-large", "stability-ultra", "nova-2-omni"]
+        [
+            "stability-core",
+            "sd3.5-large",
+            "stability-ultra",
+            "nova-2-omni"
+        ]
     );
     let text = c.resolve("nova-2-lite").unwrap();
     assert_eq!(text.kind, ModelKind::TextUnderstanding);

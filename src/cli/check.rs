@@ -151,7 +151,9 @@ fn print_drift(manifest: &Manifest, catalog: &Catalog, today: Date) {
 fn print_header(plan: &Plan, region: &str) {
     let m = &plan.manifest;
     println!("manifest: {} ({})", m.path.display(), m.name);
-    print!("inputs:   {} images", plan.images.len());
+    let prompts = m.steps.first().is_some_and(|s| s.op.makes_image());
+    let what = if prompts { "prompts" } else { "images" };
+    print!("inputs:   {} {what}", plan.images.len());
     if plan.excluded > 0 || plan.skipped_non_images > 0 {
         print!(
             " ({} excluded, {} non-image files skipped)",

@@ -230,11 +230,15 @@ impl Providers {
     }
 
     /// Sends a grading call once; retrying is the caller's decision.
+    /// Sends a grading call once, in `region` (`None`: the client's own).
     pub async fn grade(
         &self,
         call: &grader::GradeCall,
+        region: Option<&str>,
     ) -> Result<bedrock::ConverseAnswer, RemoteError> {
-        self.bedrock.converse(&call.invoke_id, &call.request).await
+        self.bedrock
+            .converse(region, &call.invoke_id, &call.request)
+            .await
     }
 
     /// Sends `call` once and returns the raw answer; retrying is the caller's decision

@@ -444,6 +444,21 @@ impl<'a> ImageTask<'a> {
         Ok(Some(Arc::new(asked)))
     }
 
+    /// Where the grader `model` is called: the run's region, or another `aws.regions` allows;
+    /// `None` (warned about, the result keeps its free checks) when it may be called nowhere.
+    fn grader_region(&self, model: &crate::catalog::ModelEntry) -> Option<String> {
+        let (run, allowed) = (&self.ctx.remote.region, &self.ctx.manifest.aws.regions);
+        let region = model.call_region(run, allowed).map(str::to_owned);
+        if region.is_none() {
+            tracing::warn!(
+                image = self.key,
+                "not graded: {} is not offered in {run} nor in any region aws.regions allows",
+                model.alias
+            );
+        }
+        region
+    }
+
     /// The rows so far, leaving an empty builder behind (the task ends after this).
     fn take_rows(&mut self) -> RowBuilder {
         self.rows.take()
@@ -527,6 +542,7 @@ impl<'a> ImageTask<'a> {
         if let Some(grader) = &step.grader
             && grader.wants(done.qa.as_ref())
             && let Some(model) = ctx.catalog.resolve(&grader.model)
+            && let Some(region) = self.grader_region(model)
         {
             // A generated image has no input to compare with: it is shown on both sides.
             let before = if step.op.makes_image() {
@@ -536,7 +552,7 @@ impl<'a> ImageTask<'a> {
             };
             let graded = ctx
                 .remote
-                .grade(asked, model, &self.key, before, result.clone())
+                .grade(asked, model, &region, &self.key, before, result.clone())
                 .await;
             done.cost += graded.cost;
             done.attempts += graded.attempts;

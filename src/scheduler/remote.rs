@@ -424,10 +424,13 @@ impl Remote {
     /// the same rules as any call: its bound reserved against the budgets (and held against the
     /// daily cap) before it is made, admitted by the model's circuit breaker and rate limit,
     /// retried with backoff, and settled with the tokens the answer says it used.
+    /// `region` is where the grader is called (the run's, or one `aws.regions` allows).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn grade(
         &self,
         step: &Step,
         model: &ModelEntry,
+        region: &str,
         key: &str,
         input: Arc<RgbaImage>,
         output: Arc<RgbaImage>,
@@ -441,7 +444,7 @@ impl Remote {
             latency: Duration::ZERO,
         };
         let grade = match self
-            .try_grade(step, model, key, input, output, &mut failure)
+            .try_grade(step, (model, region), key, input, output, &mut failure)
             .await
         {
             Ok(grade) => Some(grade),
@@ -468,7 +471,7 @@ impl Remote {
     async fn try_grade(
         &self,
         step: &Step,
-        model: &ModelEntry,
+        (model, region): (&ModelEntry, &str),
         key: &str,
         input: Arc<RgbaImage>,
         output: Arc<RgbaImage>,
@@ -506,7 +509,7 @@ impl Remote {
             step: step.index,
             model: &model.id,
         };
-        let attempt = || providers.grade(&call);
+        let attempt = || providers.grade(&call, Some(region));
         let (answer, reservation, hold) = self
             .send(paid, bound, reservation, attempt, failure)
             .await?;

@@ -170,3 +170,22 @@ fn only_models_that_can_grade_are_accepted() {
         ran.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grader_is_called_in_its_own_region() {
+    // Nova Lite is offered in us-east-1 only: a us-west-2 run grades there (same geography).
+    let double = BedrockDouble::start().await;
+    let dir = project("aws: { region: us-west-2 }\n", 2, 0);
+    let rows = run(&dir, &double).await;
+    assert!(rows.iter().all(|r| grade(r).is_some()), "{rows:#?}");
+    assert_eq!(double.regions(NOVA_LITE), ["us-east-1", "us-east-1"]);
+    // An EU run may not send images to the US: nothing is graded, the free checks stay.
+    let double = BedrockDouble::start().await;
+    let dir = project("aws: { region: eu-west-1 }\n", 1, 0);
+    let rows = run(&dir, &double).await;
+    assert!(
+        rows.iter().all(|r| grade(r).is_none() && r.qa.is_some()),
+        "{rows:#?}"
+    );
+    assert_eq!(double.requests(NOVA_LITE), 0);
+}

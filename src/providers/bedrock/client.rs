@@ -180,10 +180,11 @@ pub struct ConverseAnswer {
 }
 
 impl BedrockClient {
-    /// One `Converse` call. An answer without `usage` is refused as unreadable: it cannot be
-    /// billed right.
+    /// One `Converse` call in `region` (`None`: this client's own). An answer without `usage`
+    /// is refused as unreadable: it cannot be billed right.
     pub async fn converse(
         &self,
+        region: Option<&str>,
         model_id: &str,
         request: &ConverseRequest,
     ) -> Result<ConverseAnswer, RemoteError> {
@@ -210,7 +211,7 @@ impl BedrockClient {
             .temperature(0.0)
             .build();
         let out = self
-            .inner
+            .client_in(region)
             .converse()
             .model_id(model_id)
             .system(SystemContentBlock::Text(request.system.clone()))

@@ -366,6 +366,7 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         return omni_call(&state, &id, &content_type, &body, &region).await;
     }
     if converse {
+        with_model(&state, &id, |m| m.regions.push(region.clone()));
         return converse_call(&state, &id, &content_type, &body).await;
     }
     let kind = lookup(&id)?;

@@ -144,7 +144,7 @@ impl Retouch {
         options: retouch::run::RunOptions,
     ) -> retouch::run::RunOutcome {
         let path = self.root.join(rel);
-        let options = self.with_doubles(options).await;
+        let options = self.with_doubles(options, &path).await;
         let run = retouch::run::Run::prepare(&path, options)
             .await
             .unwrap_or_else(|e| panic!("prepare {rel}: {e}"));
@@ -158,7 +158,7 @@ impl Retouch {
         prepared: retouch::run::Prepared,
         options: retouch::run::RunOptions,
     ) -> retouch::run::RunOutcome {
-        let options = self.with_doubles(options).await;
+        let options = self.with_doubles(options, &self.root.join(rel)).await;
         let run = retouch::run::Run::from_prepared(&self.root.join(rel), prepared, options)
             .unwrap_or_else(|e| panic!("prepare {rel}: {e}"));
         self.finish(run).await
@@ -177,15 +177,18 @@ impl Retouch {
         Some(retouch::s3_client::S3::connect_with_credentials(&settings, ak, sk).await)
     }
 
+    /// Points the run at the doubles, in the manifest's `aws.region` (else us-east-1), as the
+    /// binary would run.
     async fn with_doubles(
         &self,
         mut options: retouch::run::RunOptions,
+        manifest: &Path,
     ) -> retouch::run::RunOptions {
         if let Some(endpoint) = self.bedrock.as_ref().filter(|_| self.credentials) {
             let sdk = super::bedrock_double::sdk_config(endpoint);
             options.connection = retouch::run::Connection::Client {
                 client: retouch::providers::BedrockClient::from_conf(sdk),
-                region: "us-east-1".into(),
+                region: manifest_region(manifest),
             };
         }
         if options.overrides.model_dir.is_none() {
@@ -227,6 +230,16 @@ pub(crate) fn report(path: &Path) -> Vec<[String; 6]> {
 
 /// Runs the pipeline `pipelines/test.yaml` under `dir` through the library against `double`,
 /// as of 2026-11-01 with short back-offs, under `run_id`; the rows it reported.
+/// The manifest's `aws.region`, else us-east-1.
+fn manifest_region(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_default();
+    yaml["aws"]["region"]
+        .as_str()
+        .unwrap_or("us-east-1")
+        .to_owned()
+}
+
 pub(crate) async fn run_with_double(
     dir: &Path,
     double: &BedrockDouble,
