@@ -51,6 +51,10 @@ pub struct OpParams {
     /// it finds: `search_prompt`) or `mask` (a mask image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Stability Search and Replace serving replace-bg: what it finds to repaint (the
+    /// backdrop, described), as `search_prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_prompt: Option<String>,
     /// SD3.5's `mode` (`text-to-image`): sent as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,

@@ -225,3 +225,59 @@ async fn a_filtered_scene_falls_back_to_the_local_colour_and_is_not_billed() {
         .to_rgba8();
     assert_eq!(out.get_pixel(2, 2).0, [0xF4, 0xF1, 0xEA, 255]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_replace_finds_the_backdrop_by_description_and_the_product_stays_ours() {
+    const SEARCH: &str = "stability.stable-image-search-replace-v1:0";
+    let double = BedrockDouble::start().await;
+    let dir = project("");
+    let path = dir.path().join("pipelines/test.yaml");
+    let yaml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[stability-inpaint]", "[stability-search-replace]")
+        .replace("stability-inpaint: 600", "stability-search-replace: 600");
+    std::fs::write(&path, yaml).unwrap();
+    let rows = run(&dir, &double, "first").await;
+    assert!(
+        rows.iter()
+            .all(|r| r.model == SEARCH && r.status == Status::Ok),
+        "{rows:#?}"
+    );
+    let body = double.last_body(SEARCH).unwrap();
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    // No mask: the service finds the backdrop itself from the catalog's description.
+    assert_eq!(
+        keys,
+        [
+            "image",
+            "negative_prompt",
+            "output_format",
+            "prompt",
+            "search_prompt"
+        ]
+    );
+    assert!(
+        body["search_prompt"]
+            .as_str()
+            .unwrap()
+            .contains("background")
+    );
+    assert_eq!(body["prompt"], "on a light oak table in a bright kitchen");
+    // The double painted the middle third yellow; the product there is put back exactly.
+    let input = image::open(dir.path().join("photos/p1.png"))
+        .unwrap()
+        .to_rgba8();
+    let out = image::open(dir.path().join("out/p1.png"))
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(out.get_pixel(128, 128), input.get_pixel(128, 128));
+    assert_eq!(double.successes(SEARCH), 3);
+    let total: Usd = rows.iter().map(|r| r.cost).sum();
+    assert_eq!(total, Usd::from_dollars(PRICE).unwrap().times(3));
+}

@@ -55,7 +55,8 @@ pub fn encode_request(
             })?;
             Some(B64.encode(png))
         }
-        (Op::ReplaceBg, _) => {
+        // Search and Replace finds the backdrop itself: no mask.
+        (Op::ReplaceBg, _) if spec.params.search_prompt.is_none() => {
             let cut = match &params.product {
                 Some(cut) => cut.clone(),
                 None => std::sync::Arc::new(crate::ops::replace_bg::product_matte(image).image),
@@ -339,6 +340,22 @@ fn stability_body(
     let prompted = (op == Op::Upscale && spec.params.prompt.is_some()) || op == Op::ReplaceBg;
     let masked = body.contains_key("mask");
     match op {
+        Op::ReplaceBg if spec.params.search_prompt.is_some() => {
+            let search = spec.params.search_prompt.clone().unwrap_or_default();
+            body.insert("search_prompt".into(), json!(search));
+            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
+            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
+            insert_text(
+                &mut body,
+                "negative_prompt",
+                params.negative_prompt.as_ref(),
+                10_000,
+            );
+            if let Some(seed) = params.seed {
+                body.insert("seed".into(), json!(seed));
+            }
+            return Value::Object(body);
+        }
         // A mask file: Stable Image Inpaint paints `prompt` in the mask; Erase Object removes
         // what the mask covers (no prompt).
         Op::Inpaint if masked => {
