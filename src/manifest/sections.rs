@@ -135,15 +135,27 @@ pub(super) fn prompt_inputs(
             (true, InputSpec::LocalGlob { pattern }) if is_prompts_file(&pattern) => {
                 out.push(InputSpec::Prompts { path: pattern });
             }
+            // `s3://bucket/prompts.csv` reads as the prefix `prompts.csv/`: it is the object.
+            (
+                true,
+                InputSpec::S3 {
+                    bucket,
+                    prefix,
+                    pattern: None,
+                },
+            ) if is_prompts_file(prefix.trim_end_matches('/')) => {
+                let key = prefix.trim_end_matches('/').to_owned();
+                out.push(InputSpec::S3Prompts { bucket, key });
+            }
             (true, spec) => {
                 let help = format!(
-                    "list prompts files ({}) with `id` and `prompt` columns, e.g. `inputs: [prompts.csv]`; \
-                     prompts files are read from local paths",
+                    "list prompts files ({}) with `id` and `prompt` columns, local or in S3, \
+                     e.g. `inputs: [prompts.csv]` or `inputs: [\"s3://bucket/prompts.csv\"]`",
                     PROMPTS_EXTENSIONS.join(", ")
                 );
                 ck.error(
                     &path,
-                    format!("`{spec}` in {path} is not a local prompts file, which a pipeline starting with generate reads"),
+                    format!("`{spec}` in {path} is not a prompts file, which a pipeline starting with generate reads"),
                     Some(help),
                 );
                 ok = false;

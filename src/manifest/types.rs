@@ -64,7 +64,7 @@ impl Manifest {
     pub fn uses_s3(&self) -> bool {
         self.inputs
             .iter()
-            .any(|i| matches!(i, InputSpec::S3 { .. }))
+            .any(|i| matches!(i, InputSpec::S3 { .. } | InputSpec::S3Prompts { .. }))
             || self.output.dir.is_s3()
             || self.report.is_s3()
     }
@@ -187,6 +187,8 @@ pub enum InputSpec {
     /// A prompts file (CSV, YAML, JSON or JSONL) for a pipeline whose first step is `generate`,
     /// relative to `base_dir` unless absolute: each row is one input.
     Prompts { path: String },
+    /// A prompts file in S3 (`s3://bucket/prompts.csv`).
+    S3Prompts { bucket: String, key: String },
 }
 
 impl fmt::Display for InputSpec {
@@ -194,6 +196,7 @@ impl fmt::Display for InputSpec {
         match self {
             InputSpec::LocalGlob { pattern } => f.write_str(pattern),
             InputSpec::Prompts { path } => f.write_str(path),
+            InputSpec::S3Prompts { bucket, key } => write!(f, "s3://{bucket}/{key}"),
             InputSpec::S3 {
                 bucket,
                 prefix,

@@ -265,7 +265,7 @@ fn overlapping_folders(plan: &Plan) -> Vec<String> {
                     )
                 })
             }
-            InputSpec::S3 { .. } | InputSpec::Prompts { .. } => None,
+            InputSpec::S3 { .. } | InputSpec::Prompts { .. } | InputSpec::S3Prompts { .. } => None,
         })
         .collect()
 }

@@ -161,7 +161,21 @@ pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, Sourc
                 input.list(s3, &exclude, &mut listing, &mut seen_s3).await?;
             }
             InputSpec::Prompts { path } => {
-                list_prompts(&manifest.base_dir, path, &mut listing, &mut seen_ids)?;
+                let file = manifest.base_dir.join(path);
+                let display = display_path(&file, &manifest.base_dir);
+                let rows = prompts::read(&file)?;
+                add_prompts(display, rows, &mut listing, &mut seen_ids)?;
+            }
+            InputSpec::S3Prompts { bucket, key } => {
+                let s3 = s3.ok_or_else(|| SourceError::NoS3Client {
+                    input: spec.to_string(),
+                })?;
+                let display = spec.to_string();
+                let bytes = s3
+                    .get_range(bucket, key, None, prompts::MAX_FILE_BYTES)
+                    .await?;
+                let rows = prompts::parse_bytes(std::path::Path::new(&display), &bytes)?;
+                add_prompts(display, rows, &mut listing, &mut seen_ids)?;
             }
         }
     }
@@ -184,17 +198,15 @@ pub async fn list(manifest: &Manifest, s3: Option<&S3>) -> Result<Listing, Sourc
     Ok(listing)
 }
 
-/// Adds every row of the prompts file `path` (relative to `base`) to `listing`: reported as
+/// Adds the `rows` of the prompts file shown as `display` to `listing`: reported as
 /// `<file>#<id>`, written as `<id>.<format>`.
-fn list_prompts(
-    base: &Path,
-    path: &str,
+fn add_prompts(
+    display: String,
+    rows: Vec<PromptRow>,
     listing: &mut Listing,
     seen: &mut std::collections::HashMap<String, String>,
 ) -> Result<(), SourceError> {
-    let file = base.join(path);
-    let display = display_path(&file, base);
-    for row in prompts::read(&file)? {
+    for row in rows {
         if let Some(first) = seen.insert(row.id.clone(), display.clone()) {
             return Err(SourceError::DuplicateId {
                 id: row.id,

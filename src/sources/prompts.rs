@@ -21,7 +21,7 @@ pub const MAX_PROMPT_CHARS: usize = 10_000;
 /// Longest id (it becomes a file name).
 const MAX_ID_CHARS: usize = 200;
 /// Largest prompts file read.
-const MAX_FILE_BYTES: u64 = 64 << 20;
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// One row of a prompts file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +98,16 @@ pub fn read(path: &Path) -> Result<Vec<PromptRow>, PromptsError> {
     }
     let text = std::fs::read_to_string(path).map_err(read_err)?;
     parse(path, &text)
+}
+
+/// Parses a prompts file's bytes (UTF-8); the format follows the extension of `path`.
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<PromptRow>, PromptsError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| PromptsError::Invalid {
+        path: path.to_owned(),
+        at: "file".into(),
+        message: format!("not UTF-8 text: {e}"),
+    })?;
+    parse(path, text)
 }
 
 /// Parses a prompts file's text; the format follows the extension.

@@ -272,7 +272,7 @@ fn misplaced_generate_steps_and_prompts_files_are_manifest_errors() {
         &format!(
             "{head}inputs: [../photos/*.png]\nsteps:\n  - {{ op: generate, models: [stability-core], fallback: skip }}\n"
         ),
-        &["inputs[0]", "not a local prompts file"],
+        &["inputs[0]", "is not a prompts file"],
     );
     check(
         &format!(
@@ -284,4 +284,45 @@ fn misplaced_generate_steps_and_prompts_files_are_manifest_errors() {
         &format!("{head}inputs: [p.csv]\nsteps:\n  - {{ op: generate, models: [local] }}\n"),
         &["generate has no local implementation"],
     );
+}
+
+#[test]
+fn a_prompts_file_in_s3_is_read_like_a_local_one() {
+    use crate::harness::Retouch;
+    use crate::support::s3_server::S3Server;
+    let server = S3Server::start();
+    server.create_bucket("briefs");
+    let csv = PROMPTS.as_bytes().to_vec();
+    server.put_all(
+        "briefs",
+        vec![("spring/prompts.csv".into(), csv)],
+        "text/csv",
+    );
+    // The binary runs as its own process; the double serves it from a runtime of its own.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let double = rt.block_on(BedrockDouble::start());
+    let test = Test::new().manifest(
+        "version: 1\nname: s3gen\ninputs: [\"s3://briefs/spring/prompts.csv\"]\n\
+         output: { dir: ../out }\nsteps:\n  - { op: generate, models: [stability-core], fallback: skip }\n\
+         limits: { rpm: { stability-core: 600 } }\n",
+    );
+    let out = Retouch::at(test.root()).s3(&server).bedrock(&double).run(&[
+        "run",
+        "pipelines/test.yaml",
+        "-q",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut report = csv::Reader::from_path(test.root().join("out/report.csv")).unwrap();
+    let images: Vec<String> = report.records().map(|r| r.unwrap()[1].to_owned()).collect();
+    assert_eq!(
+        images,
+        [
+            "s3://briefs/spring/prompts.csv#lamp",
+            "s3://briefs/spring/prompts.csv#mug-white",
+            "s3://briefs/spring/prompts.csv#shoes/red",
+        ]
+    );
+    assert!(test.root().join("out/shoes/red.png").is_file());
+    assert_eq!(double.successes(CORE), 3);
+    drop(double);
 }
