@@ -24,7 +24,7 @@ check:
     cargo run --release -- check pipelines/demo.yaml
 
 # All benchmarks; figures go to BENCHMARKS.md by hand.
-bench: bench-quality bench-segmentation bench-upscale bench-pipeline bench-remote bench-s3 bench-rerun bench-hostile
+bench: bench-quality bench-segmentation bench-upscale bench-pipeline bench-remote bench-s3 bench-rerun bench-hostile bench-fill
 
 # Quality of the local ops against ground truth and against GrabCut / ImageMagick baselines.
 bench-quality:
@@ -62,3 +62,8 @@ bench-rerun:
 # Peak RSS over the hostile set (400 MiB decompression bombs of every kind) at concurrency 8.
 bench-hostile:
     bash bench/hostile.sh
+
+# The local fill (inpaint/erase with a mask file) on generated backdrops with known truth:
+# error inside the mask against a flat ring-mean fill, and ms per 1600x1200 image.
+bench-fill:
+    cargo run --release --example fill_quality
