@@ -326,3 +326,59 @@ fn a_prompts_file_in_s3_is_read_like_a_local_one() {
     assert_eq!(double.successes(CORE), 3);
     drop(double);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd35_and_ultra_serve_when_cheaper_generators_are_refused_with_their_own_fields() {
+    let steps = r#"  - op: generate
+    models: [stability-core, sd3.5-large, stability-ultra]
+    fallback: skip"#;
+    // Core refused (no model access): SD3.5 Large, next cheapest, with `mode`.
+    let double = BedrockDouble::start().await;
+    double.deny_access(CORE);
+    let dir = project(steps, false);
+    let rows = run(&dir, &double, "first").await;
+    let sd35 = Usd::from_dollars(0.08).unwrap();
+    for r in &rows {
+        assert_eq!((r.status, r.model.as_str()), (Status::Ok, SD35), "{r:?}");
+        assert_eq!(r.cost, sd35);
+    }
+    assert!(
+        double.requests(CORE) <= 2,
+        "the refusal opens Core's circuit"
+    );
+    let bodies = double.bodies(SD35);
+    let body = body_for(&bodies, "a brass desk lamp");
+    assert_eq!(
+        keys(body),
+        ["aspect_ratio", "mode", "output_format", "prompt", "seed"]
+    );
+    assert_eq!(body["mode"], "text-to-image");
+    assert_eq!(
+        double
+            .regions(SD35)
+            .iter()
+            .filter(|r| *r != "us-west-2")
+            .count(),
+        0
+    );
+    let total: Usd = rows.iter().map(|r| r.cost).sum();
+    assert_eq!(total, sd35.times(double.successes(SD35) as u32));
+    // Core and SD3.5 refused: Ultra, without `mode`.
+    let double = BedrockDouble::start().await;
+    double.deny_access(CORE);
+    double.deny_access(SD35);
+    let dir = project(steps, false);
+    let rows = run(&dir, &double, "first").await;
+    let ultra = Usd::from_dollars(0.14).unwrap();
+    for r in &rows {
+        assert_eq!((r.status, r.model.as_str()), (Status::Ok, ULTRA), "{r:?}");
+        assert_eq!(r.cost, ultra);
+    }
+    let bodies = double.bodies(ULTRA);
+    let body = body_for(&bodies, "a brass desk lamp");
+    assert_eq!(
+        keys(body),
+        ["aspect_ratio", "output_format", "prompt", "seed"]
+    );
+    assert_eq!(double.successes(ULTRA), 3);
+}

@@ -173,3 +173,24 @@ async fn replace_bg_through_omni_keeps_our_product_pixel_for_pixel() {
     assert_eq!(out.get_pixel(160, 120), input.get_pixel(160, 120));
     assert_ne!(out.get_pixel(2, 2), input.get_pixel(2, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variation_through_omni_sends_the_prompt_in_its_instruction() {
+    let double = BedrockDouble::start().await;
+    let dir = project(
+        "\"../photos/*.png\"",
+        "  - op: variation\n    models: [nova-2-omni]\n    prompt: \"the same mug in matte black\"\n    fallback: skip\n",
+    );
+    let rows = run(&dir, &double, "first").await;
+    for r in &rows {
+        assert_eq!((r.status, r.model.as_str()), (Status::Ok, OMNI), "{r:?}");
+        assert_eq!(r.input_size, r.output_size);
+    }
+    let blocks = content(&double.last_body(OMNI).unwrap()).clone();
+    let instruction = blocks[1]["text"].as_str().unwrap();
+    assert!(
+        instruction.starts_with("Make a variation of this product photo")
+            && instruction.ends_with("the same mug in matte black"),
+        "{instruction}"
+    );
+}
