@@ -55,8 +55,10 @@ pub fn encode_request(
             })?;
             Some(B64.encode(png))
         }
-        // Search and Replace finds the backdrop itself: no mask.
-        (Op::ReplaceBg, _) if spec.params.search_prompt.is_none() => {
+        // Search and Replace finds the backdrop itself, and a Converse edit takes no mask.
+        (Op::ReplaceBg, _)
+            if spec.params.search_prompt.is_none() && spec.task.as_deref() != Some(CONVERSE) =>
+        {
             let cut = match &params.product {
                 Some(cut) => cut.clone(),
                 None => std::sync::Arc::new(crate::ops::replace_bg::product_matte(image).image),
@@ -343,33 +345,13 @@ fn stability_body(
         Op::ReplaceBg if spec.params.search_prompt.is_some() => {
             let search = spec.params.search_prompt.clone().unwrap_or_default();
             body.insert("search_prompt".into(), json!(search));
-            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
-            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
-            insert_text(
-                &mut body,
-                "negative_prompt",
-                params.negative_prompt.as_ref(),
-                10_000,
-            );
-            if let Some(seed) = params.seed {
-                body.insert("seed".into(), json!(seed));
-            }
+            prompt_fields(&mut body, spec, params);
             return Value::Object(body);
         }
         // A mask file: Stable Image Inpaint paints `prompt` in the mask; Erase Object removes
         // what the mask covers (no prompt).
         Op::Inpaint if masked => {
-            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
-            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
-            insert_text(
-                &mut body,
-                "negative_prompt",
-                params.negative_prompt.as_ref(),
-                10_000,
-            );
-            if let Some(seed) = params.seed {
-                body.insert("seed".into(), json!(seed));
-            }
+            prompt_fields(&mut body, spec, params);
             return Value::Object(body);
         }
         Op::Erase if masked => {
@@ -383,24 +365,13 @@ fn stability_body(
             // prompt describes the surroundings continuing).
             let search = params.mask_prompt.clone().unwrap_or_default();
             body.insert("search_prompt".into(), json!(search));
-            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
-            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
-            insert_text(
-                &mut body,
-                "negative_prompt",
-                params.negative_prompt.as_ref(),
-                10_000,
-            );
-            if let Some(seed) = params.seed {
-                body.insert("seed".into(), json!(seed));
-            }
+            prompt_fields(&mut body, spec, params);
             return Value::Object(body);
         }
         Op::Variation => {
             // Control Structure keeps the input's structure at `control_strength`; Style Guide
             // keeps its style at `fidelity` (the catalog names the field; `similarity` sets it).
-            let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
-            body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
+            prompt_fields(&mut body, spec, params);
             let field = spec
                 .params
                 .strength_field
@@ -409,15 +380,6 @@ fn stability_body(
             let strength = params.similarity.or(spec.params.similarity);
             if let Some(s) = strength {
                 body.insert(field.into(), json!(round3(s.clamp(0.0, 1.0))));
-            }
-            insert_text(
-                &mut body,
-                "negative_prompt",
-                params.negative_prompt.as_ref(),
-                10_000,
-            );
-            if let Some(seed) = params.seed {
-                body.insert("seed".into(), json!(seed));
             }
             return Value::Object(body);
         }
@@ -449,6 +411,22 @@ fn stability_body(
         }
     }
     Value::Object(body)
+}
+
+/// `prompt` (the step's, else the catalog's default), `negative_prompt` when given, and `seed`:
+/// the fields every prompted Stability edit takes alike.
+fn prompt_fields(body: &mut Map<String, Value>, spec: &OpSpec, params: &RemoteParams) {
+    let prompt = params.prompt.as_ref().or(spec.params.prompt.as_ref());
+    body.insert("prompt".into(), json!(prompt.cloned().unwrap_or_default()));
+    insert_text(
+        body,
+        "negative_prompt",
+        params.negative_prompt.as_ref(),
+        10_000,
+    );
+    if let Some(seed) = params.seed {
+        body.insert("seed".into(), json!(seed));
+    }
 }
 
 /// f32 → f64 without the binary noise (0.9f32 would print as 0.8999999761581421).

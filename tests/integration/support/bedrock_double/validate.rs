@@ -513,22 +513,7 @@ fn validate_inpaint(obj: &Obj) -> Result<Job, String> {
     }
     let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
     let img = image(&obj["image"], &STAB_EDIT_IN)?;
-    let mask = match obj.get("mask") {
-        None => None,
-        Some(v) => {
-            let m = image(v, &STAB_EDIT_IN).map_err(|e| e.replace("input image", "mask"))?;
-            if (m.width(), m.height()) != (img.width(), img.height()) {
-                return Err(format!(
-                    "The mask ({}x{}) must be the size of the image ({}x{}).",
-                    m.width(),
-                    m.height(),
-                    img.width(),
-                    img.height()
-                ));
-            }
-            Some(m.to_luma8())
-        }
-    };
+    let mask = sized_mask(obj, &img)?;
     Ok(Job::Inpaint { img, mask, format })
 }
 
