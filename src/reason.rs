@@ -59,6 +59,7 @@ reasons! {
     Fallback FallbackTooLarge = "fallback-too-large", "The image is too large for every model.";
     Fallback FallbackTooSmall = "fallback-too-small", "The image is too small for every model.";
     Fallback FallbackAspectRatio = "fallback-aspect-ratio", "No model takes this aspect ratio.";
+    Fallback FallbackPromptTooLong = "fallback-prompt-too-long", "The prompt is longer than the model takes.";
     Fallback FallbackThrottled = "fallback-throttled", "Still throttled after every retry.";
     Fallback FallbackModelNotReady = "fallback-model-not-ready", "The model was not ready.";
     Fallback FallbackServerError = "fallback-server-error", "Bedrock kept answering 5xx.";

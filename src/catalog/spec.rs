@@ -58,6 +58,26 @@ pub struct OpParams {
     /// SD3.5's `mode` (`text-to-image`): sent as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// Stability services finding a described region: the body field the description goes in
+    /// (`search_prompt` by default; Search and Recolor's is `select_prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_field: Option<String>,
+    /// Stability services: the body field the input image goes in (`image` by default; Style
+    /// Transfer's is `init_image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_field: Option<String>,
+    /// variation: the body field the step's `style_image` goes in (Style Transfer:
+    /// `style_image`). A model with this field needs the step to give a style image; a model
+    /// without it cannot take one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style_field: Option<String>,
+    /// Nova Canvas OUTPAINTING serving replace-bg: what to keep, described (`maskPrompt`); our
+    /// own product is put back over the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_prompt: Option<String>,
+    /// Nova Canvas OUTPAINTING's `outPaintingMode` (`DEFAULT` | `PRECISE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outpainting_mode: Option<String>,
 }
 
 /// What an input image must satisfy. Pixel bounds are inclusive; aspect is width / height.

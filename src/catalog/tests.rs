@@ -25,7 +25,7 @@ fn builtin_yaml_parses_and_validates() {
     let c = Catalog::default_empty()
         .merged_yaml(BUILTIN_YAML, "builtin")
         .unwrap();
-    assert_eq!(c.entries().len(), 22);
+    assert_eq!(c.entries().len(), 25);
     assert!(c.entries().iter().all(|m| m.validate().is_ok()));
 }
 
@@ -76,9 +76,30 @@ fn models_for_each_op() {
     assert_eq!(
         names(Op::Generate),
         [
+            "nova-canvas",
+            "titan-image-v2",
             "stability-core",
             "sd3.5-large",
             "stability-ultra",
+            "nova-2-omni"
+        ]
+    );
+    assert_eq!(
+        names(Op::Variation),
+        [
+            "stability-control-sketch",
+            "stability-style-transfer",
+            "stability-control-structure",
+            "stability-style-guide",
+            "nova-2-omni"
+        ]
+    );
+    assert_eq!(
+        names(Op::ReplaceBg),
+        [
+            "nova-canvas",
+            "stability-inpaint",
+            "stability-search-replace",
             "nova-2-omni"
         ]
     );

@@ -129,6 +129,16 @@ pub(crate) struct CheckArgs {
     /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
+    /// With `--preset`: the region of the S3 buckets named (default: the environment's or
+    /// profile's).
+    #[arg(long, requires = "preset")]
+    pub region: Option<String>,
+    /// With `--preset`: the AWS profile S3 is read with.
+    #[arg(long, requires = "preset")]
+    pub profile: Option<String>,
+    /// With `--preset`: an S3-compatible endpoint (e.g. MinIO), addressed by path.
+    #[arg(long, requires = "preset", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

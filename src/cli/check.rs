@@ -16,7 +16,7 @@ use super::code;
 
 pub(super) async fn check(args: &CheckArgs) -> anyhow::Result<i32> {
     if let Some(preset) = &args.preset {
-        return super::validate::validate(preset, &args.paths);
+        return super::validate::validate(preset, args).await;
     }
     let [manifest] = args.paths.as_slice() else {
         eprintln!(

@@ -1,64 +1,88 @@
 //! `retouch check --preset NAME PATH...`: validates finished images against a marketplace
 //! preset's rules (`marketplace`), processing nothing. PATHs are image files, folders (searched
-//! recursively for png, jpg, jpeg and webp) and run reports (the local outputs a `report.csv`
-//! lists). Prints one line per image that breaks a rule, naming each rule, then a summary;
-//! exits 1 when any image breaks a rule or cannot be read.
+//! recursively for png, jpg, jpeg and webp), run reports (the outputs a `report.csv` lists, local
+//! or in S3), and S3 locations (`s3://bucket/key.jpg`, or `s3://bucket/prefix/`: every image
+//! under it), read with GetObject. Prints one line per image that breaks a rule, naming each
+//! rule, then a summary; exits 1 when any image breaks a rule or cannot be read.
 
 use std::path::{Path, PathBuf};
 
 use retouch::codec;
+use retouch::manifest::parse_s3;
 use retouch::marketplace::{self, Preset, Violation};
+use retouch::s3_client::{S3, S3Settings};
 
+use super::args::CheckArgs;
 use super::code;
 
 /// Images larger than this many megapixels are refused (a marketplace image is at most 100).
 const MAX_MEGAPIXELS: u32 = 120;
+/// S3 objects larger than this are refused unread (a report, or an image within the limit).
+const MAX_OBJECT_BYTES: u64 = 256 << 20;
 
-pub(super) fn validate(preset: &str, paths: &[PathBuf]) -> anyhow::Result<i32> {
+/// One image to check.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Target {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::File(p) => write!(f, "{}", p.display()),
+            Target::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+pub(super) async fn validate(preset: &str, args: &CheckArgs) -> anyhow::Result<i32> {
     let Some(preset) = Preset::parse(preset) else {
         eprintln!("error: unknown preset `{preset}`");
         return Ok(code::USAGE);
     };
-    let mut files = Vec::new();
-    let mut skipped = Vec::new();
-    for path in paths {
-        if let Err(e) = collect(path, &mut files, &mut skipped) {
-            eprintln!("error: {}: {e}", path.display());
+    let mut s3 = None;
+    let mut targets = Vec::new();
+    for path in &args.paths {
+        if let Err(e) = collect(path, args, &mut s3, &mut targets).await {
+            eprintln!("error: {}: {e:#}", path.display());
             return Ok(code::USAGE);
         }
     }
-    if files.is_empty() {
+    if targets.is_empty() {
         eprintln!("error: no images found in the paths given");
         return Ok(code::USAGE);
     }
     let rules = preset.rules();
     let (mut passed, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
-    for file in &files {
-        match validate_file(file, &rules) {
+    for target in &targets {
+        let bytes = match target {
+            Target::File(path) => std::fs::read(path).map_err(anyhow::Error::from),
+            Target::S3 { bucket, key } => {
+                let client = client(args, &mut s3).await;
+                client
+                    .get_range(bucket, key, None, MAX_OBJECT_BYTES)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
+        };
+        match bytes.and_then(|b| validate_bytes(&b, &rules)) {
             Ok(v) if v.is_empty() => passed += 1,
             Ok(v) => {
                 failed += 1;
                 let names: Vec<String> = v.iter().map(|v| v.name()).collect();
                 let why: Vec<String> = v.iter().map(|v| v.explain()).collect();
-                println!(
-                    "{}: {} ({})",
-                    file.display(),
-                    names.join(";"),
-                    why.join("; ")
-                );
+                println!("{target}: {} ({})", names.join(";"), why.join("; "));
             }
             Err(e) => {
                 unreadable += 1;
-                println!("{}: unreadable: {e}", file.display());
+                println!("{target}: unreadable: {e}");
             }
         }
     }
-    for s in &skipped {
-        println!("{s}: not checked (only local files are)");
-    }
     println!(
         "{preset}: {passed} of {} images pass, {failed} break a rule, {unreadable} unreadable",
-        files.len()
+        targets.len()
     );
     Ok(if failed + unreadable == 0 {
         code::OK
@@ -67,10 +91,29 @@ pub(super) fn validate(preset: &str, paths: &[PathBuf]) -> anyhow::Result<i32> {
     })
 }
 
-/// Every rule `file` breaks.
-fn validate_file(file: &Path, rules: &marketplace::Rules) -> anyhow::Result<Vec<Violation>> {
-    let bytes = std::fs::read(file)?;
-    let decoded = codec::decode(&bytes, MAX_MEGAPIXELS)?;
+fn is_s3(s: &str) -> bool {
+    s.starts_with("s3://")
+}
+
+/// The S3 client, built on first use from the flags and the standard AWS configuration.
+async fn client<'a>(args: &CheckArgs, s3: &'a mut Option<S3>) -> &'a S3 {
+    if s3.is_none() {
+        let settings = S3Settings {
+            region: args.region.clone(),
+            profile: args.profile.clone(),
+            endpoint_url: args.s3_endpoint.clone(),
+            // S3-compatible servers (MinIO and the like) address buckets by path.
+            path_style: args.s3_endpoint.is_some(),
+            attempts: 0,
+        };
+        *s3 = Some(S3::connect(&settings).await);
+    }
+    s3.as_ref().expect("set above")
+}
+
+/// Every rule the image in `bytes` breaks.
+fn validate_bytes(bytes: &[u8], rules: &marketplace::Rules) -> anyhow::Result<Vec<Violation>> {
+    let decoded = codec::decode(bytes, MAX_MEGAPIXELS)?;
     let is_jpeg = decoded.format == image::ImageFormat::Jpeg;
     let mut violations = marketplace::check(&decoded.image, rules).violations;
     violations.extend(marketplace::check_file(
@@ -84,23 +127,63 @@ fn validate_file(file: &Path, rules: &marketplace::Rules) -> anyhow::Result<Vec<
 }
 
 /// Adds the images `path` names: itself, those under it, or those a report lists.
-fn collect(path: &Path, files: &mut Vec<PathBuf>, skipped: &mut Vec<String>) -> anyhow::Result<()> {
-    if path.is_dir() {
+async fn collect(
+    path: &Path,
+    args: &CheckArgs,
+    s3: &mut Option<S3>,
+    targets: &mut Vec<Target>,
+) -> anyhow::Result<()> {
+    let text = path.to_string_lossy();
+    if is_s3(&text) {
+        let loc = parse_s3(&text).map_err(|e| anyhow::anyhow!(e))?;
+        let client = client(args, s3).await;
+        if has_ext(&loc.key, "csv") {
+            let bytes = client
+                .get_range(&loc.bucket, &loc.key, None, MAX_OBJECT_BYTES)
+                .await?;
+            return report_outputs(&bytes, None, targets);
+        }
+        if is_image_name(&loc.key) {
+            targets.push(Target::S3 {
+                bucket: loc.bucket,
+                key: loc.key,
+            });
+            return Ok(());
+        }
+        let prefix = match loc.key.as_str() {
+            "" => String::new(),
+            k if k.ends_with('/') => k.to_owned(),
+            k => format!("{k}/"),
+        };
+        let mut keys = client.list(&loc.bucket, &prefix).await?;
+        keys.retain(|k| is_image_name(k));
+        if keys.is_empty() {
+            anyhow::bail!("no images under this prefix");
+        }
+        targets.extend(keys.into_iter().map(|key| Target::S3 {
+            bucket: loc.bucket.clone(),
+            key,
+        }));
+    } else if path.is_dir() {
         let mut found = Vec::new();
         walk(path, &mut found)?;
         found.sort();
-        files.extend(found);
-    } else if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-    {
-        report_outputs(path, files, skipped)?;
+        targets.extend(found.into_iter().map(Target::File));
+    } else if has_ext(&text, "csv") {
+        let bytes = std::fs::read(path)?;
+        report_outputs(&bytes, Some(path), targets)?;
     } else if path.is_file() {
-        files.push(path.to_owned());
+        targets.push(Target::File(path.to_owned()));
     } else {
         anyhow::bail!("no such file or folder");
     }
     Ok(())
+}
+
+fn has_ext(name: &str, ext: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// A report's output path: as written (relative to where the run ran), else relative to the
@@ -128,20 +211,22 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn is_image_name(path: &Path) -> bool {
-    path.extension()
+fn is_image_name(name: impl AsRef<Path>) -> bool {
+    name.as_ref()
+        .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| ["png", "jpg", "jpeg", "webp"].contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// The outputs a run report lists (its `output` column), each once; S3 outputs are noted as not
-/// checked.
+/// The outputs a run report lists (its `output` column), each once: local ones relative to
+/// where the run ran or to the report's folder (`report`, when it is a local file), S3 ones
+/// read from S3.
 fn report_outputs(
-    report: &Path,
-    files: &mut Vec<PathBuf>,
-    skipped: &mut Vec<String>,
+    bytes: &[u8],
+    report: Option<&Path>,
+    targets: &mut Vec<Target>,
 ) -> anyhow::Result<()> {
-    let mut reader = csv::Reader::from_path(report)?;
+    let mut reader = csv::Reader::from_reader(bytes);
     let column = reader
         .headers()?
         .iter()
@@ -156,10 +241,18 @@ fn report_outputs(
         if !seen.insert(out.to_owned()) {
             continue;
         }
-        if out.starts_with("s3://") {
-            skipped.push(out.to_owned());
+        if is_s3(out) {
+            let loc = parse_s3(out).map_err(|e| anyhow::anyhow!("{out}: {e}"))?;
+            targets.push(Target::S3 {
+                bucket: loc.bucket,
+                key: loc.key,
+            });
         } else {
-            files.push(resolve(report, Path::new(out)));
+            let path = Path::new(out);
+            targets.push(Target::File(match report {
+                Some(report) => resolve(report, path),
+                None => path.to_owned(),
+            }));
         }
     }
     Ok(())

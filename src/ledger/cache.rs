@@ -92,7 +92,18 @@ fn canonical_params(params: &OpParams) -> BTreeMap<String, String> {
                 out.insert("mask".into(), format!("{template}@{digest}"));
             }
         },
-        OpParams::Variation => {}
+        OpParams::Variation(p) => {
+            if let Some(style) = &p.style {
+                let digest = style
+                    .picture
+                    .as_ref()
+                    .map_or("unread", |p| p.digest.as_str());
+                out.insert(
+                    "style_image".into(),
+                    format!("{}@{digest}", style.path.display()),
+                );
+            }
+        }
         OpParams::Generate(p) => {
             out.insert("aspect".into(), format!("{}:{}", p.aspect.0, p.aspect.1));
             if let Some(seed) = p.seed {
@@ -322,7 +333,7 @@ mod tests {
             OpParams::ReplaceBg(_) => Op::ReplaceBg,
             OpParams::Outpaint(_) => Op::Outpaint,
             OpParams::Masked(_) => Op::Inpaint,
-            OpParams::Variation => Op::Variation,
+            OpParams::Variation(_) => Op::Variation,
             OpParams::Generate(_) => Op::Generate,
         };
         Step {

@@ -9,7 +9,8 @@ use super::check::{Checker, Fields, FloatRange};
 use super::types::{
     Escalate, Fallback, FixLightingParams, FrameParams, GenerateParams, Grader, LocalMethod,
     MaskRegion, MaskedParams, ModelRef, NewBackground, Op, OpParams, OutpaintParams,
-    RemoveBgParams, ReplaceBgParams, Rgb, Step, UpscaleParams, UpscaleTarget,
+    RemoveBgParams, ReplaceBgParams, Rgb, Step, StyleImage, UpscaleParams, UpscaleTarget,
+    VariationParams,
 };
 use super::{model_names, suggest};
 use crate::marketplace::Preset;
@@ -46,6 +47,7 @@ pub(super) const STEP_KEYS: &[&str] = &[
     "down",
     "mask_prompt",
     "mask",
+    "style_image",
 ];
 
 /// Op-specific parameters and the op that takes each.
@@ -76,6 +78,7 @@ const OP_PARAMS: &[(&str, Op)] = &[
     ("mask", Op::Inpaint),
     ("mask", Op::Erase),
     ("aspect", Op::Generate),
+    ("style_image", Op::Variation),
 ];
 
 const MAX_PROMPT_CHARS: usize = 1024;
@@ -155,6 +158,11 @@ fn step(ck: &mut Checker, v: &Value, index: usize) -> Option<Step> {
     }
     if let (Some(OpParams::Masked(p)), Some(models), Some(fallback)) = (&params, &models, fallback)
         && !masked_models(ck, &path, op?, p, models, fallback)
+    {
+        return None;
+    }
+    if let (Some(OpParams::Variation(p)), Some(models)) = (&params, &models)
+        && !style_models(ck, &path, p, models)
     {
         return None;
     }
@@ -395,7 +403,21 @@ fn params(ck: &mut Checker, f: &Fields, op: Op) -> Option<OpParams> {
         Op::ReplaceBg => replace_bg(ck, f).map(OpParams::ReplaceBg),
         Op::Outpaint => outpaint(ck, f).map(OpParams::Outpaint),
         Op::Inpaint | Op::Erase => masked(ck, f, op).map(OpParams::Masked),
-        Op::Variation => Some(OpParams::Variation),
+        Op::Variation => {
+            let style = match f.get("style_image") {
+                None => Some(None),
+                Some(v) => {
+                    let path = f.path("style_image");
+                    ck.non_empty_string(v, &path).map(|s| {
+                        Some(StyleImage {
+                            path: super::normalize(&ck.base_dir.join(s)),
+                            picture: None,
+                        })
+                    })
+                }
+            };
+            style.map(|style| OpParams::Variation(VariationParams { style }))
+        }
         Op::Generate => {
             let aspect = match f.get("aspect") {
                 None => Some((1, 1)),
@@ -456,6 +478,57 @@ fn masked_models(
             let help = format!("models that take `{key}`: {}", others.join(", "));
             ck.key_error(path, message, Some(help));
             ok = false;
+        }
+    }
+    ok
+}
+
+/// A variation step gives `style_image` exactly when its models take one: a model that needs a
+/// style picture (catalog `style_field`) cannot run without it, and one that takes none would
+/// silently ignore it.
+fn style_models(ck: &mut Checker, path: &str, p: &VariationParams, models: &[ModelRef]) -> bool {
+    let takers: Vec<String> = ck
+        .catalog
+        .entries()
+        .iter()
+        .filter(|e| {
+            e.spec(Op::Variation)
+                .is_some_and(|s| s.params.style_field.is_some())
+        })
+        .map(|e| e.alias.clone())
+        .collect();
+    let mut ok = true;
+    for id in models.iter().filter_map(|m| match m {
+        ModelRef::Remote(id) => Some(id),
+        ModelRef::Local => None,
+    }) {
+        let Some(entry) = ck.catalog.resolve(id) else {
+            continue;
+        };
+        let takes = entry
+            .spec(Op::Variation)
+            .is_some_and(|s| s.params.style_field.is_some());
+        let alias = entry.alias.clone();
+        match (takes, p.style.is_some()) {
+            (true, false) => {
+                let message = format!("{path}: {alias} needs `style_image`, the look to take");
+                let help = "add e.g. `style_image: styles/brand-look.jpg` (relative to the                             manifest's folder), or list models that vary without one                             (stability-control-structure, stability-style-guide)"
+                    .to_owned();
+                ck.key_error(path, message, Some(help));
+                ok = false;
+            }
+            (false, true) => {
+                let message = format!(
+                    "{path}: {alias} takes no style picture and would ignore `style_image`"
+                );
+                let help = format!(
+                    "models that take `style_image`: {}; or remove `style_image`",
+                    takers.join(", ")
+                );
+                ck.key_error(path, message, Some(help));
+                ok = false;
+            }
+            _ => {}
         }
     }
     ok

@@ -429,10 +429,34 @@ pub enum OpParams {
     Outpaint(OutpaintParams),
     /// `inpaint` and `erase`: the region, described (`mask_prompt`).
     Masked(MaskedParams),
-    /// `variation`: the step's `prompt` and `similarity` say it all.
-    Variation,
+    /// `variation`: the step's `prompt` and `similarity`, and a style picture.
+    Variation(VariationParams),
     /// `generate`: defaults for prompts-file rows that do not say.
     Generate(GenerateParams),
+}
+
+/// `variation` parameters (the step's `prompt` and `similarity` are on [`Step`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VariationParams {
+    /// `style_image:`: a picture whose look the result takes (models whose catalog spec has a
+    /// `style_field`, e.g. Style Transfer).
+    pub style: Option<StyleImage>,
+}
+
+/// A variation step's style picture: `path` is absolute (joined onto the manifest's folder);
+/// the file is read and decoded when the run starts, and `picture` set then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StyleImage {
+    pub path: PathBuf,
+    pub picture: Option<std::sync::Arc<Picture>>,
+}
+
+/// A picture a step sends with every image, read once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picture {
+    /// blake3 of the file's bytes, in hex: the step's cache key includes it.
+    pub digest: String,
+    pub pixels: image::RgbaImage,
 }
 
 /// `generate` parameters. The prompt itself comes from each row of the prompts file.

@@ -74,6 +74,9 @@ struct Protected<'p> {
     plan: &'p Plan,
     manifest: Option<FileId>,
     catalog: Option<FileId>,
+    /// The pictures steps send or composite with every image (`background_image`,
+    /// `style_image`), with how the user knows them.
+    pictures: Vec<(FileId, String)>,
     /// Lazily filled: inputs are only looked at once some destination already exists.
     inputs: OnceCell<HashMap<FileId, String>>,
     /// S3 inputs by (bucket, key), filled when an S3 destination is first checked.
@@ -87,6 +90,7 @@ impl<'p> Protected<'p> {
             plan,
             manifest: FileId::of(&m.path),
             catalog: m.catalog.as_deref().and_then(FileId::of),
+            pictures: step_pictures(&m.steps),
             inputs: OnceCell::new(),
             s3_inputs: OnceCell::new(),
         }
@@ -108,6 +112,9 @@ impl<'p> Protected<'p> {
         {
             return Some(format!("the catalog file {}", path.display()));
         }
+        if let Some((_, what)) = self.pictures.iter().find(|(p, _)| p == id) {
+            return Some(what.clone());
+        }
         let inputs = self.inputs.get_or_init(|| local_inputs(self.plan));
         inputs.get(id).map(|display| format!("input {display}"))
     }
@@ -119,6 +126,26 @@ impl<'p> Protected<'p> {
             .get(&(loc.bucket.as_str(), loc.key.as_str()))
             .map(|display| format!("input {display}"))
     }
+}
+
+/// The existing picture files of `steps`, each named by its key and step.
+fn step_pictures(steps: &[crate::manifest::Step]) -> Vec<(FileId, String)> {
+    use crate::manifest::{NewBackground, OpParams};
+    steps
+        .iter()
+        .filter_map(|step| {
+            let (key, path) = match &step.params {
+                OpParams::ReplaceBg(p) => match &p.behind {
+                    Some(NewBackground::Image { path, .. }) => ("background_image", path),
+                    _ => return None,
+                },
+                OpParams::Variation(p) => ("style_image", &p.style.as_ref()?.path),
+                _ => return None,
+            };
+            let what = format!("the {key} of step {} ({})", step.index + 1, path.display());
+            Some((FileId::of(path)?, what))
+        })
+        .collect()
 }
 
 fn local_inputs(plan: &Plan) -> HashMap<FileId, String> {

@@ -237,7 +237,7 @@ impl LocalOps {
                 let qa = qa::fill(&out, (w, h), ops::fill::changed_fraction(&mask));
                 Ok(LocalOutput { image: out, qa })
             }
-            OpParams::Variation | OpParams::Generate(_) => Err(OpError::NoLocal(step.op)),
+            OpParams::Variation(_) | OpParams::Generate(_) => Err(OpError::NoLocal(step.op)),
             OpParams::Outpaint(p) => {
                 let m = p.margins(image.dimensions());
                 let out = ops::outpaint::extend(image, m);

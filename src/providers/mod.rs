@@ -296,6 +296,10 @@ fn remote_params(step: &Step, (w, h): (u32, u32)) -> bedrock::RemoteParams {
         mask,
         aspect,
         product: None,
+        style: match &step.params {
+            OpParams::Variation(p) => p.style.as_ref().and_then(|s| s.picture.clone()),
+            _ => None,
+        },
     }
 }
 

@@ -25,7 +25,7 @@ fn step(op: Op, models: &[&str], fallback: Fallback) -> Step {
         Op::Inpaint | Op::Erase => OpParams::Masked(crate::manifest::MaskedParams {
             region: crate::manifest::MaskRegion::Described("the tag".into()),
         }),
-        Op::Variation => OpParams::Variation,
+        Op::Variation => OpParams::Variation(Default::default()),
         Op::Generate => OpParams::Generate(crate::manifest::GenerateParams {
             aspect: (1, 1),
             seed: None,

@@ -49,6 +49,13 @@ pub enum PrepareError {
     /// A local network the manifest asks for is not installed, or its file is damaged.
     #[error(transparent)]
     Local(#[from] crate::providers::local::LocalError),
+    /// A variation step's `style_image` cannot be read or decoded.
+    #[error("step {step} (variation): cannot use style_image {}: {detail}", path.display())]
+    StyleImage {
+        step: usize,
+        path: PathBuf,
+        detail: String,
+    },
 }
 
 /// A run that stopped without a report (the report task failed).

@@ -55,6 +55,7 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
     };
     let local = LocalOps::resolve(&manifest.steps, store.as_ref())?;
     local.ops.pin_pictures(&mut manifest.steps);
+    read_style_images(&mut manifest.steps)?;
     if let Some(state) = overrides.state {
         manifest.state = state;
     }
@@ -89,6 +90,36 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
         warnings,
         local: Arc::new(local.ops),
     })
+}
+
+/// Style pictures larger than this many megapixels are refused (the models take at most 9.4).
+const MAX_STYLE_MEGAPIXELS: u32 = 100;
+
+/// Reads and decodes every variation step's `style_image` once, with its digest, so each call
+/// sends it and the step cache sees a changed picture.
+fn read_style_images(steps: &mut [manifest::Step]) -> Result<(), PrepareError> {
+    for step in steps {
+        let number = step.index + 1;
+        let manifest::OpParams::Variation(p) = &mut step.params else {
+            continue;
+        };
+        let Some(style) = &mut p.style else {
+            continue;
+        };
+        let failed = |detail: String| PrepareError::StyleImage {
+            step: number,
+            path: style.path.clone(),
+            detail,
+        };
+        let bytes = std::fs::read(&style.path).map_err(|e| failed(e.to_string()))?;
+        let decoded = crate::codec::decode(&bytes, MAX_STYLE_MEGAPIXELS)
+            .map_err(|e| failed(e.to_string()))?;
+        style.picture = Some(Arc::new(manifest::Picture {
+            digest: blake3::hash(&bytes).to_hex().to_string(),
+            pixels: decoded.image,
+        }));
+    }
+    Ok(())
 }
 
 /// The catalog for a manifest: built-in, overridden by `flag` or else by the manifest's own

@@ -232,7 +232,7 @@ impl Remote {
         self.warn_if_legacy(&candidate);
         let call = match prepare(step, image, &candidate).await {
             Ok(call) => call,
-            Err(e) => return failure.set(Reason::FallbackTooLarge, e, Next::NextModel),
+            Err((reason, e)) => return failure.set(reason, e, Next::NextModel),
         };
         let paid = CallOf {
             image: key,
@@ -615,15 +615,15 @@ async fn prepare(
     step: &Step,
     image: &Arc<RgbaImage>,
     candidate: &Candidate,
-) -> Result<PreparedCall, String> {
+) -> Result<PreparedCall, (Reason, String)> {
     let (step_owned, model, image) = (step.clone(), candidate.model.clone(), image.clone());
     let region = candidate.region.clone();
     let job =
         move || PreparedCall::prepare(&step_owned, &model, &image).map(|c| c.in_region(&region));
     match cpu::run_at(cpu::priority(step), job).await {
         Ok(Ok(call)) => Ok(call),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => Err(panic.to_string()),
+        Ok(Err(e)) => Err((e.reason(), e.to_string())),
+        Err(panic) => Err((Reason::InternalError, panic.to_string())),
     }
 }
 

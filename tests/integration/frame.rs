@@ -202,3 +202,101 @@ fn keys_that_break_the_preset_are_refused_before_any_work() {
         out.stderr
     );
 }
+
+#[test]
+fn the_validator_reads_outputs_in_s3_by_prefix_by_key_and_through_a_report() {
+    use crate::harness::Retouch;
+    use crate::support::s3_server::S3Server;
+    let server = S3Server::start();
+    server.create_bucket("shop");
+    let test = Test::new()
+        .manifest(
+            &AMAZON
+                .replace("dir: ../out", "dir: \"s3://shop/amazon/\"")
+                .replace("limits: { concurrency: 4 }", "limits: { concurrency: 2 }"),
+        )
+        .image("photos/a.png", 400, 300)
+        .image("photos/b.jpg", 360, 360);
+    let t = Retouch::at(test.root()).s3(&server);
+    t.run(&["run", "pipelines/test.yaml", "-q"]).code(0);
+    assert_eq!(
+        server.keys("shop", "amazon/"),
+        ["amazon/a.jpg", "amazon/b.jpg", "amazon/report.csv"]
+    );
+    // A raw photo beside them breaks the rules.
+    let mut raw = std::io::Cursor::new(Vec::new());
+    crate::harness::product_photo(300, 200)
+        .write_to(&mut raw, image::ImageFormat::Png)
+        .unwrap();
+    server.put_all(
+        "shop",
+        vec![("raw/x.png".into(), raw.into_inner())],
+        "image/png",
+    );
+
+    let prefix = t.run(&["check", "--preset", "amazon-main", "s3://shop/amazon/"]);
+    assert_eq!(prefix.code, 0, "{}{}", prefix.stdout, prefix.stderr);
+    assert!(
+        prefix.stdout.contains("2 of 2 images pass"),
+        "{}",
+        prefix.stdout
+    );
+    let report = t.run(&[
+        "check",
+        "--preset",
+        "amazon-main",
+        "s3://shop/amazon/report.csv",
+    ]);
+    assert_eq!(report.code, 0, "{}{}", report.stdout, report.stderr);
+    assert!(
+        report.stdout.contains("2 of 2 images pass"),
+        "{}",
+        report.stdout
+    );
+    // The local copy of the report lists S3 outputs: those are read from S3 too.
+    let local = t.run(&[
+        "check",
+        "--preset",
+        "amazon-main",
+        "pipelines/.retouch/amazon/report.csv",
+    ]);
+    assert_eq!(local.code, 0, "{}{}", local.stdout, local.stderr);
+    assert!(
+        local.stdout.contains("2 of 2 images pass"),
+        "{}",
+        local.stdout
+    );
+    let bad = t.run(&[
+        "check",
+        "--preset",
+        "amazon-main",
+        "s3://shop/raw/x.png",
+        "s3://shop/amazon/a.jpg",
+        "s3://shop/amazon/gone.jpg",
+    ]);
+    assert_eq!(bad.code, 1, "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stdout
+            .contains("s3://shop/raw/x.png: bg-not-pure-white"),
+        "{}",
+        bad.stdout
+    );
+    assert!(
+        bad.stdout.contains("s3://shop/amazon/gone.jpg: unreadable"),
+        "{}",
+        bad.stdout
+    );
+    assert!(
+        bad.stdout
+            .contains("1 of 3 images pass, 1 break a rule, 1 unreadable"),
+        "{}",
+        bad.stdout
+    );
+    let empty = t.run(&["check", "--preset", "amazon-main", "s3://shop/nothing/"]);
+    assert_eq!(empty.code, 2, "{}{}", empty.stdout, empty.stderr);
+    assert!(
+        empty.stderr.contains("no images under this prefix"),
+        "{}",
+        empty.stderr
+    );
+}

@@ -382,3 +382,111 @@ async fn sd35_and_ultra_serve_when_cheaper_generators_are_refused_with_their_own
     );
     assert_eq!(double.successes(ULTRA), 3);
 }
+
+const TITAN: &str = "amazon.titan-image-generator-v2:0";
+const NOVA: &str = "amazon.nova-canvas-v1:0";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nova_canvas_and_titan_generate_only_when_a_catalog_file_extends_their_life() {
+    let double = BedrockDouble::start().await;
+    let long = format!("a walnut desk organiser, {}", "studio light, ".repeat(40));
+    let fresh = || {
+        let dir = project(
+            r#"  - op: generate
+    models: [titan-image-v2, nova-canvas, stability-core]
+    negative_prompt: "watermark"
+    fallback: skip"#,
+            false,
+        );
+        std::fs::write(
+            dir.path().join("pipelines/prompts.csv"),
+            format!(
+                "id,prompt,seed,aspect_ratio\nmug,a white mug,7,16:9\norganiser,\"{long}\",,\n"
+            ),
+        )
+        .unwrap();
+        dir
+    };
+    let dir = fresh();
+    // The built-in catalog has both past end of life (the run's day is 2026-11-01): the
+    // Stability service makes every image.
+    let rows = run(&dir, &double, "built-in").await;
+    assert!(
+        rows.iter()
+            .all(|r| r.model == CORE && r.status == Status::Ok),
+        "{rows:#?}"
+    );
+    assert_eq!(double.requests(TITAN) + double.requests(NOVA), 0);
+
+    // An account whose catalog file extends their life (a new project: the first one's
+    // results would be reused, not paid again): Titan ($0.01) is the cheapest; the long prompt
+    // is over Titan's 512 characters, so Nova Canvas (1,024) makes that one.
+    let dir = fresh();
+    std::fs::write(
+        dir.path().join("pipelines/extended.yaml"),
+        r#"models:
+  - alias: titan-image-v2
+    lifecycle: { status: legacy, end_of_life: "2027-06-30" }
+  - alias: nova-canvas
+    lifecycle: { status: legacy, end_of_life: "2027-06-30" }
+"#,
+    )
+    .unwrap();
+    let manifest = dir.path().join("pipelines/test.yaml");
+    let yaml = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{yaml}catalog: extended.yaml\n")).unwrap();
+    let rows = run(&dir, &double, "extended").await;
+    let row = |id: &str| {
+        rows.iter()
+            .find(|r| r.image.ends_with(&format!("#{id}")))
+            .unwrap_or_else(|| panic!("no row for {id}: {rows:#?}"))
+    };
+    let mug = row("mug");
+    assert_eq!(
+        (mug.model.as_str(), mug.cost, mug.status),
+        (TITAN, Usd::from_dollars(0.01).unwrap(), Status::Ok)
+    );
+    assert_eq!(
+        mug.output_size,
+        Some((1152, 640)),
+        "Titan's closest to 16:9"
+    );
+    let organiser = row("organiser");
+    assert_eq!(
+        (organiser.model.as_str(), organiser.cost, organiser.reason),
+        (NOVA, Usd::from_dollars(0.04).unwrap(), Reason::NextCheapest),
+        "{organiser:?}"
+    );
+    assert_eq!(organiser.output_size, Some((1024, 1024)));
+    // TEXT_IMAGE bodies, field by field (the double validated them strictly too).
+    let titan = double.last_body(TITAN).unwrap();
+    assert_eq!(
+        keys(&titan),
+        ["imageGenerationConfig", "taskType", "textToImageParams"]
+    );
+    assert_eq!(titan["taskType"], "TEXT_IMAGE");
+    assert_eq!(
+        titan["textToImageParams"],
+        serde_json::json!({ "text": "a white mug", "negativeText": "watermark" })
+    );
+    assert_eq!(
+        titan["imageGenerationConfig"],
+        serde_json::json!({ "numberOfImages": 1, "width": 1152, "height": 640, "seed": 7 })
+    );
+    assert_eq!(
+        double.requests(TITAN),
+        1,
+        "the long prompt was never sent to Titan"
+    );
+    let nova = double.last_body(NOVA).unwrap();
+    assert_eq!(nova["textToImageParams"]["text"], long.trim());
+    assert_eq!(nova["imageGenerationConfig"]["width"], 1024);
+    let seed = nova["imageGenerationConfig"]["seed"].as_u64().unwrap();
+    assert!(seed <= 2_147_483_646, "within Nova's range: {seed}");
+    // Billed exactly; a rerun pays nothing.
+    assert_eq!((double.successes(TITAN), double.successes(NOVA)), (1, 1));
+    let total: Usd = rows.iter().map(|r| r.cost).sum();
+    assert_eq!(total, Usd::from_dollars(0.05).unwrap());
+    let again = run(&dir, &double, "again").await;
+    assert!(again.iter().all(|r| r.cost == Usd::ZERO), "{again:#?}");
+}

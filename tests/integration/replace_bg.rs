@@ -281,3 +281,74 @@ async fn search_and_replace_finds_the_backdrop_by_description_and_the_product_st
     let total: Usd = rows.iter().map(|r| r.cost).sum();
     assert_eq!(total, Usd::from_dollars(PRICE).unwrap().times(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nova_canvas_outpainting_keeps_the_described_product_where_its_life_is_extended() {
+    const NOVA: &str = "amazon.nova-canvas-v1:0";
+    let double = BedrockDouble::start().await;
+    let dir = project("");
+    std::fs::write(
+        dir.path().join("pipelines/extended.yaml"),
+        "models:\n  - alias: nova-canvas\n    lifecycle: { status: legacy, end_of_life: \"2027-06-30\" }\n",
+    )
+    .unwrap();
+    let path = dir.path().join("pipelines/test.yaml");
+    let yaml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[stability-inpaint]", "[nova-canvas, stability-inpaint]");
+    std::fs::write(&path, format!("{yaml}catalog: extended.yaml\n")).unwrap();
+    let rows = run(&dir, &double, "first").await;
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert_eq!(
+            (r.model.as_str(), r.reason, r.status),
+            (NOVA, Reason::Cheapest, Status::Ok),
+            "{r:?}"
+        );
+        assert_eq!(r.cost, Usd::from_dollars(0.04).unwrap(), "Nova's 1 MP tier");
+    }
+    assert_eq!(double.requests(INPAINT), 0);
+    // OUTPAINTING, field by field: the product described (no mask image), the scene from the
+    // step's prompt, no width or height (the output is the input's size).
+    let body = double.last_body(NOVA).unwrap();
+    assert_eq!(body["taskType"], "OUTPAINTING");
+    let params = body["outPaintingParams"].as_object().unwrap();
+    let mut keys: Vec<&str> = params.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "image",
+            "maskPrompt",
+            "negativeText",
+            "outPaintingMode",
+            "text"
+        ]
+    );
+    assert_eq!(params["text"], "on a light oak table in a bright kitchen");
+    assert_eq!(params["negativeText"], "text, watermark");
+    assert_eq!(params["outPaintingMode"], "PRECISE");
+    assert!(params["maskPrompt"].as_str().unwrap().contains("product"));
+    assert_eq!(
+        body["imageGenerationConfig"],
+        serde_json::json!({ "numberOfImages": 1 })
+    );
+    // The double repainted the middle; the product there is ours, exactly, at the input's size.
+    let input = image::open(dir.path().join("photos/p1.png"))
+        .unwrap()
+        .to_rgba8();
+    let out = image::open(dir.path().join("out/p1.png"))
+        .unwrap()
+        .to_rgba8();
+    assert_eq!(out.dimensions(), input.dimensions());
+    assert_eq!(out.get_pixel(128, 128), input.get_pixel(128, 128));
+    // Billed exactly; without the catalog file Nova Canvas is past end of life and unused.
+    assert_eq!(double.successes(NOVA), 3);
+    let total: Usd = rows.iter().map(|r| r.cost).sum();
+    assert_eq!(total, Usd::from_dollars(0.12).unwrap());
+    std::fs::write(&path, yaml).unwrap();
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let rows = run(&dir, &double, "built-in").await;
+    assert!(rows.iter().all(|r| r.model == INPAINT), "{rows:#?}");
+    assert_eq!(double.requests(NOVA), 3);
+}

@@ -55,9 +55,11 @@ pub fn encode_request(
             })?;
             Some(B64.encode(png))
         }
-        // Search and Replace finds the backdrop itself, and a Converse edit takes no mask.
+        // Stable Image Inpaint repaints the backdrop mask; Search and Replace finds the
+        // backdrop itself, Nova's OUTPAINTING the product (by `maskPrompt`), and a Converse edit
+        // takes no mask.
         (Op::ReplaceBg, _)
-            if spec.params.search_prompt.is_none() && spec.task.as_deref() != Some(CONVERSE) =>
+            if model.family == Family::Stability && spec.params.search_prompt.is_none() =>
         {
             let cut = match &params.product {
                 Some(cut) => cut.clone(),
@@ -102,6 +104,16 @@ pub fn encode_request(
         }
     })?;
     let b64 = B64.encode(&bytes);
+    let style = match (&spec.params.style_field, &params.style) {
+        (Some(field), Some(style)) => Some((field.clone(), style_picture(model, op, spec, style)?)),
+        (Some(_), None) => {
+            return Err(AdapterError::StyleExcluded {
+                model: model.alias.clone(),
+                reason: crate::catalog::Exclusion::OpNotSupported { op },
+            });
+        }
+        _ => None,
+    };
     let expected_output = spec.output.output_size(sent.0, sent.1);
     let mapping = Mapping {
         original: (w, h),
@@ -133,11 +145,16 @@ pub fn encode_request(
         }
         Family::Stability => {
             let mut body = stability_body(op, spec, b64, mask, params);
-            if let (Some(m), Value::Object(map)) = (margins, &mut body) {
-                for (key, v) in ["left", "right", "up", "down"].into_iter().zip(m) {
-                    if v > 0 {
-                        map.insert(key.into(), json!(v));
+            if let Value::Object(map) = &mut body {
+                if let Some(m) = margins {
+                    for (key, v) in ["left", "right", "up", "down"].into_iter().zip(m) {
+                        if v > 0 {
+                            map.insert(key.into(), json!(v));
+                        }
                     }
+                }
+                if let Some((field, picture)) = style {
+                    map.insert(field, json!(picture));
                 }
             }
             body
@@ -245,11 +262,7 @@ fn generate_request(
             body.insert("output_format".into(), json!("png"));
             Value::Object(body)
         }
-        Family::Nova | Family::Titan => {
-            return Err(AdapterError::UnknownTask {
-                task: spec.task.clone().unwrap_or_else(|| "TEXT_IMAGE".into()),
-            });
-        }
+        Family::Nova | Family::Titan => text_image_body(model, spec, params, (ow, oh))?,
     };
     Ok(EncodedRequest {
         invoke_id: model.invoke_id.clone(),
@@ -257,6 +270,71 @@ fn generate_request(
         api: Api::Invoke,
         mapping,
     })
+}
+
+/// Nova Canvas / Titan `TEXT_IMAGE`: the prompt (refused, not cut, when longer than the model
+/// takes: a shortened prompt asks for another picture), the size of the ratio asked, the seed
+/// (these models take at most 2,147,483,646: a larger one is sent modulo 2,147,483,647, the
+/// same on every run).
+fn text_image_body(
+    model: &ModelEntry,
+    spec: &OpSpec,
+    params: &RemoteParams,
+    (w, h): (u32, u32),
+) -> Result<Value, AdapterError> {
+    let task = spec.task.as_deref().unwrap_or_default();
+    if task != "TEXT_IMAGE" {
+        return Err(AdapterError::UnknownTask { task: task.into() });
+    }
+    let max = text_max(model.family);
+    let mut tp = Map::new();
+    for (key, text) in [
+        ("text", params.prompt.as_ref()),
+        ("negativeText", params.negative_prompt.as_ref()),
+    ] {
+        let Some(text) = text.map(|t| t.trim()).filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let chars = text.chars().count();
+        if chars > max {
+            return Err(AdapterError::PromptTooLong {
+                model: model.alias.clone(),
+                chars,
+                max,
+            });
+        }
+        tp.insert(key.into(), json!(text));
+    }
+    if !tp.contains_key("text") {
+        return Err(AdapterError::PromptTooLong {
+            model: model.alias.clone(),
+            chars: 0,
+            max,
+        });
+    }
+    let mut cfg = Map::new();
+    cfg.insert("numberOfImages".into(), json!(1));
+    cfg.insert("width".into(), json!(w));
+    cfg.insert("height".into(), json!(h));
+    if let Some(q) = &spec.params.quality {
+        cfg.insert("quality".into(), json!(q));
+    }
+    if let Some(seed) = params.seed {
+        cfg.insert("seed".into(), json!(seed % 2_147_483_647));
+    }
+    Ok(json!({
+        "taskType": task,
+        "textToImageParams": tp,
+        "imageGenerationConfig": cfg,
+    }))
+}
+
+fn text_max(family: Family) -> usize {
+    if family == Family::Nova {
+        NOVA_TEXT_MAX
+    } else {
+        TITAN_TEXT_MAX
+    }
 }
 
 fn nova_titan_body(
@@ -267,11 +345,7 @@ fn nova_titan_body(
     params: &RemoteParams,
 ) -> Result<Value, AdapterError> {
     let task = spec.task.as_deref().unwrap_or_default();
-    let text_max = if family == Family::Nova {
-        NOVA_TEXT_MAX
-    } else {
-        TITAN_TEXT_MAX
-    };
+    let text_max = text_max(family);
     match task {
         "BACKGROUND_REMOVAL" => Ok(json!({
             "taskType": task,
@@ -310,10 +384,71 @@ fn nova_titan_body(
                 "imageGenerationConfig": cfg,
             }))
         }
+        // replace-bg: keep what `maskPrompt` describes (the product), paint the step's prompt
+        // around it at the input's size (no width or height may be sent).
+        "OUTPAINTING" => {
+            let mut op = Map::new();
+            op.insert("image".into(), json!(b64));
+            let keep = spec.params.mask_prompt.clone().unwrap_or_default();
+            insert_text(&mut op, "maskPrompt", Some(&keep), text_max);
+            insert_text(&mut op, "text", params.prompt.as_ref(), text_max);
+            insert_text(
+                &mut op,
+                "negativeText",
+                params.negative_prompt.as_ref(),
+                text_max,
+            );
+            if let Some(mode) = &spec.params.outpainting_mode {
+                op.insert("outPaintingMode".into(), json!(mode));
+            }
+            let mut cfg = Map::new();
+            cfg.insert("numberOfImages".into(), json!(1));
+            if let Some(q) = &spec.params.quality {
+                cfg.insert("quality".into(), json!(q));
+            }
+            if let Some(seed) = params.seed {
+                cfg.insert("seed".into(), json!(seed % 2_147_483_647));
+            }
+            Ok(json!({
+                "taskType": task,
+                "outPaintingParams": op,
+                "imageGenerationConfig": cfg,
+            }))
+        }
         other => Err(AdapterError::UnknownTask {
             task: other.to_string(),
         }),
     }
+}
+
+/// The step's style picture fitted to the model's input rules (like the image itself) and
+/// encoded, base64.
+fn style_picture(
+    model: &ModelEntry,
+    op: Op,
+    spec: &OpSpec,
+    style: &crate::manifest::Picture,
+) -> Result<String, AdapterError> {
+    let (w, h) = style.pixels.dimensions();
+    let fit = model
+        .fit(op, w, h)
+        .map_err(|reason| AdapterError::StyleExcluded {
+            model: model.alias.clone(),
+            reason,
+        })?;
+    let (sw, sh) = match fit {
+        Fit::AsIs => (w, h),
+        Fit::Resize { w, h } => (w, h),
+    };
+    let rgb = pixels::flatten_on_white(&pixels::resize(&style.pixels, sw, sh));
+    let jpeg_ok = spec.input.formats.iter().any(|f| f == "jpeg");
+    let bytes = pixels::encode_rgb(&rgb, spec.input.max_bytes, jpeg_ok).ok_or_else(|| {
+        AdapterError::TooLarge {
+            model: model.alias.clone(),
+            max_bytes: spec.input.max_bytes,
+        }
+    })?;
+    Ok(B64.encode(bytes))
 }
 
 /// Inserts a non-empty text field, cut to `max` characters.
@@ -334,7 +469,8 @@ fn stability_body(
     params: &RemoteParams,
 ) -> Value {
     let mut body = Map::new();
-    body.insert("image".into(), json!(b64));
+    let image_field = spec.params.image_field.as_deref().unwrap_or("image");
+    body.insert(image_field.into(), json!(b64));
     body.insert("output_format".into(), json!("png"));
     if let Some(mask) = mask {
         body.insert("mask".into(), json!(mask));
@@ -362,9 +498,15 @@ fn stability_body(
         }
         Op::Inpaint | Op::Erase => {
             // Search and Replace: find `mask_prompt`, paint `prompt` there (erase: the default
-            // prompt describes the surroundings continuing).
+            // prompt describes the surroundings continuing). Search and Recolor: the same, the
+            // description in `select_prompt` and the prompt a colour.
             let search = params.mask_prompt.clone().unwrap_or_default();
-            body.insert("search_prompt".into(), json!(search));
+            let field = spec
+                .params
+                .search_field
+                .as_deref()
+                .unwrap_or("search_prompt");
+            body.insert(field.into(), json!(search));
             prompt_fields(&mut body, spec, params);
             return Value::Object(body);
         }

@@ -64,6 +64,8 @@ pub struct RemoteParams {
     /// Replace-bg: the product cut out of the original (its backdrop becomes the mask); cut out
     /// here when not given.
     pub product: Option<std::sync::Arc<RgbaImage>>,
+    /// Variation: the step's style picture, for models that take one (`style_field`).
+    pub style: Option<std::sync::Arc<crate::manifest::Picture>>,
 }
 
 /// A ready-to-send request and what [`decode_response`] needs to map the answer back.
@@ -147,8 +149,34 @@ pub enum AdapterError {
     TooLarge { model: String, max_bytes: u64 },
     #[error("catalog task `{task}` has no adapter")]
     UnknownTask { task: String },
+    #[error("model `{model}` takes prompts of at most {max} characters; this one has {chars}")]
+    PromptTooLong {
+        model: String,
+        chars: usize,
+        max: usize,
+    },
+    #[error("model `{model}` cannot take the style picture: {reason}")]
+    StyleExcluded { model: String, reason: Exclusion },
     #[error("model `{model}`: nothing to extend (the image already has the aspect asked for)")]
     NothingToExtend { model: String },
+}
+
+impl AdapterError {
+    /// The report's reason when this keeps a model from taking the image.
+    pub fn reason(&self) -> crate::reason::Reason {
+        use crate::reason::Reason;
+        match self {
+            AdapterError::PromptTooLong { .. } => Reason::FallbackPromptTooLong,
+            AdapterError::Excluded { reason, .. } | AdapterError::StyleExcluded { reason, .. } => {
+                match reason {
+                    Exclusion::AspectOutOfRange { .. } => Reason::FallbackAspectRatio,
+                    Exclusion::TooSmallToUpscale { .. } => Reason::FallbackTooSmall,
+                    _ => Reason::FallbackTooLarge,
+                }
+            }
+            _ => Reason::FallbackTooLarge,
+        }
+    }
 }
 
 #[cfg(test)]

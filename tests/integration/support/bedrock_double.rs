@@ -302,6 +302,9 @@ fn lookup(id: &str) -> Result<Kind, Resp> {
         "stable-image-search-replace-v1:0" => Some(Kind::StabSearchReplace),
         "stable-image-control-structure-v1:0" => Some(Kind::StabControlStructure),
         "stable-image-style-guide-v1:0" => Some(Kind::StabStyleGuide),
+        "stable-image-search-recolor-v1:0" => Some(Kind::StabSearchRecolor),
+        "stable-image-control-sketch-v1:0" => Some(Kind::StabControlSketch),
+        "stable-style-transfer-v1:0" => Some(Kind::StabStyleTransfer),
         _ => None,
     };
     let kind = match id {
@@ -639,6 +642,12 @@ fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
             &render::generate(&prompt, w, h),
             &format,
         )],
+        Job::StyleTransfer { img, style, format } => {
+            vec![render::encode_b64(
+                &render::style_transfer(&img, &style),
+                &format,
+            )]
+        }
         Job::Inpaint { img, mask, format } => {
             vec![render::encode_b64(
                 &render::inpaint(&img, mask.as_ref()),

@@ -182,3 +182,23 @@ pub(super) fn size_for_ratio_in(text: &str) -> (u32, u32) {
         _ => (1024, 1024),
     }
 }
+
+/// Style transfer: the image at its own size, a third of the way toward the style picture's
+/// mean colour (so a test can see the style picture reached the model).
+pub(super) fn style_transfer(img: &DynamicImage, style: &DynamicImage) -> DynamicImage {
+    let s = style.to_rgb8();
+    let n = f64::from(s.width()) * f64::from(s.height());
+    let mut mean = [0f64; 3];
+    for p in s.pixels() {
+        for c in 0..3 {
+            mean[c] += f64::from(p[c]) / n;
+        }
+    }
+    let mut out = img.to_rgba8();
+    for p in out.pixels_mut() {
+        for c in 0..3 {
+            p[c] = (f64::from(p[c]) * 2.0 / 3.0 + mean[c] / 3.0).round() as u8;
+        }
+    }
+    DynamicImage::ImageRgba8(out)
+}

@@ -25,6 +25,9 @@ pub(crate) enum Kind {
     StabControlStructure,
     StabStyleGuide,
     StabErase,
+    StabSearchRecolor,
+    StabControlSketch,
+    StabStyleTransfer,
     /// Text to image (bare ids, us-west-2 only).
     StabCore,
     StabUltra,
@@ -45,6 +48,9 @@ impl Kind {
                 | Kind::StabControlStructure
                 | Kind::StabStyleGuide
                 | Kind::StabErase
+                | Kind::StabSearchRecolor
+                | Kind::StabControlSketch
+                | Kind::StabStyleTransfer
                 | Kind::StabCore
                 | Kind::StabUltra
                 | Kind::Sd35Large
@@ -91,6 +97,12 @@ pub(super) enum Job {
     Erase {
         img: DynamicImage,
         mask: Option<image::GrayImage>,
+        format: String,
+    },
+    /// Redo `img` in the look of `style` (the double: tinted toward its mean colour).
+    StyleTransfer {
+        img: DynamicImage,
+        style: DynamicImage,
         format: String,
     },
     /// Draw the prompt at this size.
@@ -374,6 +386,8 @@ fn validate_task(kind: Kind, obj: &Obj) -> Result<Job, String> {
             })
         }
         "IMAGE_VARIATION" => validate_variation(kind, obj, rules),
+        "TEXT_IMAGE" => validate_text_image(kind, obj),
+        "OUTPAINTING" => validate_outpainting(kind, obj, rules),
         other => Err(malformed(format!(
             "#/taskType: {other} is not a valid enum value for this model"
         ))),
@@ -420,6 +434,106 @@ fn validate_variation(kind: Kind, obj: &Obj, rules: &Rules) -> Result<Job, Strin
         w,
         h,
         n,
+    })
+}
+
+/// Nova Canvas / Titan `TEXT_IMAGE`: `textToImageParams.text` required (Nova 1–1024 characters,
+/// Titan 1–512); Nova also takes `style`; Nova and Titan v2 take image conditioning; the size
+/// comes from `imageGenerationConfig` (default 1024×1024).
+fn validate_text_image(kind: Kind, obj: &Obj) -> Result<Job, String> {
+    check_keys(
+        obj,
+        "#",
+        &["taskType", "textToImageParams", "imageGenerationConfig"],
+        &["textToImageParams"],
+    )?;
+    let p = sub(obj, "textToImageParams")?;
+    let mut allowed = vec!["text", "negativeText"];
+    if kind != Kind::TitanV1 {
+        allowed.extend(["conditionImage", "controlMode", "controlStrength"]);
+    }
+    if kind == Kind::NovaCanvas {
+        allowed.push("style");
+    }
+    check_keys(p, "#/textToImageParams", &allowed, &["text"])?;
+    let text_max = if kind == Kind::NovaCanvas { 1024 } else { 512 };
+    text_in(p, "text", 1, text_max)?;
+    text_in(p, "negativeText", 1, text_max)?;
+    num_in(p, "controlStrength", 0.0, 1.0)?;
+    if p.contains_key("controlMode") {
+        enum_in(p, "controlMode", &["CANNY_EDGE", "SEGMENTATION"])?;
+    }
+    let (w, h, _) = match obj.get("imageGenerationConfig") {
+        Some(_) => generation_config(kind, sub(obj, "imageGenerationConfig")?)?,
+        None => (1024, 1024, 1),
+    };
+    Ok(Job::Generate {
+        prompt: p["text"].as_str().unwrap_or_default().to_owned(),
+        w,
+        h,
+        format: "png".into(),
+    })
+}
+
+/// Nova Canvas / Titan `OUTPAINTING`: `image` and exactly one of `maskPrompt` / `maskImage`
+/// (the size of the image); optional `text`, `negativeText`, `outPaintingMode`; the output
+/// is the input's size, so `imageGenerationConfig` must not carry `width` or `height`.
+fn validate_outpainting(kind: Kind, obj: &Obj, rules: &Rules) -> Result<Job, String> {
+    check_keys(
+        obj,
+        "#",
+        &["taskType", "outPaintingParams", "imageGenerationConfig"],
+        &["outPaintingParams"],
+    )?;
+    let p = sub(obj, "outPaintingParams")?;
+    check_keys(
+        p,
+        "#/outPaintingParams",
+        &[
+            "image",
+            "maskPrompt",
+            "maskImage",
+            "outPaintingMode",
+            "text",
+            "negativeText",
+        ],
+        &["image"],
+    )?;
+    let text_max = if kind == Kind::NovaCanvas { 1024 } else { 512 };
+    text_in(p, "text", 1, text_max)?;
+    text_in(p, "negativeText", 1, text_max)?;
+    if p.contains_key("outPaintingMode") {
+        enum_in(p, "outPaintingMode", &["DEFAULT", "PRECISE"])?;
+    }
+    let img = image(&p["image"], rules)?;
+    match (p.get("maskPrompt"), p.get("maskImage")) {
+        (Some(_), None) => text_in(p, "maskPrompt", 1, text_max)?,
+        (None, Some(m)) => {
+            let m = image(m, rules).map_err(|e| e.replace("input image", "mask"))?;
+            if (m.width(), m.height()) != (img.width(), img.height()) {
+                return Err("The mask must be the size of the image.".into());
+            }
+        }
+        _ => {
+            return Err(malformed(
+                "#/outPaintingParams: exactly one of maskPrompt and maskImage is required",
+            ));
+        }
+    }
+    if let Some(c) = obj.get("imageGenerationConfig") {
+        let c = c
+            .as_object()
+            .ok_or_else(|| malformed("#/imageGenerationConfig: expected type: JSONObject"))?;
+        if c.contains_key("width") || c.contains_key("height") {
+            return Err(malformed(
+                "#/imageGenerationConfig: width and height cannot be set for OUTPAINTING",
+            ));
+        }
+        generation_config(kind, c)?;
+    }
+    Ok(Job::SearchReplace {
+        img,
+        format: "png".into(),
     })
 }
 
@@ -567,7 +681,13 @@ fn validate_guided(kind: Kind, obj: &Obj) -> Result<Job, String> {
             &["search_prompt", "grow_mask"],
             &["prompt", "image", "search_prompt"],
         ),
-        Kind::StabControlStructure => (&["control_strength"], &["prompt", "image"]),
+        Kind::StabSearchRecolor => (
+            &["select_prompt", "grow_mask"],
+            &["prompt", "image", "select_prompt"],
+        ),
+        Kind::StabControlStructure | Kind::StabControlSketch => {
+            (&["control_strength"], &["prompt", "image"])
+        }
         _ => (&["fidelity", "aspect_ratio"], &["prompt", "image"]),
     };
     let allowed: Vec<&str> = common.iter().chain(extra).copied().collect();
@@ -575,8 +695,10 @@ fn validate_guided(kind: Kind, obj: &Obj) -> Result<Job, String> {
     text_in(obj, "prompt", 1, 10_000)?;
     text_in(obj, "negative_prompt", 0, 10_000)?;
     int_in(obj, "seed", 0, 4_294_967_294)?;
-    if obj.contains_key("search_prompt") {
-        text_in(obj, "search_prompt", 1, 10_000)?;
+    for key in ["search_prompt", "select_prompt"] {
+        if obj.contains_key(key) {
+            text_in(obj, key, 1, 10_000)?;
+        }
     }
     int_in(obj, "grow_mask", 0, 20)?;
     num_in(obj, "control_strength", 0.0, 1.0)?;
@@ -596,12 +718,41 @@ fn validate_guided(kind: Kind, obj: &Obj) -> Result<Job, String> {
     let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
     let img = image(&obj["image"], &STAB_EDIT_IN)?;
     Ok(match kind {
-        Kind::StabSearchReplace => Job::SearchReplace { img, format },
+        Kind::StabSearchReplace | Kind::StabSearchRecolor => Job::SearchReplace { img, format },
         _ => {
             let (w, h) = (img.width(), img.height());
             Job::Variation { img, w, h, n: 1 }
         }
     })
+}
+
+/// Stable Style Transfer: `init_image` and `style_image` required (both standard edit input);
+/// optional `prompt`, `negative_prompt`, `seed`, `output_format`, `composition_fidelity` 0–1,
+/// `style_strength` 0–1, `change_strength` 0.1–1.
+fn validate_style_transfer(obj: &Obj) -> Result<Job, String> {
+    let allowed = [
+        "init_image",
+        "style_image",
+        "prompt",
+        "negative_prompt",
+        "seed",
+        "output_format",
+        "composition_fidelity",
+        "style_strength",
+        "change_strength",
+    ];
+    check_keys(obj, "#", &allowed, &["init_image", "style_image"])?;
+    text_in(obj, "prompt", 0, 10_000)?;
+    text_in(obj, "negative_prompt", 0, 10_000)?;
+    int_in(obj, "seed", 0, 4_294_967_294)?;
+    num_in(obj, "composition_fidelity", 0.0, 1.0)?;
+    num_in(obj, "style_strength", 0.0, 1.0)?;
+    num_in(obj, "change_strength", 0.1, 1.0)?;
+    let format = enum_in(obj, "output_format", &["png", "jpeg", "webp"])?;
+    let img = image(&obj["init_image"], &STAB_EDIT_IN)?;
+    let style = image(&obj["style_image"], &STAB_EDIT_IN)
+        .map_err(|e| e.replace("input image", "style image"))?;
+    Ok(Job::StyleTransfer { img, style, format })
 }
 
 /// Aspect ratios of the text-to-image services and the size each returns (about 1 MP).
@@ -668,9 +819,16 @@ fn validate_stability(kind: Kind, obj: &Obj) -> Result<Job, String> {
     }
     if matches!(
         kind,
-        Kind::StabSearchReplace | Kind::StabControlStructure | Kind::StabStyleGuide
+        Kind::StabSearchReplace
+            | Kind::StabSearchRecolor
+            | Kind::StabControlStructure
+            | Kind::StabControlSketch
+            | Kind::StabStyleGuide
     ) {
         return validate_guided(kind, obj);
+    }
+    if kind == Kind::StabStyleTransfer {
+        return validate_style_transfer(obj);
     }
     if kind == Kind::StabInpaint {
         return validate_inpaint(obj);
