@@ -313,13 +313,22 @@ impl RunCache {
         }
     }
 
-    /// Records that `dest` was just written with the result `key`.
+    /// Records that `dest` was just written with the result `key`, and what it is made of
+    /// (`provenance`: the sidecar's JSON).
     pub(super) async fn record_output(
         &self,
         dest: &Destination,
         s3: Option<&crate::s3_client::S3>,
         key: StepKey,
+        provenance: &[u8],
     ) {
+        let json = String::from_utf8_lossy(provenance);
+        if let Err(e) = self
+            .store
+            .record_provenance(&dest.to_string(), self.run_id(), &json)
+        {
+            self.warn(e);
+        }
         let Some(now) = sinks::existing(dest, s3).await else {
             return;
         };

@@ -792,21 +792,21 @@ impl<'a> ImageTask<'a> {
         if let Err(e) = output.write(bytes, format, &metadata).await {
             return self.rows.fail_last(e.reason(), &e.to_string());
         }
-        if out.sidecar {
-            let json = provenance::sidecar(
-                &ctx.manifest,
-                run_id,
-                self.rows.so_far(),
-                &dest,
-                self.made_from.as_deref(),
-            );
-            if let Err(e) = output.write_sidecar(json).await {
-                return self.rows.fail_last(e.reason(), &e.to_string());
-            }
+        let json = provenance::sidecar(
+            &ctx.manifest,
+            run_id,
+            self.rows.so_far(),
+            &dest,
+            self.made_from.as_deref(),
+        );
+        if out.sidecar
+            && let Err(e) = output.write_sidecar(json.clone()).await
+        {
+            return self.rows.fail_last(e.reason(), &e.to_string());
         }
         if let Some(cache) = &ctx.cache {
             cache
-                .record_output(&output.dest, output.s3.as_ref(), out_key)
+                .record_output(&output.dest, output.s3.as_ref(), out_key, &json)
                 .await;
         }
         self.rows.finish_written(&output.dest.to_string())

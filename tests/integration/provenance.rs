@@ -44,6 +44,41 @@ steps:
     assert_eq!(steps[1]["op"], "upscale");
     assert_eq!(steps[1]["paid_this_run_usd"], "0.000000");
     assert_eq!(steps[1]["qa"], "1.000");
+    // The state store keeps the same provenance, by output, with the run that wrote it.
+    let store = retouch::ledger::Store::open(&out.root.join("pipelines/.retouch")).unwrap();
+    let (run_id, kept) = store
+        .provenance(&rows[0][14])
+        .unwrap()
+        .expect("provenance in the store");
+    assert_eq!(run_id, rows[0][0]);
+    let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept, json);
+}
+
+#[test]
+fn the_state_store_keeps_provenance_without_a_sidecar() {
+    let manifest = r#"
+version: 1
+name: traced
+inputs: ["../photos/*.png"]
+output: { dir: ../out, format: png }
+steps:
+  - op: upscale
+    models: [local]
+    factor: 2
+"#;
+    let out = Test::new()
+        .manifest(manifest)
+        .image("photos/p.png", 60, 40)
+        .run(&["run", "pipelines/test.yaml", "-q"])
+        .success();
+    assert!(!out.root.join("out/p.png.json").exists());
+    let (_, rows) = out.csv("out/report.csv");
+    let store = retouch::ledger::Store::open(&out.root.join("pipelines/.retouch")).unwrap();
+    let (_, kept) = store.provenance(&rows[0][14]).unwrap().unwrap();
+    let kept: serde_json::Value = serde_json::from_str(&kept).unwrap();
+    assert_eq!(kept["input"], "../photos/p.png");
+    assert_eq!(kept["steps"][0]["op"], "upscale");
 }
 
 #[test]

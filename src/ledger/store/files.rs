@@ -1,6 +1,6 @@
 //! What files hold: inputs known by the version their listing gave (S3 ETag and size), so a
-//! rerun can walk the cache without downloading them, and outputs by the result written to them,
-//! so an unchanged rerun rewrites nothing.
+//! rerun can walk the cache without downloading them; outputs by the result written to them,
+//! so an unchanged rerun rewrites nothing; and each output's provenance (what it is made of).
 
 use rusqlite::{OptionalExtension, params};
 
@@ -63,6 +63,35 @@ impl Store {
                 ])
             })
             .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records what the output `dest` is made of (`json`: the provenance sidecar's content),
+    /// as written by `run_id`.
+    pub fn record_provenance(
+        &self,
+        dest: &str,
+        run_id: &str,
+        json: &str,
+    ) -> Result<(), LedgerError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO provenance (dest, run_id, json, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![dest, run_id, json, unix_now()]))
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The provenance of the output `dest` as last written: the run that wrote it and the JSON.
+    pub fn provenance(&self, dest: &str) -> Result<Option<(String, String)>, LedgerError> {
+        self.conn()
+            .prepare_cached("SELECT run_id, json FROM provenance WHERE dest = ?1")
+            .and_then(|mut s| {
+                s.query_row([dest], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))
     }
 

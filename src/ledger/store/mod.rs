@@ -36,7 +36,7 @@ pub use steps::{CachedStep, GcStats};
 use super::{BlobStore, LedgerError};
 
 /// The schema version this build writes and understands.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE runs (
@@ -134,6 +134,13 @@ INSERT INTO rows_v7 SELECT run_id, image_index, step, image, op, model, reason, 
     FROM rows;
 DROP TABLE rows;
 ALTER TABLE rows_v7 RENAME TO rows;
+";
+
+/// v8: each output's provenance (the sidecar's JSON), by output, written whenever the output is.
+const SCHEMA_V8: &str = "
+CREATE TABLE provenance (
+    dest TEXT PRIMARY KEY, run_id TEXT NOT NULL, json TEXT NOT NULL, recorded_at INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// The state store of one pipeline. Cheap to share behind an `Arc`.
@@ -262,6 +269,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
     }
     if version < 7 {
         tx.execute_batch(SCHEMA_V7).map_err(sql)?;
+    }
+    if version < 8 {
+        tx.execute_batch(SCHEMA_V8).map_err(sql)?;
     }
     if version < SCHEMA_VERSION {
         tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
