@@ -29,6 +29,7 @@ pub mod router;
 pub mod run;
 pub mod s3_client;
 pub mod scheduler;
+pub mod shard;
 pub mod sinks;
 pub mod sources;
 #[cfg(feature = "testset")]

@@ -66,6 +66,10 @@ pub(crate) struct CacheGcArgs {
     pub state: Option<PathBuf>,
 }
 
+fn parse_shard(s: &str) -> Result<retouch::shard::Shard, String> {
+    retouch::shard::Shard::parse(s).map_err(|e| e.to_string())
+}
+
 /// `30d`, `12h`, `90m`, `45s`: an age.
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -91,6 +95,17 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
 pub(crate) struct RunArgs {
     /// The pipeline manifest (YAML).
     pub manifest: PathBuf,
+    /// Run one shard of the catalogue, INDEX/COUNT (from 0): only the inputs it owns (by a
+    /// stable hash of each input's key), writing its report part
+    /// (`report.part-00003-of-00016.csv`). Default: from AWS Batch array jobs
+    /// (`AWS_BATCH_JOB_ARRAY_INDEX`/`_SIZE`) or Kubernetes Indexed Jobs (`JOB_COMPLETION_INDEX`
+    /// with --shard-count or `RETOUCH_SHARD_COUNT`).
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
+    pub shard: Option<retouch::shard::Shard>,
+    /// The number of shards when the engine gives only the index (Kubernetes Indexed Jobs: the
+    /// Job's `completions`).
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    pub shard_count: Option<u32>,
     /// Images in flight at once (overrides limits.concurrency).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,
@@ -129,15 +144,21 @@ pub(crate) struct CheckArgs {
     /// A model catalog file overriding or extending the built-in one (overrides `catalog:`).
     #[arg(long)]
     pub catalog: Option<PathBuf>,
-    /// With `--preset`: the region of the S3 buckets named (default: the environment's or
-    /// profile's).
-    #[arg(long, requires = "preset")]
+    #[command(flatten)]
+    pub s3: S3Flags,
+}
+
+/// How a command that reads `s3://` locations reaches S3.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct S3Flags {
+    /// The region of the S3 buckets named (default: the environment's or profile's).
+    #[arg(long)]
     pub region: Option<String>,
-    /// With `--preset`: the AWS profile S3 is read with.
-    #[arg(long, requires = "preset")]
+    /// The AWS profile S3 is reached with.
+    #[arg(long)]
     pub profile: Option<String>,
-    /// With `--preset`: an S3-compatible endpoint (e.g. MinIO), addressed by path.
-    #[arg(long, requires = "preset", value_name = "URL")]
+    /// An S3-compatible endpoint (e.g. MinIO), addressed by path.
+    #[arg(long, value_name = "URL")]
     pub s3_endpoint: Option<String>,
 }
 
@@ -184,9 +205,14 @@ pub(crate) struct ModelsInstallArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub(crate) struct ReportArgs {
-    /// A report CSV, or a run id recorded in the state folder.
-    pub run_or_csv: String,
+    #[command(subcommand)]
+    pub action: Option<ReportCommand>,
+    /// A report CSV, a run id recorded in the state folder, or the folder or S3 prefix holding
+    /// a sharded run's report parts.
+    #[arg(required = true)]
+    pub run_or_csv: Option<String>,
     /// Also write a self-contained HTML page with before/after thumbnails.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -201,6 +227,28 @@ pub(crate) struct ReportArgs {
     /// folder, its parent, and the current folder are tried).
     #[arg(long, value_name = "DIR")]
     pub base: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Flags,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// Combine the report parts of a sharded run into one report, saying which shards are
+    /// missing or unfinished (exit 1 if any).
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct MergeArgs {
+    /// The parts: files, folders holding them, or S3 keys and prefixes (`s3://bucket/out/`).
+    #[arg(required = true, value_name = "PARTS")]
+    pub parts: Vec<String>,
+    /// Where to write the merged report, a path or `s3://bucket/key` (default: the report's own
+    /// name beside the parts, e.g. `out/report.csv`).
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Flags,
 }
 
 #[derive(Debug, clap::Args)]

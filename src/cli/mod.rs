@@ -9,8 +9,10 @@ mod check;
 mod models;
 mod progress;
 mod report_cmd;
+mod report_merge;
 mod run;
 mod runs_cmd;
+mod s3_access;
 mod state;
 mod validate;
 
@@ -55,7 +57,7 @@ pub(crate) fn main() -> i32 {
             Command::Run(run) => run::run(run, &args).await,
             Command::Check(check) => check::check(check).await,
             Command::Models(models) => models::models(models).await,
-            Command::Report(report) => report_cmd::report(report),
+            Command::Report(report) => report_cmd::report(report).await,
             Command::Runs(runs) => runs_cmd::runs(runs),
             Command::Cache(cache) => cache_cmd::cache(cache),
         }

@@ -1,23 +1,35 @@
-//! `retouch report RUN_OR_CSV`: reviews a finished (or interrupted) run from its report CSV or
-//! from the rows recorded in the state store, as text, JSON, and optionally an HTML page.
+//! `retouch report RUN_OR_CSV`: reviews a finished (or interrupted) run from its report CSV,
+//! from the rows recorded in the state store, or from a sharded run's report parts (a folder or
+//! S3 prefix), as text, JSON, and optionally an HTML page. `retouch report merge` is
+//! `report_merge.rs`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use retouch::ledger::{StepRecord, Store};
 use retouch::report::html::{self, Resolver};
-use retouch::report::{Analysis, Unfinished, read_csv};
+use retouch::report::{Analysis, Unfinished, read_csv, read_csv_from};
 
-use super::args::ReportArgs;
+use super::args::{ReportArgs, ReportCommand};
 use super::code;
 
-pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+pub(super) async fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    if let Some(ReportCommand::Merge(merge)) = &args.action {
+        return super::report_merge::merge(merge).await;
+    }
+    let target = args.run_or_csv.clone().unwrap_or_default();
+    let (loaded, shards) = if super::report_merge::names_parts(&target) {
+        let (loaded, status) = load_parts(&target, args).await?;
+        (loaded, Some(status))
+    } else {
+        (load(&target, args)?, None)
+    };
     let Loaded {
         run_id,
         rows,
         bases,
         unfinished,
-    } = load(args)?;
+    } = loaded;
     let analysis = Analysis::from_rows(&run_id, &rows);
     if let Some(path) = &args.html {
         let resolver = Resolver {
@@ -32,11 +44,17 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         if let Some(u) = &unfinished {
             json["unfinished"] = serde_json::to_value(u)?;
         }
+        if let Some((complete, text)) = &shards {
+            json["shards"] = serde_json::json!({ "complete": complete, "status": text });
+        }
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{analysis}");
         if let Some(u) = &unfinished {
             print!("{u}");
+        }
+        if let Some((_, text)) = &shards {
+            print!("\n{text}");
         }
         if let Some(path) = &args.html {
             println!("\nhtml:   {}", path.display());
@@ -55,8 +73,30 @@ struct Loaded {
     unfinished: Option<Unfinished>,
 }
 
-fn load(args: &ReportArgs) -> anyhow::Result<Loaded> {
-    let target = Path::new(&args.run_or_csv);
+/// A sharded run's parts, merged, and what the merge says of its shards (complete, text).
+async fn load_parts(target: &str, args: &ReportArgs) -> anyhow::Result<(Loaded, (bool, String))> {
+    let mut s3 = super::s3_access::S3Access::new(&args.s3);
+    let (found, beside) = super::report_merge::find(&[target.to_owned()], &mut s3).await?;
+    let merged = retouch::report::parts::merge(found)?;
+    let csv = merged.to_csv();
+    let rep = read_csv_from(csv.as_slice(), Path::new(target))?;
+    let cwd = PathBuf::from(".");
+    let bases = match beside {
+        Some(super::report_merge::Beside::Folder(dir)) => vec![dir.clone(), dir.join(".."), cwd],
+        _ => vec![cwd],
+    };
+    let status = (merged.is_complete(), super::report_merge::status(&merged));
+    let loaded = Loaded {
+        run_id: format!("{} ({} shards)", rep.run_id, merged.count),
+        rows: rep.rows,
+        bases,
+        unfinished: None,
+    };
+    Ok((loaded, status))
+}
+
+fn load(run_or_csv: &str, args: &ReportArgs) -> anyhow::Result<Loaded> {
+    let target = Path::new(run_or_csv);
     let cwd = PathBuf::from(".");
     if target.is_file() {
         let rep = read_csv(target)?;
@@ -76,21 +116,21 @@ fn load(args: &ReportArgs) -> anyhow::Result<Loaded> {
         Ok(dir) => dir,
         Err(why) => bail!(
             "`{}` is neither a report CSV nor a run id found in a state folder: {why}",
-            args.run_or_csv
+            run_or_csv
         ),
     };
     if !state.join("state.db").is_file() {
         bail!(
             "`{}` is neither a report CSV nor a run id: no state store in {}",
-            args.run_or_csv,
+            run_or_csv,
             state.display()
         );
     }
     let store = Store::open(&state)?;
-    let Some(run) = store.run(&args.run_or_csv)? else {
+    let Some(run) = store.run(run_or_csv)? else {
         bail!(
             "`{}` is neither a report CSV nor a run recorded in {} (see `retouch runs`)",
-            args.run_or_csv,
+            run_or_csv,
             state.display()
         );
     };

@@ -20,6 +20,14 @@ pub(super) async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             return Ok(code::USAGE);
         }
     };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let shard = match retouch::shard::Shard::resolve(args.shard, args.shard_count, env) {
+        Ok(shard) => shard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(code::USAGE);
+        }
+    };
     let options = RunOptions {
         concurrency: args.concurrency.map(|c| c as usize),
         dry_run: args.dry_run,
@@ -30,6 +38,7 @@ pub(super) async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             report,
             s3: None,
             model_dir: None,
+            shard,
         },
         ..RunOptions::default()
     };
@@ -41,6 +50,13 @@ pub(super) async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
         eprintln!("warning: {warning}");
     }
     let skipped = skipped_inputs(run.plan());
+    if let (Some(shard), false) = (run.plan().shard, global.quiet) {
+        eprintln!(
+            "shard {shard}: {} inputs are this shard's; report part {}",
+            run.plan().images.len(),
+            run.plan().manifest.report
+        );
+    }
     let progress = Arc::new(Progress::new(run.plan().images.len() as u64, global.quiet));
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(watch_ctrl_c(cancel.clone(), progress.clone()));
@@ -131,17 +147,49 @@ fn skipped_inputs(plan: &Plan) -> Option<String> {
     })
 }
 
-/// First Ctrl-C: stop starting images, let in-flight ones finish, write the report.
-/// Second Ctrl-C: exit at once.
+/// First Ctrl-C (or SIGTERM, which container engines send before stopping a job: a Spot
+/// reclaim, a pod eviction): stop starting images, let in-flight ones finish, write the report.
+/// A second one: exit at once.
 async fn watch_ctrl_c(cancel: CancellationToken, progress: Arc<Progress>) {
-    if tokio::signal::ctrl_c().await.is_err() {
+    let mut term = terminate_signal();
+    if !stop_asked(&mut term).await {
         return;
     }
     cancel.cancel();
     progress.println(
         "interrupted: finishing images in flight and writing the report (Ctrl-C again to quit now)",
     );
-    if tokio::signal::ctrl_c().await.is_ok() {
+    if stop_asked(&mut term).await {
         std::process::exit(code::INTERRUPTED);
     }
+}
+
+#[cfg(unix)]
+type TermSignal = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type TermSignal = Option<()>;
+
+#[cfg(unix)]
+fn terminate_signal() -> TermSignal {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::terminate()).ok()
+}
+
+#[cfg(not(unix))]
+fn terminate_signal() -> TermSignal {
+    None
+}
+
+/// Waits for Ctrl-C or SIGTERM; false when neither can be watched.
+async fn stop_asked(term: &mut TermSignal) -> bool {
+    #[cfg(unix)]
+    if let Some(sig) = term {
+        return tokio::select! {
+            c = tokio::signal::ctrl_c() => c.is_ok(),
+            s = sig.recv() => s.is_some(),
+        };
+    }
+    #[cfg(not(unix))]
+    let _ = term;
+    tokio::signal::ctrl_c().await.is_ok()
 }

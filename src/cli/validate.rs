@@ -10,15 +10,13 @@ use std::path::{Path, PathBuf};
 use retouch::codec;
 use retouch::manifest::parse_s3;
 use retouch::marketplace::{self, Preset, Violation};
-use retouch::s3_client::{S3, S3Settings};
 
 use super::args::CheckArgs;
 use super::code;
+use super::s3_access::{S3Access, is_s3};
 
 /// Images larger than this many megapixels are refused (a marketplace image is at most 100).
 const MAX_MEGAPIXELS: u32 = 120;
-/// S3 objects larger than this are refused unread (a report, or an image within the limit).
-const MAX_OBJECT_BYTES: u64 = 256 << 20;
 
 /// One image to check.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -41,10 +39,10 @@ pub(super) async fn validate(preset: &str, args: &CheckArgs) -> anyhow::Result<i
         eprintln!("error: unknown preset `{preset}`");
         return Ok(code::USAGE);
     };
-    let mut s3 = None;
+    let mut s3 = S3Access::new(&args.s3);
     let mut targets = Vec::new();
     for path in &args.paths {
-        if let Err(e) = collect(path, args, &mut s3, &mut targets).await {
+        if let Err(e) = collect(path, &mut s3, &mut targets).await {
             eprintln!("error: {}: {e:#}", path.display());
             return Ok(code::USAGE);
         }
@@ -58,13 +56,7 @@ pub(super) async fn validate(preset: &str, args: &CheckArgs) -> anyhow::Result<i
     for target in &targets {
         let bytes = match target {
             Target::File(path) => std::fs::read(path).map_err(anyhow::Error::from),
-            Target::S3 { bucket, key } => {
-                let client = client(args, &mut s3).await;
-                client
-                    .get_range(bucket, key, None, MAX_OBJECT_BYTES)
-                    .await
-                    .map_err(anyhow::Error::from)
-            }
+            Target::S3 { bucket, key } => s3.get(bucket, key).await,
         };
         match bytes.and_then(|b| validate_bytes(&b, &rules)) {
             Ok(v) if v.is_empty() => passed += 1,
@@ -91,26 +83,6 @@ pub(super) async fn validate(preset: &str, args: &CheckArgs) -> anyhow::Result<i
     })
 }
 
-fn is_s3(s: &str) -> bool {
-    s.starts_with("s3://")
-}
-
-/// The S3 client, built on first use from the flags and the standard AWS configuration.
-async fn client<'a>(args: &CheckArgs, s3: &'a mut Option<S3>) -> &'a S3 {
-    if s3.is_none() {
-        let settings = S3Settings {
-            region: args.region.clone(),
-            profile: args.profile.clone(),
-            endpoint_url: args.s3_endpoint.clone(),
-            // S3-compatible servers (MinIO and the like) address buckets by path.
-            path_style: args.s3_endpoint.is_some(),
-            attempts: 0,
-        };
-        *s3 = Some(S3::connect(&settings).await);
-    }
-    s3.as_ref().expect("set above")
-}
-
 /// Every rule the image in `bytes` breaks.
 fn validate_bytes(bytes: &[u8], rules: &marketplace::Rules) -> anyhow::Result<Vec<Violation>> {
     let decoded = codec::decode(bytes, MAX_MEGAPIXELS)?;
@@ -127,20 +99,12 @@ fn validate_bytes(bytes: &[u8], rules: &marketplace::Rules) -> anyhow::Result<Ve
 }
 
 /// Adds the images `path` names: itself, those under it, or those a report lists.
-async fn collect(
-    path: &Path,
-    args: &CheckArgs,
-    s3: &mut Option<S3>,
-    targets: &mut Vec<Target>,
-) -> anyhow::Result<()> {
+async fn collect(path: &Path, s3: &mut S3Access, targets: &mut Vec<Target>) -> anyhow::Result<()> {
     let text = path.to_string_lossy();
     if is_s3(&text) {
         let loc = parse_s3(&text).map_err(|e| anyhow::anyhow!(e))?;
-        let client = client(args, s3).await;
         if has_ext(&loc.key, "csv") {
-            let bytes = client
-                .get_range(&loc.bucket, &loc.key, None, MAX_OBJECT_BYTES)
-                .await?;
+            let bytes = s3.get(&loc.bucket, &loc.key).await?;
             return report_outputs(&bytes, None, targets);
         }
         if is_image_name(&loc.key) {
@@ -155,7 +119,7 @@ async fn collect(
             k if k.ends_with('/') => k.to_owned(),
             k => format!("{k}/"),
         };
-        let mut keys = client.list(&loc.bucket, &prefix).await?;
+        let mut keys = s3.client().await.list(&loc.bucket, &prefix).await?;
         keys.retain(|k| is_image_name(k));
         if keys.is_empty() {
             anyhow::bail!("no images under this prefix");

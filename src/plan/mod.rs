@@ -64,6 +64,10 @@ pub struct Plan {
     pub unreadable_folders: Vec<std::path::PathBuf>,
     /// The run's S3 client, when anything is in S3.
     pub s3: Option<S3>,
+    /// The shard this run is, when the catalogue is split across processes: `images` holds only
+    /// the inputs it owns (listed and planned in full first, so output collisions are found
+    /// across the whole catalogue), and the report is its part.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl Plan {
@@ -103,7 +107,15 @@ impl Plan {
             skipped_broken: listing.skipped_broken,
             unreadable_folders: listing.unreadable_folders,
             s3,
+            shard: None,
         }
+    }
+
+    /// Keeps only the images `shard` owns (by their source key, as the report names them).
+    pub fn into_shard(mut self, shard: crate::shard::Shard) -> Plan {
+        self.images.retain(|i| shard.owns(&i.item.display));
+        self.shard = Some(shard);
+        self
     }
 }
 

@@ -52,11 +52,20 @@ pub struct ReportRows {
 /// Reads a report CSV by column name (extra columns are ignored, so later column additions do
 /// not break it). Images are numbered in order of first appearance.
 pub fn read_csv(path: &Path) -> Result<ReportRows, AnalysisError> {
+    let file = std::fs::File::open(path).map_err(|e| AnalysisError::Csv {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    read_csv_from(file, path)
+}
+
+/// [`read_csv`] of a report already in memory or a stream; `path` names it in errors.
+pub fn read_csv_from(source: impl std::io::Read, path: &Path) -> Result<ReportRows, AnalysisError> {
     let csv_err = |source| AnalysisError::Csv {
         path: path.to_owned(),
         source,
     };
-    let mut rdr = csv::Reader::from_path(path).map_err(csv_err)?;
+    let mut rdr = csv::Reader::from_reader(source);
     let header = rdr.headers().map_err(csv_err)?.clone();
     let col = |name: &'static str| header.iter().position(|h| h == name);
     let need = |name: &'static str| {

@@ -6,10 +6,11 @@
 pub mod analysis;
 mod csv_report;
 pub mod html;
+pub mod parts;
 mod summary;
 mod unfinished;
 
-pub use analysis::{Analysis, AnalysisError, ReportRows, read_csv};
+pub use analysis::{Analysis, AnalysisError, ReportRows, read_csv, read_csv_from};
 pub use csv_report::{COLUMNS, CsvReport, OUTPUT_URL, ReportError, write_with_output_urls};
 pub use summary::{StepLatency, Summary};
 pub use unfinished::Unfinished;

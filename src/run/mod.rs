@@ -28,7 +28,7 @@ use crate::plan::Plan;
 use crate::providers::local::LocalOps;
 use crate::providers::{BedrockClient, ConnectError, ConnectSettings, Providers};
 use crate::reason::Reason;
-use crate::report::{CsvReport, Summary};
+use crate::report::{CsvReport, Summary, parts};
 use crate::scheduler::{self, RunConfig, retry::RetryPolicy};
 
 /// How a run reaches Bedrock.
@@ -151,6 +151,15 @@ impl Run {
         let report_path = local_report_path(&m);
         let report_lease = lease_report(state.as_deref(), &report_path, &run_id)?;
         let report = CsvReport::create(&report_path, &run_id).map_err(PrepareError::Report)?;
+        if let Some(shard) = prepared.plan.shard {
+            let status = part_status(&run_id, shard, prepared.plan.images.len(), None);
+            parts::write_status(&report_path, &status).map_err(|source| {
+                PrepareError::Report(crate::report::ReportError::Io {
+                    path: parts::status_path(&report_path),
+                    source,
+                })
+            })?;
+        }
         Ok(Run {
             plan: prepared.plan,
             catalog: prepared.catalog,
@@ -224,6 +233,7 @@ impl Run {
             local: self.local.clone(),
         };
         let total = self.plan.images.len();
+        let shard = self.plan.shard;
         let s3 = self.plan.s3.clone();
         let scheduled = scheduler::run(self.plan, config, rows_tx, cancel).await;
         let rows = writer.await.map_err(|_| RunError::ReportTask)??;
@@ -236,6 +246,16 @@ impl Run {
         let summary = Summary::from_rows(&rows, &ops, total, output_dir, report_path.clone());
         if let Some(store) = &history {
             finish(store, &self.run_id, &summary);
+        }
+        if let Some(shard) = shard {
+            let end = Some((scheduled.cancelled, &rows[..]));
+            let status = part_status(&self.run_id, shard, total, end);
+            if let Err(e) = parts::write_status(&report_path, &status) {
+                tracing::warn!(
+                    "cannot write {}: {e}",
+                    parts::status_path(&report_path).display()
+                );
+            }
         }
         let published =
             report_out::publish(&manifest, s3.as_ref(), &report_path, &self.run_id, &rows).await;
@@ -264,6 +284,31 @@ impl Run {
         {
             tracing::warn!("could not record the run in the state folder: {e}");
         }
+    }
+}
+
+/// A shard's status beside its report part: at the start (`end: None`), and at the end with
+/// whether it was cancelled and its rows.
+fn part_status(
+    run_id: &str,
+    shard: crate::shard::Shard,
+    images: usize,
+    end: Option<(bool, &[StepRecord])>,
+) -> parts::PartStatus {
+    let (cancelled, rows) = end.map_or((false, &[][..]), |(c, r)| (c, r));
+    parts::PartStatus {
+        run_id: run_id.to_owned(),
+        shard: shard.to_string(),
+        images,
+        finished: end.is_some(),
+        cancelled,
+        rows: rows.len(),
+        cost_usd: rows
+            .iter()
+            .map(|r| r.cost)
+            .sum::<crate::money::Usd>()
+            .to_string(),
+        updated_at: unix_now(),
     }
 }
 

@@ -29,6 +29,9 @@ pub struct Overrides {
     /// The folder of installed local networks (default: the user's, see
     /// [`ModelStore::locate`]).
     pub model_dir: Option<PathBuf>,
+    /// This process is one shard of the catalogue: it works on the inputs the shard owns and
+    /// writes its report part (`report.part-00003-of-00016.csv`) beside where the report goes.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// A planned run, checked: nothing created yet.
@@ -62,13 +65,19 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
     if let Some(report) = overrides.report {
         manifest.report = report;
     }
+    if let Some(shard) = overrides.shard {
+        manifest.report = part_place(&manifest.report, shard);
+    }
     let s3 = match overrides.s3 {
         Some(s3) => Some(s3),
         None => connect_s3(&manifest).await,
     };
     preflight(&manifest, s3.as_ref()).await?;
     let listing = crate::sources::list(&manifest, s3.as_ref()).await?;
-    let plan = Plan::new(Arc::new(manifest), listing, s3);
+    let mut plan = Plan::new(Arc::new(manifest), listing, s3);
+    if let Some(shard) = overrides.shard {
+        plan = plan.into_shard(shard);
+    }
     let m = &plan.manifest;
     let writes = overwrite::Writes {
         report: &m.report,
@@ -90,6 +99,28 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
         warnings,
         local: Arc::new(local.ops),
     })
+}
+
+/// Where a shard's report part goes: the report's folder or prefix, the part's name.
+fn part_place(report: &Place, shard: crate::shard::Shard) -> Place {
+    match report {
+        Place::Local(path) => {
+            let name = path
+                .file_name()
+                .map_or_else(|| "report.csv".into(), |n| n.to_string_lossy().into_owned());
+            Place::Local(path.with_file_name(shard.part_name(&name)))
+        }
+        Place::S3(loc) => {
+            let (dir, name) = match loc.key.rsplit_once('/') {
+                Some((dir, name)) => (format!("{dir}/"), name),
+                None => (String::new(), loc.key.as_str()),
+            };
+            Place::S3(manifest::S3Location {
+                bucket: loc.bucket.clone(),
+                key: format!("{dir}{}", shard.part_name(name)),
+            })
+        }
+    }
 }
 
 /// Style pictures larger than this many megapixels are refused (the models take at most 9.4).

@@ -89,7 +89,20 @@ pub(super) async fn publish(
     let Place::S3(dest) = &manifest.report else {
         return Published::default();
     };
-    match crate::sinks::upload_file(s3, local, dest, "text/csv").await {
+    // A shard's part goes with its status, the status last: a part in S3 without a finished
+    // status is one whose upload broke off.
+    let status = crate::report::parts::status_path(local);
+    let uploaded = match crate::sinks::upload_file(s3, local, dest, "text/csv").await {
+        Ok(()) if status.is_file() => {
+            let key = S3Location {
+                bucket: dest.bucket.clone(),
+                key: format!("{}.json", dest.key),
+            };
+            crate::sinks::upload_file(s3, &status, &key, "application/json").await
+        }
+        other => other,
+    };
+    match uploaded {
         Ok(()) => Published {
             uploaded_to: Some(dest.clone()),
             error: None,
