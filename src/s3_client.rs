@@ -322,6 +322,69 @@ impl S3 {
             .map_err(|e| classify(e, bucket, key))
     }
 
+    /// Writes `bytes` to `key` only if no object is there (PutObject with `If-None-Match: *`).
+    /// `Ok(false)`: one already was (412), or another writer's conditional put of the same key
+    /// is in progress (409); either way the caller's content-addressed object is or will be
+    /// there.
+    pub async fn put_if_absent(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<bool, S3Error> {
+        let sent = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let status = e.raw_response().map(HttpStatus::http_status);
+                let code = e.code().unwrap_or_default();
+                if matches!(status, Some(412 | 409))
+                    || matches!(code, "PreconditionFailed" | "ConditionalRequestConflict")
+                {
+                    Ok(false)
+                } else {
+                    Err(classify(e, bucket, key))
+                }
+            }
+        }
+    }
+
+    /// Deletes `key` (DeleteObject; no error when it is already gone).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), S3Error> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify(e, bucket, key))
+    }
+
+    /// The object (at most `max_bytes`), or `None` when there is no such key.
+    pub async fn get_optional(
+        &self,
+        bucket: &str,
+        key: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<u8>>, S3Error> {
+        match self.get_range(bucket, key, None, max_bytes).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(S3Error::NoSuchKey { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A presigned GET URL for `key`, valid for `expires` (at most 7 days).
     pub async fn presign_get(
         &self,

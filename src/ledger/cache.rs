@@ -310,7 +310,7 @@ impl BlobStore {
     }
 }
 
-fn is_hex(s: &str) -> bool {
+pub(super) fn is_hex(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

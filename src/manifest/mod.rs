@@ -35,7 +35,7 @@ use spans::{Spans, join_key};
 /// Every top-level key, in the order the docs list them.
 const TOP_KEYS: &[&str] = &[
     "version", "name", "inputs", "exclude", "output", "steps", "limits", "budget", "aws",
-    "catalog", "prices", "report", "state",
+    "catalog", "prices", "report", "state", "shared",
 ];
 
 /// Reads and validates the manifest at `path`. A read failure, a file over the size limit and
@@ -180,6 +180,20 @@ fn validate(ck: &mut Checker, root: &Value, path: &Path) -> Option<Manifest> {
     let prices = sections::prices(ck, &f);
     let report = sections::report(ck, &f, output.as_ref());
     let state = sections::state(ck, &f);
+    let shared = sections::shared(ck, &f);
+    if let (Some(out), Some(SharedState { cache: Some(cache) })) = (&output, &shared)
+        && let Place::S3(dir) = &out.dir
+        && dir.bucket == cache.bucket
+        && (dir.key.starts_with(&cache.key) || cache.key.starts_with(&dir.key))
+    {
+        let message = format!(
+            "shared.cache s3://{}/{} overlaps the output folder {}: outputs and cached results would mix",
+            cache.bucket, cache.key, out.dir
+        );
+        let help = "give the cache a prefix of its own, e.g. s3://bucket/retouch-cache/".to_owned();
+        ck.key_error("shared.cache", message, Some(help));
+        return None;
+    }
     let inputs = match (inputs, &steps) {
         (Some(inputs), Some(steps)) => sections::prompt_inputs(ck, inputs, steps),
         (inputs, _) => inputs,
@@ -200,6 +214,7 @@ fn validate(ck: &mut Checker, root: &Value, path: &Path) -> Option<Manifest> {
         catalog: catalog?,
         prices: prices?,
         state: state?,
+        shared: shared?,
     })
 }
 

@@ -12,7 +12,8 @@ use super::check::{Checker, Fields, FloatRange};
 use super::places;
 use super::suggest;
 use super::types::{
-    AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint, Step, Usd,
+    AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint,
+    SharedState, Step, Usd,
 };
 
 pub(super) const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign", "sidecar"];
@@ -532,6 +533,42 @@ pub(super) fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
         Some(v) => ck
             .non_empty_string(v, "state")
             .map(|p| places::normalize(&ck.base_dir.join(p))),
+    }
+}
+
+/// `shared:`: `cache:`, an S3 prefix (`s3://bucket/prefix/`) where paid step results are kept
+/// for every machine; it may not overlap the output folder.
+pub(super) fn shared(ck: &mut Checker, fields: &Fields) -> Option<SharedState> {
+    let Some(v) = fields.get("shared") else {
+        return Some(SharedState::default());
+    };
+    let f = ck.fields(v, "shared", &["cache"])?;
+    let Some(v) = f.get("cache") else {
+        return Some(SharedState::default());
+    };
+    let path = f.path("cache");
+    let s = ck.non_empty_string(v, &path)?;
+    let help = "e.g. `cache: s3://my-bucket/retouch-cache/` (a prefix of its own)".to_owned();
+    if !places::is_s3(s) {
+        let message = format!("{path} must be an S3 prefix, not `{s}`");
+        ck.key_error(&path, message, Some(help));
+        return None;
+    }
+    match places::parse_s3(s) {
+        Ok(mut loc) => {
+            if !loc.key.is_empty() && !loc.key.ends_with('/') {
+                loc.key.push('/');
+            }
+            Some(SharedState { cache: Some(loc) })
+        }
+        Err(why) => {
+            ck.key_error(
+                &path,
+                format!("bad S3 location `{s}` in {path}: {why}"),
+                Some(help),
+            );
+            None
+        }
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Manifest {
     /// The state folder (`state:`, default `<manifest folder>/.retouch`): run history, step
     /// cache, daily spend. Several pipelines may share one.
     pub state: PathBuf,
+    /// State shared by every machine the catalogue runs on (`shared:`).
+    pub shared: SharedState,
 }
 
 impl Manifest {
@@ -67,7 +69,15 @@ impl Manifest {
             .any(|i| matches!(i, InputSpec::S3 { .. } | InputSpec::S3Prompts { .. }))
             || self.output.dir.is_s3()
             || self.report.is_s3()
+            || self.shared.cache.is_some()
     }
+}
+
+/// `shared:`: what every machine running this catalogue shares.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SharedState {
+    /// `cache:`: an S3 prefix holding paid step results (`ledger::shared`).
+    pub cache: Option<S3Location>,
 }
 
 /// `budget:`.

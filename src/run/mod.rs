@@ -231,6 +231,12 @@ impl Run {
             state: self.state.clone(),
             force: self.options.force,
             local: self.local.clone(),
+            shared: manifest
+                .shared
+                .cache
+                .as_ref()
+                .zip(self.plan.s3.as_ref())
+                .map(|(loc, s3)| crate::ledger::shared::SharedCache::new(s3.clone(), loc)),
         };
         let total = self.plan.images.len();
         let shard = self.plan.shard;

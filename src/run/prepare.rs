@@ -196,7 +196,7 @@ async fn connect_s3(manifest: &Manifest) -> Option<S3> {
     Some(S3::connect(&settings).await)
 }
 
-/// Checks that the output's and the report's buckets exist and are reachable (input prefixes
+/// Checks that the output's, the report's and the shared cache's buckets exist and are reachable (input prefixes
 /// are checked by listing them). The message names the bucket and prefix.
 async fn preflight(manifest: &Manifest, s3: Option<&S3>) -> Result<(), PrepareError> {
     let Some(s3) = s3 else { return Ok(()) };
@@ -209,6 +209,11 @@ async fn preflight(manifest: &Manifest, s3: Option<&S3>) -> Result<(), PrepareEr
                 .await
                 .map_err(|e| PrepareError::Preflight(format!("{what} {loc}: {e}")))?;
         }
+    }
+    if let Some(loc) = &manifest.shared.cache {
+        s3.check_bucket(&loc.bucket)
+            .await
+            .map_err(|e| PrepareError::Preflight(format!("shared.cache {loc}: {e}")))?;
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use super::budget::{BudgetExceeded, Cap};
 use super::cpu;
 use crate::catalog::Date;
 use crate::codec;
+use crate::ledger::shared::SharedCache;
 use crate::ledger::{
     CachedStep, Claim, HoldId, KnownInput, OutputRecord, PaidCall, StepKey, StepSpec, Store,
     output_spec, spec_for, unix_now,
@@ -38,6 +39,11 @@ pub(super) struct RunCache {
     warned: AtomicBool,
     /// Numbers this run's claims, so duplicate images within the run wait for each other.
     next_token: AtomicU64,
+    /// The tier every machine shares (`shared.cache`): looked up when the local store misses a
+    /// paid step, and given every paid result.
+    shared: Option<SharedCache>,
+    /// Whether a shared-cache failure was already logged.
+    shared_warned: AtomicBool,
 }
 
 /// A hit: the key it was found under and what it holds.
@@ -52,13 +58,20 @@ impl RunCache {
         &self.run_id
     }
 
-    pub(super) fn new(store: Arc<Store>, run_id: String, force: bool) -> RunCache {
+    pub(super) fn new(
+        store: Arc<Store>,
+        run_id: String,
+        force: bool,
+        shared: Option<SharedCache>,
+    ) -> RunCache {
         RunCache {
             store,
             run_id,
             force,
             warned: AtomicBool::new(false),
             next_token: AtomicU64::new(1),
+            shared,
+            shared_warned: AtomicBool::new(false),
         }
     }
 
@@ -84,10 +97,57 @@ impl RunCache {
         })
     }
 
+    /// The first of `models` with a result for `step` on `prev` in the shared cache (another
+    /// machine paid for it), copied into the local store and returned as a hit. `None` with
+    /// `--force`, without a shared cache, or when S3 cannot be read (logged once: the step is
+    /// then done here).
+    pub(super) async fn shared_lookup(
+        &self,
+        step: &Step,
+        prev: blake3::Hash,
+        models: &[String],
+    ) -> Option<Hit> {
+        let shared = self.shared.as_ref().filter(|_| !self.force)?;
+        for model in models {
+            let key = StepKey::chain(prev, &spec(step, model));
+            let (found, bytes) = match shared.fetch(&key).await {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.warn_shared(e);
+                    return None;
+                }
+            };
+            let store = self.store.clone();
+            let entry = found.clone();
+            let kept = tokio::task::spawn_blocking(move || {
+                store.blobs().put(&bytes)?;
+                store.record_step(&key, &entry)
+            })
+            .await;
+            match kept {
+                Ok(Ok(())) => return Some(Hit { key, step: found }),
+                Ok(Err(e)) => self.warn(e),
+                Err(e) => self.warn(e),
+            }
+            return None;
+        }
+        None
+    }
+
+    fn warn_shared(&self, e: impl std::fmt::Display) {
+        if !self.shared_warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "shared step cache: {e}; steps not found locally are done (and paid) here"
+            );
+        }
+    }
+
     /// Records a step result under `key`: a remote one with its pixels (encoded on the CPU pool at
     /// `priority`, written and synced off the async workers), a local one by its size only.
     pub(super) async fn record(&self, key: StepKey, result: &StepResult<'_>, priority: u32) {
         let (w, h) = result.image.dimensions();
+        let mut shared_blob = None;
         let blob = if ModelRef::is_local_name(result.model) {
             String::new()
         } else {
@@ -102,8 +162,12 @@ impl RunCache {
                 Err(panic) => return self.warn(panic),
             };
             let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.blobs().put(&bytes)).await {
-                Ok(Ok(hex)) => hex,
+            let kept = bytes.clone();
+            match tokio::task::spawn_blocking(move || store.blobs().put(&kept)).await {
+                Ok(Ok(hex)) => {
+                    shared_blob = Some(bytes);
+                    hex
+                }
                 Ok(Err(e)) => return self.warn(e),
                 Err(e) => return self.warn(e),
             }
@@ -119,10 +183,17 @@ impl RunCache {
             qa: result.qa.cloned(),
         };
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.record_step(&key, &entry)).await {
+        let recorded = entry.clone();
+        match tokio::task::spawn_blocking(move || store.record_step(&key, &recorded)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.warn(e),
             Err(e) => self.warn(e),
+        }
+        // A paid result goes to every machine too, before the next step starts.
+        if let (Some(shared), Some(bytes)) = (&self.shared, shared_blob)
+            && let Err(e) = shared.publish(&key, &entry, bytes).await
+        {
+            self.warn_shared(e);
         }
     }
 

@@ -481,6 +481,10 @@ impl<'a> ImageTask<'a> {
         if !matches!(decision, Decision::Remote { .. }) {
             return (None, None); // free work: recomputing it costs nothing
         }
+        // Paid work another machine did (the shared cache, when there is one).
+        if let Some(hit) = cache.shared_lookup(step, self.link, &models).await {
+            return (Some(hit), None);
+        }
         let claim = cache.claim(step, self.link, &self.key).await;
         // Whoever held the claim before may have recorded the result.
         match cache.lookup(step, self.link, &models) {

@@ -53,6 +53,8 @@ pub struct RunConfig {
     pub force: bool,
     /// The local method of each step (which network, if any, local remove-bg runs).
     pub local: Arc<LocalOps>,
+    /// The step cache every machine shares (`shared.cache`), when the manifest names one.
+    pub shared: Option<crate::ledger::shared::SharedCache>,
 }
 
 /// Where the scheduler sends each finished image's rows (the run's report task receives them).
@@ -82,6 +84,7 @@ pub async fn run(
             store.clone(),
             config.run_id.clone(),
             config.force,
+            config.shared.clone().filter(|_| !config.dry_run),
         ))
     });
     let remote = remote(&manifest, &config, cache.clone()).cancelled_by(cancel.clone());

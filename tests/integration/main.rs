@@ -27,3 +27,4 @@ mod reruns;
 mod s3;
 mod safety;
 mod shards;
+mod shared_cache;
