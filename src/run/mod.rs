@@ -237,6 +237,7 @@ impl Run {
                 .as_ref()
                 .zip(self.plan.s3.as_ref())
                 .map(|(loc, s3)| crate::ledger::shared::SharedCache::new(s3.clone(), loc)),
+            shards: self.plan.shard.map_or(1, |s| s.count),
         };
         let total = self.plan.images.len();
         let shard = self.plan.shard;

@@ -93,12 +93,43 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
     }
     let mut warnings = findings.warnings;
     warnings.extend(local.notes);
+    if let Some(shard) = plan.shard {
+        warnings.extend(thin_rate_shares(&plan.manifest, &catalog, shard.count));
+    }
     Ok(Prepared {
         plan,
         catalog,
         warnings,
         local: Arc::new(local.ops),
     })
+}
+
+/// Models whose rpm is below the shard count: each shard still gets one request a minute, so
+/// together they may exceed the model's rpm.
+fn thin_rate_shares(manifest: &Manifest, catalog: &Catalog, shards: u32) -> Vec<String> {
+    let mut models: Vec<&str> = manifest
+        .steps
+        .iter()
+        .flat_map(|s| s.remote_models())
+        .collect();
+    models.sort_unstable();
+    models.dedup();
+    models
+        .into_iter()
+        .filter_map(|id| {
+            let rpm = manifest
+                .limits
+                .rpm
+                .get(id)
+                .copied()
+                .unwrap_or_else(|| catalog.default_rpm(id));
+            (rpm < shards).then(|| {
+                format!(
+                    "{id}: {rpm} requests a minute cannot be split over {shards} shards; each takes 1 a minute, {shards} in all (raise limits.rpm if the account's quota allows, or run fewer shards)"
+                )
+            })
+        })
+        .collect()
 }
 
 /// Where a shard's report part goes: the report's folder or prefix, the part's name.

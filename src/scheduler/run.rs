@@ -55,6 +55,11 @@ pub struct RunConfig {
     pub local: Arc<LocalOps>,
     /// The step cache every machine shares (`shared.cache`), when the manifest names one.
     pub shared: Option<crate::ledger::shared::SharedCache>,
+    /// How many shards the catalogue runs in (1 when not sharded). With no shared coordination
+    /// across machines, each shard takes a fixed 1/`shards` share of every limit shared by the
+    /// account: the run and daily caps and each model's rpm, so their totals stay within the
+    /// manifest's whatever the shards do.
+    pub shards: u32,
 }
 
 /// Where the scheduler sends each finished image's rows (the run's report task receives them).
@@ -167,14 +172,21 @@ async fn fan_out(
 
 /// Sets up remote calls for the run: clients, budget, rate limits and retry policy.
 fn remote(manifest: &Manifest, config: &RunConfig, ledger: Option<Arc<RunCache>>) -> Remote {
+    let shards = config.shards.max(1);
     let budget = Budget::new(
-        manifest.budget.max_usd,
+        manifest.budget.max_usd.map(|cap| share(cap, shards)),
         manifest.budget.per_image_max_usd,
         daily_allowance(manifest, config),
     );
     let catalog = config.catalog.clone();
-    let default_rpm = move |id: &str| catalog.default_rpm(id);
-    let rates = RateLimits::new(&manifest.limits.rpm, default_rpm);
+    let default_rpm = move |id: &str| rpm_share(catalog.default_rpm(id), shards);
+    let rpm = manifest
+        .limits
+        .rpm
+        .iter()
+        .map(|(model, rpm)| (model.clone(), rpm_share(*rpm, shards)))
+        .collect();
+    let rates = RateLimits::new(&rpm, default_rpm);
     Remote::new(
         config.providers.clone(),
         config.region.clone(),
@@ -186,9 +198,23 @@ fn remote(manifest: &Manifest, config: &RunConfig, ledger: Option<Arc<RunCache>>
     )
 }
 
-/// The daily cap and what every run sharing the state store already spent today (UTC).
+/// One shard's share of a cap: `cap / shards`, rounded down to the micro-dollar, so the shares
+/// never add up to more than the cap.
+fn share(cap: Usd, shards: u32) -> Usd {
+    Usd(cap.micros() / i64::from(shards.max(1)))
+}
+
+/// One shard's share of a model's requests per minute: rounded down, at least 1 (with more
+/// shards than the model's rpm the shards together may reach one request a minute each; the
+/// run warns about it).
+fn rpm_share(rpm: u32, shards: u32) -> u32 {
+    (rpm / shards.max(1)).max(1)
+}
+
+/// The daily cap (one shard's share of it) and what every run sharing the state store already
+/// spent today (UTC).
 fn daily_allowance(manifest: &Manifest, config: &RunConfig) -> Option<DailyAllowance> {
-    let cap = manifest.budget.daily_max_usd?;
+    let cap = share(manifest.budget.daily_max_usd?, config.shards);
     let already_spent_today = match &config.state {
         Some(store) => store.spent_on(Date::today_utc()).unwrap_or_else(|e| {
             // Unknown spend: refuse remote work rather than risk going over the cap.
@@ -201,4 +227,22 @@ fn daily_allowance(manifest: &Manifest, config: &RunConfig) -> Option<DailyAllow
         cap,
         already_spent_today,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_shares_never_add_up_to_more_than_the_whole() {
+        for (cap, shards) in [(1_000_000, 3), (70_000, 16), (5, 8), (0, 4), (999_999, 1)] {
+            let each = share(Usd(cap), shards);
+            assert!(each.micros() * i64::from(shards) <= cap, "{cap} / {shards}");
+            assert!(cap - each.micros() * i64::from(shards) < i64::from(shards));
+        }
+        assert_eq!(rpm_share(600, 8), 75);
+        assert_eq!(rpm_share(10, 3), 3);
+        assert_eq!(rpm_share(10, 16), 1, "at least one request a minute");
+        assert_eq!(rpm_share(10, 1), 10);
+    }
 }

@@ -353,3 +353,57 @@ fn a_stopped_or_killed_shard_is_named_and_its_rerun_completes_the_report() {
         image::open(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_spends_only_its_share_of_the_run_cap() {
+    const REMOVE_BG: &str = "stability.stable-image-remove-background-v1:0";
+    let double = BedrockDouble::start().await;
+    // 24 images at $0.07 ($1.68) under a $0.70 cap: 4 shards of $0.175 each afford 2 calls.
+    let manifest = r#"version: 1
+name: capped
+inputs: ["../photos/**/*.png"]
+output: { dir: ../out, format: png }
+steps:
+  - op: remove-bg
+    models: [stability-remove-bg]
+    fallback: skip
+budget: { max_usd: 0.70 }
+limits: { concurrency: 2, rpm: { stability-remove-bg: 6000 } }
+aws: { region: us-east-1 }
+"#;
+    let t = catalogue(24, manifest);
+    let root = t.root().to_owned();
+    let rt = Retouch::at(&root).bedrock(&double);
+    let codes = tokio::task::spawn_blocking(move || {
+        let cmds = (0..4)
+            .map(|i| {
+                let shard = format!("{i}/4");
+                rt.command(
+                    env!("CARGO_BIN_EXE_retouch"),
+                    &["run", "pipelines/test.yaml", "--shard", &shard, "-q"],
+                )
+            })
+            .collect();
+        all_at_once(cmds)
+    })
+    .await
+    .unwrap();
+    assert!(codes.iter().all(|c| *c == 0 || *c == 1), "{codes:?}");
+    let billed = double.successes(REMOVE_BG);
+    assert!(
+        billed > 0 && billed <= 8,
+        "{billed} calls at $0.07 under 4 × $0.175"
+    );
+    // The parts agree with the double: what they report is what was billed, within the cap.
+    let mut total = 0.0;
+    for i in 0..4 {
+        for r in report(&part(&root, i, 4)) {
+            total += r[4].parse::<f64>().unwrap();
+            if r[3] == "skipped" {
+                assert_eq!(r[2], "fallback-budget", "{r:?}");
+            }
+        }
+    }
+    assert!((total - 0.07 * billed as f64).abs() < 1e-9, "{total}");
+    assert!(total <= 0.70);
+}
