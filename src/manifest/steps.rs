@@ -456,14 +456,8 @@ fn masked_models(
         return false;
     }
     let mut ok = true;
-    for id in models.iter().filter_map(|m| match m {
-        ModelRef::Remote(id) => Some(id),
-        ModelRef::Local => None,
-    }) {
-        let Some(entry) = ck.catalog.resolve(id) else {
-            continue;
-        };
-        if let Some(takes) = region_mismatch(entry, op, wanted) {
+    for entry in remote_entries(ck, models) {
+        if let Some(takes) = region_mismatch(&entry, op, wanted) {
             let alias = entry.alias.clone();
             let message = format!(
                 "{path}: {alias} finds the region from {takes}, but this step gives `{key}`"
@@ -483,6 +477,18 @@ fn masked_models(
     ok
 }
 
+/// The catalog entries of a step's remote models (a name the catalog does not know is reported
+/// where the models are read).
+fn remote_entries(ck: &Checker, models: &[ModelRef]) -> Vec<crate::catalog::ModelEntry> {
+    models
+        .iter()
+        .filter_map(|m| match m {
+            ModelRef::Remote(id) => ck.catalog.resolve(id).cloned(),
+            ModelRef::Local => None,
+        })
+        .collect()
+}
+
 /// A variation step gives `style_image` exactly when its models take one: a model that needs a
 /// style picture (catalog `style_field`) cannot run without it, and one that takes none would
 /// silently ignore it.
@@ -498,13 +504,7 @@ fn style_models(ck: &mut Checker, path: &str, p: &VariationParams, models: &[Mod
         .map(|e| e.alias.clone())
         .collect();
     let mut ok = true;
-    for id in models.iter().filter_map(|m| match m {
-        ModelRef::Remote(id) => Some(id),
-        ModelRef::Local => None,
-    }) {
-        let Some(entry) = ck.catalog.resolve(id) else {
-            continue;
-        };
+    for entry in remote_entries(ck, models) {
         let takes = entry
             .spec(Op::Variation)
             .is_some_and(|s| s.params.style_field.is_some());
@@ -512,8 +512,11 @@ fn style_models(ck: &mut Checker, path: &str, p: &VariationParams, models: &[Mod
         match (takes, p.style.is_some()) {
             (true, false) => {
                 let message = format!("{path}: {alias} needs `style_image`, the look to take");
-                let help = "add e.g. `style_image: styles/brand-look.jpg` (relative to the                             manifest's folder), or list models that vary without one                             (stability-control-structure, stability-style-guide)"
-                    .to_owned();
+                let help =
+                    "add e.g. `style_image: styles/brand-look.jpg` (relative to the manifest's \
+                            folder), or list models that vary without one \
+                            (stability-control-structure, stability-style-guide)"
+                        .to_owned();
                 ck.key_error(path, message, Some(help));
                 ok = false;
             }

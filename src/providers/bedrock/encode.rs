@@ -312,21 +312,35 @@ fn text_image_body(
             max,
         });
     }
+    Ok(json!({
+        "taskType": task,
+        "textToImageParams": tp,
+        "imageGenerationConfig": generation_config(spec, params, Some((w, h))),
+    }))
+}
+
+/// Nova's and Titan's `imageGenerationConfig`: one image, `size` when the task takes one (not
+/// OUTPAINTING: its output is the input's size), the catalog's quality, and the seed (these
+/// models take at most 2,147,483,646: a larger one is sent modulo 2,147,483,647, the same on
+/// every run).
+fn generation_config(
+    spec: &OpSpec,
+    params: &RemoteParams,
+    size: Option<(u32, u32)>,
+) -> Map<String, Value> {
     let mut cfg = Map::new();
     cfg.insert("numberOfImages".into(), json!(1));
-    cfg.insert("width".into(), json!(w));
-    cfg.insert("height".into(), json!(h));
+    if let Some((w, h)) = size {
+        cfg.insert("width".into(), json!(w));
+        cfg.insert("height".into(), json!(h));
+    }
     if let Some(q) = &spec.params.quality {
         cfg.insert("quality".into(), json!(q));
     }
     if let Some(seed) = params.seed {
         cfg.insert("seed".into(), json!(seed % 2_147_483_647));
     }
-    Ok(json!({
-        "taskType": task,
-        "textToImageParams": tp,
-        "imageGenerationConfig": cfg,
-    }))
+    cfg
 }
 
 fn text_max(family: Family) -> usize {
@@ -368,20 +382,10 @@ fn nova_titan_body(
                 .or(spec.params.negative_prompt.as_ref());
             insert_text(&mut vp, "text", prompt, text_max);
             insert_text(&mut vp, "negativeText", negative, text_max);
-            let mut cfg = Map::new();
-            cfg.insert("numberOfImages".into(), json!(1));
-            cfg.insert("width".into(), json!(ow));
-            cfg.insert("height".into(), json!(oh));
-            if let Some(q) = &spec.params.quality {
-                cfg.insert("quality".into(), json!(q));
-            }
-            if let Some(seed) = params.seed {
-                cfg.insert("seed".into(), json!(seed.min(2_147_483_646)));
-            }
             Ok(json!({
                 "taskType": task,
                 "imageVariationParams": vp,
-                "imageGenerationConfig": cfg,
+                "imageGenerationConfig": generation_config(spec, params, Some((ow, oh))),
             }))
         }
         // replace-bg: keep what `maskPrompt` describes (the product), paint the step's prompt
@@ -401,18 +405,10 @@ fn nova_titan_body(
             if let Some(mode) = &spec.params.outpainting_mode {
                 op.insert("outPaintingMode".into(), json!(mode));
             }
-            let mut cfg = Map::new();
-            cfg.insert("numberOfImages".into(), json!(1));
-            if let Some(q) = &spec.params.quality {
-                cfg.insert("quality".into(), json!(q));
-            }
-            if let Some(seed) = params.seed {
-                cfg.insert("seed".into(), json!(seed % 2_147_483_647));
-            }
             Ok(json!({
                 "taskType": task,
                 "outPaintingParams": op,
-                "imageGenerationConfig": cfg,
+                "imageGenerationConfig": generation_config(spec, params, None),
             }))
         }
         other => Err(AdapterError::UnknownTask {
