@@ -95,14 +95,7 @@ pub fn encode_request(
         }
         _ => None,
     };
-    let rgb = pixels::flatten_on_white(&pixels::resize(image, sent.0, sent.1));
-    let jpeg_ok = spec.input.formats.iter().any(|f| f == "jpeg");
-    let bytes = pixels::encode_rgb(&rgb, spec.input.max_bytes, jpeg_ok).ok_or_else(|| {
-        AdapterError::TooLarge {
-            model: model.alias.clone(),
-            max_bytes: spec.input.max_bytes,
-        }
-    })?;
+    let bytes = encode_sent(model, spec, image, sent)?;
     let b64 = B64.encode(&bytes);
     let style = match (&spec.params.style_field, &params.style) {
         (Some(field), Some(style)) => Some((field.clone(), style_picture(model, op, spec, style)?)),
@@ -436,15 +429,23 @@ fn style_picture(
         Fit::AsIs => (w, h),
         Fit::Resize { w, h } => (w, h),
     };
-    let rgb = pixels::flatten_on_white(&pixels::resize(&style.pixels, sw, sh));
+    Ok(B64.encode(encode_sent(model, spec, &style.pixels, (sw, sh))?))
+}
+
+/// `image` resized to `(w, h)`, flattened on white and encoded as the model takes it (JPEG when
+/// it accepts JPEG and PNG would not fit its byte limit).
+fn encode_sent(
+    model: &ModelEntry,
+    spec: &OpSpec,
+    image: &RgbaImage,
+    (w, h): (u32, u32),
+) -> Result<Vec<u8>, AdapterError> {
+    let rgb = pixels::flatten_on_white(&pixels::resize(image, w, h));
     let jpeg_ok = spec.input.formats.iter().any(|f| f == "jpeg");
-    let bytes = pixels::encode_rgb(&rgb, spec.input.max_bytes, jpeg_ok).ok_or_else(|| {
-        AdapterError::TooLarge {
-            model: model.alias.clone(),
-            max_bytes: spec.input.max_bytes,
-        }
-    })?;
-    Ok(B64.encode(bytes))
+    pixels::encode_rgb(&rgb, spec.input.max_bytes, jpeg_ok).ok_or_else(|| AdapterError::TooLarge {
+        model: model.alias.clone(),
+        max_bytes: spec.input.max_bytes,
+    })
 }
 
 /// Inserts a non-empty text field, cut to `max` characters.
