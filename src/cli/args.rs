@@ -106,6 +106,11 @@ pub(crate) struct RunArgs {
     /// Job's `completions`).
     #[arg(long, value_name = "N", conflicts_with = "shard")]
     pub shard_count: Option<u32>,
+    /// The run the shards belong to, the same for every shard (they share its run cap through
+    /// `shared.dynamodb_table`). Default: `RETOUCH_RUN_GROUP`, else the AWS Batch array job's
+    /// id.
+    #[arg(long, value_name = "NAME")]
+    pub run_group: Option<String>,
     /// Images in flight at once (overrides limits.concurrency).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,

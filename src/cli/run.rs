@@ -39,6 +39,7 @@ pub(super) async fn run(args: &RunArgs, global: &Args) -> anyhow::Result<i32> {
             s3: None,
             model_dir: None,
             shard,
+            run_group: retouch::shard::run_group(args.run_group.as_deref(), env),
         },
         ..RunOptions::default()
     };

@@ -3,11 +3,13 @@
 //! Owns the record type every other part agrees on (the scheduler produces a [`StepRecord`] for
 //! each image and step, the report renders it), the crash-safe SQLite state [`Store`] (runs,
 //! report rows, daily spend, catalog lock, step cache index) and the content-addressed result
-//! cache ([`StepKey`], [`BlobStore`]) that make reruns free, and that cache's tier shared by
-//! every machine in S3 (`shared.rs`). It never calls a model or routes.
+//! cache ([`StepKey`], [`BlobStore`]) that make reruns free, that cache's tier shared by
+//! every machine in S3 (`shared.rs`), and the coordination of many machines in DynamoDB
+//! (`coordination/`: claims, shared caps, shared rate limits). It never calls a model or routes.
 
 mod cache;
 pub mod catalog_lock;
+pub mod coordination;
 pub mod lease;
 pub mod shared;
 mod store;

@@ -181,7 +181,12 @@ fn validate(ck: &mut Checker, root: &Value, path: &Path) -> Option<Manifest> {
     let report = sections::report(ck, &f, output.as_ref());
     let state = sections::state(ck, &f);
     let shared = sections::shared(ck, &f);
-    if let (Some(out), Some(SharedState { cache: Some(cache) })) = (&output, &shared)
+    if let (
+        Some(out),
+        Some(SharedState {
+            cache: Some(cache), ..
+        }),
+    ) = (&output, &shared)
         && let Place::S3(dir) = &out.dir
         && dir.bucket == cache.bucket
         && (dir.key.starts_with(&cache.key) || cache.key.starts_with(&dir.key))

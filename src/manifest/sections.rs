@@ -13,7 +13,7 @@ use super::places;
 use super::suggest;
 use super::types::{
     AwsSettings, Budget, InputSpec, Limits, OutputFormat, OutputSpec, Place, S3Endpoint,
-    SharedState, Step, Usd,
+    S3Location, SharedState, Step, Usd,
 };
 
 pub(super) const OUTPUT_KEYS: &[&str] = &["dir", "format", "quality", "presign", "sidecar"];
@@ -537,21 +537,43 @@ pub(super) fn state(ck: &mut Checker, fields: &Fields) -> Option<PathBuf> {
 }
 
 /// `shared:`: `cache:`, an S3 prefix (`s3://bucket/prefix/`) where paid step results are kept
-/// for every machine; it may not overlap the output folder.
+/// for every machine (it may not overlap the output folder); `dynamodb_table:`, the DynamoDB
+/// table that coordinates the machines (claims, the run and daily caps, rate limits), which
+/// needs the cache (the results its claims wait for).
 pub(super) fn shared(ck: &mut Checker, fields: &Fields) -> Option<SharedState> {
     let Some(v) = fields.get("shared") else {
         return Some(SharedState::default());
     };
-    let f = ck.fields(v, "shared", &["cache"])?;
-    let Some(v) = f.get("cache") else {
-        return Some(SharedState::default());
+    let f = ck.fields(v, "shared", &["cache", "dynamodb_table"])?;
+    let cache = match f.get("cache") {
+        None => None,
+        Some(v) => Some(shared_cache(ck, &f.path("cache"), v)?),
     };
-    let path = f.path("cache");
-    let s = ck.non_empty_string(v, &path)?;
+    let table = match f.get("dynamodb_table") {
+        None => None,
+        Some(v) => Some(dynamodb_table(ck, &f.path("dynamodb_table"), v)?),
+    };
+    if table.is_some() && cache.is_none() {
+        let path = f.path("dynamodb_table");
+        ck.key_error(
+            &path,
+            format!("{path} needs shared.cache: machines waiting for a step another one is doing read its result there"),
+            Some("add `cache: s3://my-bucket/retouch-cache/` under `shared:`".into()),
+        );
+        return None;
+    }
+    Some(SharedState {
+        cache,
+        dynamodb_table: table,
+    })
+}
+
+fn shared_cache(ck: &mut Checker, path: &str, v: &Value) -> Option<S3Location> {
+    let s = ck.non_empty_string(v, path)?;
     let help = "e.g. `cache: s3://my-bucket/retouch-cache/` (a prefix of its own)".to_owned();
     if !places::is_s3(s) {
         let message = format!("{path} must be an S3 prefix, not `{s}`");
-        ck.key_error(&path, message, Some(help));
+        ck.key_error(path, message, Some(help));
         return None;
     }
     match places::parse_s3(s) {
@@ -559,17 +581,34 @@ pub(super) fn shared(ck: &mut Checker, fields: &Fields) -> Option<SharedState> {
             if !loc.key.is_empty() && !loc.key.ends_with('/') {
                 loc.key.push('/');
             }
-            Some(SharedState { cache: Some(loc) })
+            Some(loc)
         }
         Err(why) => {
             ck.key_error(
-                &path,
+                path,
                 format!("bad S3 location `{s}` in {path}: {why}"),
                 Some(help),
             );
             None
         }
     }
+}
+
+/// A DynamoDB table name: 3 to 255 of `a-z A-Z 0-9 _ - .`.
+fn dynamodb_table(ck: &mut Checker, path: &str, v: &Value) -> Option<String> {
+    let s = ck.non_empty_string(v, path)?;
+    let valid = (3..=255).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid {
+        ck.key_error(
+            path,
+            format!("`{s}` is not a DynamoDB table name"),
+            Some("3 to 255 letters, digits, `_`, `-` or `.`, e.g. `retouch-coordination`".into()),
+        );
+        return None;
+    }
+    Some(s.to_owned())
 }
 
 /// `prices:`: model name → USD per image, keyed by canonical id.

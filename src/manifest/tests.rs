@@ -803,3 +803,29 @@ fn catalog_key_is_read_through_the_same_guard() {
     std::fs::write(&path, b"catalog: caf\xe9\n").unwrap();
     assert_eq!(catalog_key(&path), None);
 }
+
+#[test]
+fn a_coordination_table_needs_the_shared_cache_and_a_valid_name() {
+    let ok = parse_ok(&with_extra(
+        "shared:\n  cache: s3://team-cache/cache/\n  dynamodb_table: retouch-coordination\n",
+    ));
+    assert_eq!(
+        ok.shared.dynamodb_table.as_deref(),
+        Some("retouch-coordination")
+    );
+    let alone = only_error(
+        &with_extra("shared:\n  dynamodb_table: retouch-coordination\n"),
+        "shared.dynamodb_table",
+        11,
+        3,
+    );
+    assert!(alone.message.contains("needs shared.cache"), "{alone:?}");
+    assert!(help(&alone).contains("cache: s3://"), "{alone:?}");
+    let bad = only_error(
+        &with_extra("shared:\n  cache: s3://team-cache/cache/\n  dynamodb_table: \"no spaces\"\n"),
+        "shared.dynamodb_table",
+        12,
+        3,
+    );
+    assert!(bad.message.contains("not a DynamoDB table name"), "{bad:?}");
+}

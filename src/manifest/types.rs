@@ -78,6 +78,9 @@ impl Manifest {
 pub struct SharedState {
     /// `cache:`: an S3 prefix holding paid step results (`ledger::shared`).
     pub cache: Option<S3Location>,
+    /// `dynamodb_table:`: the table coordinating every machine (`ledger::coordination`):
+    /// claims on paid steps, the run and daily caps, each model's rpm.
+    pub dynamodb_table: Option<String>,
 }
 
 /// `budget:`.

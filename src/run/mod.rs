@@ -22,6 +22,7 @@ pub use prepare::{Overrides, Prepared, catalog_for, load, prepare, region};
 pub use report_out::{Published, local_report_path};
 
 use crate::catalog::{Catalog, Date};
+use crate::ledger::coordination::{Coordination, SharedCaps, Table};
 use crate::ledger::lease::{ReportLease, RunLease};
 use crate::ledger::{RunInfo, StepRecord, Store, unix_now};
 use crate::plan::Plan;
@@ -120,6 +121,10 @@ pub struct Run {
     _lease: Option<RunLease>,
     /// Held for the whole run: no other run writes this report meanwhile.
     _report_lease: Option<ReportLease>,
+    /// The coordination table, when the manifest names one.
+    table: Option<Table>,
+    /// This run's part in it (started by [`Run::prepare`] for a run that keeps state).
+    coordination: Option<Coordination>,
 }
 
 impl Run {
@@ -127,7 +132,37 @@ impl Run {
     /// the run's leases and creates the report. Nothing is processed yet.
     pub async fn prepare(manifest: &Path, options: RunOptions) -> Result<Run, PrepareError> {
         let prepared = prepare(manifest, options.overrides.clone()).await?;
-        Run::from_prepared(manifest, prepared, options)
+        let mut run = Run::from_prepared(manifest, prepared, options)?;
+        run.coordinate().await?;
+        Ok(run)
+    }
+
+    /// Joins the coordination table (`shared.dynamodb_table`) as this run of its run group,
+    /// with the manifest's whole run and daily caps. A dry run, or a run keeping no state,
+    /// takes no part (it pays for nothing, or cannot claim steps: it keeps its 1/N shares).
+    async fn coordinate(&mut self) -> Result<(), PrepareError> {
+        let Some(table) = self.table.clone() else {
+            return Ok(());
+        };
+        if self.options.dry_run || self.state.is_none() {
+            return Ok(());
+        }
+        let budget = &self.plan.manifest.budget;
+        let caps = SharedCaps {
+            run: budget.max_usd,
+            daily: budget.daily_max_usd,
+        };
+        let group = self
+            .options
+            .overrides
+            .run_group
+            .clone()
+            .unwrap_or_else(|| self.run_id.clone());
+        let coordination = Coordination::start(table, &self.run_id, &group, caps)
+            .await
+            .map_err(|e| PrepareError::Preflight(format!("shared.dynamodb_table: {e}")))?;
+        self.coordination = Some(coordination);
+        Ok(())
     }
 
     /// A run of a plan prepared by [`prepare`] (possibly edited since: tests inject inputs no
@@ -172,6 +207,8 @@ impl Run {
             report,
             _lease: lease,
             _report_lease: report_lease,
+            table: prepared.table,
+            coordination: None,
         })
     }
 
@@ -238,11 +275,15 @@ impl Run {
                 .zip(self.plan.s3.as_ref())
                 .map(|(loc, s3)| crate::ledger::shared::SharedCache::new(s3.clone(), loc)),
             shards: self.plan.shard.map_or(1, |s| s.count),
+            coordination: self.coordination.clone(),
         };
         let total = self.plan.images.len();
         let shard = self.plan.shard;
         let s3 = self.plan.s3.clone();
         let scheduled = scheduler::run(self.plan, config, rows_tx, cancel).await;
+        if let Some(coordination) = &self.coordination {
+            coordination.finish().await;
+        }
         let rows = writer.await.map_err(|_| RunError::ReportTask)??;
         debug_assert!(
             self.options.dry_run

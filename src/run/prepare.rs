@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::PrepareError;
 use crate::catalog::Catalog;
+use crate::ledger::coordination::{Table, TableSettings};
 use crate::manifest::{self, Manifest, Place};
 use crate::model_store::ModelStore;
 use crate::plan::{Plan, overwrite};
@@ -32,6 +33,9 @@ pub struct Overrides {
     /// This process is one shard of the catalogue: it works on the inputs the shard owns and
     /// writes its report part (`report.part-00003-of-00016.csv`) beside where the report goes.
     pub shard: Option<crate::shard::Shard>,
+    /// The runs sharing one run cap through `shared.dynamodb_table` (the shards of one array
+    /// job; see [`crate::shard::run_group`]). Default: the run alone.
+    pub run_group: Option<String>,
 }
 
 /// A planned run, checked: nothing created yet.
@@ -46,6 +50,8 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// The local method of each step, its networks loaded and verified.
     pub local: Arc<LocalOps>,
+    /// The coordination table (`shared.dynamodb_table`), reached and checked.
+    pub table: Option<Table>,
 }
 
 /// Loads, lists and plans the manifest at `path`, refusing a run that would write over what it
@@ -73,6 +79,8 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
         None => connect_s3(&manifest).await,
     };
     preflight(&manifest, s3.as_ref()).await?;
+    let table =
+        coordination_table(&manifest, overrides.shard, overrides.run_group.is_some()).await?;
     let listing = crate::sources::list(&manifest, s3.as_ref()).await?;
     let mut plan = Plan::new(Arc::new(manifest), listing, s3);
     if let Some(shard) = overrides.shard {
@@ -93,7 +101,7 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
     }
     let mut warnings = findings.warnings;
     warnings.extend(local.notes);
-    if let Some(shard) = plan.shard {
+    if let (Some(shard), None) = (plan.shard, &table) {
         warnings.extend(thin_rate_shares(&plan.manifest, &catalog, shard.count));
     }
     Ok(Prepared {
@@ -101,7 +109,37 @@ pub async fn prepare(path: &Path, overrides: Overrides) -> Result<Prepared, Prep
         catalog,
         warnings,
         local: Arc::new(local.ops),
+        table,
     })
+}
+
+/// The coordination table the manifest names, checked before any work; a shard must know its
+/// run group (the shards sharing its run cap).
+async fn coordination_table(
+    manifest: &Manifest,
+    shard: Option<crate::shard::Shard>,
+    grouped: bool,
+) -> Result<Option<Table>, PrepareError> {
+    let Some(name) = &manifest.shared.dynamodb_table else {
+        return Ok(None);
+    };
+    if let (Some(shard), false) = (shard, grouped) {
+        return Err(PrepareError::Preflight(format!(
+            "shard {shard} shares the run cap of shared.dynamodb_table with its sibling shards, but nothing names their run: pass --run-group NAME (the same for every shard) or set {} (AWS Batch array jobs are named by AWS_BATCH_JOB_ID)",
+            crate::shard::GROUP_VAR
+        )));
+    }
+    let settings = TableSettings {
+        name: name.clone(),
+        region: manifest.aws.region.clone(),
+        profile: manifest.aws.profile.clone(),
+    };
+    let table = Table::connect(&settings).await;
+    table
+        .check()
+        .await
+        .map_err(|e| PrepareError::Preflight(format!("shared.dynamodb_table: {e}")))?;
+    Ok(Some(table))
 }
 
 /// Models whose rpm is below the shard count: each shard still gets one request a minute, so

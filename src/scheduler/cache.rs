@@ -18,6 +18,7 @@ use super::budget::{BudgetExceeded, Cap};
 use super::cpu;
 use crate::catalog::Date;
 use crate::codec;
+use crate::ledger::coordination::{Coordination, Refusal, SharedClaim, SharedHold};
 use crate::ledger::shared::SharedCache;
 use crate::ledger::{
     CachedStep, Claim, HoldId, KnownInput, OutputRecord, PaidCall, StepKey, StepSpec, Store,
@@ -44,6 +45,39 @@ pub(super) struct RunCache {
     shared: Option<SharedCache>,
     /// Whether a shared-cache failure was already logged.
     shared_warned: AtomicBool,
+    /// The coordination table (`shared.dynamodb_table`): claims across machines, and the
+    /// shared caps every hold is also taken against.
+    coordination: Option<Coordination>,
+    /// Whether a failure to claim through the table was already logged.
+    claims_warned: AtomicBool,
+}
+
+/// Money held for one paid call: in the state store, and in the coordination table when there
+/// is one; see [`RunCache::hold`].
+pub(super) struct Held {
+    local: Option<HoldId>,
+    shared: Option<SharedHold>,
+}
+
+/// Why a paid call could not be held.
+#[derive(Debug)]
+pub(super) enum NotHeld {
+    /// A cap cannot afford it.
+    Cap(BudgetExceeded),
+    /// The coordination table cannot be reached: no call is made that its caps do not hold.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for NotHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotHeld::Cap(e) => e.fmt(f),
+            NotHeld::Unreachable(e) => write!(
+                f,
+                "{e}; no paid call is made until the shared budget can hold it"
+            ),
+        }
+    }
 }
 
 /// A hit: the key it was found under and what it holds.
@@ -63,6 +97,7 @@ impl RunCache {
         run_id: String,
         force: bool,
         shared: Option<SharedCache>,
+        coordination: Option<Coordination>,
     ) -> RunCache {
         RunCache {
             store,
@@ -72,7 +107,14 @@ impl RunCache {
             next_token: AtomicU64::new(1),
             shared,
             shared_warned: AtomicBool::new(false),
+            coordination,
+            claims_warned: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the run takes part in a coordination table.
+    pub(super) fn coordinated(&self) -> bool {
+        self.coordination.is_some()
     }
 
     pub(super) fn store(&self) -> &Arc<Store> {
@@ -197,11 +239,59 @@ impl RunCache {
         }
     }
 
-    /// Holds `amount` for the paid call `call` (see [`Store::hold`]); with a daily budget
-    /// `cap`, only if the day across every run sharing the store can afford it. Refused with a
-    /// daily cap also when the store cannot be read: unknown spending must not risk the cap.
-    /// Without a cap, a hold the store cannot record is `Ok(None)`: the call goes ahead.
+    /// Holds `amount` for the paid call `call`: in the state store (see [`Store::hold`]; with a
+    /// daily budget `cap`, only if the day across every run sharing the store can afford it),
+    /// then, with a coordination table, against the caps every machine shares (the run group's
+    /// and the day's). Refused with a daily cap also when the store cannot be read, and always
+    /// when the table cannot be reached: unknown spending must not risk a cap. Without a cap, a
+    /// hold the store cannot record goes ahead unrecorded.
     pub(super) async fn hold(
+        &self,
+        call: CallOf<'_>,
+        cap: Option<Usd>,
+        amount: Usd,
+    ) -> Result<Held, NotHeld> {
+        let local = self
+            .hold_local(call, cap, amount)
+            .await
+            .map_err(NotHeld::Cap)?;
+        let Some(coordination) = &self.coordination else {
+            return Ok(Held {
+                local,
+                shared: None,
+            });
+        };
+        let refused = match coordination.hold(amount).await {
+            Ok(Ok(shared)) => {
+                return Ok(Held {
+                    local,
+                    shared: Some(shared),
+                });
+            }
+            Ok(Err(Refusal::Run { committed, cap })) => NotHeld::Cap(BudgetExceeded {
+                which: Cap::Run,
+                cap,
+                committed,
+                requested: amount,
+            }),
+            Ok(Err(Refusal::Daily { committed, cap })) => NotHeld::Cap(BudgetExceeded {
+                which: Cap::Daily,
+                cap,
+                committed,
+                requested: amount,
+            }),
+            Err(e) => {
+                tracing::warn!("shared budget: {e}");
+                NotHeld::Unreachable(e.to_string())
+            }
+        };
+        if let Some(hold) = local {
+            self.settle_local(hold, call, Usd::ZERO).await;
+        }
+        Err(refused)
+    }
+
+    async fn hold_local(
         &self,
         call: CallOf<'_>,
         cap: Option<Usd>,
@@ -247,9 +337,21 @@ impl RunCache {
         }
     }
 
-    /// Ends a hold with what its call was billed (zero for a call that billed nothing),
-    /// recording the spend and dropping the hold together.
-    pub(super) async fn settle_hold(&self, hold: HoldId, call: CallOf<'_>, billed: Usd) {
+    /// Ends a hold with what its call was billed (zero for a call that billed nothing): in the
+    /// store, the spend is recorded and the hold dropped together; in the coordination table,
+    /// the shared caps are settled. Without a local hold, a billed call is still recorded.
+    pub(super) async fn settle_hold(&self, held: Held, call: CallOf<'_>, billed: Usd) {
+        match held.local {
+            Some(hold) => self.settle_local(hold, call, billed).await,
+            None if billed > Usd::ZERO => self.record_spend(call, billed),
+            None => {}
+        }
+        if let (Some(coordination), Some(shared)) = (&self.coordination, &held.shared) {
+            coordination.settle(shared, billed).await;
+        }
+    }
+
+    async fn settle_local(&self, hold: HoldId, call: CallOf<'_>, billed: Usd) {
         let (store, run_id) = (self.store.clone(), self.run_id.clone());
         let (image, model, step) = (call.image.to_owned(), call.model.to_owned(), call.step);
         let job = move || {
@@ -299,11 +401,15 @@ impl RunCache {
         loop {
             match self.store.claim(&key, &self.run_id, token, unix_now()) {
                 Ok(Claim::Mine) => {
-                    return Some(ClaimGuard {
+                    let mut guard = ClaimGuard {
                         store: self.store.clone(),
                         key,
                         token,
-                    });
+                        shared: None,
+                        waited_elsewhere: false,
+                    };
+                    self.claim_shared(&mut guard, step, image).await;
+                    return Some(guard);
                 }
                 Ok(Claim::Theirs { run_id }) => {
                     if !waited {
@@ -318,6 +424,42 @@ impl RunCache {
                 Err(e) => {
                     self.warn(e);
                     return None;
+                }
+            }
+        }
+    }
+
+    /// With a coordination table, claims the step `guard` holds locally across machines too,
+    /// waiting while a live run elsewhere does it. A table that cannot be reached is logged
+    /// once and the step runs claimed on this machine only.
+    async fn claim_shared(&self, guard: &mut ClaimGuard, step: &Step, image: &str) {
+        let Some(coordination) = &self.coordination else {
+            return;
+        };
+        let hex = guard.key.to_hex();
+        loop {
+            match coordination.claim(&hex, guard.token).await {
+                Ok(SharedClaim::Mine) => {
+                    guard.shared = Some((coordination.clone(), hex));
+                    return;
+                }
+                Ok(SharedClaim::Theirs { run_id }) => {
+                    if !guard.waited_elsewhere {
+                        tracing::info!(
+                            "{image}: step {} is being done by run {run_id} on another machine; waiting for its result",
+                            step.index + 1
+                        );
+                        guard.waited_elsewhere = true;
+                    }
+                    tokio::time::sleep(SHARED_CLAIM_POLL).await;
+                }
+                Err(e) => {
+                    if !self.claims_warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "claims across machines: {e}; steps are claimed on this machine only"
+                        );
+                    }
+                    return;
                 }
             }
         }
@@ -438,16 +580,29 @@ const CLAIM_MODEL: &str = "(claim)";
 /// How often a task waiting for another's claim looks again.
 const CLAIM_POLL: Duration = Duration::from_millis(100);
 
+/// How often a task waiting for a claim held on another machine looks again (each look is a
+/// DynamoDB read or two).
+const SHARED_CLAIM_POLL: Duration = Duration::from_millis(500);
+
 /// A step this task claimed (see [`RunCache::claim`]); released when dropped, on every path.
 pub(super) struct ClaimGuard {
     store: Arc<Store>,
     key: StepKey,
     token: u64,
+    /// The claim in the coordination table, and the key's hex.
+    shared: Option<(Coordination, String)>,
+    /// Another machine held the step first (its result may be in the shared cache now).
+    pub waited_elsewhere: bool,
 }
 
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
-        // One short statement; a failure leaves a claim that dies with this run's lease.
+        // The table's claim goes first (released in the background, awaited when the run
+        // ends), then the local one: one short statement; a failure leaves a claim that dies
+        // with this run's lease.
+        if let Some((coordination, hex)) = &self.shared {
+            coordination.release(hex, self.token);
+        }
         let _ = self.store.release_claim(&self.key, self.token);
     }
 }

@@ -486,11 +486,17 @@ impl<'a> ImageTask<'a> {
             return (Some(hit), None);
         }
         let claim = cache.claim(step, self.link, &self.key).await;
-        // Whoever held the claim before may have recorded the result.
-        match cache.lookup(step, self.link, &models) {
-            Some(hit) => (Some(hit), None),
-            None => (None, claim),
+        // Whoever held the claim before may have recorded the result: here, or, on another
+        // machine, in the shared cache.
+        if let Some(hit) = cache.lookup(step, self.link, &models) {
+            return (Some(hit), None);
         }
+        if claim.as_ref().is_some_and(|c| c.waited_elsewhere)
+            && let Some(hit) = cache.shared_lookup(step, self.link, &models).await
+        {
+            return (Some(hit), None);
+        }
+        (None, claim)
     }
 
     /// Runs `step` on `image` (remote or local, as decided; `fallback` when no remote model
@@ -506,6 +512,7 @@ impl<'a> ImageTask<'a> {
         fallback: Fallback,
     ) -> Result<(StepDone, Option<StepKey>), StepFailed> {
         let ctx = self.ctx;
+        let mut unsettled = None;
         let done = match decision {
             Decision::Remote {
                 candidates, reason, ..
@@ -514,15 +521,18 @@ impl<'a> ImageTask<'a> {
                 .serve(asked, &self.key, image.clone(), candidates, reason)
                 .await
             {
-                Ok(served) => StepDone {
-                    model: served.model,
-                    reason: served.reason,
-                    cost: served.cost,
-                    attempts: served.attempts,
-                    latency: served.latency,
-                    image: Some(Arc::new(served.image)),
-                    qa: Some(served.qa),
-                },
+                Ok(served) => {
+                    unsettled = Some(served.unsettled);
+                    StepDone {
+                        model: served.model,
+                        reason: served.reason,
+                        cost: served.cost,
+                        attempts: served.attempts,
+                        latency: served.latency,
+                        image: Some(Arc::new(served.image)),
+                        qa: Some(served.qa),
+                    }
+                }
                 Err(not_served) => {
                     let route = router::fall_back(fallback, not_served.reason);
                     run_route(
@@ -579,6 +589,11 @@ impl<'a> ImageTask<'a> {
                 qa: done.qa.as_ref(),
             };
             cache.record(key, &record, priority(step)).await;
+        }
+        // Only now is the call's hold settled: a run killed before the result was recorded
+        // counts the call as possibly billed.
+        if let Some(unsettled) = unsettled {
+            ctx.remote.settle(unsettled).await;
         }
         Ok((done, Some(key)))
     }

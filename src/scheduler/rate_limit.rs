@@ -30,6 +30,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{NotUntil, Quota, RateLimiter};
 use tokio::time::Instant;
 
+use crate::ledger::coordination::{Coordination, interval_us};
+
 /// How a model's effective rate reacts to throttling.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Adaptation {
@@ -94,6 +96,9 @@ struct Inner {
     adaptation: Adaptation,
     clock: TokioClock,
     models: Mutex<HashMap<String, Arc<ModelLimit>>>,
+    /// The schedule every machine shares (the coordination table), and the shard count whose
+    /// fixed share paces a request when the table cannot be reached.
+    shared: std::sync::OnceLock<(Coordination, u32)>,
 }
 
 /// One model's limiters. Lifecycle: owned by [`RateLimits`]'s map; a waiting `acquire` holds an
@@ -138,18 +143,28 @@ impl RateLimits {
                 origin: Instant::now(),
             },
             models: Mutex::new(HashMap::new()),
+            shared: std::sync::OnceLock::new(),
         };
         RateLimits {
             inner: Arc::new(inner),
         }
     }
 
+    /// Every model's rpm is also a schedule shared with every machine through `coordination`
+    /// (one slot per request, see `ledger::coordination`); when the table cannot be reached, a
+    /// request waits its fixed 1/`shards` share of the interval instead. The limits given to
+    /// [`RateLimits::new`] should then be the whole rpm (this process's own pace).
+    pub fn share_through(&self, coordination: Coordination, shards: u32) {
+        let _ = self.inner.shared.set((coordination, shards.max(1)));
+    }
+
     /// Waits until a request to `model` may start.
     ///
-    /// Cancel-safe: a slot is taken only by a successful check, never by a wait, so dropping the
-    /// future takes nothing from the base limit. (Cancelled between the two limiters, it may
-    /// have used one slot of the slowed-down rate: that only errs on the slow side.) Waiters are
-    /// not queued in order; each retries when the limiter says a slot may be free.
+    /// Cancel-safe: a local slot is taken only by a successful check, never by a wait, so
+    /// dropping the future takes nothing from the base limit. (Cancelled between the two
+    /// limiters, it may have used one slot of the slowed-down rate: that only errs on the slow
+    /// side; a shared slot is taken before its wait, and a cancelled wait leaves it unused.)
+    /// Waiters are not queued in order; each retries when the limiter says a slot may be free.
     pub async fn acquire(&self, model: &str) {
         let limit = self.limit(model);
         while let Some(adaptive) = limit.adaptive_limiter() {
@@ -160,6 +175,17 @@ impl RateLimits {
         }
         while let Err(not_until) = limit.base.check() {
             self.wait(not_until).await;
+        }
+        if let Some((coordination, shards)) = self.inner.shared.get() {
+            let wait = match coordination.rate_slot(model, limit.rpm).await {
+                Ok(wait) => wait,
+                Err(e) => {
+                    coordination.rate_failed(&e);
+                    let share = interval_us(limit.rpm) as u64 * u64::from(*shards);
+                    Duration::from_micros(share)
+                }
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -16,14 +16,13 @@ use image::RgbaImage;
 
 use crate::qa::Qa;
 
-use super::budget::{Budget, BudgetExceeded, Reservation};
-use super::cache::{CallOf, RunCache};
+use super::budget::{Budget, Reservation};
+use super::cache::{CallOf, Held, NotHeld, RunCache};
 use super::cpu;
 use super::health::{Admission, Health, HealthPermit, OpenReason};
 use super::rate_limit::RateLimits;
 use super::retry::RetryPolicy;
 use crate::catalog::Date;
-use crate::ledger::HoldId;
 use crate::manifest::Step;
 use crate::money::Usd;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +61,19 @@ pub(super) struct Served {
     pub cost: Usd,
     pub attempts: u32,
     pub latency: Duration,
+    /// The served call's money, still held: the caller settles it once the result is recorded
+    /// ([`Remote::settle`]), so a run killed in between counts the call as possibly billed.
+    pub unsettled: Unsettled,
+}
+
+/// A served call whose holds (in the state store, in the coordination table) are not settled
+/// yet; see [`Served::unsettled`].
+pub(super) struct Unsettled {
+    image: String,
+    step: usize,
+    model: String,
+    cost: Usd,
+    hold: Option<Held>,
 }
 
 /// Every candidate failed (or could not be afforded).
@@ -133,20 +145,22 @@ impl Remote {
     /// With a state store, holds `amount` for the call in the store until it settles, so a
     /// run killed mid-call still shows it as possibly billed; with a daily cap too, the hold
     /// counts against the day across every run sharing the store, so runs started together
-    /// cannot overspend it between them. `None` when there is nothing to hold (no store, a free
-    /// call).
-    async fn hold(&self, call: CallOf<'_>, amount: Usd) -> Result<Option<HoldId>, BudgetExceeded> {
+    /// cannot overspend it between them; with a coordination table, against the run group's
+    /// and the day's caps across machines. `None` when there is nothing to hold (no store, a
+    /// free call).
+    async fn hold(&self, call: CallOf<'_>, amount: Usd) -> Result<Option<Held>, NotHeld> {
         match &self.ledger {
-            Some(ledger) if amount > Usd::ZERO => {
-                ledger.hold(call, self.budget.daily_cap(), amount).await
-            }
+            Some(ledger) if amount > Usd::ZERO => ledger
+                .hold(call, self.budget.daily_cap(), amount)
+                .await
+                .map(Some),
             _ => Ok(None),
         }
     }
 
     /// Records what a call was billed, right as it settles, ending its hold if it had one.
     /// Called with zero for a call that was never made or billed nothing.
-    async fn billed(&self, call: CallOf<'_>, cost: Usd, hold: Option<HoldId>) {
+    async fn billed(&self, call: CallOf<'_>, cost: Usd, hold: Option<Held>) {
         let Some(ledger) = &self.ledger else { return };
         match hold {
             Some(hold) => ledger.settle_hold(hold, call, cost).await,
@@ -187,7 +201,14 @@ impl Remote {
                 .try_candidate(step, key, &image, candidate, &mut failure)
                 .await
             {
-                Ok((image, qa, model, cost)) => {
+                Ok((image, qa, model, cost, hold)) => {
+                    let unsettled = Unsettled {
+                        image: key.to_owned(),
+                        step: step.index,
+                        model: model.clone(),
+                        cost,
+                        hold,
+                    };
                     return Ok(Served {
                         image,
                         qa,
@@ -196,6 +217,7 @@ impl Remote {
                         cost: failure.cost + cost,
                         attempts: failure.attempts,
                         latency: started.elapsed(),
+                        unsettled,
                     });
                 }
                 Err(Next::NextModel) => continue,
@@ -206,7 +228,18 @@ impl Remote {
         Err(failure)
     }
 
-    /// One candidate: reserve, admit, prepare, hold, call with retries, map back, settle.
+    /// Settles a served call's holds with what it was billed (after its result is recorded).
+    pub(super) async fn settle(&self, unsettled: Unsettled) {
+        let call = CallOf {
+            image: &unsettled.image,
+            step: unsettled.step,
+            model: &unsettled.model,
+        };
+        self.billed(call, unsettled.cost, unsettled.hold).await;
+    }
+
+    /// One candidate: reserve, admit, prepare, hold, call with retries, map back; settled here
+    /// unless it served (then the caller settles its holds once the result is recorded).
     async fn try_candidate(
         &self,
         step: &Step,
@@ -214,7 +247,7 @@ impl Remote {
         image: &Arc<RgbaImage>,
         candidate: Candidate,
         failure: &mut NotServed,
-    ) -> Result<(RgbaImage, Qa, String, Usd), Next> {
+    ) -> Result<(RgbaImage, Qa, String, Usd, Option<Held>), Next> {
         let model_id = candidate.model.id.clone();
         let Some(providers) = &self.client else {
             return failure.set(
@@ -245,13 +278,13 @@ impl Remote {
             .await?;
         let (cost, result) = map_back(step, image, candidate.price, call, answer).await;
         reservation.settle(cost);
-        self.billed(paid, cost, hold).await;
         match result {
             Ok((image, qa)) => {
                 self.log_budget_warnings();
-                Ok((image, qa, model_id, cost))
+                Ok((image, qa, model_id, cost, hold))
             }
             Err((reason, error, next)) => {
+                self.billed(paid, cost, hold).await;
                 failure.cost += cost;
                 failure.set(reason, error, next)
             }
@@ -270,7 +303,7 @@ impl Remote {
         reservation: Reservation,
         attempt: F,
         failure: &mut NotServed,
-    ) -> Result<(T, Reservation, Option<HoldId>), Next>
+    ) -> Result<(T, Reservation, Option<Held>), Next>
     where
         F: Fn() -> A,
         A: std::future::Future<Output = Result<T, RemoteError>>,

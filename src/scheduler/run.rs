@@ -60,6 +60,10 @@ pub struct RunConfig {
     /// account: the run and daily caps and each model's rpm, so their totals stay within the
     /// manifest's whatever the shards do.
     pub shards: u32,
+    /// This run's part in the coordination table (`shared.dynamodb_table`): claims across
+    /// machines, the manifest's whole run and daily caps, each model's whole rpm, all shared
+    /// through the table instead of split into fixed shares.
+    pub coordination: Option<crate::ledger::coordination::Coordination>,
 }
 
 /// Where the scheduler sends each finished image's rows (the run's report task receives them).
@@ -90,6 +94,7 @@ pub async fn run(
             config.run_id.clone(),
             config.force,
             config.shared.clone().filter(|_| !config.dry_run),
+            config.coordination.clone().filter(|_| !config.dry_run),
         ))
     });
     let remote = remote(&manifest, &config, cache.clone()).cancelled_by(cancel.clone());
@@ -172,11 +177,21 @@ async fn fan_out(
 
 /// Sets up remote calls for the run: clients, budget, rate limits and retry policy.
 fn remote(manifest: &Manifest, config: &RunConfig, ledger: Option<Arc<RunCache>>) -> Remote {
-    let shards = config.shards.max(1);
+    // Coordinated through the table, every shard works to the whole caps and rpm, shared
+    // there; else each takes its fixed 1/N share.
+    let coordination = config
+        .coordination
+        .clone()
+        .filter(|_| ledger.as_ref().is_some_and(|l| l.coordinated()));
+    let shards = if coordination.is_some() {
+        1
+    } else {
+        config.shards.max(1)
+    };
     let budget = Budget::new(
         manifest.budget.max_usd.map(|cap| share(cap, shards)),
         manifest.budget.per_image_max_usd,
-        daily_allowance(manifest, config),
+        daily_allowance(manifest, config, shards),
     );
     let catalog = config.catalog.clone();
     let default_rpm = move |id: &str| rpm_share(catalog.default_rpm(id), shards);
@@ -187,6 +202,9 @@ fn remote(manifest: &Manifest, config: &RunConfig, ledger: Option<Arc<RunCache>>
         .map(|(model, rpm)| (model.clone(), rpm_share(*rpm, shards)))
         .collect();
     let rates = RateLimits::new(&rpm, default_rpm);
+    if let Some(coordination) = coordination {
+        rates.share_through(coordination, config.shards);
+    }
     Remote::new(
         config.providers.clone(),
         config.region.clone(),
@@ -213,8 +231,8 @@ fn rpm_share(rpm: u32, shards: u32) -> u32 {
 
 /// The daily cap (one shard's share of it) and what every run sharing the state store already
 /// spent today (UTC).
-fn daily_allowance(manifest: &Manifest, config: &RunConfig) -> Option<DailyAllowance> {
-    let cap = share(manifest.budget.daily_max_usd?, config.shards);
+fn daily_allowance(manifest: &Manifest, config: &RunConfig, shards: u32) -> Option<DailyAllowance> {
+    let cap = share(manifest.budget.daily_max_usd?, shards);
     let already_spent_today = match &config.state {
         Some(store) => store.spent_on(Date::today_utc()).unwrap_or_else(|e| {
             // Unknown spend: refuse remote work rather than risk going over the cap.

@@ -131,6 +131,17 @@ fn the_indexed_job_fails_an_index_on_exit_code_2_and_counts_its_shards() {
         .and_then(|e| e["value"].as_str())
         .expect("RETOUCH_SHARD_COUNT");
     assert_eq!(count.parse::<u64>().unwrap(), completions);
+    // The run group (shards sharing the run cap in the coordination table) is the Job's uid.
+    let group = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str() == Some(retouch::shard::GROUP_VAR))
+        .expect("RETOUCH_RUN_GROUP");
+    assert_eq!(
+        group["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.labels['batch.kubernetes.io/controller-uid']")
+    );
     assert_eq!(container["args"][0].as_str(), Some("run"));
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
     assert_ne!(pod["securityContext"]["runAsUser"].as_u64(), Some(0));
@@ -153,6 +164,11 @@ fn the_iam_policy_allows_what_a_shard_does_and_the_manifest_it_runs_is_valid() {
         "s3:PutObject",
         "s3:ListBucket",
         "bedrock:InvokeModel",
+        "dynamodb:DescribeTable",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
     ] {
         assert!(actions.iter().any(|a| a == needed), "{needed}: {actions:?}");
     }
@@ -164,6 +180,11 @@ fn the_iam_policy_allows_what_a_shard_does_and_the_manifest_it_runs_is_valid() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(manifest.report.is_s3() && manifest.output.dir.is_s3());
+    assert_eq!(
+        manifest.shared.dynamodb_table.as_deref(),
+        Some("retouch-coordination")
+    );
+    assert!(file("deploy/iam-policy.json").contains("table/retouch-coordination"));
     let baked = file("deploy/Dockerfile.pipelines");
     assert!(baked.contains("deploy/catalog-s3.yaml /home/retouch/pipelines/catalog-s3.yaml"));
 }

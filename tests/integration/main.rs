@@ -8,6 +8,8 @@ mod account;
 mod bedrock_adapters;
 mod bedrock_routing;
 mod cli_run;
+#[cfg(feature = "moto")]
+mod coordination;
 mod deploy;
 mod escalation;
 mod frame;

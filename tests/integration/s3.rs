@@ -488,6 +488,7 @@ fn traversal_keys_are_refused_and_the_run_goes_on() {
             catalog,
             warnings: Vec::new(),
             local: Arc::new(retouch::providers::local::LocalOps::classical()),
+            table: None,
         };
         let options = retouch::run::RunOptions {
             stateless: true,

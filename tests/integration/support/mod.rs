@@ -6,5 +6,6 @@
 pub(crate) mod bedrock_control;
 #[allow(clippy::result_large_err)]
 pub(crate) mod bedrock_double;
+pub(crate) mod dynamodb;
 pub(crate) mod retouch;
 pub(crate) mod s3_server;

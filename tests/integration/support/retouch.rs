@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use super::bedrock_double::BedrockDouble;
+use super::dynamodb::Dynamo;
 use super::s3_server::{self, S3Server};
 
 /// How to run retouch in one folder.
@@ -17,6 +18,8 @@ pub(crate) struct Retouch {
     bedrock: Option<String>,
     /// The S3 server's endpoint.
     s3: Option<String>,
+    /// The DynamoDB server's endpoint.
+    dynamodb: Option<String>,
     /// Dummy credentials for the doubles.
     credentials: bool,
     /// The folder of installed local networks.
@@ -52,6 +55,7 @@ impl Retouch {
             root: root.as_ref().to_owned(),
             bedrock: None,
             s3: None,
+            dynamodb: None,
             credentials: false,
             models: root.as_ref().join("no-models"),
         }
@@ -74,6 +78,13 @@ impl Retouch {
     /// S3 calls go to `server`, with its credentials.
     pub(crate) fn s3(mut self, server: &S3Server) -> Retouch {
         self.s3 = Some(server.endpoint.clone());
+        self.credentials = true;
+        self
+    }
+
+    /// DynamoDB calls go to `server`, with dummy credentials.
+    pub(crate) fn dynamodb(mut self, server: &Dynamo) -> Retouch {
+        self.dynamodb = Some(server.endpoint.clone());
         self.credentials = true;
         self
     }
@@ -107,6 +118,10 @@ impl Retouch {
         }
         if let Some(endpoint) = &self.s3 {
             cmd.env("AWS_ENDPOINT_URL_S3", endpoint)
+                .env("AWS_REGION", "us-east-1");
+        }
+        if let Some(endpoint) = &self.dynamodb {
+            cmd.env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
                 .env("AWS_REGION", "us-east-1");
         }
         if self.credentials {

@@ -1,0 +1,184 @@
+//! One rpm shared by 8 shards through DynamoDB: 8 `retouch run --shard i/8` processes (each
+//! with a state folder of its own, as on 8 machines) against one model limited to 600 requests a
+//! minute, with the Bedrock double (200 ms per call), the S3 test server and moto's DynamoDB on
+//! 127.0.0.1.
+//!
+//!     bash .ci/fetch-moto.sh && cargo build --release && cargo bench --bench coordination
+//!
+//! Reports the largest number of requests the double saw in any 60 s window (must not pass 600),
+//! the rate sustained over the run's middle 60 s (must be at least 90% of it, 540), the calls'
+//! total, and DynamoDB requests per paid call as counted at the server. Exits 1 when a criterion
+//! fails. `RETOUCH_BENCH_IMAGES` changes the image count (default 1,000: about 100 s).
+
+#[path = "../tests/integration/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::bedrock_double::BedrockDouble;
+use support::dynamodb::Dynamo;
+use support::s3_server::{self, S3Server};
+
+const MODEL: &str = "stability.stable-image-remove-background-v1:0";
+const RPM: usize = 600;
+const SHARDS: u32 = 8;
+
+fn main() {
+    let images: usize = std::env::var("RETOUCH_BENCH_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let s3 = S3Server::start();
+    s3.create_bucket("team-cache");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let double = rt.block_on(BedrockDouble::start());
+    double.set_latency(MODEL, Duration::from_millis(200));
+    let dynamo = Dynamo::start();
+    rt.block_on(dynamo.create_table("bench"));
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_catalogue(root, images);
+
+    let started = Instant::now();
+    let children: Vec<_> = (0..SHARDS)
+        .map(|i| {
+            command(root, &double, &s3, &dynamo, i)
+                .spawn()
+                .expect("start retouch")
+        })
+        .collect();
+    let mut failed = false;
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            failed = true;
+        }
+    }
+    let wall = started.elapsed();
+    let arrivals = double.arrivals(MODEL);
+    let most_60 = most_in(&arrivals, Duration::from_secs(60));
+    let sustained = middle_minute(&arrivals);
+    let counts = dynamo.counts();
+    let writes: u64 = ["PutItem", "UpdateItem", "DeleteItem"]
+        .iter()
+        .map(|op| counts.get(*op).copied().unwrap_or(0))
+        .sum();
+    let reads = counts.get("GetItem").copied().unwrap_or(0);
+    let calls = double.successes(MODEL) as usize;
+    println!("{SHARDS} shards, {images} images, one model at rpm {RPM}");
+    println!("  wall time            {:.1} s", wall.as_secs_f64());
+    println!("  calls billed         {calls}");
+    println!("  most in any 60 s     {most_60} (limit {RPM})");
+    println!(
+        "  middle 60 s          {sustained} ({:.1}% of {RPM})",
+        sustained as f64 * 100.0 / RPM as f64
+    );
+    println!(
+        "  DynamoDB per call    {:.2} writes, {:.2} reads ({counts:?})",
+        writes as f64 / calls.max(1) as f64,
+        reads as f64 / calls.max(1) as f64
+    );
+    let ok = !failed && calls == images && most_60 <= RPM && sustained * 10 >= RPM * 9;
+    if !ok {
+        eprintln!("FAILED: every image once, at most {RPM} in 60 s, at least 90% sustained");
+        std::process::exit(1);
+    }
+}
+
+/// `n` photos of different sizes and the manifest.
+fn write_catalogue(root: &Path, n: usize) {
+    std::fs::create_dir_all(root.join("photos")).unwrap();
+    std::fs::create_dir_all(root.join("pipelines")).unwrap();
+    for i in 0..n {
+        let (w, h) = (48 + (i % 40) as u32, 48 + (i / 40) as u32);
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            if x > w / 4 && x < 3 * w / 4 && y > h / 4 && y < 3 * h / 4 {
+                image::Rgb([200, 40, 40])
+            } else {
+                image::Rgb([245, 245, 245])
+            }
+        });
+        img.save(root.join(format!("photos/{i:04}.png"))).unwrap();
+    }
+    let manifest = format!(
+        r#"version: 1
+name: bench
+inputs: ["../photos/*.png"]
+output: {{ dir: ../out, format: png }}
+steps:
+  - op: remove-bg
+    models: [stability-remove-bg]
+    fallback: fail
+shared: {{ cache: "s3://team-cache/bench/", dynamodb_table: bench }}
+budget: {{ max_usd: 1000 }}
+limits: {{ concurrency: 8, rpm: {{ stability-remove-bg: {RPM} }} }}
+aws: {{ region: us-east-1 }}
+"#
+    );
+    std::fs::write(root.join("pipelines/bench.yaml"), manifest).unwrap();
+}
+
+fn command(root: &Path, double: &BedrockDouble, s3: &S3Server, dynamo: &Dynamo, i: u32) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_retouch"));
+    let (shard, state) = (format!("{i}/{SHARDS}"), format!("machines/{i}"));
+    cmd.args([
+        "run",
+        "pipelines/bench.yaml",
+        "-q",
+        "--shard",
+        &shard,
+        "--run-group",
+        "bench",
+        "--state",
+        &state,
+    ])
+    .current_dir(root)
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env("AWS_CONFIG_FILE", root.join("no-aws-config"))
+    .env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        root.join("no-aws-credentials"),
+    )
+    .env_remove("AWS_PROFILE")
+    .env_remove("AWS_SESSION_TOKEN")
+    .env_remove("AWS_ENDPOINT_URL")
+    .env("AWS_REGION", "us-east-1")
+    .env("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY)
+    .env("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY)
+    .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", double.endpoint())
+    .env("AWS_ENDPOINT_URL_S3", &s3.endpoint)
+    .env("AWS_ENDPOINT_URL_DYNAMODB", &dynamo.endpoint)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// The most arrivals within any `window`.
+fn most_in(t: &[Instant], window: Duration) -> usize {
+    (0..t.len())
+        .map(|i| {
+            t[i..]
+                .iter()
+                .take_while(|x| x.duration_since(t[i]) < window)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Arrivals in the 60 s centred on the run (the start-up and the tail left out).
+fn middle_minute(t: &[Instant]) -> usize {
+    let (Some(first), Some(last)) = (t.first(), t.last()) else {
+        return 0;
+    };
+    let span = last.duration_since(*first);
+    let Some(lead) = span.checked_sub(Duration::from_secs(60)) else {
+        return t.len(); // shorter than a minute: everything
+    };
+    let from = *first + lead / 2;
+    let to = from + Duration::from_secs(60);
+    t.iter().filter(|x| **x >= from && **x < to).count()
+}

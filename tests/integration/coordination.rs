@@ -1,0 +1,509 @@
+//! Shards coordinated through DynamoDB (`shared: { cache: s3://…, dynamodb_table: … }`): real
+//! `retouch run --shard i/N` processes started at once, each with a state folder of its own (as
+//! separate machines have), against the Bedrock double, the in-process S3 server and moto's
+//! DynamoDB on 127.0.0.1 (see `support/dynamodb.rs`). Every image is paid once, the shared run
+//! and daily caps are never exceeded however the shards race, killed shards are rerun without
+//! paying twice for what was done, and one rpm is shared by every shard.
+//!
+//! Behind the `moto` feature: `bash .ci/fetch-moto.sh` installs moto's server from PyPI first.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Retouch, Test, report};
+use crate::support::bedrock_double::BedrockDouble;
+use crate::support::dynamodb::Dynamo;
+use crate::support::s3_server::S3Server;
+
+const REMOVE_BG: &str = "stability.stable-image-remove-background-v1:0";
+/// Stability Remove Background's price in the catalog, in micro-dollars.
+const PRICE: i64 = 70_000;
+
+/// A remove-bg pipeline coordinated through `table`, its cache under `prefix`, with `budget`
+/// and `limits` as YAML flow maps.
+fn manifest(table: &str, prefix: &str, out: &str, budget: &str, limits: &str) -> String {
+    format!(
+        r#"version: 1
+name: coordinated
+inputs: ["../photos/**/*.png"]
+output: {{ dir: ../{out}, format: png }}
+steps:
+  - op: remove-bg
+    models: [stability-remove-bg]
+    fallback: skip
+shared: {{ cache: "s3://team-cache/{prefix}/", dynamodb_table: {table} }}
+budget: {budget}
+limits: {limits}
+aws: {{ region: us-east-1 }}
+"#
+    )
+}
+
+/// `n` photos, each of a different size (identical photos would rightly be one paid step).
+fn photos(mut t: Test, n: usize) -> Test {
+    for i in 0..n {
+        let (w, h) = (48 + (i % 40) as u32, 48 + (i / 40) as u32);
+        t = t.image(&format!("photos/{i:03}.png"), w, h);
+    }
+    t
+}
+
+struct Env {
+    s3: S3Server,
+    dynamo: Dynamo,
+    double: BedrockDouble,
+    rt: tokio::runtime::Runtime,
+}
+
+fn env(tables: &[&str]) -> Env {
+    let s3 = S3Server::start();
+    s3.create_bucket("team-cache");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let double = rt.block_on(BedrockDouble::start());
+    let dynamo = Dynamo::start();
+    for table in tables {
+        rt.block_on(dynamo.create_table(table));
+    }
+    Env {
+        s3,
+        dynamo,
+        double,
+        rt,
+    }
+}
+
+impl Env {
+    fn retouch(&self, root: &Path) -> Retouch {
+        Retouch::at(root)
+            .s3(&self.s3)
+            .bedrock(&self.double)
+            .dynamodb(&self.dynamo)
+    }
+}
+
+/// `retouch run MANIFEST --shard i/N --run-group GROUP --state <machine>` for shard `i`.
+fn shard(rt: &Retouch, manifest: &str, i: u32, n: u32, group: &str, machine: &str) -> Command {
+    let (shard, state) = (format!("{i}/{n}"), format!("machines/{machine}-{i}"));
+    let mut cmd = rt.command(
+        env!("CARGO_BIN_EXE_retouch"),
+        &[
+            "run",
+            manifest,
+            "-q",
+            "--shard",
+            &shard,
+            "--run-group",
+            group,
+            "--state",
+            &state,
+        ],
+    );
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+/// Starts every command at once and waits for all: their exit codes (stderr shown on failure).
+fn all_at_once(cmds: Vec<Command>) -> Vec<i32> {
+    let children: Vec<Child> = cmds
+        .into_iter()
+        .map(|mut c| c.spawn().expect("start retouch"))
+        .collect();
+    children.into_iter().map(finish).collect()
+}
+
+fn finish(c: Child) -> i32 {
+    let out = c.wait_with_output().unwrap();
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.code().unwrap_or(-1)
+}
+
+/// How many times the double billed each distinct photo (by the bytes it was sent).
+fn billed_per_photo(double: &BedrockDouble) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for body in double.bodies(REMOVE_BG) {
+        let image = body["image"].as_str().unwrap_or_default();
+        *seen
+            .entry(blake3::hash(image.as_bytes()).to_hex().to_string())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+#[test]
+fn eight_shards_over_400_photos_pay_for_each_once_and_a_rerun_calls_nothing() {
+    let env = env(&["retouch-coord"]);
+    let yaml = manifest(
+        "retouch-coord",
+        "all",
+        "out",
+        "{ max_usd: 100, daily_max_usd: 100 }",
+        "{ concurrency: 4, rpm: { stability-remove-bg: 60000 } }",
+    );
+    let t = photos(Test::new().manifest(&yaml), 400);
+    let root = t.root().to_owned();
+    let rt = env.retouch(&root);
+    let run_all = |machine: &str| {
+        all_at_once(
+            (0..8)
+                .map(|i| shard(&rt, "pipelines/test.yaml", i, 8, "catalogue-1", machine))
+                .collect(),
+        )
+    };
+    assert_eq!(run_all("first"), vec![0; 8]);
+    // Every photo billed exactly once at the double.
+    assert_eq!(env.double.successes(REMOVE_BG), 400);
+    let per_photo = billed_per_photo(&env.double);
+    assert_eq!(per_photo.len(), 400);
+    assert!(per_photo.values().all(|n| *n == 1), "a photo billed twice");
+    // The merged report has every row and costs what the double billed.
+    let merged = rt.run(&["report", "merge", "out"]).code(0);
+    assert!(
+        merged.stdout.contains("400 rows, 400 images, $28.000000"),
+        "{}",
+        merged.stdout
+    );
+    let rows = report(&root.join("out/report.csv"));
+    assert_eq!(rows.len(), 400);
+    let total: f64 = rows.iter().map(|r| r[4].parse::<f64>().unwrap()).sum();
+    assert!((total - 28.0).abs() < 1e-6, "{total}");
+    // The table's run and daily budgets hold exactly what was billed, with nothing left held.
+    let table = |pk: &str, attr: &str| {
+        env.rt
+            .block_on(env.dynamo.number("retouch-coord", pk, attr))
+    };
+    assert_eq!(table("budget#run#catalogue-1", "spent"), Some(400 * PRICE));
+    let today = retouch::catalog::Date::today_utc().to_string();
+    assert_eq!(
+        table(&format!("budget#day#{today}"), "spent"),
+        Some(400 * PRICE)
+    );
+    let held = env.rt.block_on(env.dynamo.map_len(
+        "retouch-coord",
+        "budget#run#catalogue-1",
+        "holds",
+    ));
+    assert_eq!(held, 0, "every hold settled");
+
+    // All 8 again, on fresh machines: the shared cache serves everything, nothing is called.
+    let requests = env.double.requests(REMOVE_BG);
+    assert_eq!(run_all("second"), vec![0; 8]);
+    assert_eq!(env.double.requests(REMOVE_BG), requests);
+    // What the coordination cost in DynamoDB requests per paid call (claims, holds, settles,
+    // rate slots; heartbeats and reads on top), as measured at the server.
+    let counts = env.dynamo.counts();
+    let writes: u64 = ["PutItem", "UpdateItem", "DeleteItem"]
+        .iter()
+        .map(|op| counts.get(*op).copied().unwrap_or(0))
+        .sum();
+    eprintln!("DynamoDB requests for 400 paid calls and a free rerun: {counts:?}");
+    assert!(writes >= 400 * 5, "{counts:?}");
+}
+
+#[test]
+fn shared_caps_below_the_catalogue_are_never_exceeded_in_ten_runs() {
+    let tables: Vec<String> = (0..10).map(|k| format!("caps-{k}")).collect();
+    let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+    let env = env(&names);
+    let mut t = photos(Test::new(), 24);
+    // 24 photos at $0.07 ($1.68). Even runs: a run cap of $0.70 binds; odd: a daily cap of $0.49.
+    let caps: Vec<(i64, &str)> = (0..10)
+        .map(|k| {
+            if k % 2 == 0 {
+                (700_000, "{ max_usd: 0.70, daily_max_usd: 5 }")
+            } else {
+                (490_000, "{ max_usd: 5, daily_max_usd: 0.49 }")
+            }
+        })
+        .collect();
+    for (k, (_, budget)) in caps.iter().enumerate() {
+        let yaml = manifest(
+            &format!("caps-{k}"),
+            &format!("rep-{k}"),
+            &format!("out-{k}"),
+            budget,
+            "{ concurrency: 2, rpm: { stability-remove-bg: 60000 } }",
+        );
+        t = t.file(&format!("pipelines/rep-{k}.yaml"), yaml.as_bytes());
+    }
+    let root = t.root().to_owned();
+    let rt = env.retouch(&root);
+    for (k, (cap, _)) in caps.iter().enumerate() {
+        let before = env.double.successes(REMOVE_BG) as i64;
+        let manifest = format!("pipelines/rep-{k}.yaml");
+        let codes = all_at_once(
+            (0..8)
+                .map(|i| {
+                    shard(
+                        &rt,
+                        &manifest,
+                        i,
+                        8,
+                        &format!("rep-{k}"),
+                        &format!("rep-{k}"),
+                    )
+                })
+                .collect(),
+        );
+        assert!(codes.iter().all(|c| *c == 0 || *c == 1), "{codes:?}");
+        let billed = (env.double.successes(REMOVE_BG) as i64 - before) * PRICE;
+        assert!(
+            billed <= *cap,
+            "run {k}: billed {billed} over the cap {cap}"
+        );
+        // Shared, not split: the shards together spend up to the last call the cap affords
+        // (eight fixed shares of $0.0875 or $0.06125 would afford one call each, $0.56 or $0).
+        assert!(
+            billed > cap - PRICE,
+            "run {k}: billed only {billed} of {cap}"
+        );
+        // The table and the reports agree with the double.
+        let (pk, attr) = if k % 2 == 0 {
+            (format!("budget#run#rep-{k}"), "spent")
+        } else {
+            let today = retouch::catalog::Date::today_utc().to_string();
+            (format!("budget#day#{today}"), "spent")
+        };
+        let spent = env
+            .rt
+            .block_on(env.dynamo.number(&format!("caps-{k}"), &pk, attr));
+        assert_eq!(spent, Some(billed), "run {k}");
+        let mut reported = 0i64;
+        for i in 0..8 {
+            let part = root.join(format!("out-{k}/report.part-{i:05}-of-00008.csv"));
+            for r in report(&part) {
+                reported += (r[4].parse::<f64>().unwrap() * 1e6).round() as i64;
+            }
+        }
+        assert_eq!(reported, billed, "run {k}");
+    }
+}
+
+/// Waits until the report part at `part` holds at least `rows` rows (or `limit` passes).
+fn wait_for_rows(part: &Path, rows: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while std::fs::read_to_string(part)
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+        < rows
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn three_shards_killed_mid_run_rerun_without_paying_twice_and_a_full_rerun_calls_nothing() {
+    let env = env(&["kills"]);
+    env.double
+        .set_latency(REMOVE_BG, Duration::from_millis(120));
+    let yaml = manifest(
+        "kills",
+        "kills",
+        "out",
+        "{ max_usd: 100 }",
+        "{ concurrency: 2, rpm: { stability-remove-bg: 60000 } }",
+    );
+    let t = photos(Test::new().manifest(&yaml), 160);
+    let root = t.root().to_owned();
+    let rt = env.retouch(&root);
+    let first: Vec<Child> = (0..8)
+        .map(|i| {
+            shard(&rt, "pipelines/test.yaml", i, 8, "kills", "m")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Kill shards 1, 4 and 6 with SIGKILL at different moments: after their first, third and
+    // sixth row (each is mid-call then: two calls in flight).
+    let mut killed = Vec::new();
+    let mut survivors = Vec::new();
+    for (i, child) in first.into_iter().enumerate() {
+        match [(1, 1), (4, 3), (6, 6)].iter().find(|(s, _)| *s == i) {
+            Some((_, rows)) => killed.push((i as u32, *rows, child)),
+            None => survivors.push(child),
+        }
+    }
+    for (i, rows, mut child) in killed {
+        let part = root.join(format!("out/report.part-{i:05}-of-00008.csv"));
+        wait_for_rows(&part, rows, Duration::from_secs(60));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    for child in survivors {
+        assert_eq!(finish(child), 0);
+    }
+    // Calls the killed shards had in flight stay held in the table (possibly billed).
+    let in_flight = env
+        .rt
+        .block_on(env.dynamo.map_len("kills", "budget#run#kills", "holds"));
+    assert!(
+        in_flight <= 6,
+        "{in_flight} holds left by 3 shards of 2 calls each"
+    );
+    let merged = rt.run(&["report", "merge", "out"]).code(1);
+    assert!(merged.stdout.contains("unfinished"), "{}", merged.stdout);
+
+    // Rerun the three killed shards (the same machines and run group): they finish.
+    let codes = all_at_once(
+        [1, 4, 6]
+            .into_iter()
+            .map(|i| shard(&rt, "pipelines/test.yaml", i, 8, "kills", "m"))
+            .collect(),
+    );
+    assert_eq!(codes, vec![0; 3]);
+    let merged = rt.run(&["report", "merge", "out"]).code(0);
+    assert!(
+        merged.stdout.contains("160 rows, 160 images"),
+        "{}",
+        merged.stdout
+    );
+    // No photo whose result was recorded was paid again. A photo billed twice is one a killed
+    // shard had in hand: its call in flight or answered but not yet recorded, which is exactly
+    // when its hold is still in the table (settled only once the result is recorded).
+    let per_photo = billed_per_photo(&env.double);
+    assert_eq!(per_photo.len(), 160);
+    let twice = per_photo.values().filter(|n| **n > 1).count();
+    assert!(per_photo.values().all(|n| *n <= 2));
+    eprintln!("killed: {in_flight} calls held in flight, {twice} photos billed twice");
+    assert!(
+        twice <= in_flight,
+        "{twice} photos paid twice, but only {in_flight} calls were held at the kills"
+    );
+    // The run budget holds every billed call: the settled ones and the killed ones' holds.
+    let spent = env
+        .rt
+        .block_on(env.dynamo.number("kills", "budget#run#kills", "spent"))
+        .unwrap();
+    let billed = env.double.successes(REMOVE_BG) as i64 * PRICE;
+    assert!(spent >= billed && spent <= billed + in_flight as i64 * PRICE);
+    // No output is corrupt.
+    assert!(
+        report(&root.join("out/report.csv"))
+            .iter()
+            .all(|r| r[3] == "ok")
+    );
+    let mut rdr = csv::Reader::from_path(root.join("out/report.csv")).unwrap();
+    for r in rdr.records() {
+        let out = root.join(&r.unwrap()[14]);
+        image::open(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    }
+    // A rerun of all 8 makes no call.
+    let requests = env.double.requests(REMOVE_BG);
+    let codes = all_at_once(
+        (0..8)
+            .map(|i| shard(&rt, "pipelines/test.yaml", i, 8, "kills", "m"))
+            .collect(),
+    );
+    assert_eq!(codes, vec![0; 8]);
+    assert_eq!(env.double.requests(REMOVE_BG), requests);
+}
+
+#[test]
+fn one_rpm_is_shared_by_every_shard_and_a_lone_shard_may_use_all_of_it() {
+    let env = env(&["rates"]);
+    let yaml = manifest(
+        "rates",
+        "rates",
+        "out",
+        "{ max_usd: 100 }",
+        "{ concurrency: 4, rpm: { stability-remove-bg: 600 } }",
+    );
+    let t = photos(Test::new().manifest(&yaml), 80);
+    let root = t.root().to_owned();
+    let rt = env.retouch(&root);
+    // One shard of 8 alone: with the table it has the whole 600 rpm (its fixed 1/8 share would
+    // be 75 a minute, 0.8 s a call).
+    let started = Instant::now();
+    assert_eq!(
+        all_at_once(vec![shard(&rt, "pipelines/test.yaml", 0, 8, "r", "m")]),
+        vec![0]
+    );
+    let alone = env.double.successes(REMOVE_BG) as usize;
+    assert!(alone >= 5, "{alone}");
+    let first = env.double.arrivals(REMOVE_BG);
+    let span = first[alone - 1].duration_since(first[0]);
+    assert!(
+        span < Duration::from_millis(250 * alone as u64),
+        "{alone} calls took {span:?} alone"
+    );
+    eprintln!(
+        "shard 0/8 alone: {alone} calls in {span:?} ({:?} all told)",
+        started.elapsed()
+    );
+    // All 8 at once: never more than the rpm's pace in any window.
+    assert_eq!(
+        all_at_once(
+            (1..8)
+                .map(|i| shard(&rt, "pipelines/test.yaml", i, 8, "r", "m"))
+                .collect()
+        ),
+        vec![0; 7]
+    );
+    let arrivals = env.double.arrivals(REMOVE_BG);
+    let rest = &arrivals[alone..];
+    assert_eq!(rest.len(), 80 - alone);
+    // 600 rpm paced at 97%: a slot every 103.1 ms, so any 2 s holds at most 20 slots; a call
+    // sent a little late may share a window with the next one (the 3% pace is what keeps 60 s
+    // windows within the quota: see the benchmark), hence one more.
+    let most = (0..rest.len())
+        .map(|i| {
+            rest[i..]
+                .iter()
+                .take_while(|t| t.duration_since(rest[i]) < Duration::from_secs(2))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most <= 21, "{most} calls in 2 s at 600 rpm");
+    let span = rest[rest.len() - 1].duration_since(rest[0]);
+    let ideal = Duration::from_micros(103_093 * (rest.len() as u64 - 1));
+    assert!(
+        span >= ideal.mul_f64(0.95),
+        "{span:?} for {} calls",
+        rest.len()
+    );
+    assert!(
+        span <= ideal.mul_f64(1.3),
+        "{span:?} for {} calls: too slow",
+        rest.len()
+    );
+}
+
+#[test]
+fn a_shard_without_a_run_group_or_table_stops_before_any_work() {
+    let env = env(&[]);
+    let yaml = manifest(
+        "missing-table",
+        "x",
+        "out",
+        "{ max_usd: 1 }",
+        "{ concurrency: 1 }",
+    );
+    let t = photos(Test::new().manifest(&yaml), 2);
+    let rt = env.retouch(t.root());
+    let out = rt
+        .run(&["run", "pipelines/test.yaml", "--shard", "0/2"])
+        .code(2);
+    assert!(out.stderr.contains("--run-group"), "{}", out.stderr);
+    let out = rt
+        .run(&[
+            "run",
+            "pipelines/test.yaml",
+            "--shard",
+            "0/2",
+            "--run-group",
+            "g",
+        ])
+        .code(2);
+    assert!(
+        out.stderr.contains("missing-table") && out.stderr.contains("create-table"),
+        "{}",
+        out.stderr
+    );
+    assert!(!t.root().join("out").join("000.png").exists());
+    assert_eq!(env.double.requests(REMOVE_BG), 0);
+}
