@@ -259,6 +259,22 @@ pub(crate) struct MergeArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunsArgs {
     /// The state folder (default: `.retouch` here, else the one `*/.retouch` one level down).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "table")]
     pub state: Option<PathBuf>,
+    /// List the runs every machine recorded in this coordination table
+    /// (`shared.dynamodb_table`) instead: every shard of every run group, from any machine.
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// With --table: only the shards of this run group, with their totals.
+    #[arg(long, value_name = "NAME", requires = "table")]
+    pub group: Option<String>,
+    /// With --table: at most this many runs, newest first.
+    #[arg(long, default_value_t = 100, requires = "table")]
+    pub limit: usize,
+    /// With --table: the table's region (default: the environment's or profile's).
+    #[arg(long, requires = "table")]
+    pub region: Option<String>,
+    /// With --table: the AWS profile the table is reached with.
+    #[arg(long, requires = "table")]
+    pub profile: Option<String>,
 }

@@ -58,7 +58,7 @@ pub(crate) fn main() -> i32 {
             Command::Check(check) => check::check(check).await,
             Command::Models(models) => models::models(models).await,
             Command::Report(report) => report_cmd::report(report).await,
-            Command::Runs(runs) => runs_cmd::runs(runs),
+            Command::Runs(runs) => runs_cmd::runs(runs).await,
             Command::Cache(cache) => cache_cmd::cache(cache),
         }
     });

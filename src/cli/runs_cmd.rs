@@ -1,15 +1,21 @@
 //! `retouch runs`: the runs recorded in a state folder, newest first. A run that stopped
 //! part-way (killed) shows everything it was billed, including images that never got their
-//! rows, and what calls in flight at that moment may have cost on top.
+//! rows, and what calls in flight at that moment may have cost on top. With `--table`, the
+//! runs every machine recorded in a coordination table instead (every shard of every run
+//! group), with a run group's totals.
 
 use retouch::catalog::Date;
 use retouch::ledger::Store;
+use retouch::ledger::coordination::{SharedRun, Table, TableSettings};
 use retouch::money::Usd;
 
 use super::args::RunsArgs;
 use super::code;
 
-pub(super) fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
+pub(super) async fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
+    if let Some(name) = &args.table {
+        return shared_runs(args, name).await;
+    }
     let state = match super::state::find(args.state.as_deref()) {
         Ok(dir) => dir,
         Err(why) => {
@@ -49,6 +55,62 @@ pub(super) fn runs(args: &RunsArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(code::OK)
+}
+
+/// The runs recorded in the coordination table `name`.
+async fn shared_runs(args: &RunsArgs, name: &str) -> anyhow::Result<i32> {
+    let settings = TableSettings {
+        name: name.to_owned(),
+        region: args.region.clone(),
+        profile: args.profile.clone(),
+    };
+    let table = Table::connect(&settings).await;
+    let runs = match table.runs(args.group.as_deref(), args.limit.max(1)).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(code::SOME_FAILED);
+        }
+    };
+    println!(
+        "{:<20} {:<26} {:<20} {:>11} {:>7} {:>7} {:>7} {:>14}  MANIFEST",
+        "STARTED (UTC)", "RUN", "GROUP", "SHARD", "IMAGES", "OK", "FAILED", "COST (USD)"
+    );
+    for run in &runs {
+        println!(
+            "{:<20} {:<26} {:<20} {:>11} {:>7} {:>7} {:>7} {:>14}  {}{}",
+            utc(run.started_at),
+            run.run_id,
+            run.group,
+            run.shard.as_deref().unwrap_or("-"),
+            run.images,
+            run.ok,
+            run.failed,
+            run.cost.to_string(),
+            run.manifest,
+            state(run)
+        );
+    }
+    if let Some(group) = &args.group {
+        let finished = runs.iter().filter(|r| r.finished_at.is_some()).count();
+        let cost: Usd = runs.iter().map(|r| r.cost).sum();
+        let images: u64 = runs.iter().map(|r| r.ok + r.failed).sum();
+        println!(
+            "run group {group}: {} runs ({finished} finished), {images} images done, ${cost}",
+            runs.len()
+        );
+    }
+    Ok(code::OK)
+}
+
+/// How a run recorded in the table ended (nothing for one that finished every image).
+fn state(run: &SharedRun) -> &'static str {
+    match (run.finished_at, run.alive) {
+        (Some(_), _) if run.interrupted => " (interrupted)",
+        (Some(_), _) => "",
+        (None, true) => " (running)",
+        (None, false) => " (unfinished)",
+    }
 }
 
 /// `YYYY-MM-DD HH:MM:SS` of unix seconds, UTC.

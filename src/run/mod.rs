@@ -22,7 +22,7 @@ pub use prepare::{Overrides, Prepared, catalog_for, load, prepare, region};
 pub use report_out::{Published, local_report_path};
 
 use crate::catalog::{Catalog, Date};
-use crate::ledger::coordination::{Coordination, SharedCaps, Table};
+use crate::ledger::coordination::{Coordination, SharedCaps, SharedRun, Table};
 use crate::ledger::lease::{ReportLease, RunLease};
 use crate::ledger::{RunInfo, StepRecord, Store, unix_now};
 use crate::plan::Plan;
@@ -238,6 +238,23 @@ impl Run {
         if let Some(store) = &history {
             self.begin(store, today);
         }
+        let mut shared_run = self.coordination.as_ref().map(|c| SharedRun {
+            run_id: self.run_id.clone(),
+            group: c.group().to_owned(),
+            shard: self.plan.shard.map(|s| s.to_string()),
+            manifest: self.manifest_arg.display().to_string(),
+            started_at: unix_now(),
+            finished_at: None,
+            images: self.plan.images.len() as u64,
+            ok: 0,
+            failed: 0,
+            cost: crate::money::Usd::ZERO,
+            interrupted: false,
+            alive: true,
+        });
+        if let (Some(c), Some(run)) = (&self.coordination, &shared_run) {
+            c.record_run(run).await;
+        }
         let concurrency = self
             .options
             .concurrency
@@ -281,9 +298,6 @@ impl Run {
         let shard = self.plan.shard;
         let s3 = self.plan.s3.clone();
         let scheduled = scheduler::run(self.plan, config, rows_tx, cancel).await;
-        if let Some(coordination) = &self.coordination {
-            coordination.finish().await;
-        }
         let rows = writer.await.map_err(|_| RunError::ReportTask)??;
         debug_assert!(
             self.options.dry_run
@@ -294,6 +308,15 @@ impl Run {
         let summary = Summary::from_rows(&rows, &ops, total, output_dir, report_path.clone());
         if let Some(store) = &history {
             finish(store, &self.run_id, &summary);
+        }
+        if let (Some(c), Some(run)) = (&self.coordination, &mut shared_run) {
+            run.finished_at = Some(unix_now());
+            run.ok = summary.images_ok as u64;
+            run.failed = summary.images_failed as u64;
+            run.cost = summary.total_cost;
+            run.interrupted = scheduled.cancelled;
+            c.record_run(run).await;
+            c.finish().await;
         }
         if let Some(shard) = shard {
             let end = Some((scheduled.cancelled, &rows[..]));

@@ -201,6 +201,28 @@ fn eight_shards_over_400_photos_pay_for_each_once_and_a_rerun_calls_nothing() {
         .sum();
     eprintln!("DynamoDB requests for 400 paid calls and a free rerun: {counts:?}");
     assert!(writes >= 400 * 5, "{counts:?}");
+
+    // Every shard of both rounds is in the history any machine reads from the table.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let history = env
+        .retouch(elsewhere.path())
+        .run(&["runs", "--table", "retouch-coord", "--group", "catalogue-1"])
+        .code(0);
+    assert!(
+        history
+            .stdout
+            .contains("run group catalogue-1: 16 runs (16 finished), 800 images done, $28.000000"),
+        "{}",
+        history.stdout
+    );
+    for i in 0..8 {
+        assert_eq!(
+            history.stdout.matches(&format!(" {i}/8 ")).count(),
+            2,
+            "{}",
+            history.stdout
+        );
+    }
 }
 
 #[test]
@@ -400,6 +422,26 @@ fn three_shards_killed_mid_run_rerun_without_paying_twice_and_a_full_rerun_calls
     );
     assert_eq!(codes, vec![0; 8]);
     assert_eq!(env.double.requests(REMOVE_BG), requests);
+    // The history shows the three killed shards as unfinished once their heartbeats are stale.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let history = rt
+            .run(&["runs", "--table", "kills", "--group", "kills"])
+            .code(0);
+        let unfinished = history.stdout.matches("(unfinished)").count();
+        if unfinished == 3 {
+            assert!(
+                history
+                    .stdout
+                    .contains("run group kills: 19 runs (16 finished)"),
+                "{}",
+                history.stdout
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", history.stdout);
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]

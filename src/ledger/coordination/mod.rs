@@ -1,6 +1,7 @@
 //! Coordination across machines in one DynamoDB table (`shared.dynamodb_table`): claims on
 //! paid steps (`claims.rs`), the run and daily caps with holds (`money.rs`), each model's
-//! requests per minute (`rates.rs`), and the liveness of every run taking part (here).
+//! requests per minute (`rates.rs`), the run history (`history.rs`), and the liveness of every
+//! run taking part (here).
 //!
 //! Every shard of a catalogue (and every other run naming the same table) talks to the same
 //! items, so the promises a single machine keeps with its SQLite store hold across machines:
@@ -15,6 +16,7 @@
 //! | `budget#run#<run group>` | `-` | a run group's `spent` (micro-dollars) and `holds` in flight |
 //! | `budget#day#<YYYY-MM-DD>` | `-` | the same for one UTC day, across every run |
 //! | `rate#<model id>` | `-` | the model's next free send time (`next_us`) |
+//! | `runs` | `<started>#<run id>` | the run history every machine sees (`history.rs`) |
 //!
 //! DynamoDB conditions cannot add, so a cap check is `spent <= :room` with the room (cap minus
 //! price) worked out here. A failure to reach the table never falls back to counting in memory:
@@ -22,6 +24,7 @@
 //! `aws-sdk-dynamodb`.
 
 mod claims;
+mod history;
 mod money;
 mod rates;
 
@@ -37,6 +40,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
 
 pub use claims::SharedClaim;
+pub use history::SharedRun;
 pub use money::{Refusal, SharedCaps, SharedHold};
 pub use rates::{PACE, interval_us};
 
@@ -144,6 +148,22 @@ impl Table {
                 "its key must be `pk` (string, partition) and `sk` (string, sort); {create}"
             )))
         }
+    }
+
+    /// Whether `run_id` renewed its heartbeat within [`ALIVE_SECS`].
+    async fn is_alive(&self, run_id: &str) -> Result<bool, CoordError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key("pk", s(format!("live#{run_id}")))
+            .key("sk", s("-"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.err(detail(e)))?;
+        let until = out.item().and_then(|i| number(i.get("alive_until")?));
+        Ok(until.is_some_and(|t| t > unix_now()))
     }
 
     fn err(&self, what: impl Into<String>) -> CoordError {
@@ -265,18 +285,7 @@ impl Coordination {
 
     /// Whether `run_id` renewed its heartbeat within [`ALIVE_SECS`].
     async fn is_alive(&self, run_id: &str) -> Result<bool, CoordError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table_name())
-            .key("pk", s(format!("live#{run_id}")))
-            .key("sk", s("-"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err(detail(e)))?;
-        let until = out.item().and_then(|i| number(i.get("alive_until")?));
-        Ok(until.is_some_and(|t| t > unix_now()))
+        self.inner.table.is_alive(run_id).await
     }
 
     fn client(&self) -> &Client {
