@@ -231,13 +231,14 @@ fn shared_caps_below_the_catalogue_are_never_exceeded_in_ten_runs() {
     let names: Vec<&str> = tables.iter().map(String::as_str).collect();
     let env = env(&names);
     let mut t = photos(Test::new(), 24);
-    // 24 photos at $0.07 ($1.68). Even runs: a run cap of $0.70 binds; odd: a daily cap of $0.49.
+    // 24 photos at $0.07 ($1.68), both caps below that. Even runs: the run cap of $0.70 binds
+    // first; odd: the daily cap of $0.49.
     let caps: Vec<(i64, &str)> = (0..10)
         .map(|k| {
             if k % 2 == 0 {
-                (700_000, "{ max_usd: 0.70, daily_max_usd: 5 }")
+                (700_000, "{ max_usd: 0.70, daily_max_usd: 1.05 }")
             } else {
-                (490_000, "{ max_usd: 5, daily_max_usd: 0.49 }")
+                (490_000, "{ max_usd: 1.05, daily_max_usd: 0.49 }")
             }
         })
         .collect();
@@ -282,17 +283,14 @@ fn shared_caps_below_the_catalogue_are_never_exceeded_in_ten_runs() {
             billed > cap - PRICE,
             "run {k}: billed only {billed} of {cap}"
         );
-        // The table and the reports agree with the double.
-        let (pk, attr) = if k % 2 == 0 {
-            (format!("budget#run#rep-{k}"), "spent")
-        } else {
-            let today = retouch::catalog::Date::today_utc().to_string();
-            (format!("budget#day#{today}"), "spent")
-        };
-        let spent = env
-            .rt
-            .block_on(env.dynamo.number(&format!("caps-{k}"), &pk, attr));
-        assert_eq!(spent, Some(billed), "run {k}");
+        // Both caps' items in the table, and the reports, agree with the double.
+        let today = retouch::catalog::Date::today_utc().to_string();
+        for pk in [format!("budget#run#rep-{k}"), format!("budget#day#{today}")] {
+            let spent = env
+                .rt
+                .block_on(env.dynamo.number(&format!("caps-{k}"), &pk, "spent"));
+            assert_eq!(spent, Some(billed), "run {k}: {pk}");
+        }
         let mut reported = 0i64;
         for i in 0..8 {
             let part = root.join(format!("out-{k}/report.part-{i:05}-of-00008.csv"));
@@ -513,6 +511,49 @@ fn one_rpm_is_shared_by_every_shard_and_a_lone_shard_may_use_all_of_it() {
         "{span:?} for {} calls: too slow",
         rest.len()
     );
+}
+
+#[test]
+fn when_the_table_goes_away_mid_run_no_call_is_made_without_its_hold() {
+    let mut env = env(&["gone"]);
+    env.double
+        .set_latency(REMOVE_BG, Duration::from_millis(300));
+    let yaml = manifest(
+        "gone",
+        "gone",
+        "out",
+        "{ max_usd: 100 }",
+        "{ concurrency: 1, rpm: { stability-remove-bg: 60000 } }",
+    );
+    let t = photos(Test::new().manifest(&yaml), 6);
+    let root = t.root().to_owned();
+    let rt = env.retouch(&root);
+    let child = shard(&rt, "pipelines/test.yaml", 0, 1, "gone", "m")
+        .spawn()
+        .unwrap();
+    wait_for_rows(
+        &root.join("out/report.part-00000-of-00001.csv"),
+        1,
+        Duration::from_secs(60),
+    );
+    // The table stops answering (its server is gone) with the run part-way.
+    env.dynamo = Dynamo::start();
+    // The photos it could not pay for are skipped (the step's `fallback: skip`).
+    assert_eq!(finish(child), 0);
+    let rows = report(&root.join("out/report.part-00000-of-00001.csv"));
+    assert_eq!(rows.len(), 6);
+    let paid = rows.iter().filter(|r| r[3] == "ok").count();
+    assert!((1..6).contains(&paid), "{rows:?}");
+    // Every photo after the table went is refused by the budget, not paid for uncounted.
+    for r in rows.iter().filter(|r| r[3] != "ok") {
+        assert_eq!(
+            (r[2].as_str(), r[3].as_str()),
+            ("fallback-budget", "skipped"),
+            "{r:?}"
+        );
+        assert_eq!(r[4], "0.000000", "{r:?}");
+    }
+    assert_eq!(env.double.successes(REMOVE_BG) as usize, paid);
 }
 
 #[test]
