@@ -59,7 +59,7 @@ fn main() {
     }
     let wall = started.elapsed();
     let arrivals = double.arrivals(MODEL);
-    let most_60 = most_in(&arrivals, Duration::from_secs(60));
+    let most_60 = double.max_in_window(MODEL, Duration::from_secs(60));
     let sustained = middle_minute(&arrivals);
     let counts = dynamo.counts();
     let writes: u64 = ["PutItem", "UpdateItem", "DeleteItem"]
@@ -154,19 +154,6 @@ fn command(root: &Path, double: &BedrockDouble, s3: &S3Server, dynamo: &Dynamo, 
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
     cmd
-}
-
-/// The most arrivals within any `window`.
-fn most_in(t: &[Instant], window: Duration) -> usize {
-    (0..t.len())
-        .map(|i| {
-            t[i..]
-                .iter()
-                .take_while(|x| x.duration_since(t[i]) < window)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// Arrivals in the 60 s centred on the run (the start-up and the tail left out).

@@ -77,11 +77,8 @@ impl Coordination {
         let pk = format!("claim#{key}");
         let task = runtime.spawn(async move {
             let _ = this
-                .client()
-                .delete_item()
-                .table_name(this.table_name())
-                .key("pk", s(pk))
-                .key("sk", s("-"))
+                .table()
+                .delete(pk)
                 .condition_expression("#o = :me AND #t = :token")
                 .expression_attribute_names("#o", "owner")
                 .expression_attribute_names("#t", "token")
@@ -98,11 +95,8 @@ impl Coordination {
         pk: &str,
         token: u64,
     ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
-        self.client()
-            .put_item()
-            .table_name(self.table_name())
-            .item("pk", s(pk))
-            .item("sk", s("-"))
+        self.table()
+            .put(pk)
             .item("owner", s(&self.inner.run_id))
             .item("token", n(token as i64))
             .item("expires_at", n(unix_now() + KEEP_SECS))
@@ -110,17 +104,8 @@ impl Coordination {
 
     /// The claim's owner and token, if it is held.
     async fn holder(&self, pk: &str) -> Result<Option<(String, i64)>, CoordError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table_name())
-            .key("pk", s(pk))
-            .key("sk", s("-"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err(detail(e)))?;
-        Ok(out.item().and_then(|item| {
+        let item = self.table().get(pk).await?;
+        Ok(item.and_then(|item| {
             let owner = item.get("owner")?.as_s().ok()?.clone();
             let token = number(item.get("token")?)?;
             Some((owner, token))

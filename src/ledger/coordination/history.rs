@@ -40,9 +40,10 @@ impl Coordination {
     /// state folder and report still hold everything.
     pub async fn record_run(&self, run: &SharedRun) {
         let mut put = self
-            .client()
+            .table()
+            .client
             .put_item()
-            .table_name(self.table_name())
+            .table_name(self.table().name())
             .item("pk", s("runs"))
             .item("sk", s(format!("{:012}#{}", run.started_at, run.run_id)))
             .item("run_id", s(&run.run_id))

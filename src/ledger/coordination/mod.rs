@@ -35,6 +35,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::Region;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ScalarAttributeType};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::task::JoinHandle;
@@ -152,18 +155,51 @@ impl Table {
 
     /// Whether `run_id` renewed its heartbeat within [`ALIVE_SECS`].
     async fn is_alive(&self, run_id: &str) -> Result<bool, CoordError> {
+        let item = self.get(&format!("live#{run_id}")).await?;
+        let until = item.and_then(|i| number(i.get("alive_until")?));
+        Ok(until.is_some_and(|t| t > unix_now()))
+    }
+
+    /// The item (`pk`, `-`), read consistently.
+    async fn get(&self, pk: &str) -> Result<Option<Item>, CoordError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.name)
-            .key("pk", s(format!("live#{run_id}")))
+            .key("pk", s(pk))
             .key("sk", s("-"))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| self.err(detail(e)))?;
-        let until = out.item().and_then(|i| number(i.get("alive_until")?));
-        Ok(until.is_some_and(|t| t > unix_now()))
+        Ok(out.item().cloned())
+    }
+
+    /// An `UpdateItem` of the item (`pk`, `-`), to finish and send.
+    fn update(&self, pk: impl Into<String>) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.name)
+            .key("pk", s(pk))
+            .key("sk", s("-"))
+    }
+
+    /// A `PutItem` of the item (`pk`, `-`), to finish and send.
+    fn put(&self, pk: impl Into<String>) -> PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .item("pk", s(pk))
+            .item("sk", s("-"))
+    }
+
+    /// A `DeleteItem` of the item (`pk`, `-`), to finish and send.
+    fn delete(&self, pk: impl Into<String>) -> DeleteItemFluentBuilder {
+        self.client
+            .delete_item()
+            .table_name(&self.name)
+            .key("pk", s(pk))
+            .key("sk", s("-"))
     }
 
     fn err(&self, what: impl Into<String>) -> CoordError {
@@ -258,22 +294,16 @@ impl Coordination {
             task.abort();
         }
         let _ = self
-            .client()
-            .delete_item()
-            .table_name(self.table_name())
-            .key("pk", s(format!("live#{}", self.inner.run_id)))
-            .key("sk", s("-"))
+            .table()
+            .delete(format!("live#{}", self.inner.run_id))
             .send()
             .await;
     }
 
     async fn beat(&self) -> Result<(), CoordError> {
         let now = unix_now();
-        self.client()
-            .put_item()
-            .table_name(self.table_name())
-            .item("pk", s(format!("live#{}", self.inner.run_id)))
-            .item("sk", s("-"))
+        self.table()
+            .put(format!("live#{}", self.inner.run_id))
             .item("group", s(&self.inner.group))
             .item("alive_until", n(now + ALIVE_SECS))
             .item("expires_at", n(now + KEEP_SECS))
@@ -288,12 +318,8 @@ impl Coordination {
         self.inner.table.is_alive(run_id).await
     }
 
-    fn client(&self) -> &Client {
-        &self.inner.table.client
-    }
-
-    fn table_name(&self) -> &str {
-        &self.inner.table.name
+    fn table(&self) -> &Table {
+        &self.inner.table
     }
 
     fn err(&self, what: impl Into<String>) -> CoordError {
@@ -316,6 +342,9 @@ impl Coordination {
         }
     }
 }
+
+/// An item's attributes.
+type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// A string attribute.
 fn s(v: impl Into<String>) -> AttributeValue {

@@ -173,11 +173,8 @@ impl Coordination {
     /// Creates a budget item with nothing spent, unless it exists.
     async fn ensure(&self, pk: &str, keep_secs: i64) -> Result<(), CoordError> {
         let put = self
-            .client()
-            .put_item()
-            .table_name(self.table_name())
-            .item("pk", s(pk))
-            .item("sk", s("-"))
+            .table()
+            .put(pk)
             .item("spent", n(0))
             .item("holds", AttributeValue::M(HashMap::new()))
             .item("expires_at", n(unix_now() + keep_secs))
@@ -204,11 +201,8 @@ impl Coordination {
         }
         for _ in 0..2 {
             let update = self
-                .client()
-                .update_item()
-                .table_name(self.table_name())
-                .key("pk", s(pk))
-                .key("sk", s("-"))
+                .table()
+                .update(pk)
                 .update_expression("SET holds.#h = :held ADD spent :amount")
                 .condition_expression(
                     "attribute_exists(holds) AND attribute_not_exists(holds.#h) AND spent <= :room",
@@ -246,11 +240,8 @@ impl Coordination {
     async fn credit(&self, pk: &str, hold: &SharedHold, billed: Usd) {
         let delta = billed - hold.amount;
         let update = self
-            .client()
-            .update_item()
-            .table_name(self.table_name())
-            .key("pk", s(pk))
-            .key("sk", s("-"))
+            .table()
+            .update(pk)
             .update_expression("REMOVE holds.#h ADD spent :delta")
             .condition_expression("attribute_exists(holds.#h)")
             .expression_attribute_names("#h", &hold.id)
@@ -264,11 +255,8 @@ impl Coordination {
                 if delta <= Usd::ZERO {
                     return;
                 }
-                self.client()
-                    .update_item()
-                    .table_name(self.table_name())
-                    .key("pk", s(pk))
-                    .key("sk", s("-"))
+                self.table()
+                    .update(pk)
                     .update_expression("ADD spent :delta")
                     .expression_attribute_values(":delta", n(delta.micros()))
                     .send()
@@ -307,11 +295,8 @@ impl Coordination {
                 continue;
             }
             let removed = self
-                .client()
-                .update_item()
-                .table_name(self.table_name())
-                .key("pk", s(pk))
-                .key("sk", s("-"))
+                .table()
+                .update(pk)
                 .update_expression("REMOVE holds.#h")
                 .condition_expression("attribute_exists(holds.#h)")
                 .expression_attribute_names("#h", id)
@@ -340,17 +325,7 @@ impl Coordination {
         &self,
         pk: &str,
     ) -> Result<Option<HashMap<String, AttributeValue>>, CoordError> {
-        let out = self
-            .client()
-            .get_item()
-            .table_name(self.table_name())
-            .key("pk", s(pk))
-            .key("sk", s("-"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err(detail(e)))?;
-        Ok(out.item().cloned())
+        self.table().get(pk).await
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::ReturnValue;
 
-use super::{CoordError, Coordination, KEEP_SECS, condition_failed, detail, n, number, s};
+use super::{CoordError, Coordination, KEEP_SECS, condition_failed, detail, n, number};
 use crate::ledger::unix_now;
 
 /// The share of the quota the shared schedule is paced at.
@@ -27,11 +27,8 @@ impl Coordination {
         for _ in 0..8 {
             let now = now_us();
             let next = self
-                .client()
-                .update_item()
-                .table_name(self.table_name())
-                .key("pk", s(&pk))
-                .key("sk", s("-"))
+                .table()
+                .update(&pk)
                 .update_expression("SET next_us = next_us + :i")
                 .condition_expression("next_us >= :now")
                 .expression_attribute_values(":i", n(interval))
@@ -52,11 +49,8 @@ impl Coordination {
             }
             // Idle (or new): the schedule starts again now.
             let restart = self
-                .client()
-                .update_item()
-                .table_name(self.table_name())
-                .key("pk", s(&pk))
-                .key("sk", s("-"))
+                .table()
+                .update(&pk)
                 .update_expression("SET next_us = :next, expires_at = :exp")
                 .condition_expression("attribute_not_exists(next_us) OR next_us < :now")
                 .expression_attribute_values(":next", n(now + interval))

@@ -117,34 +117,41 @@ impl Dynamo {
         serde_json::from_str(body).expect("counts")
     }
 
-    /// The number attribute `attr` of the item (`pk`, `-`), if there is one.
-    pub(crate) async fn number(&self, table: &str, pk: &str, attr: &str) -> Option<i64> {
+    /// The item (`pk`, `-`) of `table`, read consistently.
+    async fn item(
+        &self,
+        table: &str,
+        pk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
         let out = self
             .client
             .get_item()
             .table_name(table)
-            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
-            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("-".into()))
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S("-".into()))
             .consistent_read(true)
             .send()
             .await
             .expect("get item");
-        out.item()?.get(attr)?.as_n().ok()?.parse().ok()
+        out.item().cloned()
+    }
+
+    /// The number attribute `attr` of the item (`pk`, `-`), if there is one.
+    pub(crate) async fn number(&self, table: &str, pk: &str, attr: &str) -> Option<i64> {
+        self.item(table, pk)
+            .await?
+            .get(attr)?
+            .as_n()
+            .ok()?
+            .parse()
+            .ok()
     }
 
     /// How many entries the map attribute `attr` of the item (`pk`, `-`) has.
     pub(crate) async fn map_len(&self, table: &str, pk: &str, attr: &str) -> usize {
-        let out = self
-            .client
-            .get_item()
-            .table_name(table)
-            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
-            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("-".into()))
-            .consistent_read(true)
-            .send()
+        self.item(table, pk)
             .await
-            .expect("get item");
-        out.item()
             .and_then(|i| i.get(attr)?.as_m().ok().map(|m| m.len()))
             .unwrap_or(0)
     }
