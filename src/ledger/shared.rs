@@ -83,6 +83,20 @@ impl SharedCache {
         format!("{}blobs/{hex}", self.prefix)
     }
 
+    /// The entry published under `key`, without its blob (a dry run's look: what a run would
+    /// find). `Ok(None)`: nothing published, or a result kept without pixels.
+    pub async fn entry(&self, key: &StepKey) -> Result<Option<CachedStep>, S3Error> {
+        let entry_key = self.entry_key(key);
+        let bytes = self
+            .s3
+            .get_optional(&self.bucket, &entry_key, MAX_ENTRY_BYTES)
+            .await?;
+        Ok(bytes
+            .as_deref()
+            .and_then(decode)
+            .filter(|step| !step.blob.is_empty()))
+    }
+
     /// The result published under `key`, with its blob's bytes (verified against their name;
     /// `None` for a result kept without pixels). `Ok(None)`: nothing published, or its blob is
     /// missing or damaged.

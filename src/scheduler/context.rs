@@ -4,9 +4,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::cache::RunCache;
+use super::cache::{Hit, RunCache, spec};
 use super::remote::Remote;
 use crate::catalog::Catalog;
+use crate::ledger::StepKey;
+use crate::ledger::shared::SharedCache;
 use crate::manifest::{Manifest, ModelRef, Step};
 use crate::money::Usd;
 use crate::plan::estimate::{self, PassRate, StepRoute};
@@ -22,6 +24,11 @@ pub(super) struct ImageContext {
     pub dry_run: bool,
     /// The step cache; `None` when the run keeps no state.
     pub cache: Option<Arc<RunCache>>,
+    /// A dry run's read-only look at the shared cache (`shared.cache`; `None` for a real run,
+    /// which goes through `cache`, and with `--force`).
+    pub shared_peek: Option<SharedCache>,
+    /// Whether a failure to read the shared cache was already logged.
+    pub peek_warned: std::sync::atomic::AtomicBool,
     /// The local method of each step.
     pub local: Arc<LocalOps>,
     /// Per step, the share of its first results that passed its `escalate:` mark in earlier
@@ -77,6 +84,34 @@ impl ImageContext {
             } => vec![self.local.model(step).to_owned()],
             Decision::Other { .. } => Vec::new(),
         }
+    }
+
+    /// The first of `models` with a result for `step` on `prev` in the shared cache, read only
+    /// (a dry run plans it as a cache hit; a run would copy it). `None` when S3 cannot be read.
+    pub(super) async fn shared_peek(
+        &self,
+        step: &Step,
+        prev: blake3::Hash,
+        models: &[String],
+    ) -> Option<Hit> {
+        let shared = self.shared_peek.as_ref()?;
+        for model in models {
+            let key = StepKey::chain(prev, &spec(step, model));
+            match shared.entry(&key).await {
+                Ok(Some(step)) => return Some(Hit { key, step }),
+                Ok(None) => {}
+                Err(e) => {
+                    let ordering = std::sync::atomic::Ordering::Relaxed;
+                    if !self.peek_warned.swap(true, ordering) {
+                        tracing::warn!(
+                            "shared step cache: {e}; the plan counts steps not found as paid"
+                        );
+                    }
+                    return None;
+                }
+            }
+        }
+        None
     }
 
     /// The pass rate of `step`'s first results against its escalate mark in earlier runs of the

@@ -3,7 +3,8 @@
 //! Reads only image headers (and hashes the input). Each step is routed and priced by the same
 //! estimator `retouch check` prints ([`crate::plan::estimate`]); on top, steps an earlier run
 //! already did are planned as `cache-hit` at no cost, walking the same cache chain a real run
-//! would, and estimates are reserved against the run's budget as if they were spent, so a dry
+//! would (in the state folder, then in the shared cache every machine publishes to), and
+//! estimates are reserved against the run's budget as if they were spent, so a dry
 //! run shows where `fallback-budget` would start. A step with `escalate:` adds the expected cost
 //! of redoing it to its row's estimate (not reserved: the budget holds at run time).
 
@@ -16,7 +17,7 @@ use crate::plan::estimate;
 use crate::reason::Reason;
 use crate::router;
 
-pub(super) fn plan_rows(
+pub(super) async fn plan_rows(
     ctx: &ImageContext,
     mut rows: RowBuilder,
     key: &str,
@@ -25,9 +26,16 @@ pub(super) fn plan_rows(
 ) -> Vec<StepRecord> {
     for step in &ctx.manifest.steps {
         let route = ctx.route(step, size);
-        if let Some(cache) = &ctx.cache
-            && let Some(hit) = cache.lookup(step, link, &route.servers)
-        {
+        let local = ctx
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.lookup(step, link, &route.servers));
+        let found = match local {
+            Some(hit) => Some(hit),
+            None if route.remote => ctx.shared_peek(step, link, &route.servers).await,
+            None => None,
+        };
+        if let Some(hit) = found {
             let out = (hit.step.out_w, hit.step.out_h);
             let model = &hit.step.model;
             rows.planned(step, model, Reason::CacheHit, Usd::ZERO, size, out);

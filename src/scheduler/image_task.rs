@@ -131,7 +131,7 @@ pub(super) async fn process(
         }
     };
     if ctx.dry_run {
-        return super::dry_run::plan_rows(ctx, rows, &key, size, hash);
+        return super::dry_run::plan_rows(ctx, rows, &key, size, hash).await;
     }
     let made_from = match &pixels {
         Pixels::Prompt(row) => Some(row.clone()),

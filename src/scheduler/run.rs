@@ -104,6 +104,11 @@ pub async fn run(
         remote,
         dry_run: config.dry_run,
         cache,
+        shared_peek: config
+            .shared
+            .clone()
+            .filter(|_| config.dry_run && !config.force),
+        peek_warned: std::sync::atomic::AtomicBool::new(false),
         local: config.local.clone(),
         pass_rates: std::sync::OnceLock::new(),
     });

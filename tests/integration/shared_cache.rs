@@ -52,6 +52,20 @@ fn a_machine_reuses_what_another_paid_for_and_a_damaged_blob_is_only_a_miss() {
     };
     on("a", &[]).code(0);
     assert_eq!(double.successes(REMOVE_BG), 6);
+    // A dry run on a fresh machine plans what machine a paid for as cache hits at $0.
+    let requests = double.requests(REMOVE_BG);
+    on("fresh", &["--dry-run"]).code(0);
+    let planned = report(&root.join("out/report.csv"));
+    assert_eq!(planned.len(), 12);
+    assert!(
+        planned
+            .iter()
+            .step_by(2)
+            .all(|r| r[2] == "cache-hit" && r[4] == "0.000000"),
+        "{planned:?}"
+    );
+    assert_eq!(double.requests(REMOVE_BG), requests);
+    assert!(!root.join("fresh-state").join("state.db").exists());
     // Published: six entries and six blobs.
     let steps = server.keys("team-cache", "retouch/steps/");
     let blobs = server.keys("team-cache", "retouch/blobs/");
