@@ -337,19 +337,36 @@ fn three_shards_killed_mid_run_rerun_without_paying_twice_and_a_full_rerun_calls
                 .unwrap()
         })
         .collect();
-    // Kill shards 1, 4 and 6 with SIGKILL at different moments: after their first, third and
-    // sixth row (each is mid-call then: two calls in flight).
+    // Kill 3 shards chosen at random with SIGKILL at random moments: after a random number of
+    // their rows (1 to 8 of about 20), plus up to one call's latency, so a kill may land
+    // anywhere in a call (printed, to replay a failure).
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rng();
+    let mut order: Vec<u32> = (0..8).collect();
+    order.shuffle(&mut rng);
+    let victims: Vec<(u32, usize, u64)> = order[..3]
+        .iter()
+        .map(|&i| {
+            (
+                i,
+                rand::Rng::random_range(&mut rng, 1..=8),
+                rand::Rng::random_range(&mut rng, 0..120),
+            )
+        })
+        .collect();
+    eprintln!("killing (shard, after rows, + ms): {victims:?}");
     let mut killed = Vec::new();
     let mut survivors = Vec::new();
     for (i, child) in first.into_iter().enumerate() {
-        match [(1, 1), (4, 3), (6, 6)].iter().find(|(s, _)| *s == i) {
-            Some((_, rows)) => killed.push((i as u32, *rows, child)),
+        match victims.iter().find(|(s, _, _)| *s == i as u32) {
+            Some(&(s, rows, ms)) => killed.push((s, rows, ms, child)),
             None => survivors.push(child),
         }
     }
-    for (i, rows, mut child) in killed {
+    for (i, rows, ms, mut child) in killed {
         let part = root.join(format!("out/report.part-{i:05}-of-00008.csv"));
         wait_for_rows(&part, rows, Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(ms));
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -369,9 +386,9 @@ fn three_shards_killed_mid_run_rerun_without_paying_twice_and_a_full_rerun_calls
 
     // Rerun the three killed shards (the same machines and run group): they finish.
     let codes = all_at_once(
-        [1, 4, 6]
-            .into_iter()
-            .map(|i| shard(&rt, "pipelines/test.yaml", i, 8, "kills", "m"))
+        victims
+            .iter()
+            .map(|&(i, _, _)| shard(&rt, "pipelines/test.yaml", i, 8, "kills", "m"))
             .collect(),
     );
     assert_eq!(codes, vec![0; 3]);
