@@ -50,6 +50,8 @@ pub(super) struct RunCache {
     coordination: Option<Coordination>,
     /// Whether a failure to claim through the table was already logged.
     claims_warned: AtomicBool,
+    /// Whether a failure to hold through the table was already logged.
+    holds_warned: AtomicBool,
 }
 
 /// Money held for one paid call: in the state store, and in the coordination table when there
@@ -109,6 +111,7 @@ impl RunCache {
             shared_warned: AtomicBool::new(false),
             coordination,
             claims_warned: AtomicBool::new(false),
+            holds_warned: AtomicBool::new(false),
         }
     }
 
@@ -281,7 +284,11 @@ impl RunCache {
                 requested: amount,
             }),
             Err(e) => {
-                tracing::warn!("shared budget: {e}");
+                if !self.holds_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "shared budget: {e}; paid calls are refused until it can be reached"
+                    );
+                }
                 NotHeld::Unreachable(e.to_string())
             }
         };
