@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use support::bedrock_double::BedrockDouble;
 use support::dynamodb::Dynamo;
-use support::s3_server::{self, S3Server};
+use support::retouch::Retouch;
+use support::s3_server::S3Server;
 
 const MODEL: &str = "stability.stable-image-remove-background-v1:0";
 const RPM: usize = 600;
@@ -41,13 +42,10 @@ fn main() {
     let root = dir.path();
     write_catalogue(root, images);
 
+    let rt = Retouch::at(root).bedrock(&double).s3(&s3).dynamodb(&dynamo);
     let started = Instant::now();
     let children: Vec<_> = (0..SHARDS)
-        .map(|i| {
-            command(root, &double, &s3, &dynamo, i)
-                .spawn()
-                .expect("start retouch")
-        })
+        .map(|i| command(&rt, i).spawn().expect("start retouch"))
         .collect();
     let mut failed = false;
     for c in children {
@@ -121,38 +119,25 @@ aws: {{ region: us-east-1 }}
     std::fs::write(root.join("pipelines/bench.yaml"), manifest).unwrap();
 }
 
-fn command(root: &Path, double: &BedrockDouble, s3: &S3Server, dynamo: &Dynamo, i: u32) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_retouch"));
+/// Shard `i` as `retouch run --shard i/8`, with a state folder of its own, pointed at the
+/// doubles by the tests' own harness.
+fn command(rt: &Retouch, i: u32) -> Command {
     let (shard, state) = (format!("{i}/{SHARDS}"), format!("machines/{i}"));
-    cmd.args([
-        "run",
-        "pipelines/bench.yaml",
-        "-q",
-        "--shard",
-        &shard,
-        "--run-group",
-        "bench",
-        "--state",
-        &state,
-    ])
-    .current_dir(root)
-    .env("AWS_EC2_METADATA_DISABLED", "true")
-    .env("AWS_CONFIG_FILE", root.join("no-aws-config"))
-    .env(
-        "AWS_SHARED_CREDENTIALS_FILE",
-        root.join("no-aws-credentials"),
-    )
-    .env_remove("AWS_PROFILE")
-    .env_remove("AWS_SESSION_TOKEN")
-    .env_remove("AWS_ENDPOINT_URL")
-    .env("AWS_REGION", "us-east-1")
-    .env("AWS_ACCESS_KEY_ID", s3_server::ACCESS_KEY)
-    .env("AWS_SECRET_ACCESS_KEY", s3_server::SECRET_KEY)
-    .env("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", double.endpoint())
-    .env("AWS_ENDPOINT_URL_S3", &s3.endpoint)
-    .env("AWS_ENDPOINT_URL_DYNAMODB", &dynamo.endpoint)
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    let mut cmd = rt.command(
+        env!("CARGO_BIN_EXE_retouch"),
+        &[
+            "run",
+            "pipelines/bench.yaml",
+            "-q",
+            "--shard",
+            &shard,
+            "--run-group",
+            "bench",
+            "--state",
+            &state,
+        ],
+    );
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     cmd
 }
 
