@@ -33,6 +33,37 @@ struct Args {
     mattes: Option<std::path::PathBuf>,
     #[arg(long, default_value = "retouch")]
     tool: String,
+    /// A U²-Net ONNX file: each result is also held against the network's own cut-out of the
+    /// photo (fused with the backdrop model, as local remove-bg makes it), the second opinion a
+    /// run gives a remote result when a network is installed.
+    #[arg(long)]
+    net: Option<std::path::PathBuf>,
+    /// Writes every result (kind, IoU, qa, flags, and with `--net` the share of the network's
+    /// product left out and of the kept pixels it calls backdrop) to this CSV.
+    #[arg(long)]
+    csv: Option<std::path::PathBuf>,
+}
+
+/// The network's own cut-out of `img` (true = product), when it was sure of the photo.
+fn reference(
+    net: Option<&retouch::ops::saliency::SaliencyNet>,
+    img: &RgbaImage,
+) -> Option<Vec<bool>> {
+    let s = net?.assess(img).expect("the network runs");
+    if retouch::qa::unsure(s.confidence) {
+        return None;
+    }
+    let cut = retouch::ops::remove_bg::cut_out(img, Some(&s.map), Default::default());
+    Some(cut.image.pixels().map(|p| p.0[3] >= 128).collect())
+}
+
+/// The checks on `cut`, with the second opinion when there is one.
+fn check(cut: &RgbaImage, like: Option<&[bool]>, reference: Option<&[bool]>) -> retouch::qa::Qa {
+    let qa = retouch::qa::remove_bg(cut, None, like);
+    match reference.and_then(|r| retouch::qa::second_opinion(cut, r, like)) {
+        Some(flag) => qa.with(flag),
+        None => qa,
+    }
 }
 
 const KINDS: [&str; 8] = [
@@ -48,25 +79,59 @@ const KINDS: [&str; 8] = [
 
 fn main() {
     let args = Args::parse();
+    let net = args.net.as_ref().map(|path| {
+        retouch::onnx_engine::load(
+            &std::fs::read(path).expect("read the network"),
+            retouch::providers::local::net_input(
+                retouch::catalog::local_model("u2netp").expect("u2netp is in the catalog"),
+            ),
+        )
+        .expect("load the network")
+    });
     if let Some(dir) = &args.mattes {
-        return real_mattes(dir, &args.tool, args.below);
+        return real_mattes(dir, &args.tool, args.below, net.as_ref());
     }
     let cases: Vec<Case> = hard_cases(args.seed, args.count, args.min, args.max).collect();
-    // (kind, iou, score, flags)
-    let results: Vec<(usize, f64, f32, String)> = cases
+    // (kind, iou, score, flags, disagreement)
+    type Row = (usize, f64, f32, String, Option<(f32, f32)>, String);
+    let results: Vec<Row> = cases
         .par_iter()
         .flat_map(|case| {
             let like = retouch::qa::backdrop_like(&case.image);
+            let reference = reference(net.as_ref(), &case.image);
             (0..KINDS.len())
                 .map(|k| {
                     let alpha = variant(k, &case.mask);
                     let cut = with_alpha(&case.image, &alpha);
-                    let qa = retouch::qa::remove_bg(&cut, None, like.as_deref());
-                    (k, iou(&alpha, &case.mask), qa.score(), qa.flags_text())
+                    let qa = check(&cut, like.as_deref(), reference.as_deref());
+                    let apart = reference
+                        .as_deref()
+                        .and_then(|r| retouch::qa::disagreement(&cut, r, like.as_deref()));
+                    (
+                        k,
+                        iou(&alpha, &case.mask),
+                        qa.score(),
+                        qa.flags_text(),
+                        apart,
+                        case.name.clone(),
+                    )
                 })
                 .collect::<Vec<_>>()
         })
         .collect();
+    if let Some(path) = &args.csv {
+        let mut out = String::from("case,kind,iou,qa,flags,missing,extra\n");
+        for r in &results {
+            let (m, e) = r.4.map_or((String::new(), String::new()), |(m, e)| {
+                (format!("{m:.4}"), format!("{e:.4}"))
+            });
+            out += &format!(
+                "{},{},{:.4},{:.3},{},{m},{e}\n",
+                r.5, KINDS[r.0], r.1, r.2, r.3
+            );
+        }
+        std::fs::write(path, out).expect("write the CSV");
+    }
     println!("| kind | n | mean IoU | flagged (qa < {}) |", args.below);
     println!("|---|---:|---:|---:|");
     for (k, name) in KINDS.iter().enumerate() {
@@ -235,7 +300,12 @@ fn imageproc_blur(mask: &GrayImage) -> GrayImage {
 }
 
 /// The checks on real mattes: recall on IoU < 0.8 and false alarms on IoU >= 0.95.
-fn real_mattes(dir: &std::path::Path, tool: &str, below: f32) {
+fn real_mattes(
+    dir: &std::path::Path,
+    tool: &str,
+    below: f32,
+    net: Option<&retouch::ops::saliency::SaliencyNet>,
+) {
     let mut cases: Vec<_> = std::fs::read_dir(dir)
         .expect("read the set")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -253,7 +323,12 @@ fn real_mattes(dir: &std::path::Path, tool: &str, below: f32) {
                 .expect("alpha")
                 .to_luma8();
             let like = retouch::qa::backdrop_like(&img);
-            let qa = retouch::qa::remove_bg(&with_alpha(&img, &alpha), None, like.as_deref());
+            let reference = reference(net, &img);
+            let qa = check(
+                &with_alpha(&img, &alpha),
+                like.as_deref(),
+                reference.as_deref(),
+            );
             (iou(&alpha, &mask), qa.score(), qa.flags_text())
         })
         .collect();

@@ -34,6 +34,10 @@ pub enum Flag {
     UnsureNetwork,
     /// Much of what was kept looks exactly like the backdrop (a filled hole, a patch of floor).
     BackdropKept,
+    /// A result made elsewhere disagrees with the local segmentation network's own cut-out of
+    /// the same photo: a large part of the product missing (a crop through it) or a large
+    /// part kept that the network calls backdrop.
+    Disagrees,
     /// fix-lighting clipped highlights the input did not clip.
     ClippedHighlights,
     /// fix-lighting crushed shadows the input did not crush.
@@ -71,6 +75,7 @@ impl Flag {
         Flag::SemiTransparent,
         Flag::UnsureNetwork,
         Flag::BackdropKept,
+        Flag::Disagrees,
         Flag::ClippedHighlights,
         Flag::ClippedShadows,
         Flag::ResidualCast,
@@ -101,6 +106,7 @@ impl Flag {
             Flag::SemiTransparent => "semi-transparent",
             Flag::UnsureNetwork => "unsure-network",
             Flag::BackdropKept => "backdrop-kept",
+            Flag::Disagrees => "disagrees",
             Flag::ClippedHighlights => "clipped-highlights",
             Flag::ClippedShadows => "clipped-shadows",
             Flag::ResidualCast => "residual-cast",
@@ -134,7 +140,7 @@ impl Flag {
             Flag::TouchesFrame | Flag::Fragmented => 0.6,
             Flag::ClippedHighlights | Flag::ClippedShadows => 0.6,
             Flag::SemiTransparent | Flag::ResidualCast | Flag::BigChange => 0.7,
-            Flag::BackdropKept | Flag::FlatExtension | Flag::LargeFill => 0.5,
+            Flag::BackdropKept | Flag::Disagrees | Flag::FlatExtension | Flag::LargeFill => 0.5,
         }
     }
 }
@@ -226,13 +232,16 @@ pub use crate::ops::saliency::NetworkConfidence;
 
 /// Measured on the hard set (BENCHMARKS.md): the cut-outs u2netp got badly wrong mostly had
 /// under 1.2% confident area or over 60% doubt; no good one had either.
-fn unsure(c: NetworkConfidence) -> bool {
+pub fn unsure(c: NetworkConfidence) -> bool {
     c.confident < 0.012 || c.uncertain > 0.6
 }
 
 /// Share of the kept pixels that look like the fitted backdrop above which the cut-out kept
 /// backdrop (measured on the hard set, BENCHMARKS.md).
 const BACKDROP_KEPT: f32 = 0.25;
+
+/// How near (px) a transparent pixel must be for a semi-transparent one to count as edge.
+const SOFT_EDGE: usize = 2;
 
 /// Checks a cut-out (`output`'s alpha), given which pixels of the photo looked like the backdrop
 /// (from the local op's own backdrop model, or [`backdrop_like`] for a result made elsewhere)
@@ -292,9 +301,16 @@ pub fn remove_bg(
         flags.push(Flag::Fragmented);
     }
     let visible = output.pixels().filter(|p| p.0[3] >= 32).count();
+    // Soft areas, not soft edges: a semi-transparent pixel counts only when no transparent
+    // pixel is within 2 px (an antialiased edge, or a thin wire drawn softly, always has one).
+    let clear = crate::ops::filter::Plane::from_fn(w, h, |x, y| {
+        f32::from(u8::from(output.get_pixel(x as u32, y as u32).0[3] < 32))
+    })
+    .max_filter(SOFT_EDGE);
     let soft = output
         .pixels()
-        .filter(|p| (32..=224).contains(&p.0[3]))
+        .zip(&clear.data)
+        .filter(|(p, c)| (32..=224).contains(&p.0[3]) && **c == 0.0)
         .count();
     if visible > 0 && soft as f32 > 0.25 * visible as f32 {
         flags.push(Flag::SemiTransparent);
@@ -306,6 +322,87 @@ pub fn remove_bg(
         flags.push(Flag::BackdropKept);
     }
     Qa::of(flags)
+}
+
+/// Share of the second opinion's product a result may leave out, and share of a result's kept
+/// pixels the second opinion may call backdrop, before they disagree.
+const MISSING: f32 = 0.25;
+const EXTRA: f32 = 0.25;
+
+/// How far a cut-out (`output`'s alpha) is from `reference`, an independent segmentation of the
+/// same photo at the same size (true = product): the share of the reference's product the
+/// result leaves out, and the share of what the result kept that the reference calls backdrop.
+/// Left-out pixels that look like the backdrop (`like`, from [`backdrop_like`]) or lie in a hole
+/// of the result (a left-out region the kept pixels enclose) do not count: a network at 320×320
+/// fills rings, handles and gaps, and the result is right to leave them out.
+/// `None` for other sizes, an empty reference, an empty result or an opaque one (a flattened
+/// result says nothing through its alpha).
+pub fn disagreement(
+    output: &RgbaImage,
+    reference: &[bool],
+    like: Option<&[bool]>,
+) -> Option<(f32, f32)> {
+    if output.len() / 4 != reference.len()
+        || like.is_some_and(|l| l.len() != reference.len())
+        || output.pixels().all(|p| p.0[3] == 255)
+    {
+        return None;
+    }
+    let (w, h) = (output.width() as usize, output.height() as usize);
+    let keep: Vec<bool> = output.pixels().map(|p| p.0[3] >= 128).collect();
+    let hole = enclosed(w, h, &keep);
+    let (mut refs, mut kept, mut missing, mut extra) = (0usize, 0usize, 0usize, 0usize);
+    for (i, (&k, &r)) in keep.iter().zip(reference).enumerate() {
+        refs += usize::from(r);
+        kept += usize::from(k);
+        missing += usize::from(r && !k && !hole[i] && !like.is_some_and(|l| l[i]));
+        extra += usize::from(k && !r);
+    }
+    (refs > 0 && kept > 0).then(|| (missing as f32 / refs as f32, extra as f32 / kept as f32))
+}
+
+/// The left-out pixels of `kept` (w×h) that the kept pixels enclose: not connected to the
+/// frame's edge through left-out pixels.
+fn enclosed(w: usize, h: usize, kept: &[bool]) -> Vec<bool> {
+    let (_, regions) = crate::ops::segment::components(w, h, kept, false);
+    let mut hole = vec![false; w * h];
+    for region in regions.iter().skip(1) {
+        let at_frame = region.iter().any(|&i| {
+            let (x, y) = (i % w, i / w);
+            x == 0 || y == 0 || x + 1 == w || y + 1 == h
+        });
+        if !at_frame {
+            for &i in region {
+                hole[i] = true;
+            }
+        }
+    }
+    hole
+}
+
+/// [`Flag::Disagrees`] when `output` leaves out over a quarter of `reference`'s product or
+/// keeps over a quarter outside it. `reference` should come from a network that was sure of
+/// the photo (see [`NetworkConfidence`]): an unsure network's cut-out is no second opinion.
+pub fn second_opinion(
+    output: &RgbaImage,
+    reference: &[bool],
+    like: Option<&[bool]>,
+) -> Option<Flag> {
+    let (missing, extra) = disagreement(output, reference, like)?;
+    (missing > MISSING || extra > EXTRA).then_some(Flag::Disagrees)
+}
+
+impl Qa {
+    /// These checks with `flag` added (once, in order).
+    pub fn with(mut self, flag: Flag) -> Qa {
+        self.flags.push(flag);
+        Qa::of(self.flags).graded_as(self.grade)
+    }
+
+    fn graded_as(mut self, grade: Option<u16>) -> Qa {
+        self.grade = grade;
+        self
+    }
 }
 
 /// Which pixels of `input` look like the backdrop fitted to its border (low evidence of product,
@@ -540,6 +637,85 @@ mod tests {
             uncertain: 0.1,
         };
         assert_eq!(remove_bg(&good, Some(sure)).flags, []);
+    }
+
+    #[test]
+    fn a_result_far_from_the_network_s_own_cut_out_disagrees() {
+        let product = |x: u32, y: u32| (30..70).contains(&x) && (20..75).contains(&y);
+        let reference: Vec<bool> = (0..100 * 80).map(|i| product(i % 100, i / 100)).collect();
+        let good = cut_out(100, 80, product);
+        assert_eq!(disagreement(&good, &reference, None), Some((0.0, 0.0)));
+        assert_eq!(second_opinion(&good, &reference, None), None);
+        // A few pixels off all round is no disagreement.
+        let close = cut_out(100, 80, |x, y| {
+            (31..71).contains(&x) && (21..75).contains(&y)
+        });
+        assert_eq!(second_opinion(&close, &reference, None), None);
+        // The lower 45% cropped away: that share of the product missing.
+        let truncated = cut_out(100, 80, |x, y| product(x, y) && y < 50);
+        let (missing, extra) = disagreement(&truncated, &reference, None).unwrap();
+        assert!((missing - 25.0 / 55.0).abs() < 1e-6 && extra == 0.0);
+        assert_eq!(
+            second_opinion(&truncated, &reference, None),
+            Some(Flag::Disagrees)
+        );
+        // ... unless what was left out looks like the backdrop.
+        let like: Vec<bool> = (0..100 * 80).map(|i| i / 100 >= 50).collect();
+        assert_eq!(second_opinion(&truncated, &reference, Some(&like)), None);
+        // A hole the result leaves open inside the product (a ring the network filled).
+        let ring = cut_out(100, 80, |x, y| {
+            product(x, y) && !((38..62).contains(&x) && (30..65).contains(&y))
+        });
+        assert_eq!(disagreement(&ring, &reference, None), Some((0.0, 0.0)));
+        // Backdrop kept beside the product.
+        let greedy = cut_out(100, 80, |x, y| {
+            (10..90).contains(&x) && (20..75).contains(&y)
+        });
+        assert_eq!(
+            second_opinion(&greedy, &reference, None),
+            Some(Flag::Disagrees)
+        );
+        // A flattened result, another size, or nothing to compare: no opinion.
+        let opaque = cut_out(100, 80, |_, _| true);
+        assert_eq!(disagreement(&opaque, &reference, None), None);
+        assert_eq!(
+            disagreement(&cut_out(50, 40, product), &reference, None),
+            None
+        );
+        assert_eq!(disagreement(&good, &[false; 8000], None), None);
+        // The flag joins the others, and lowers the score below the usual 0.8 mark.
+        let qa = remove_bg(&truncated, None, None).with(Flag::Disagrees);
+        assert_eq!(qa.flags, [Flag::Disagrees]);
+        assert!(qa.score() < 0.8);
+        assert_eq!(Flag::parse("disagrees"), Some(Flag::Disagrees));
+    }
+
+    #[test]
+    fn soft_areas_are_semi_transparent_and_soft_edges_are_not() {
+        // A thin wire drawn softly (every pixel of it half-opaque) beside a solid body.
+        let wire = RgbaImage::from_fn(100, 80, |x, y| {
+            let a = if (30..60).contains(&x) && (20..60).contains(&y) {
+                255
+            } else if (60..100).contains(&x) && (38..41).contains(&y) {
+                140
+            } else {
+                0
+            };
+            Rgba([90, 60, 40, a])
+        });
+        assert_eq!(remove_bg(&wire, None, None).flags, []);
+        // The same body in a half-opaque halo 8 px wide.
+        let halo = RgbaImage::from_fn(100, 80, |x, y| {
+            let a = if (30..60).contains(&x) && (20..60).contains(&y) {
+                255
+            } else if (22..68).contains(&x) && (12..68).contains(&y) {
+                150
+            } else {
+                0
+            };
+            Rgba([90, 60, 40, a])
+        });
+        assert_eq!(remove_bg(&halo, None, None).flags, [Flag::SemiTransparent]);
     }
 
     #[test]

@@ -42,6 +42,26 @@ struct Network {
     net: Arc<SaliencyNet>,
 }
 
+/// A segmentation network giving remote cut-outs a second opinion: the local remove-bg's own
+/// mask of the photo, to compare a result with. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Reviewer(Arc<SaliencyNet>);
+
+impl Reviewer {
+    /// The flag a remote cut-out `output` of `input` earns from the comparison, if any. Nothing
+    /// when the network was unsure of the photo (its cut-out is then no opinion) or fails.
+    /// Synchronous and CPU-bound: one inference and one local cut-out.
+    pub fn review(&self, input: &RgbaImage, output: &RgbaImage) -> Option<qa::Flag> {
+        let saliency = self.0.assess(input).ok()?;
+        if qa::unsure(saliency.confidence) {
+            return None;
+        }
+        let own = ops::remove_bg::cut_out(input, Some(&saliency.map), Fusion::Combined);
+        let mask: Vec<bool> = own.image.pixels().map(|p| p.0[3] >= 128).collect();
+        qa::second_opinion(output, &mask, own.backdrop_like.as_deref())
+    }
+}
+
 /// A local result and its quality checks.
 #[derive(Debug, Clone)]
 pub struct LocalOutput {
@@ -101,12 +121,17 @@ impl LocalOps {
             };
             let may_run_locally =
                 step.models.contains(&ModelRef::Local) || step.fallback == Fallback::Local;
+            // A step that cannot run locally still loads an installed network: it gives the
+            // remote results a second opinion (`LocalOps::reviewer`), and is never required.
             let wanted = match (&p.local_model, may_run_locally) {
-                (_, false) | (LocalMethod::Classical, _) => None,
-                (LocalMethod::Network(name), _) => local_model(name),
+                (LocalMethod::Classical, _) => None,
+                (LocalMethod::Network(name), true) => local_model(name),
+                (LocalMethod::Network(name), false) => {
+                    local_model(name).filter(|m| store.is_some_and(|s| s.installed(m).is_some()))
+                }
                 (LocalMethod::Auto, _) => {
                     let best = store.and_then(ModelStore::best_installed);
-                    if best.is_none() {
+                    if best.is_none() && may_run_locally {
                         classical_for_lack.push(step.index + 1);
                     }
                     best
@@ -162,6 +187,15 @@ impl LocalOps {
 
     fn network(&self, step: &Step) -> Option<&Network> {
         self.networks.get(step.index).and_then(Option::as_ref)
+    }
+
+    /// What holds a remote remove-bg result for `step` against the local network's own cut-out
+    /// of the same photo ([`qa::second_opinion`]), when a network is loaded for the step.
+    pub fn reviewer(&self, step: &Step) -> Option<Reviewer> {
+        if step.op != crate::manifest::Op::RemoveBg {
+            return None;
+        }
+        self.network(step).map(|n| Reviewer(n.net.clone()))
     }
 
     /// The report's model for `step` run locally: `local`, or `local:<network>`.

@@ -82,6 +82,8 @@ pub struct PreparedCall {
     region: Option<String>,
     /// Inpaint and erase with a mask file: the answer is kept only inside it.
     mask: Option<Arc<crate::manifest::Mask>>,
+    /// remove-bg: the local network that gives the answer a second opinion, when installed.
+    reviewer: Option<local::Reviewer>,
     request: Request,
 }
 
@@ -131,8 +133,15 @@ impl PreparedCall {
             product,
             region: None,
             mask,
+            reviewer: None,
             request: Request::Bedrock(request),
         })
+    }
+
+    /// The same call, its cut-out held against `reviewer`'s when it comes back.
+    pub fn reviewed_by(mut self, reviewer: Option<local::Reviewer>) -> Self {
+        self.reviewer = reviewer;
+        self
     }
 
     /// The same call, sent to `region`.
@@ -179,7 +188,16 @@ impl PreparedCall {
         }
         let qa = match self.op {
             Op::RemoveBg => {
-                qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref())
+                let qa =
+                    qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref());
+                match self
+                    .reviewer
+                    .as_ref()
+                    .and_then(|r| r.review(original, &decoded.image))
+                {
+                    Some(flag) => qa.with(flag),
+                    None => qa,
+                }
             }
             Op::Outpaint => {
                 let expected = request.mapping.target.unwrap_or(original.dimensions());

@@ -518,7 +518,14 @@ impl<'a> ImageTask<'a> {
                 candidates, reason, ..
             } => match ctx
                 .remote
-                .serve(asked, &self.key, image.clone(), candidates, reason)
+                .serve(
+                    asked,
+                    &self.key,
+                    image.clone(),
+                    candidates,
+                    reason,
+                    ctx.local.reviewer(step),
+                )
                 .await
             {
                 Ok(served) => {

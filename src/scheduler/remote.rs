@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::ModelEntry;
 use crate::providers::grader::{GradeCall, default_rubric};
+use crate::providers::local::Reviewer;
 use crate::providers::{PreparedCall, Providers, RemoteError, RetryAction};
 use crate::router::{Candidate, Reason};
 
@@ -174,7 +175,8 @@ impl Remote {
         self.health.is_open(model).map(open_reason)
     }
 
-    /// Serves `step` for the image `key` with the first candidate that succeeds.
+    /// Serves `step` for the image `key` with the first candidate that succeeds; a remove-bg
+    /// answer is held against `reviewer`'s own cut-out when there is one.
     pub(super) async fn serve(
         &self,
         step: &Step,
@@ -182,6 +184,7 @@ impl Remote {
         image: Arc<RgbaImage>,
         candidates: Vec<Candidate>,
         first_reason: Reason,
+        reviewer: Option<Reviewer>,
     ) -> Result<Served, NotServed> {
         let started = Instant::now();
         let mut failure = NotServed {
@@ -198,7 +201,7 @@ impl Remote {
                 Reason::NextCheapest
             };
             match self
-                .try_candidate(step, key, &image, candidate, &mut failure)
+                .try_candidate(step, key, &image, candidate, &reviewer, &mut failure)
                 .await
             {
                 Ok((image, qa, model, cost, hold)) => {
@@ -246,6 +249,7 @@ impl Remote {
         key: &str,
         image: &Arc<RgbaImage>,
         candidate: Candidate,
+        reviewer: &Option<Reviewer>,
         failure: &mut NotServed,
     ) -> Result<(RgbaImage, Qa, String, Usd, Option<Held>), Next> {
         let model_id = candidate.model.id.clone();
@@ -264,7 +268,7 @@ impl Remote {
         let _permit = self.admit(&model_id, failure).await?;
         self.warn_if_legacy(&candidate);
         let call = match prepare(step, image, &candidate).await {
-            Ok(call) => call,
+            Ok(call) => call.reviewed_by(reviewer.clone()),
             Err((reason, e)) => return failure.set(reason, e, Next::NextModel),
         };
         let paid = CallOf {

@@ -361,6 +361,96 @@ mod real {
     }
 }
 
+/// With a network installed, a remote cut-out is held against the network's own: the double's
+/// remove-bg answers cropped through the product are flagged `disagrees` (scoring below 0.8, so
+/// `escalate:` and the report's worst-first list see them); its whole cut-outs are not; and with
+/// no network installed nothing gives that second opinion.
+#[cfg(feature = "real-weights")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_cut_out_is_held_against_the_installed_network() {
+    use crate::harness::{Retouch, product_photo};
+    use crate::support::bedrock_double::BedrockDouble;
+    use retouch::qa::Flag;
+
+    const STAB_BG: &str = "stability.stable-image-remove-background-v1:0";
+    let project = || {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["pipelines", "photos"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("pipelines/test.yaml"),
+            r#"version: 1
+name: reviewed
+inputs: ["../photos/*.png"]
+output: { dir: ../out, format: png }
+steps:
+  - op: remove-bg
+    models: [stability-remove-bg]
+limits: { concurrency: 2 }
+"#,
+        )
+        .unwrap();
+        for (i, (w, h)) in [(300, 260), (280, 300)].into_iter().enumerate() {
+            product_photo(w, h)
+                .save(dir.path().join(format!("photos/shot-{i}.png")))
+                .unwrap();
+        }
+        dir
+    };
+    let models = tempfile::tempdir().unwrap();
+    let ran = Test::new().retouch().models(models.path()).run(&[
+        "models",
+        "install",
+        "u2netp",
+        "--from",
+        real::u2netp().to_str().unwrap(),
+    ]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let run = |crop: bool, models: std::path::PathBuf| async move {
+        let double = BedrockDouble::start().await;
+        if crop {
+            double.crop_cut_outs(STAB_BG);
+        }
+        let dir = project();
+        let options = retouch::run::RunOptions {
+            today: Some(retouch::catalog::Date::new(2026, 11, 1).unwrap()),
+            ..retouch::run::RunOptions::default()
+        };
+        let rows = Retouch::at(dir.path())
+            .bedrock(&double)
+            .models(&models)
+            .execute("pipelines/test.yaml", options)
+            .await
+            .rows;
+        assert_eq!(double.successes(STAB_BG), 2, "both photos were sent");
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.model == STAB_BG), "{rows:?}");
+        rows.into_iter()
+            .map(|r| r.qa.expect("measured"))
+            .collect::<Vec<_>>()
+    };
+    let whole = run(false, models.path().to_owned()).await;
+    assert!(
+        whole.iter().all(|qa| !qa.flags.contains(&Flag::Disagrees)),
+        "{whole:?}"
+    );
+    let cropped = run(true, models.path().to_owned()).await;
+    assert!(
+        cropped
+            .iter()
+            .all(|qa| qa.flags.contains(&Flag::Disagrees) && qa.score() < 0.8),
+        "{cropped:?}"
+    );
+    let unreviewed = run(true, models.path().join("none")).await;
+    assert!(
+        unreviewed
+            .iter()
+            .all(|qa| !qa.flags.contains(&Flag::Disagrees)),
+        "{unreviewed:?}"
+    );
+}
+
 /// The ONNX Runtime engine (feature `onnxruntime`, library named by `RETOUCH_ONNXRUNTIME`, which
 /// `.ci/fetch-onnxruntime.sh` fetches from PyPI): same maps as tract, used by a run.
 #[cfg(all(feature = "real-weights", feature = "onnxruntime"))]

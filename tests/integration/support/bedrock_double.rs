@@ -48,6 +48,9 @@ struct ModelState {
     access_denied: bool,
     retired: bool,
     filter: Option<Filter>,
+    /// Background-removal answers come back cropped through the product (its lower half
+    /// transparent): a plausible-looking cut-out that is wrong.
+    crop_cut_outs: bool,
     arrivals: Vec<Instant>,
     admitted: VecDeque<Instant>,
     successes: u64,
@@ -175,6 +178,11 @@ impl BedrockDouble {
 
     pub(crate) fn set_filter(&self, model: &str, filter: Option<Filter>) {
         self.with(model, |m| m.filter = filter);
+    }
+
+    /// Background removal by `model` returns cut-outs cropped through the product from now on.
+    pub(crate) fn crop_cut_outs(&self, model: &str) {
+        self.with(model, |m| m.crop_cut_outs = true);
     }
 
     /// Requests that reached the model (any outcome, including throttled and invalid bodies).
@@ -400,8 +408,8 @@ async fn route(state: Shared, req: Request<Incoming>) -> Result<Resp, Resp> {
         m.bodies.push(json.clone());
     });
     let job = validate::validate(kind, &json).map_err(|m| error(400, "ValidationException", &m))?;
-    let filter = with_model(&state, &id, |m| m.filter);
-    let out = tokio::task::spawn_blocking(move || answer(kind, job, filter))
+    let (filter, crop) = with_model(&state, &id, |m| (m.filter, m.crop_cut_outs));
+    let out = tokio::task::spawn_blocking(move || answer(kind, job, filter, crop))
         .await
         .expect("render")?;
     // A 200 whose images were all filtered out returns (and bills) nothing.
@@ -578,7 +586,7 @@ fn admit(state: &Shared, id: &str) -> Result<Duration, Resp> {
 }
 
 /// Renders the job's output, or the content-filter / inference outcome.
-fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
+fn answer(kind: Kind, job: Job, filter: Option<Filter>, crop: bool) -> Result<Resp, Resp> {
     if kind.is_stability() {
         let reason = match filter {
             Some(Filter::Input) => Some("Filter reason: input image"),
@@ -607,7 +615,13 @@ fn answer(kind: Kind, job: Job, filter: Option<Filter>) -> Result<Resp, Resp> {
     }
     let images: Vec<String> = match job {
         Job::RemoveBg { img, format } => {
-            vec![render::encode_b64(&render::remove_bg(&img), &format)]
+            let cut = render::remove_bg(&img);
+            let cut = if crop {
+                render::crop_lower_half(cut)
+            } else {
+                cut
+            };
+            vec![render::encode_b64(&cut, &format)]
         }
         Job::Variation { img, w, h, n } => {
             let one = render::encode_b64(&render::variation(&img, w, h), "png");

@@ -25,6 +25,25 @@ pub(super) fn remove_bg(img: &DynamicImage) -> DynamicImage {
     DynamicImage::ImageRgba8(out)
 }
 
+/// `cut` with everything below its kept pixels' vertical middle made transparent.
+pub(super) fn crop_lower_half(cut: DynamicImage) -> DynamicImage {
+    let mut rgba = cut.to_rgba8();
+    let rows: Vec<u32> = rgba
+        .enumerate_pixels()
+        .filter(|(_, _, p)| p[3] >= 128)
+        .map(|(_, y, _)| y)
+        .collect();
+    if let (Some(top), Some(bottom)) = (rows.iter().min(), rows.iter().max()) {
+        let cut_at = (top + bottom) / 2;
+        for (_, y, p) in rgba.enumerate_pixels_mut() {
+            if y > cut_at {
+                p[3] = 0;
+            }
+        }
+    }
+    DynamicImage::ImageRgba8(rgba)
+}
+
 fn border_mean(img: &RgbaImage) -> [f64; 3] {
     let (w, h) = img.dimensions();
     let mut sum = [0.0; 3];
