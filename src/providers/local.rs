@@ -108,12 +108,15 @@ impl LocalOps {
     /// or it falls back to local) and loads each network it needs, verified against its pinned
     /// checksum. A step naming a network that is not installed, or an installed file that fails
     /// its checksum, stops the run before any work. `local_model: auto` with no network
-    /// installed runs the classical method, with one note saying how to install one.
+    /// installed runs the classical method, with one note saying how to install one. A remove-bg
+    /// step that cannot run locally loads the installed network too, for a second opinion on its
+    /// remote cut-outs ([`LocalOps::reviewer`]); one that fails to load is then only a note.
     /// Networks come from `store` (`None`: no model folder could be found, so none is installed).
     pub fn resolve(steps: &[Step], store: Option<&ModelStore>) -> Result<Resolved, LocalError> {
         let mut networks = Vec::with_capacity(steps.len());
         let mut loaded: Vec<(&'static str, Arc<SaliencyNet>)> = Vec::new();
         let mut classical_for_lack = Vec::new();
+        let mut review_lost = Vec::new();
         for step in steps {
             let OpParams::RemoveBg(p) = &step.params else {
                 networks.push(None);
@@ -143,22 +146,36 @@ impl LocalOps {
             };
             let net = match loaded.iter().find(|(n, _)| *n == model.name) {
                 Some((_, net)) => net.clone(),
-                None => {
-                    let net =
-                        Arc::new(load(store, model).map_err(|source| LocalError::Network {
+                None => match load(store, model) {
+                    Ok(net) => {
+                        let net = Arc::new(net);
+                        loaded.push((&model.name, net.clone()));
+                        net
+                    }
+                    // Only a second opinion for a step that cannot run locally: never fatal.
+                    Err(e) if !may_run_locally => {
+                        review_lost.push(format!(
+                            "step {}: the installed network {} could not be loaded ({e}), so its remote cut-outs get no second opinion",
+                            step.index + 1,
+                            model.name
+                        ));
+                        networks.push(None);
+                        continue;
+                    }
+                    Err(source) => {
+                        return Err(LocalError::Network {
                             step: step.index + 1,
                             source,
-                        })?);
-                    loaded.push((&model.name, net.clone()));
-                    net
-                }
+                        });
+                    }
+                },
             };
             networks.push(Some(Network {
                 model: format!("{}:{}", ModelRef::LOCAL, model.name),
                 net,
             }));
         }
-        let mut notes = Vec::new();
+        let mut notes = review_lost;
         if !classical_for_lack.is_empty() {
             let steps: Vec<String> = classical_for_lack.iter().map(|s| s.to_string()).collect();
             notes.push(format!(

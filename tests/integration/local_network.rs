@@ -156,6 +156,39 @@ fn a_damaged_installed_network_stops_the_run_and_says_how_to_reinstall() {
     assert!(!t.root().join("out").exists());
 }
 
+/// A remote-only step only borrows the installed network for a second opinion: a damaged one
+/// is a note, not a stopped run.
+#[test]
+fn a_damaged_network_only_used_for_second_opinions_is_a_note() {
+    let t = Test::new()
+        .manifest(
+            r#"
+version: 1
+name: net
+inputs: ["../photos/*.png"]
+output: { dir: ../out, format: png }
+steps:
+  - op: remove-bg
+    models: [stability-remove-bg]
+    fallback: skip
+"#,
+        )
+        .image("photos/a.png", 120, 90);
+    let models = t.root().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("u2netp.onnx"), vec![7u8; U2NETP_BYTES]).unwrap();
+    let ran = t
+        .retouch()
+        .models(&models)
+        .run(&["run", "pipelines/test.yaml"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("could not be loaded") && ran.stderr.contains("no second opinion"),
+        "{}",
+        ran.stderr
+    );
+}
+
 #[test]
 fn install_refuses_bytes_that_are_not_the_network_and_writes_nothing() {
     let t = Test::new();
