@@ -573,6 +573,55 @@ fn when_the_table_goes_away_mid_run_no_call_is_made_without_its_hold() {
     assert_eq!(env.double.successes(REMOVE_BG) as usize, paid);
 }
 
+/// A run's budget item that vanishes mid-run (its time to live, or a hand) is made again as a run
+/// item, kept about 90 days like the first, not the 3 days of a day's item.
+#[test]
+fn a_run_item_made_again_mid_run_keeps_a_run_item_s_lifetime() {
+    let env = env(&["again"]);
+    env.double
+        .set_latency(REMOVE_BG, Duration::from_millis(300));
+    let yaml = manifest(
+        "again",
+        "again",
+        "out",
+        "{ max_usd: 100 }",
+        "{ concurrency: 1, rpm: { stability-remove-bg: 60000 } }",
+    );
+    let t = photos(Test::new().manifest(&yaml), 6);
+    let root = t.root().to_owned();
+    let rt = env.retouch(&root);
+    let child = shard(&rt, "pipelines/test.yaml", 0, 1, "again", "m")
+        .spawn()
+        .unwrap();
+    wait_for_rows(
+        &root.join("out/report.part-00000-of-00001.csv"),
+        1,
+        Duration::from_secs(60),
+    );
+    env.rt
+        .block_on(env.dynamo.delete("again", "budget#run#again"));
+    assert_eq!(finish(child), 0);
+    let expires = env
+        .rt
+        .block_on(env.dynamo.number("again", "budget#run#again", "expires_at"))
+        .expect("made again");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        expires > now + 80 * 86_400,
+        "expires in {} s",
+        expires - now
+    );
+    // What was paid after the item came back is on it.
+    assert!(
+        env.rt
+            .block_on(env.dynamo.number("again", "budget#run#again", "spent"))
+            .is_some_and(|spent| spent >= PRICE)
+    );
+}
+
 #[test]
 fn a_shard_without_a_run_group_or_table_stops_before_any_work() {
     let env = env(&[]);

@@ -229,8 +229,16 @@ impl Coordination {
                     let spent = item.as_ref().and_then(|i| number(i.get("spent")?));
                     return Ok(Err(Usd(spent.unwrap_or(0))));
                 }
-                // The item is gone (expired): make it again and try once more.
-                None => self.ensure(pk, DAY_ITEM_SECS).await?,
+                // The item is gone (expired): make it again, kept as long as its kind is,
+                // and try once more.
+                None => {
+                    let keep = if pk == self.run_pk() {
+                        RUN_ITEM_SECS
+                    } else {
+                        DAY_ITEM_SECS
+                    };
+                    self.ensure(pk, keep).await?
+                }
             }
         }
         Ok(Err(self.spent_at(pk).await?))

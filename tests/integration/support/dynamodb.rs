@@ -148,6 +148,19 @@ impl Dynamo {
             .ok()
     }
 
+    /// Deletes the item (`pk`, `-`) of `table` (as its time to live would).
+    pub(crate) async fn delete(&self, table: &str, pk: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.client
+            .delete_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S("-".into()))
+            .send()
+            .await
+            .expect("delete item");
+    }
+
     /// How many entries the map attribute `attr` of the item (`pk`, `-`) has.
     pub(crate) async fn map_len(&self, table: &str, pk: &str, attr: &str) -> usize {
         self.item(table, pk)
