@@ -6,7 +6,9 @@
 //! What a threshold buys is measured in BENCHMARKS.md (how many bad cut-outs a `qa < 0.8` filter
 //! catches, how many good ones it raises). The checks look only at the step's input and result
 //! (and, for local remove-bg with a network, how sure the network was), so they cost a few
-//! milliseconds and never a call.
+//! milliseconds and never a call. One check holds a remote cut-out against a second opinion, an
+//! installed network's own cut-out of the photo ([`second_opinion`]): that reference costs one
+//! inference, made by its caller (`providers::local::Reviewer`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -166,6 +168,14 @@ impl Qa {
         flags.sort();
         flags.dedup();
         Qa { flags, grade: None }
+    }
+
+    /// These checks with `flag` added (once, in [`Flag`] order).
+    pub fn with(mut self, flag: Flag) -> Qa {
+        self.flags.push(flag);
+        self.flags.sort();
+        self.flags.dedup();
+        self
     }
 
     /// These checks with a grader's `grade` (0–1, kept to three decimals).
@@ -390,19 +400,6 @@ pub fn second_opinion(
 ) -> Option<Flag> {
     let (missing, extra) = disagreement(output, reference, like)?;
     (missing > MISSING || extra > EXTRA).then_some(Flag::Disagrees)
-}
-
-impl Qa {
-    /// These checks with `flag` added (once, in order).
-    pub fn with(mut self, flag: Flag) -> Qa {
-        self.flags.push(flag);
-        Qa::of(self.flags).graded_as(self.grade)
-    }
-
-    fn graded_as(mut self, grade: Option<u16>) -> Qa {
-        self.grade = grade;
-        self
-    }
 }
 
 /// Which pixels of `input` look like the backdrop fitted to its border (low evidence of product,
@@ -688,6 +685,13 @@ mod tests {
         assert_eq!(qa.flags, [Flag::Disagrees]);
         assert!(qa.score() < 0.8);
         assert_eq!(Flag::parse("disagrees"), Some(Flag::Disagrees));
+        // Added once, in order, a grade kept.
+        let graded = Qa::of(vec![Flag::Fragmented])
+            .graded(0.9)
+            .with(Flag::Disagrees)
+            .with(Flag::Disagrees);
+        assert_eq!(graded.flags, [Flag::Fragmented, Flag::Disagrees]);
+        assert_eq!(graded.grade, Some(900));
     }
 
     #[test]

@@ -141,7 +141,7 @@ impl Run {
     /// with the manifest's whole run and daily caps. A dry run, or a run keeping no state,
     /// takes no part (it pays for nothing, or cannot claim steps: it keeps its 1/N shares).
     async fn coordinate(&mut self) -> Result<(), PrepareError> {
-        let Some(table) = self.table.clone() else {
+        let Some(table) = self.table.take() else {
             return Ok(());
         };
         if self.options.dry_run || self.state.is_none() {
