@@ -530,22 +530,22 @@ fn one_rpm_is_shared_by_every_shard_and_a_lone_shard_may_use_all_of_it() {
     );
 }
 
-#[test]
-fn when_the_table_goes_away_mid_run_no_call_is_made_without_its_hold() {
-    let mut env = env(&["gone"]);
+/// One shard of a six-photo run coordinated through `table` (its name for the cache prefix and
+/// the run group too), every call taking 300 ms, started and awaited until its first row: the
+/// moment to change the table under it. The project is returned to keep it alive.
+fn one_slow_shard_under_way(env: &Env, table: &str) -> (Test, std::path::PathBuf, Child) {
     env.double
         .set_latency(REMOVE_BG, Duration::from_millis(300));
     let yaml = manifest(
-        "gone",
-        "gone",
+        table,
+        table,
         "out",
         "{ max_usd: 100 }",
         "{ concurrency: 1, rpm: { stability-remove-bg: 60000 } }",
     );
     let t = photos(Test::new().manifest(&yaml), 6);
     let root = t.root().to_owned();
-    let rt = env.retouch(&root);
-    let child = shard(&rt, "pipelines/test.yaml", 0, 1, "gone", "m")
+    let child = shard(&env.retouch(&root), "pipelines/test.yaml", 0, 1, table, "m")
         .spawn()
         .unwrap();
     wait_for_rows(
@@ -553,6 +553,13 @@ fn when_the_table_goes_away_mid_run_no_call_is_made_without_its_hold() {
         1,
         Duration::from_secs(60),
     );
+    (t, root, child)
+}
+
+#[test]
+fn when_the_table_goes_away_mid_run_no_call_is_made_without_its_hold() {
+    let mut env = env(&["gone"]);
+    let (_project, root, child) = one_slow_shard_under_way(&env, "gone");
     // The table stops answering (its server is gone) with the run part-way.
     env.dynamo = Dynamo::start();
     // The photos it could not pay for are skipped (the step's `fallback: skip`).
@@ -578,26 +585,7 @@ fn when_the_table_goes_away_mid_run_no_call_is_made_without_its_hold() {
 #[test]
 fn a_run_item_made_again_mid_run_keeps_a_run_item_s_lifetime() {
     let env = env(&["again"]);
-    env.double
-        .set_latency(REMOVE_BG, Duration::from_millis(300));
-    let yaml = manifest(
-        "again",
-        "again",
-        "out",
-        "{ max_usd: 100 }",
-        "{ concurrency: 1, rpm: { stability-remove-bg: 60000 } }",
-    );
-    let t = photos(Test::new().manifest(&yaml), 6);
-    let root = t.root().to_owned();
-    let rt = env.retouch(&root);
-    let child = shard(&rt, "pipelines/test.yaml", 0, 1, "again", "m")
-        .spawn()
-        .unwrap();
-    wait_for_rows(
-        &root.join("out/report.part-00000-of-00001.csv"),
-        1,
-        Duration::from_secs(60),
-    );
+    let (_project, _, child) = one_slow_shard_under_way(&env, "again");
     env.rt
         .block_on(env.dynamo.delete("again", "budget#run#again"));
     assert_eq!(finish(child), 0);

@@ -134,19 +134,25 @@ fn an_unknown_network_name_is_a_manifest_error_listing_the_valid_ones() {
     );
 }
 
-#[test]
-fn a_damaged_installed_network_stops_the_run_and_says_how_to_reinstall() {
+/// Runs `manifest` on one photo with a damaged u2netp installed: the right size (so it counts as
+/// installed), the wrong bytes.
+fn run_with_a_damaged_network(manifest: &str) -> (Test, crate::harness::Ran) {
     let t = Test::new()
-        .manifest(&remove_bg_manifest(""))
+        .manifest(manifest)
         .image("photos/a.png", 120, 90);
     let models = t.root().join("models");
     std::fs::create_dir_all(&models).unwrap();
-    // The right size (so it counts as installed), the wrong bytes.
     std::fs::write(models.join("u2netp.onnx"), vec![7u8; U2NETP_BYTES]).unwrap();
     let ran = t
         .retouch()
         .models(&models)
         .run(&["run", "pipelines/test.yaml"]);
+    (t, ran)
+}
+
+#[test]
+fn a_damaged_installed_network_stops_the_run_and_says_how_to_reinstall() {
+    let (t, ran) = run_with_a_damaged_network(&remove_bg_manifest(""));
     assert_eq!(ran.code, 2, "{}", ran.stderr);
     assert!(
         ran.stderr.contains("SHA-256") && ran.stderr.contains("309c8469"),
@@ -160,9 +166,8 @@ fn a_damaged_installed_network_stops_the_run_and_says_how_to_reinstall() {
 /// is a note, not a stopped run.
 #[test]
 fn a_damaged_network_only_used_for_second_opinions_is_a_note() {
-    let t = Test::new()
-        .manifest(
-            r#"
+    let (_, ran) = run_with_a_damaged_network(
+        r#"
 version: 1
 name: net
 inputs: ["../photos/*.png"]
@@ -172,15 +177,7 @@ steps:
     models: [stability-remove-bg]
     fallback: skip
 "#,
-        )
-        .image("photos/a.png", 120, 90);
-    let models = t.root().join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    std::fs::write(models.join("u2netp.onnx"), vec![7u8; U2NETP_BYTES]).unwrap();
-    let ran = t
-        .retouch()
-        .models(&models)
-        .run(&["run", "pipelines/test.yaml"]);
+    );
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(
         ran.stderr.contains("could not be loaded") && ran.stderr.contains("no second opinion"),
