@@ -87,21 +87,6 @@ impl SharedCache {
     /// find). `Ok(None)`: nothing published, or a result kept without pixels.
     pub async fn entry(&self, key: &StepKey) -> Result<Option<CachedStep>, S3Error> {
         let entry_key = self.entry_key(key);
-        let bytes = self
-            .s3
-            .get_optional(&self.bucket, &entry_key, MAX_ENTRY_BYTES)
-            .await?;
-        Ok(bytes
-            .as_deref()
-            .and_then(decode)
-            .filter(|step| !step.blob.is_empty()))
-    }
-
-    /// The result published under `key`, with its blob's bytes (verified against their name;
-    /// `None` for a result kept without pixels). `Ok(None)`: nothing published, or its blob is
-    /// missing or damaged.
-    pub async fn fetch(&self, key: &StepKey) -> Result<Option<(CachedStep, Vec<u8>)>, S3Error> {
-        let entry_key = self.entry_key(key);
         let Some(bytes) = self
             .s3
             .get_optional(&self.bucket, &entry_key, MAX_ENTRY_BYTES)
@@ -116,9 +101,17 @@ impl SharedCache {
             );
             return Ok(None);
         };
-        if step.blob.is_empty() {
-            return Ok(None); // only paid results with their pixels are shared
-        }
+        // Only paid results with their pixels are shared.
+        Ok(Some(step).filter(|step| !step.blob.is_empty()))
+    }
+
+    /// The result published under `key`, with its blob's bytes (verified against their name;
+    /// `None` for a result kept without pixels). `Ok(None)`: nothing published, or its blob is
+    /// missing or damaged.
+    pub async fn fetch(&self, key: &StepKey) -> Result<Option<(CachedStep, Vec<u8>)>, S3Error> {
+        let Some(step) = self.entry(key).await? else {
+            return Ok(None);
+        };
         let blob_key = self.blob_key(&step.blob);
         let blob = self
             .s3
@@ -133,7 +126,7 @@ impl SharedCache {
                     "s3://{}/{blob_key} does not match its name; dropping it and its entry",
                     self.bucket
                 );
-                self.s3.delete(&self.bucket, &entry_key).await?;
+                self.s3.delete(&self.bucket, &self.entry_key(key)).await?;
                 self.s3.delete(&self.bucket, &blob_key).await?;
                 Ok(None)
             }

@@ -48,17 +48,28 @@ struct Network {
 pub struct Reviewer(Arc<SaliencyNet>);
 
 impl Reviewer {
-    /// The flag a remote cut-out `output` of `input` earns from the comparison, if any. Nothing
-    /// when the network was unsure of the photo (its cut-out is then no opinion) or fails.
+    /// The quality checks of a remote cut-out `output` of `input`, held against the network's
+    /// own cut-out ([`qa::second_opinion`]): the backdrop model fitted for that cut-out serves
+    /// the checks too, so the photo's backdrop is fitted once. No second opinion when the
+    /// network was unsure of the photo (its cut-out is then no opinion) or fails.
     /// Synchronous and CPU-bound: one inference and one local cut-out.
-    pub fn review(&self, input: &RgbaImage, output: &RgbaImage) -> Option<qa::Flag> {
-        let saliency = self.0.assess(input).ok()?;
-        if qa::unsure(saliency.confidence) {
-            return None;
-        }
+    pub fn check(&self, input: &RgbaImage, output: &RgbaImage) -> Qa {
+        let sure = self
+            .0
+            .assess(input)
+            .ok()
+            .filter(|s| !qa::unsure(s.confidence));
+        let Some(saliency) = sure else {
+            return qa::remove_bg(output, None, qa::backdrop_like(input).as_deref());
+        };
         let own = ops::remove_bg::cut_out(input, Some(&saliency.map), Fusion::Combined);
+        let like = own.backdrop_like.as_deref();
+        let checked = qa::remove_bg(output, None, like);
         let mask: Vec<bool> = own.image.pixels().map(|p| p.0[3] >= 128).collect();
-        qa::second_opinion(output, &mask, own.backdrop_like.as_deref())
+        match qa::second_opinion(output, &mask, like) {
+            Some(flag) => checked.with(flag),
+            None => checked,
+        }
     }
 }
 

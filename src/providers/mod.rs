@@ -187,18 +187,10 @@ impl PreparedCall {
             });
         }
         let qa = match self.op {
-            Op::RemoveBg => {
-                let qa =
-                    qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref());
-                match self
-                    .reviewer
-                    .as_ref()
-                    .and_then(|r| r.review(original, &decoded.image))
-                {
-                    Some(flag) => qa.with(flag),
-                    None => qa,
-                }
-            }
+            Op::RemoveBg => match &self.reviewer {
+                Some(reviewer) => reviewer.check(original, &decoded.image),
+                None => qa::remove_bg(&decoded.image, None, qa::backdrop_like(original).as_deref()),
+            },
             Op::Outpaint => {
                 let expected = request.mapping.target.unwrap_or(original.dimensions());
                 qa::outpaint(&decoded.image, expected, false)
