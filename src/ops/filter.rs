@@ -1,5 +1,9 @@
 //! Float-plane helpers shared by the operations: a single-channel `Plane`, separable box and
 //! Gaussian blurs, and min/max (erode/dilate) filters. Row work is spread over rayon.
+//!
+//! Vertical passes work on whole rows (Gaussian, min/max) or on a tiled transpose (box), so a
+//! column is never walked pixel by pixel; each output pixel is computed with the same operations
+//! in the same order as a plain row pass over the transposed plane would.
 
 use rayon::prelude::*;
 
@@ -36,17 +40,46 @@ impl Plane {
         self.data[y * self.w + x]
     }
 
-    /// Transposed copy (so vertical passes can reuse the horizontal code).
+    /// Transposed copy (so the box blur's vertical pass can reuse the horizontal code), in
+    /// tiles of [`TILE`] rows so reads and writes both stay in cache.
     fn transpose(&self) -> Plane {
-        let mut out = Plane::new(self.h, self.w, 0.0);
+        let (w, h) = (self.w, self.h);
+        let mut out = Plane::new(h, w, 0.0);
+        if w == 0 || h == 0 {
+            return out;
+        }
+        // Each task owns TILE output rows (= TILE input columns) and walks the input down in
+        // TILE-row steps.
         out.data
-            .par_chunks_mut(self.h.max(1))
+            .par_chunks_mut(h * TILE)
             .enumerate()
-            .for_each(|(x, col)| {
-                for (y, v) in col.iter_mut().enumerate() {
-                    *v = self.data[y * self.w + x];
+            .for_each(|(bx, block)| {
+                let x0 = bx * TILE;
+                let cols = block.len() / h;
+                for y0 in (0..h).step_by(TILE) {
+                    for y in y0..(y0 + TILE).min(h) {
+                        let row = &self.data[y * w + x0..y * w + x0 + cols];
+                        for (dx, &v) in row.iter().enumerate() {
+                            block[dx * h + y] = v;
+                        }
+                    }
                 }
             });
+        out
+    }
+
+    /// `f(rows, out_row)` for every output row, where `rows` are the input rows `a..b` of the
+    /// vertical window of radius `r` around it (clamped to the plane).
+    fn map_windows(&self, r: usize, f: impl Fn(&[f32], usize, &mut [f32]) + Sync) -> Plane {
+        let (w, h) = (self.w, self.h);
+        let mut out = Plane::new(w, h, 0.0);
+        if w == 0 {
+            return out;
+        }
+        out.data.par_chunks_mut(w).enumerate().for_each(|(y, o)| {
+            let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
+            f(&self.data[a * w..b * w], y - a, o);
+        });
         out
     }
 
@@ -74,21 +107,58 @@ impl Plane {
         let k: Vec<f32> = (0..=r)
             .map(|d| (-(d as f32).powi(2) / (2.0 * sigma * sigma)).exp())
             .collect();
-        self.separable(|i, o| kernel_row(i, o, &k))
+        let w = self.w;
+        self.map_rows(|i, o| kernel_row(i, o, &k))
+            .map_windows(r, |rows, at, o| {
+                // `kernel_row` down each column: taps in the same order, summed the same way.
+                let n = rows.len() / w;
+                let mut wsum = 0.0;
+                for (j, row) in rows.chunks_exact(w).enumerate() {
+                    let tap = k[j.abs_diff(at)];
+                    for (v, &x) in o.iter_mut().zip(row) {
+                        *v += x * tap;
+                    }
+                    wsum += tap;
+                }
+                debug_assert!(n >= 1);
+                for v in o.iter_mut() {
+                    *v /= wsum;
+                }
+            })
     }
 
     /// Minimum over a `(2r+1)²` square (erosion of a mask).
     pub fn min_filter(&self, r: usize) -> Plane {
-        self.separable(move |i, o| extreme_row(i, o, r, f32::min))
+        self.extreme(r, f32::min)
     }
 
     /// Maximum over a `(2r+1)²` square (dilation of a mask).
     pub fn max_filter(&self, r: usize) -> Plane {
-        self.separable(move |i, o| extreme_row(i, o, r, f32::max))
+        self.extreme(r, f32::max)
+    }
+
+    fn extreme(&self, r: usize, f: fn(f32, f32) -> f32) -> Plane {
+        let w = self.w;
+        self.map_rows(move |i, o| extreme_row(i, o, r, f))
+            .map_windows(r, move |rows, _, o| {
+                let mut rows = rows.chunks_exact(w);
+                if let Some(first) = rows.next() {
+                    o.copy_from_slice(first);
+                }
+                for row in rows {
+                    for (v, &x) in o.iter_mut().zip(row) {
+                        *v = f(*v, x);
+                    }
+                }
+            })
     }
 }
 
-fn box_row(i: &[f32], o: &mut [f32], r: usize) {
+/// Rows (input columns) per tile of [`Plane::transpose`].
+const TILE: usize = 32;
+
+/// Means over `(2r+1)`-wide windows of one row (edges clamped, renormalised), summed in `f64`.
+pub(super) fn box_row(i: &[f32], o: &mut [f32], r: usize) {
     let n = i.len();
     let mut prefix = Vec::with_capacity(n + 1);
     prefix.push(0.0f64);
@@ -102,17 +172,24 @@ fn box_row(i: &[f32], o: &mut [f32], r: usize) {
 }
 
 fn kernel_row(i: &[f32], o: &mut [f32], k: &[f32]) {
-    let n = i.len() as isize;
-    let r = k.len() as isize - 1;
+    let n = i.len();
+    let r = k.len() - 1;
+    // The weight of a full window, summed in the order the taps are taken.
+    let full = (0..=2 * r).fold(0.0, |s, j| s + k[j.abs_diff(r)]);
     for (x, v) in o.iter_mut().enumerate() {
-        let (mut s, mut wsum) = (0.0, 0.0);
-        for d in -r..=r {
-            let xx = x as isize + d;
-            if (0..n).contains(&xx) {
-                let w = k[d.unsigned_abs()];
-                s += i[xx as usize] * w;
-                wsum += w;
+        if x >= r && x + r < n {
+            let mut s = 0.0;
+            for (j, &p) in i[x - r..=x + r].iter().enumerate() {
+                s += p * k[j.abs_diff(r)];
             }
+            *v = s / full;
+            continue;
+        }
+        let (mut s, mut wsum) = (0.0, 0.0);
+        for xx in x.saturating_sub(r)..(x + r + 1).min(n) {
+            let w = k[xx.abs_diff(x)];
+            s += i[xx] * w;
+            wsum += w;
         }
         *v = s / wsum;
     }
@@ -148,5 +225,64 @@ mod tests {
             1
         );
         assert!((dot.box_blur(1).at(3, 3) - 1.0 / 9.0).abs() < 1e-6);
+    }
+
+    /// The separable filters as they were first written: a row pass, a pixel-by-pixel transpose,
+    /// the row pass again, transposed back.
+    fn reference(p: &Plane, f: impl Fn(&[f32], &mut [f32])) -> Plane {
+        let rows = |p: &Plane| {
+            let mut out = Plane::new(p.w, p.h, 0.0);
+            for (o, i) in out.data.chunks_mut(p.w).zip(p.data.chunks(p.w)) {
+                f(i, o);
+            }
+            out
+        };
+        let transpose = |p: &Plane| Plane::from_fn(p.h, p.w, |x, y| p.at(y, x));
+        transpose(&rows(&transpose(&rows(p))))
+    }
+
+    fn naive_kernel_row(i: &[f32], o: &mut [f32], k: &[f32]) {
+        let r = k.len() as isize - 1;
+        for (x, v) in o.iter_mut().enumerate() {
+            let (mut s, mut wsum) = (0.0, 0.0);
+            for d in -r..=r {
+                let xx = x as isize + d;
+                if (0..i.len() as isize).contains(&xx) {
+                    s += i[xx as usize] * k[d.unsigned_abs()];
+                    wsum += k[d.unsigned_abs()];
+                }
+            }
+            *v = s / wsum;
+        }
+    }
+
+    #[test]
+    fn row_wise_vertical_passes_give_the_reference_bit_for_bit() {
+        // Sizes around the transpose's tile, narrower and wider than the windows.
+        for (w, h) in [(1, 1), (3, 70), (33, 31), (65, 40), (97, 5)] {
+            let p = Plane::from_fn(w, h, |x, y| {
+                ((x * 7919 + y * 104_729 + w * 131 + h) % 1000) as f32 / 997.0
+            });
+            let sigma = 0.7f32;
+            let r = (sigma * 3.0).ceil() as usize;
+            let k: Vec<f32> = (0..=r)
+                .map(|d| (-(d as f32).powi(2) / (2.0 * sigma * sigma)).exp())
+                .collect();
+            assert_eq!(
+                p.gaussian(sigma),
+                reference(&p, |i, o| naive_kernel_row(i, o, &k))
+            );
+            for r in [1, 2, 5] {
+                assert_eq!(p.box_blur(r), reference(&p, |i, o| box_row(i, o, r)));
+                assert_eq!(
+                    p.min_filter(r),
+                    reference(&p, |i, o| extreme_row(i, o, r, f32::min))
+                );
+                assert_eq!(
+                    p.max_filter(r),
+                    reference(&p, |i, o| extreme_row(i, o, r, f32::max))
+                );
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@ use super::backdrop::BackdropModel;
 use super::colour::{decode, luminance};
 use super::filter::Plane;
 use image::RgbaImage;
+use rayon::prelude::*;
 use std::collections::VecDeque;
 
 /// Below this luminance ratio to the backdrop a pixel is too dark to be a contact shadow.
@@ -61,8 +62,18 @@ pub fn evidence(img: &RgbaImage, model: &BackdropModel) -> Evidence {
         let dark = (SHADOW_FLOOR + 0.1 - k) / 0.1;
         (chroma.max(bright).max(dark), k)
     };
-    let score = Plane::from_fn(w, h, |x, y| feats(x, y).0);
-    let ratio = Plane::from_fn(w, h, |x, y| feats(x, y).1);
+    let mut score = Plane::new(w, h, 0.0);
+    let mut ratio = Plane::new(w, h, 0.0);
+    score
+        .data
+        .par_chunks_mut(w.max(1))
+        .zip(ratio.data.par_chunks_mut(w.max(1)))
+        .enumerate()
+        .for_each(|(y, (s, r))| {
+            for (x, (s, r)) in s.iter_mut().zip(r).enumerate() {
+                (*s, *r) = feats(x, y);
+            }
+        });
     Evidence { score, ratio }
 }
 
