@@ -432,7 +432,10 @@ mod tests {
 
     /// The band and its local means as they were first computed: full-size float planes, a
     /// min/max filter for the band, and one box blur per channel and side.
-    fn full_plane_band(img: &RgbaImage, hard: &[bool]) -> (Vec<usize>, Vec<[Option<[f32; 3]>; 2]>) {
+    /// Band pixels and, for each, the product-side and backdrop-side means.
+    type Band = (Vec<usize>, Vec<[Option<[f32; 3]>; 2]>);
+
+    fn full_plane_band(img: &RgbaImage, hard: &[bool]) -> Band {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let m = Plane {
             w,
