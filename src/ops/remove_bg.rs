@@ -254,23 +254,31 @@ fn band_means(
     out
 }
 
-/// Which pixels have a `set` pixel within `r` (Chebyshev distance; the square window clamped to
-/// the image, as [`Plane::max_filter`]).
-fn any_within(w: usize, h: usize, set: &[bool], r: usize) -> Vec<bool> {
+/// Which pixels have a pixel of `mask` equal to `value` within `r` (Chebyshev distance; the
+/// square window clamped to the image, as [`Plane::max_filter`] of a 0/1 plane, on bytes).
+fn any_within(w: usize, h: usize, mask: &[bool], value: bool, r: usize) -> Vec<bool> {
     let mut across = vec![false; w * h];
     across
         .par_chunks_mut(w.max(1))
-        .zip(set.par_chunks(w.max(1)))
+        .zip(mask.par_chunks(w.max(1)))
         .for_each(|(o, row)| {
             // Distance to the last set pixel on the left, then on the right.
             let mut since = usize::MAX;
             for (v, &s) in o.iter_mut().zip(row) {
-                since = if s { 0 } else { since.saturating_add(1) };
+                since = if s == value {
+                    0
+                } else {
+                    since.saturating_add(1)
+                };
                 *v = since <= r;
             }
             since = usize::MAX;
             for (v, &s) in o.iter_mut().zip(row).rev() {
-                since = if s { 0 } else { since.saturating_add(1) };
+                since = if s == value {
+                    0
+                } else {
+                    since.saturating_add(1)
+                };
                 *v |= since <= r;
             }
         });
@@ -289,13 +297,11 @@ fn any_within(w: usize, h: usize, set: &[bool], r: usize) -> Vec<bool> {
 fn soft_edges(img: &RgbaImage, hard: &[bool]) -> Matte {
     let (w, h) = (img.width() as usize, img.height() as usize);
     // Product all over a BAND_IN window (inside the band), and product anywhere within BAND_OUT.
-    let not_hard: Vec<bool> = hard.iter().map(|&b| !b).collect();
-    let inner: Vec<bool> = any_within(w, h, &not_hard, BAND_IN)
+    let inner: Vec<bool> = any_within(w, h, hard, false, BAND_IN)
         .into_iter()
         .map(|b| !b)
         .collect();
-    drop(not_hard);
-    let outer = any_within(w, h, hard, BAND_OUT);
+    let outer = any_within(w, h, hard, true, BAND_OUT);
     // The soft band only: where the hard mask changes within the band widths.
     let band: Vec<usize> = (0..w * h).filter(|&i| inner[i] != outer[i]).collect();
     // Mean product and backdrop colours around each band pixel.
@@ -490,12 +496,11 @@ mod tests {
             .collect();
         let (band, pairs) = full_plane_band(&img, &hard);
         let (ww, hh) = (w as usize, h as usize);
-        let not_hard: Vec<bool> = hard.iter().map(|&b| !b).collect();
-        let inner: Vec<bool> = any_within(ww, hh, &not_hard, BAND_IN)
+        let inner: Vec<bool> = any_within(ww, hh, &hard, false, BAND_IN)
             .into_iter()
             .map(|b| !b)
             .collect();
-        let outer = any_within(ww, hh, &hard, BAND_OUT);
+        let outer = any_within(ww, hh, &hard, true, BAND_OUT);
         let ours: Vec<usize> = (0..ww * hh).filter(|&i| inner[i] != outer[i]).collect();
         assert_eq!(ours, band);
         assert!(band.len() > 500, "a real band: {}", band.len());
