@@ -112,6 +112,19 @@ fn print_summary(outcome: &RunOutcome, skipped: Option<&str>, dry_run: bool) {
     if let Some(dest) = &outcome.published.uploaded_to {
         println!("report uploaded to {dest}");
     }
+    if let Some(kib) = peak_resident_kib() {
+        println!("memory: peak {} MiB resident", kib.div_ceil(1024));
+    }
+}
+
+/// This process's peak resident memory (`VmHWM`), where the system tells it (Linux).
+///
+/// Not `getrusage`: its `ru_maxrss` also counts the address space this process replaced at
+/// exec, which for a child spawned with vfork is its parent's (a test harness, a shell script).
+fn peak_resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 /// `--report`: a local path or `s3://bucket/key`.
