@@ -156,7 +156,7 @@ impl Plane {
 const TILE: usize = 32;
 
 /// Means over `(2r+1)`-wide windows of one row (edges clamped, renormalised), summed in `f64`.
-pub(super) fn box_row(i: &[f32], o: &mut [f32], r: usize) {
+fn box_row(i: &[f32], o: &mut [f32], r: usize) {
     let n = i.len();
     let mut prefix = Vec::with_capacity(n + 1);
     prefix.push(0.0f64);

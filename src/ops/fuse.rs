@@ -44,8 +44,18 @@ pub struct BackdropView<'a> {
 
 impl BackdropView<'_> {
     fn plain(&self) -> bool {
-        self.model.noise <= PLAIN_NOISE && self.model.inliers >= PLAIN_INLIERS
+        plain(self.model)
     }
+}
+
+fn plain(model: &BackdropModel) -> bool {
+    model.noise <= PLAIN_NOISE && model.inliers >= PLAIN_INLIERS
+}
+
+/// Whether [`fuse`] would look at the backdrop model's segmentation at all (a plain backdrop,
+/// combined fusion); when not, callers need not make one.
+pub fn wants_backdrop(model: &BackdropModel, fusion: Fusion) -> bool {
+    fusion == Fusion::Combined && plain(model)
 }
 
 /// The hard product mask (true = product) from `saliency` (255 = product, at the image's size)

@@ -8,7 +8,7 @@
 
 use super::backdrop::BackdropModel;
 use super::colour::{decode, encode};
-use super::filter::{Plane, box_row};
+use super::filter::Plane;
 use super::fuse::{self, Fusion};
 use super::segment;
 use fast_image_resize::{FilterType, ResizeAlg, Resizer};
@@ -60,19 +60,16 @@ pub struct CutOut {
 /// [`remove_background_with`], transparent, with what the backdrop model saw.
 pub fn cut_out(img: &RgbaImage, saliency: Option<&GrayImage>, fusion: Fusion) -> CutOut {
     let m = matte(img, saliency, fusion);
+    let w = img.width() as usize;
     let mut out = img.clone();
-    out.par_chunks_mut(img.width() as usize * 4)
-        .enumerate()
-        .for_each(|(y, row)| {
-            for (x, p) in row.chunks_mut(4).enumerate() {
-                let i = y * img.width() as usize + x;
-                let a = m.alpha.data[i];
-                if let Some(fg) = m.fg.get(i) {
-                    p[..3].copy_from_slice(&fg.map(encode));
-                }
-                p[3] = (a * p[3] as f32 + 0.5) as u8;
-            }
-        });
+    out.par_chunks_mut(w * 4).enumerate().for_each(|(y, row)| {
+        for (p, a) in row.chunks_mut(4).zip(&m.alpha.data[y * w..]) {
+            p[3] = (a * p[3] as f32 + 0.5) as u8;
+        }
+        for &(i, fg) in m.fg.row(y * w, w) {
+            row[(i - y * w) * 4..][..3].copy_from_slice(&fg.map(encode));
+        }
+    });
     CutOut {
         image: out,
         backdrop_like: m.backdrop_like,
@@ -142,13 +139,16 @@ struct Matte {
     backdrop_like: Option<Vec<bool>>,
 }
 
-/// Sparse per-pixel colours for the edge band.
+/// Sparse per-pixel colours for the edge band, by ascending pixel index.
 #[derive(Default)]
-struct EdgeColours(std::collections::HashMap<usize, [f32; 3]>);
+struct EdgeColours(Vec<(usize, [f32; 3])>);
 
 impl EdgeColours {
-    fn get(&self, i: usize) -> Option<&[f32; 3]> {
-        self.0.get(&i)
+    /// The colours of pixels `start..start + len` (one row).
+    fn row(&self, start: usize, len: usize) -> &[(usize, [f32; 3])] {
+        let from = self.0.partition_point(|&(i, _)| i < start);
+        let to = from + self.0[from..].partition_point(|&(i, _)| i < start + len);
+        &self.0[from..to]
     }
 }
 
@@ -168,6 +168,12 @@ fn matte(img: &RgbaImage, saliency: Option<&GrayImage>, fusion: Fusion) -> Matte
             (segment::segment(&evidence), Some(evidence.backdrop_like()))
         }
         (None, Some(s)) => (fuse::fuse(s, None, fusion), None),
+        (Some(model), Some(s)) if !fuse::wants_backdrop(&model, fusion) => {
+            let evidence = segment::evidence(img, &model);
+            let mut hard = fuse::fuse(s, None, fusion);
+            fuse::tidy(w, h, &mut hard);
+            (hard, Some(evidence.backdrop_like()))
+        }
         (Some(model), Some(s)) => {
             let evidence = segment::evidence(img, &model);
             let mask = segment::segment(&evidence);
@@ -208,7 +214,8 @@ fn band_means(
     let mut rows = vec![0.0f32; slots * CH * w];
     let (mut below, mut upto) = (vec![0.0f64; CH * w], vec![0.0f64; CH * w]);
     let (mut left, mut entered) = (0, 0);
-    let mut picked = vec![0.0f32; w];
+    let mut picked = vec![[0.0f32; CH]; w];
+    let mut prefix = vec![[0.0f64; CH]; w + 1];
     let mut out = Vec::with_capacity(band.len());
     let mut next = 0;
     let pixels = img.as_raw();
@@ -220,16 +227,15 @@ fn band_means(
         while entered < b {
             let slot = &mut rows[(entered % slots) * CH * w..][..CH * w];
             let row = entered * w;
-            for (k, means) in slot.chunks_exact_mut(w).enumerate() {
-                for (x, v) in picked.iter_mut().enumerate() {
-                    *v = match (sel(row + x), k) {
-                        (false, _) => 0.0,
-                        (true, 0) => 1.0,
-                        (true, k) => decode(pixels[(row + x) * 4 + k - 1]),
-                    };
-                }
-                box_row(&picked, means, r);
+            for (x, v) in picked.iter_mut().enumerate() {
+                *v = if sel(row + x) {
+                    let p = &pixels[(row + x) * 4..][..3];
+                    [1.0, decode(p[0]), decode(p[1]), decode(p[2])]
+                } else {
+                    [0.0; CH]
+                };
             }
+            box_rows(&picked, &mut prefix, slot, r);
             for (s, &m) in upto.iter_mut().zip(slot.iter()) {
                 *s += m as f64;
             }
@@ -252,6 +258,30 @@ fn band_means(
         }
     }
     out
+}
+
+/// The horizontal pass of [`Plane::box_blur`] on each of the `CH` channels of `input` into the `w`-long rows of `out`, the
+/// channels side by side (four independent sums in flight instead of one, the same operations in
+/// the same order per channel); `prefix` is scratch of `input.len() + 1`.
+fn box_rows<const CH: usize>(
+    input: &[[f32; CH]],
+    prefix: &mut [[f64; CH]],
+    out: &mut [f32],
+    r: usize,
+) {
+    let n = input.len();
+    prefix[0] = [0.0; CH];
+    for (x, v) in input.iter().enumerate() {
+        let before = prefix[x];
+        prefix[x + 1] = std::array::from_fn(|k| before[k] + v[k] as f64);
+    }
+    for x in 0..n {
+        let (a, b) = (x.saturating_sub(r), (x + r + 1).min(n));
+        let count = (b - a) as f64;
+        for k in 0..CH {
+            out[k * n + x] = ((prefix[b][k] - prefix[a][k]) / count) as f32;
+        }
+    }
 }
 
 /// Which pixels have a pixel of `mask` equal to `value` within `r` (Chebyshev distance; the
@@ -330,7 +360,7 @@ fn soft_edges(img: &RgbaImage, hard: &[bool]) -> Matte {
         let a = ((0..3).map(|k| (c[k] - b[k]) * d[k]).sum::<f32>() / dd).clamp(0.0, 1.0);
         alpha.data[i] = a;
         if a > 0.0 && a < 0.98 {
-            fg.0.insert(i, f);
+            fg.0.push((i, f));
         }
     }
     Matte {
@@ -355,6 +385,40 @@ mod tests {
         }
         let mean = scores.iter().map(|s| s.1).sum::<f64>() / scores.len() as f64;
         assert!(mean >= 0.95, "mean IoU {mean}: {scores:?}");
+    }
+
+    /// A red disk with a soft edge on a green sweep: the edge's semi-transparent pixels carry
+    /// the product's red, not the green they were mixed with.
+    #[test]
+    fn soft_edge_colours_are_decontaminated() {
+        let img = RgbaImage::from_fn(160, 120, |x, y| {
+            let d = ((x as f32 - 80.0).powi(2) + (y as f32 - 60.0).powi(2)).sqrt();
+            let t = ((34.0 - d) / 4.0).clamp(0.0, 1.0);
+            let mix =
+                |fg: f32, bg: f32| encode(decode(fg as u8) * t + decode(bg as u8) * (1.0 - t));
+            Rgba([mix(200.0, 40.0), mix(30.0, 170.0), mix(30.0, 60.0), 255])
+        });
+        let out = cut_out(&img, None, Fusion::Combined).image;
+        let edge: Vec<[u8; 4]> = out
+            .pixels()
+            .map(|p| p.0)
+            .filter(|p| (40..216).contains(&p[3]))
+            .collect();
+        assert!(edge.len() > 40, "a soft edge: {} pixels", edge.len());
+        for p in &edge {
+            assert!(
+                p[0] > 150 && p[1] < 80,
+                "edge pixel {p:?} keeps the backdrop's green"
+            );
+        }
+        // Without decontamination the mixed input pixels there are greenish.
+        let mixed = img
+            .pixels()
+            .zip(out.pixels())
+            .filter(|(_, o)| (40..216).contains(&o.0[3]))
+            .filter(|(i, _)| i.0[1] >= 80)
+            .count();
+        assert!(mixed > edge.len() / 4, "{mixed} of {}", edge.len());
     }
 
     #[test]

@@ -205,6 +205,10 @@ mod onnxruntime {
             // in BENCHMARKS.md: 0.124 s and 349 MB per u2netp inference this way, 0.191 s /
             // 358 MB with neither, 0.128 s / 543 MB with both).
             .and_then(|b| b.with_memory_pattern(false).map_err(|e| e.to_string()))
+            // Idle pool threads sleep instead of spinning: a spinning thread holds a core the
+            // matting of the image beside it needs (remove-bg at concurrency 2: 0.20 -> 0.18 s
+            // per image; one image at a time 0.207 -> 0.198 s, BENCHMARKS.md).
+            .and_then(|b| b.with_intra_op_spinning(false).map_err(|e| e.to_string()))
             .and_then(|b| {
                 let cpu = ort::ep::CPU::default().with_arena_allocator(true).build();
                 b.with_execution_providers([cpu]).map_err(|e| e.to_string())

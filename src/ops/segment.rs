@@ -122,25 +122,29 @@ pub fn segment(ev: &Evidence) -> Vec<bool> {
 /// Grows `seeds` through `allowed` (4-connected).
 fn flood(w: usize, h: usize, seeds: &[bool], allowed: &[bool]) -> Vec<bool> {
     let mut out = seeds.to_vec();
-    let mut queue: VecDeque<usize> = (0..w * h).filter(|&i| seeds[i]).collect();
-    while let Some(i) = queue.pop_front() {
-        for j in neighbours(i, w, h) {
+    let mut queue: VecDeque<(usize, usize)> = (0..w * h)
+        .filter(|&i| seeds[i])
+        .map(|i| (i, i % w))
+        .collect();
+    while let Some((i, x)) = queue.pop_front() {
+        for (j, xj) in neighbours(i, x, w, w * h) {
             if !out[j] && allowed[j] {
                 out[j] = true;
-                queue.push_back(j);
+                queue.push_back((j, xj));
             }
         }
     }
     out
 }
 
-fn neighbours(i: usize, w: usize, h: usize) -> impl Iterator<Item = usize> {
-    let (x, y) = (i % w, i / w);
+/// The 4-connected neighbours of pixel `i` (column `x`) of a `w`-wide image of `len` pixels,
+/// with their columns: left, right, up, down.
+fn neighbours(i: usize, x: usize, w: usize, len: usize) -> impl Iterator<Item = (usize, usize)> {
     [
-        (x > 0).then(|| i - 1),
-        (x + 1 < w).then(|| i + 1),
-        (y > 0).then(|| i - w),
-        (y + 1 < h).then(|| i + w),
+        (x > 0).then(|| (i - 1, x - 1)),
+        (x + 1 < w).then(|| (i + 1, x + 1)),
+        (i >= w).then(|| (i - w, x)),
+        (i + w < len).then(|| (i + w, x)),
     ]
     .into_iter()
     .flatten()
@@ -155,16 +159,20 @@ pub fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, 
             continue;
         }
         let id = comps.len() as u32;
+        // Breadth first, in the order of `neighbours`; each member's column rides along, so no
+        // pixel costs a division.
         let mut members = vec![start];
+        let mut columns = vec![start % w];
         label[start] = id;
         let mut k = 0;
         while k < members.len() {
-            let i = members[k];
+            let (i, x) = (members[k], columns[k]);
             k += 1;
-            for j in neighbours(i, w, h) {
+            for (j, xj) in neighbours(i, x, w, w * h) {
                 if mask[j] == value && label[j] == 0 {
                     label[j] = id;
                     members.push(j);
+                    columns.push(xj);
                 }
             }
         }
@@ -214,6 +222,70 @@ fn fill_enclosed(w: usize, h: usize, mask: &mut [bool], ev: &Evidence) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Components and flood fill track columns instead of dividing: same labels, same members in
+    /// the same order (callers sum over members in that order), as the division-based version.
+    #[test]
+    fn column_tracking_labels_and_floods_like_the_division_based_walk() {
+        let near = |i: usize, w: usize, h: usize| {
+            let (x, y) = (i % w, i / w);
+            [
+                (x > 0).then(|| i - 1),
+                (x + 1 < w).then(|| i + 1),
+                (y > 0).then(|| i - w),
+                (y + 1 < h).then(|| i + w),
+            ]
+            .into_iter()
+            .flatten()
+        };
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for (w, h) in [(1, 1), (1, 9), (9, 1), (37, 23), (64, 50)] {
+            let mask: Vec<bool> = (0..w * h)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state % 5 < 2
+                })
+                .collect();
+            for value in [true, false] {
+                let mut label = vec![0u32; w * h];
+                let mut comps: Vec<Vec<usize>> = vec![Vec::new()];
+                for start in 0..w * h {
+                    if mask[start] != value || label[start] != 0 {
+                        continue;
+                    }
+                    let id = comps.len() as u32;
+                    let (mut members, mut k) = (vec![start], 0);
+                    label[start] = id;
+                    while k < members.len() {
+                        let i = members[k];
+                        k += 1;
+                        for j in near(i, w, h) {
+                            if mask[j] == value && label[j] == 0 {
+                                label[j] = id;
+                                members.push(j);
+                            }
+                        }
+                    }
+                    comps.push(members);
+                }
+                assert_eq!(components(w, h, &mask, value), (label, comps), "{w}x{h}");
+            }
+            let seeds: Vec<bool> = (0..w * h).map(|i| i % 7 == 0 && mask[i]).collect();
+            let mut want = seeds.clone();
+            let mut queue: VecDeque<usize> = (0..w * h).filter(|&i| seeds[i]).collect();
+            while let Some(i) = queue.pop_front() {
+                for j in near(i, w, h) {
+                    if !want[j] && mask[j] {
+                        want[j] = true;
+                        queue.push_back(j);
+                    }
+                }
+            }
+            assert_eq!(flood(w, h, &seeds, &mask), want, "{w}x{h}");
+        }
+    }
 
     #[test]
     fn enclosed_backdrop_stays_background_and_speck_goes() {
