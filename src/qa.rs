@@ -298,29 +298,21 @@ pub fn remove_bg(
     } else if sides.iter().filter(|&&s| s > 0.1).count() >= 3 && share < 0.97 {
         flags.push(Flag::TouchesFrame);
     }
-    let (_, pieces) = crate::ops::segment::components(w, h, &kept, true);
+    let (_, pieces) = crate::ops::segment::component_sizes(w, h, &kept, true);
     let kept_area = (share * area) as usize;
     let min_piece = (kept_area / 500).max(16);
-    if pieces
-        .iter()
-        .skip(1)
-        .filter(|p| p.len() >= min_piece)
-        .count()
-        > 6
-    {
+    if pieces.iter().skip(1).filter(|&&p| p >= min_piece).count() > 6 {
         flags.push(Flag::Fragmented);
     }
     let visible = output.pixels().filter(|p| p.0[3] >= 32).count();
     // Soft areas, not soft edges: a semi-transparent pixel counts only when no transparent
     // pixel is within 2 px (an antialiased edge, or a thin wire drawn softly, always has one).
-    let clear = crate::ops::filter::Plane::from_fn(w, h, |x, y| {
-        f32::from(u8::from(output.get_pixel(x as u32, y as u32).0[3] < 32))
-    })
-    .max_filter(SOFT_EDGE);
+    let transparent: Vec<bool> = output.pixels().map(|p| p.0[3] < 32).collect();
+    let near_clear = crate::ops::filter::any_within(w, h, &transparent, true, SOFT_EDGE);
     let soft = output
         .pixels()
-        .zip(&clear.data)
-        .filter(|(p, c)| (32..=224).contains(&p.0[3]) && **c == 0.0)
+        .zip(&near_clear)
+        .filter(|(p, near)| (32..=224).contains(&p.0[3]) && !**near)
         .count();
     if visible > 0 && soft as f32 > 0.25 * visible as f32 {
         flags.push(Flag::SemiTransparent);

@@ -135,7 +135,7 @@ impl Plane {
         self.extreme(r, f32::max)
     }
 
-    fn extreme(&self, r: usize, f: fn(f32, f32) -> f32) -> Plane {
+    fn extreme(&self, r: usize, f: impl Fn(f32, f32) -> f32 + Sync + Copy) -> Plane {
         let w = self.w;
         self.map_rows(move |i, o| extreme_row(i, o, r, f))
             .map_windows(r, move |rows, _, o| {
@@ -150,6 +150,46 @@ impl Plane {
                 }
             })
     }
+}
+
+/// Which pixels have a pixel of `mask` equal to `value` within `r` (Chebyshev distance; the
+/// square window clamped to the image, as [`Plane::max_filter`] of a 0/1 plane, on bytes).
+pub fn any_within(w: usize, h: usize, mask: &[bool], value: bool, r: usize) -> Vec<bool> {
+    let mut across = vec![false; w * h];
+    across
+        .par_chunks_mut(w.max(1))
+        .zip(mask.par_chunks(w.max(1)))
+        .for_each(|(o, row)| {
+            // Distance to the last set pixel on the left, then on the right.
+            let mut since = usize::MAX;
+            for (v, &s) in o.iter_mut().zip(row) {
+                since = if s == value {
+                    0
+                } else {
+                    since.saturating_add(1)
+                };
+                *v = since <= r;
+            }
+            since = usize::MAX;
+            for (v, &s) in o.iter_mut().zip(row).rev() {
+                since = if s == value {
+                    0
+                } else {
+                    since.saturating_add(1)
+                };
+                *v |= since <= r;
+            }
+        });
+    let mut out = vec![false; w * h];
+    out.par_chunks_mut(w.max(1)).enumerate().for_each(|(y, o)| {
+        let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
+        for row in across[a * w..b * w].chunks_exact(w) {
+            for (v, &s) in o.iter_mut().zip(row) {
+                *v |= s;
+            }
+        }
+    });
+    out
 }
 
 /// Rows (input columns) per tile of [`Plane::transpose`].
@@ -193,7 +233,7 @@ fn kernel_row(i: &[f32], o: &mut [f32], k: &[f32]) {
     }
 }
 
-fn extreme_row(i: &[f32], o: &mut [f32], r: usize, f: fn(f32, f32) -> f32) {
+fn extreme_row(i: &[f32], o: &mut [f32], r: usize, f: impl Fn(f32, f32) -> f32 + Copy) {
     let n = i.len();
     for (x, v) in o.iter_mut().enumerate() {
         let (a, b) = (x.saturating_sub(r), (x + r + 1).min(n));
@@ -204,6 +244,29 @@ fn extreme_row(i: &[f32], o: &mut [f32], r: usize, f: fn(f32, f32) -> f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The boolean dilation is the min/max filter of a 0/1 plane, window clamping included.
+    #[test]
+    fn any_within_is_the_max_filter_of_a_mask() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for (w, h) in [(1, 1), (1, 12), (12, 1), (33, 17)] {
+            let mask: Vec<bool> = (0..w * h)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state % 9 == 0
+                })
+                .collect();
+            let plane = Plane::from_fn(w, h, |x, y| f32::from(u8::from(mask[y * w + x])));
+            for r in [0, 1, 2, 5] {
+                let grown: Vec<bool> = plane.max_filter(r).data.iter().map(|&v| v > 0.5).collect();
+                assert_eq!(any_within(w, h, &mask, true, r), grown, "{w}x{h} r {r}");
+                let shrunk: Vec<bool> = plane.min_filter(r).data.iter().map(|&v| v < 0.5).collect();
+                assert_eq!(any_within(w, h, &mask, false, r), shrunk, "{w}x{h} r {r}");
+            }
+        }
+    }
 
     #[test]
     fn blurs_preserve_constants_and_morphology_grows() {

@@ -8,7 +8,7 @@
 
 use super::backdrop::BackdropModel;
 use super::colour::{decode, encode};
-use super::filter::Plane;
+use super::filter::{Plane, any_within};
 use super::fuse::{self, Fusion};
 use super::segment;
 use fast_image_resize::{FilterType, ResizeAlg, Resizer};
@@ -282,46 +282,6 @@ fn box_rows<const CH: usize>(
             out[k * n + x] = ((prefix[b][k] - prefix[a][k]) / count) as f32;
         }
     }
-}
-
-/// Which pixels have a pixel of `mask` equal to `value` within `r` (Chebyshev distance; the
-/// square window clamped to the image, as [`Plane::max_filter`] of a 0/1 plane, on bytes).
-fn any_within(w: usize, h: usize, mask: &[bool], value: bool, r: usize) -> Vec<bool> {
-    let mut across = vec![false; w * h];
-    across
-        .par_chunks_mut(w.max(1))
-        .zip(mask.par_chunks(w.max(1)))
-        .for_each(|(o, row)| {
-            // Distance to the last set pixel on the left, then on the right.
-            let mut since = usize::MAX;
-            for (v, &s) in o.iter_mut().zip(row) {
-                since = if s == value {
-                    0
-                } else {
-                    since.saturating_add(1)
-                };
-                *v = since <= r;
-            }
-            since = usize::MAX;
-            for (v, &s) in o.iter_mut().zip(row).rev() {
-                since = if s == value {
-                    0
-                } else {
-                    since.saturating_add(1)
-                };
-                *v |= since <= r;
-            }
-        });
-    let mut out = vec![false; w * h];
-    out.par_chunks_mut(w.max(1)).enumerate().for_each(|(y, o)| {
-        let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
-        for row in across[a * w..b * w].chunks_exact(w) {
-            for (v, &s) in o.iter_mut().zip(row) {
-                *v |= s;
-            }
-        }
-    });
-    out
 }
 
 fn soft_edges(img: &RgbaImage, hard: &[bool]) -> Matte {

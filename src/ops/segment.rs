@@ -181,12 +181,41 @@ pub fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, 
     (label, comps)
 }
 
+/// [`components`]' labels with each component's size instead of its members (index 0 = other).
+pub fn component_sizes(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<usize>) {
+    let mut label = vec![0u32; w * h];
+    let mut sizes = vec![0];
+    let mut queue = Vec::new();
+    for start in 0..w * h {
+        if mask[start] != value || label[start] != 0 {
+            continue;
+        }
+        let id = sizes.len() as u32;
+        label[start] = id;
+        queue.clear();
+        queue.push((start, start % w));
+        let mut k = 0;
+        while k < queue.len() {
+            let (i, x) = queue[k];
+            k += 1;
+            for (j, xj) in neighbours(i, x, w, w * h) {
+                if mask[j] == value && label[j] == 0 {
+                    label[j] = id;
+                    queue.push((j, xj));
+                }
+            }
+        }
+        sizes.push(queue.len());
+    }
+    (label, sizes)
+}
+
 /// Flips every 4-connected region of `value` smaller than `min_area` pixels.
 pub fn remove_small(w: usize, h: usize, mask: &mut [bool], value: bool, min_area: usize) {
-    let (_, comps) = components(w, h, mask, value);
-    for c in comps.iter().skip(1).filter(|c| c.len() < min_area) {
-        for &i in c {
-            mask[i] = !value;
+    let (label, sizes) = component_sizes(w, h, mask, value);
+    for (m, &l) in mask.iter_mut().zip(&label) {
+        if l != 0 && sizes[l as usize] < min_area {
+            *m = !value;
         }
     }
 }
@@ -270,6 +299,8 @@ mod tests {
                     }
                     comps.push(members);
                 }
+                let sizes: Vec<usize> = comps.iter().map(Vec::len).collect();
+                assert_eq!(component_sizes(w, h, &mask, value), (label.clone(), sizes));
                 assert_eq!(components(w, h, &mask, value), (label, comps), "{w}x{h}");
             }
             let seeds: Vec<bool> = (0..w * h).map(|i| i % 7 == 0 && mask[i]).collect();
