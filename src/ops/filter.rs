@@ -255,7 +255,7 @@ mod tests {
                     state ^= state << 13;
                     state ^= state >> 7;
                     state ^= state << 17;
-                    state % 9 == 0
+                    state.is_multiple_of(9)
                 })
                 .collect();
             let plane = Plane::from_fn(w, h, |x, y| f32::from(u8::from(mask[y * w + x])));
