@@ -197,15 +197,31 @@ const TILE: usize = 32;
 
 /// Means over `(2r+1)`-wide windows of one row (edges clamped, renormalised), summed in `f64`.
 fn box_row(i: &[f32], o: &mut [f32], r: usize) {
-    let n = i.len();
-    let mut prefix = Vec::with_capacity(n + 1);
-    prefix.push(0.0f64);
-    for &v in i {
-        prefix.push(prefix.last().copied().unwrap_or(0.0) + v as f64);
+    let mut prefix = vec![[0.0f64]; i.len() + 1];
+    box_rows(i.as_chunks::<1>().0, &mut prefix, o, r);
+}
+
+/// [`box_row`] of each of the `CH` channels of `input`, into `out` as `CH` rows of
+/// `input.len()`, the channels side by side (independent sums in flight together; per channel
+/// the same operations in the same order); `prefix` is scratch of `input.len() + 1`.
+pub(super) fn box_rows<const CH: usize>(
+    input: &[[f32; CH]],
+    prefix: &mut [[f64; CH]],
+    out: &mut [f32],
+    r: usize,
+) {
+    let n = input.len();
+    prefix[0] = [0.0; CH];
+    for (x, v) in input.iter().enumerate() {
+        let before = prefix[x];
+        prefix[x + 1] = std::array::from_fn(|k| before[k] + v[k] as f64);
     }
-    for (x, v) in o.iter_mut().enumerate() {
+    for x in 0..n {
         let (a, b) = (x.saturating_sub(r), (x + r + 1).min(n));
-        *v = ((prefix[b] - prefix[a]) / (b - a) as f64) as f32;
+        let count = (b - a) as f64;
+        for k in 0..CH {
+            out[k * n + x] = ((prefix[b][k] - prefix[a][k]) / count) as f32;
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::backdrop::BackdropModel;
 use super::colour::{decode, encode};
-use super::filter::{Plane, any_within};
+use super::filter::{Plane, any_within, box_rows};
 use super::fuse::{self, Fusion};
 use super::segment;
 use fast_image_resize::{FilterType, ResizeAlg, Resizer};
@@ -168,21 +168,16 @@ fn matte(img: &RgbaImage, saliency: Option<&GrayImage>, fusion: Fusion) -> Matte
             (segment::segment(&evidence), Some(evidence.backdrop_like()))
         }
         (None, Some(s)) => (fuse::fuse(s, None, fusion), None),
-        (Some(model), Some(s)) if !fuse::wants_backdrop(&model, fusion) => {
-            let evidence = segment::evidence(img, &model);
-            let mut hard = fuse::fuse(s, None, fusion);
-            fuse::tidy(w, h, &mut hard);
-            (hard, Some(evidence.backdrop_like()))
-        }
         (Some(model), Some(s)) => {
             let evidence = segment::evidence(img, &model);
-            let mask = segment::segment(&evidence);
-            let view = fuse::BackdropView {
+            // The backdrop model's own segmentation only where the fusion will read it.
+            let mask = fuse::wants_backdrop(&model, fusion).then(|| segment::segment(&evidence));
+            let view = mask.as_deref().map(|mask| fuse::BackdropView {
                 model: &model,
                 evidence: &evidence,
-                mask: &mask,
-            };
-            let mut hard = fuse::fuse(s, Some(&view), fusion);
+                mask,
+            });
+            let mut hard = fuse::fuse(s, view.as_ref(), fusion);
             fuse::tidy(w, h, &mut hard);
             (hard, Some(evidence.backdrop_like()))
         }
@@ -258,30 +253,6 @@ fn band_means(
         }
     }
     out
-}
-
-/// The horizontal pass of [`Plane::box_blur`] on each of the `CH` channels of `input` into the `w`-long rows of `out`, the
-/// channels side by side (four independent sums in flight instead of one, the same operations in
-/// the same order per channel); `prefix` is scratch of `input.len() + 1`.
-fn box_rows<const CH: usize>(
-    input: &[[f32; CH]],
-    prefix: &mut [[f64; CH]],
-    out: &mut [f32],
-    r: usize,
-) {
-    let n = input.len();
-    prefix[0] = [0.0; CH];
-    for (x, v) in input.iter().enumerate() {
-        let before = prefix[x];
-        prefix[x + 1] = std::array::from_fn(|k| before[k] + v[k] as f64);
-    }
-    for x in 0..n {
-        let (a, b) = (x.saturating_sub(r), (x + r + 1).min(n));
-        let count = (b - a) as f64;
-        for k in 0..CH {
-            out[k * n + x] = ((prefix[b][k] - prefix[a][k]) / count) as f32;
-        }
-    }
 }
 
 fn soft_edges(img: &RgbaImage, hard: &[bool]) -> Matte {

@@ -152,45 +152,38 @@ fn neighbours(i: usize, x: usize, w: usize, len: usize) -> impl Iterator<Item = 
 
 /// Labels 4-connected components where `mask[i] == value`; returns (labels, members). Label 0 = other.
 pub fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<Vec<usize>>) {
-    let mut label = vec![0u32; w * h];
     let mut comps: Vec<Vec<usize>> = vec![Vec::new()];
-    for start in 0..w * h {
-        if mask[start] != value || label[start] != 0 {
-            continue;
-        }
-        let id = comps.len() as u32;
-        // Breadth first, in the order of `neighbours`; each member's column rides along, so no
-        // pixel costs a division.
-        let mut members = vec![start];
-        let mut columns = vec![start % w];
-        label[start] = id;
-        let mut k = 0;
-        while k < members.len() {
-            let (i, x) = (members[k], columns[k]);
-            k += 1;
-            for (j, xj) in neighbours(i, x, w, w * h) {
-                if mask[j] == value && label[j] == 0 {
-                    label[j] = id;
-                    members.push(j);
-                    columns.push(xj);
-                }
-            }
-        }
-        comps.push(members);
-    }
+    let label = label_components(w, h, mask, value, |members| {
+        comps.push(members.iter().map(|&(i, _)| i).collect());
+    });
     (label, comps)
 }
 
 /// [`components`]' labels with each component's size instead of its members (index 0 = other).
 pub fn component_sizes(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<usize>) {
-    let mut label = vec![0u32; w * h];
     let mut sizes = vec![0];
+    let label = label_components(w, h, mask, value, |members| sizes.push(members.len()));
+    (label, sizes)
+}
+
+/// Labels components 1, 2, … in scan order of their first pixel and hands each one's members
+/// (pixel, column), breadth first in the order of [`neighbours`], to `component`. Columns ride
+/// along so no pixel costs a division.
+fn label_components(
+    w: usize,
+    h: usize,
+    mask: &[bool],
+    value: bool,
+    mut component: impl FnMut(&[(usize, usize)]),
+) -> Vec<u32> {
+    let mut label = vec![0u32; w * h];
     let mut queue = Vec::new();
+    let mut id = 0;
     for start in 0..w * h {
         if mask[start] != value || label[start] != 0 {
             continue;
         }
-        let id = sizes.len() as u32;
+        id += 1;
         label[start] = id;
         queue.clear();
         queue.push((start, start % w));
@@ -205,9 +198,9 @@ pub fn component_sizes(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u
                 }
             }
         }
-        sizes.push(queue.len());
+        component(&queue);
     }
-    (label, sizes)
+    label
 }
 
 /// Flips every 4-connected region of `value` smaller than `min_area` pixels.
