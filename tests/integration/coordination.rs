@@ -503,9 +503,12 @@ fn one_rpm_is_shared_by_every_shard_and_a_lone_shard_may_use_all_of_it() {
     let arrivals = env.double.arrivals(REMOVE_BG);
     let rest = &arrivals[alone..];
     assert_eq!(rest.len(), 80 - alone);
-    // 600 rpm paced at 97%: a slot every 103.1 ms, so any 2 s holds at most 20 slots; a call
-    // sent a little late may share a window with the next one (the 3% pace is what keeps 60 s
-    // windows within the quota: see the benchmark), hence one more.
+    // 600 rpm paced at 97%: a slot every 103.1 ms, so any 2 s holds at most 20 slots (the 3%
+    // pace is what keeps 60 s windows within the quota: see the benchmark). What the double sees
+    // is each slot plus the time to send the call, which on a loaded machine can reach a few
+    // hundred milliseconds: calls granted in the 300 ms before a window may arrive in it, so a
+    // window holds at most the slots of 2.3 s, 23. Seven shards each pacing at the whole quota
+    // would put about 140 in a window; the span check below holds the average pace.
     let most = (0..rest.len())
         .map(|i| {
             rest[i..]
@@ -515,7 +518,7 @@ fn one_rpm_is_shared_by_every_shard_and_a_lone_shard_may_use_all_of_it() {
         })
         .max()
         .unwrap();
-    assert!(most <= 21, "{most} calls in 2 s at 600 rpm");
+    assert!(most <= 23, "{most} calls in 2 s at 600 rpm");
     let span = rest[rest.len() - 1].duration_since(rest[0]);
     let ideal = Duration::from_micros(103_093 * (rest.len() as u64 - 1));
     assert!(
