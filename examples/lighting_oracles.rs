@@ -44,7 +44,14 @@ fn main() -> anyhow::Result<()> {
         .skip(1)
         .map(|l| l.split(',').map(str::to_owned).collect())
         .collect();
-    let names = ["degraded", "fix_lighting", "o_wb", "o_exp", "o_both", "o_all"];
+    let names = [
+        "degraded",
+        "fix_lighting",
+        "o_wb",
+        "o_exp",
+        "o_both",
+        "o_all",
+    ];
     let results: Vec<(String, Vec<f64>)> = rows
         .par_iter()
         .map(|r| {
@@ -81,7 +88,12 @@ fn main() -> anyhow::Result<()> {
             .map(|r| &r.1)
             .collect();
         let means: Vec<String> = (0..names.len())
-            .map(|i| format!("{:.2}", sel.iter().map(|v| v[i]).sum::<f64>() / sel.len() as f64))
+            .map(|i| {
+                format!(
+                    "{:.2}",
+                    sel.iter().map(|v| v[i]).sum::<f64>() / sel.len() as f64
+                )
+            })
             .collect();
         println!("| {k} | {} |", means.join(" | "));
     }
