@@ -13,6 +13,7 @@ pub mod atomic_file;
 pub mod catalog;
 pub mod codec;
 pub mod ledger;
+pub mod log_once;
 pub mod manifest;
 pub mod marketplace;
 pub mod model_store;

@@ -9,7 +9,7 @@
 //! state store is logged and treated as a miss: the cache can cost a recompute, never a result.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use image::RgbaImage;
@@ -24,6 +24,7 @@ use crate::ledger::{
     CachedStep, Claim, HoldId, KnownInput, OutputRecord, PaidCall, StepKey, StepSpec, Store,
     output_spec, spec_for, unix_now,
 };
+use crate::log_once::LogOnce;
 use crate::manifest::{ModelRef, OutputFormat, OutputSpec, Step};
 use crate::money::Usd;
 use crate::qa::Qa;
@@ -37,21 +38,21 @@ pub(super) struct RunCache {
     /// `--force`: look nothing up (every step runs again), but record every result.
     force: bool,
     /// Whether a store failure was already logged (logged once per run, not per image).
-    warned: AtomicBool,
+    warned: LogOnce,
     /// Numbers this run's claims, so duplicate images within the run wait for each other.
     next_token: AtomicU64,
     /// The tier every machine shares (`shared.cache`): looked up when the local store misses a
     /// paid step, and given every paid result.
     shared: Option<SharedCache>,
     /// Whether a shared-cache failure was already logged.
-    shared_warned: AtomicBool,
+    shared_warned: LogOnce,
     /// The coordination table (`shared.dynamodb_table`): claims across machines, and the
     /// shared caps every hold is also taken against.
     coordination: Option<Coordination>,
     /// Whether a failure to claim through the table was already logged.
-    claims_warned: AtomicBool,
+    claims_warned: LogOnce,
     /// Whether a failure to hold through the table was already logged.
-    holds_warned: AtomicBool,
+    holds_warned: LogOnce,
 }
 
 /// Money held for one paid call: in the state store, and in the coordination table when there
@@ -105,13 +106,13 @@ impl RunCache {
             store,
             run_id,
             force,
-            warned: AtomicBool::new(false),
+            warned: LogOnce::new(),
             next_token: AtomicU64::new(1),
             shared,
-            shared_warned: AtomicBool::new(false),
+            shared_warned: LogOnce::new(),
             coordination,
-            claims_warned: AtomicBool::new(false),
-            holds_warned: AtomicBool::new(false),
+            claims_warned: LogOnce::new(),
+            holds_warned: LogOnce::new(),
         }
     }
 
@@ -181,7 +182,7 @@ impl RunCache {
     }
 
     fn warn_shared(&self, e: impl std::fmt::Display) {
-        if !self.shared_warned.swap(true, Ordering::Relaxed) {
+        if self.shared_warned.first() {
             tracing::warn!(
                 "shared step cache: {e}; steps not found locally are done (and paid) here"
             );
@@ -284,7 +285,7 @@ impl RunCache {
                 requested: amount,
             }),
             Err(e) => {
-                if !self.holds_warned.swap(true, Ordering::Relaxed) {
+                if self.holds_warned.first() {
                     tracing::warn!(
                         "shared budget: {e}; paid calls are refused until it can be reached"
                     );
@@ -461,7 +462,7 @@ impl RunCache {
                     tokio::time::sleep(SHARED_CLAIM_POLL).await;
                 }
                 Err(e) => {
-                    if !self.claims_warned.swap(true, Ordering::Relaxed) {
+                    if self.claims_warned.first() {
                         tracing::warn!(
                             "claims across machines: {e}; steps are claimed on this machine only"
                         );
@@ -563,7 +564,7 @@ impl RunCache {
     }
 
     fn warn(&self, e: impl std::fmt::Display) {
-        if !self.warned.swap(true, Ordering::Relaxed) {
+        if self.warned.first() {
             tracing::warn!(
                 "step cache: {e}; results are still written, but may be recomputed next run"
             );

@@ -28,7 +28,7 @@ pub(super) struct ImageContext {
     /// which goes through `cache`, and with `--force`).
     pub shared_peek: Option<SharedCache>,
     /// Whether a failure to read the shared cache was already logged.
-    pub peek_warned: std::sync::atomic::AtomicBool,
+    pub peek_warned: crate::log_once::LogOnce,
     /// The local method of each step.
     pub local: Arc<LocalOps>,
     /// Per step, the share of its first results that passed its `escalate:` mark in earlier
@@ -101,8 +101,7 @@ impl ImageContext {
                 Ok(Some(step)) => return Some(Hit { key, step }),
                 Ok(None) => {}
                 Err(e) => {
-                    let ordering = std::sync::atomic::Ordering::Relaxed;
-                    if !self.peek_warned.swap(true, ordering) {
+                    if self.peek_warned.first() {
                         tracing::warn!(
                             "shared step cache: {e}; the plan counts steps not found as paid"
                         );

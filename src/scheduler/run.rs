@@ -108,7 +108,7 @@ pub async fn run(
             .shared
             .clone()
             .filter(|_| config.dry_run && !config.force),
-        peek_warned: std::sync::atomic::AtomicBool::new(false),
+        peek_warned: crate::log_once::LogOnce::new(),
         local: config.local.clone(),
         pass_rates: std::sync::OnceLock::new(),
     });

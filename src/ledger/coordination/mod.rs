@@ -29,7 +29,7 @@ mod money;
 mod rates;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -48,6 +48,7 @@ pub use money::{Refusal, SharedCaps, SharedHold};
 pub use rates::{PACE, interval_us};
 
 use super::unix_now;
+use crate::log_once::LogOnce;
 
 /// A run is taken for dead when its heartbeat is this old.
 pub const ALIVE_SECS: i64 = 10;
@@ -231,7 +232,8 @@ struct Inner {
     releases: AsyncMutex<Vec<JoinHandle<()>>>,
     /// Days whose budget item this run has made sure exists.
     days_ready: std::sync::Mutex<Vec<String>>,
-    warned_rates: AtomicBool,
+    /// Whether a failure to keep a shared send schedule was already logged.
+    warned_rates: LogOnce,
 }
 
 impl Coordination {
@@ -254,7 +256,7 @@ impl Coordination {
             heartbeat: std::sync::Mutex::new(None),
             releases: AsyncMutex::new(Vec::new()),
             days_ready: std::sync::Mutex::new(Vec::new()),
-            warned_rates: AtomicBool::new(false),
+            warned_rates: LogOnce::new(),
         });
         let coordination = Coordination { inner };
         coordination.beat().await?;
@@ -335,7 +337,7 @@ impl Coordination {
     }
 
     fn warn_rates_once(&self, e: &CoordError) {
-        if !self.inner.warned_rates.swap(true, Ordering::Relaxed) {
+        if self.inner.warned_rates.first() {
             tracing::warn!(
                 "shared rate limit: {e}; pacing this shard at its fixed share meanwhile"
             );
