@@ -136,14 +136,18 @@ impl GradeCall {
     }
 
     /// What an answer was billed, and its verdict. The tokens are billed even when the verdict
-    /// cannot be read.
+    /// cannot be read; an answer that gives no readable count is charged the reservation (the
+    /// most it could have cost), never nothing.
     pub fn finish(&self, answer: &ConverseAnswer) -> (Usd, Billed, Result<Grade, RemoteError>) {
-        let billed = Billed::Tokens {
-            input: answer.input_tokens,
-            output: answer.output_tokens,
-        };
-        let cost = self.prices.cost(answer.input_tokens, answer.output_tokens);
-        (cost, billed, parse_verdict(&answer.text))
+        let (input, output) = answer
+            .tokens
+            .unwrap_or((self.input_bound, MAX_TOKENS as u64));
+        let billed = Billed::Tokens { input, output };
+        (
+            self.prices.cost(input, output),
+            billed,
+            parse_verdict(&answer.text),
+        )
     }
 }
 
@@ -229,6 +233,51 @@ mod tests {
         assert!(parse_verdict("looks fine").is_err());
         assert!(parse_verdict("{\"score\": 1.5}").is_err());
         assert!(parse_verdict("{\"score\": \"high\"}").is_err());
+    }
+
+    #[test]
+    fn an_answer_without_a_readable_count_is_charged_the_reservation_not_nothing() {
+        let call = GradeCall {
+            request: ConverseRequest {
+                system: SYSTEM.to_owned(),
+                image_png: Vec::new(),
+                question: "Step: remove-bg.".into(),
+                max_tokens: MAX_TOKENS,
+            },
+            invoke_id: "amazon.nova-lite-v1:0".into(),
+            prices: TokenPrices {
+                input_per_million: 0.06,
+                output_per_million: 0.24,
+            },
+            input_bound: 3000,
+        };
+        let answer = |tokens| ConverseAnswer {
+            text: "{\"score\": 0.9, \"issues\": \"\"}".into(),
+            tokens,
+        };
+        let (cost, billed, verdict) = call.finish(&answer(Some((812, 37))));
+        assert_eq!(
+            (cost, billed),
+            (
+                Usd(58),
+                Billed::Tokens {
+                    input: 812,
+                    output: 37
+                }
+            )
+        );
+        assert_eq!(verdict.unwrap().score, 0.9);
+        let (cost, billed, verdict) = call.finish(&answer(None));
+        assert_eq!(cost, call.reservation());
+        assert!(cost > Usd::ZERO);
+        assert_eq!(
+            billed,
+            Billed::Tokens {
+                input: 3000,
+                output: MAX_TOKENS as u64
+            }
+        );
+        assert!(verdict.is_ok(), "the verdict is still read");
     }
 
     #[test]

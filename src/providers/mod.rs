@@ -152,17 +152,15 @@ impl PreparedCall {
 
     /// What an answer that gave no usable result was billed, at `price` per image: nothing for
     /// an image model's filtered answer; the tokens a `Converse` answer says it used (priced
-    /// with the catalog's token prices; `price` when it has none), filtered or not; `price` for
-    /// anything else that came back.
+    /// with the catalog's token prices; `price` when it has none or the answer gave no readable
+    /// count), filtered or not; `price` for anything else that came back.
     pub fn billed_without_result(&self, answer: &[u8], e: &RemoteError, price: Usd) -> Usd {
         let Request::Bedrock(request) = &self.request;
         if request.api == bedrock::Api::Converse {
             let tokens = serde_json::from_slice::<bedrock::ConverseImageAnswer>(answer)
                 .ok()
-                .map(|a| Billed::Tokens {
-                    input: a.input_tokens,
-                    output: a.output_tokens,
-                });
+                .and_then(|a| a.input_tokens.zip(a.output_tokens))
+                .map(|(input, output)| Billed::Tokens { input, output });
             return tokens
                 .and_then(|t| t.cost(price, self.model.tokens))
                 .unwrap_or(price);

@@ -175,13 +175,14 @@ pub struct ConverseRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConverseAnswer {
     pub text: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
+    /// Input and output tokens from the answer's `usage`; `None` when it has none or an
+    /// unreadable one (a negative count): the call was still billed, so the caller charges the
+    /// most it could have cost.
+    pub tokens: Option<(u64, u64)>,
 }
 
 impl BedrockClient {
-    /// One `Converse` call in `region` (`None`: this client's own). An answer without `usage`
-    /// is refused as unreadable: it cannot be billed right.
+    /// One `Converse` call in `region` (`None`: this client's own).
     pub async fn converse(
         &self,
         region: Option<&str>,
@@ -220,9 +221,7 @@ impl BedrockClient {
             .send()
             .await
             .map_err(RemoteError::from_sdk)?;
-        let usage = out.usage().ok_or_else(|| RemoteError::BadResponse {
-            message: "Converse answer without usage".into(),
-        })?;
+        let tokens = billed_tokens(out.usage());
         let text = match out.output() {
             Some(ConverseOutput::Message(m)) => m
                 .content()
@@ -232,16 +231,7 @@ impl BedrockClient {
                 .join(""),
             _ => String::new(),
         };
-        let count = |n: i32| {
-            u64::try_from(n).map_err(|_| RemoteError::BadResponse {
-                message: format!("Converse usage with a negative token count ({n})"),
-            })
-        };
-        Ok(ConverseAnswer {
-            text,
-            input_tokens: count(usage.input_tokens())?,
-            output_tokens: count(usage.output_tokens())?,
-        })
+        Ok(ConverseAnswer { text, tokens })
     }
 }
 
@@ -249,7 +239,7 @@ impl BedrockClient {
     /// One `Converse` instruction edit in `region` (`None`: this client's own): a user message
     /// with the image (when there is one) and the instruction. Returns a
     /// [`super::ConverseImageAnswer`] as JSON: the reply's first image, why it stopped, the
-    /// tokens used. An answer without `usage` is refused as unreadable.
+    /// tokens used (none when its `usage` is missing or unreadable).
     pub async fn converse_image(
         &self,
         region: Option<&str>,
@@ -291,9 +281,7 @@ impl BedrockClient {
             .send()
             .await
             .map_err(RemoteError::from_sdk)?;
-        let usage = out.usage().ok_or_else(|| RemoteError::BadResponse {
-            message: "Converse answer without usage".into(),
-        })?;
+        let tokens = billed_tokens(out.usage());
         let (mut image, mut text) = (None, String::new());
         if let Some(ConverseOutput::Message(m)) = out.output() {
             for block in m.content() {
@@ -308,16 +296,25 @@ impl BedrockClient {
                 }
             }
         }
-        let count = |n: i32| u64::try_from(n).unwrap_or(0);
         let answer = super::ConverseImageAnswer {
             image,
             stop_reason: out.stop_reason().as_str().to_owned(),
-            input_tokens: count(usage.input_tokens()),
-            output_tokens: count(usage.output_tokens()),
+            input_tokens: tokens.map(|t| t.0),
+            output_tokens: tokens.map(|t| t.1),
             text,
         };
         Ok(serde_json::to_vec(&answer).expect("JSON values always serialise"))
     }
+}
+
+/// The input and output tokens a `Converse` answer was billed for: `None` for an answer
+/// without `usage` or with a negative count. Such an answer was still billed; reading its count
+/// as zero, or refusing it as an error (errors are not billed), would record a paid call as
+/// free, so callers charge the most the call could cost instead.
+fn billed_tokens(usage: Option<&aws_sdk_bedrockruntime::types::TokenUsage>) -> Option<(u64, u64)> {
+    let usage = usage?;
+    let count = |n: i32| u64::try_from(n).ok();
+    Some((count(usage.input_tokens())?, count(usage.output_tokens())?))
 }
 
 async fn check_credentials(
@@ -337,5 +334,30 @@ async fn check_credentials(
         Err(_) => Err(ConnectError::NoCredentials {
             detail: format!("credential lookup took over {} s", limit.as_secs()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_bedrockruntime::types::TokenUsage;
+
+    use super::billed_tokens;
+
+    fn usage(input: i32, output: i32) -> TokenUsage {
+        TokenUsage::builder()
+            .input_tokens(input)
+            .output_tokens(output)
+            .total_tokens(input + output)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn token_counts_are_read_only_when_the_answer_gives_them_whole() {
+        assert_eq!(billed_tokens(Some(&usage(1234, 56))), Some((1234, 56)));
+        assert_eq!(billed_tokens(Some(&usage(0, 0))), Some((0, 0)));
+        assert_eq!(billed_tokens(Some(&usage(-1, 56))), None);
+        assert_eq!(billed_tokens(Some(&usage(1234, -5))), None);
+        assert_eq!(billed_tokens(None), None);
     }
 }

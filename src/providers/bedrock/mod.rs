@@ -107,8 +107,12 @@ pub struct ConverseImageAnswer {
     #[serde(default)]
     pub image: Option<String>,
     pub stop_reason: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
+    /// From the answer's `usage`; absent when it had none or an unreadable one (then the call
+    /// is charged its price, never nothing).
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
     /// The reply's text, when it gave some (a refusal says why).
     #[serde(default)]
     pub text: String,
