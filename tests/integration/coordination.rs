@@ -12,9 +12,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Retouch, Test, report};
+use crate::harness::{Retouch, Test, all_at_once, report, wait_for_rows};
 use crate::support::bedrock_double::BedrockDouble;
 use crate::support::dynamodb::Dynamo;
+use crate::support::retouch::finish;
 use crate::support::s3_server::S3Server;
 
 const REMOVE_BG: &str = "stability.stable-image-remove-background-v1:0";
@@ -102,23 +103,6 @@ fn shard(rt: &Retouch, manifest: &str, i: u32, n: u32, group: &str, machine: &st
     );
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     cmd
-}
-
-/// Starts every command at once and waits for all: their exit codes (stderr shown on failure).
-fn all_at_once(cmds: Vec<Command>) -> Vec<i32> {
-    let children: Vec<Child> = cmds
-        .into_iter()
-        .map(|mut c| c.spawn().expect("start retouch"))
-        .collect();
-    children.into_iter().map(finish).collect()
-}
-
-fn finish(c: Child) -> i32 {
-    let out = c.wait_with_output().unwrap();
-    if !out.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    out.status.code().unwrap_or(-1)
 }
 
 /// How many times the double billed each distinct photo (by the bytes it was sent).
@@ -299,19 +283,6 @@ fn shared_caps_below_the_catalogue_are_never_exceeded_in_ten_runs() {
             }
         }
         assert_eq!(reported, billed, "run {k}");
-    }
-}
-
-/// Waits until the report part at `part` holds at least `rows` rows (or `limit` passes).
-fn wait_for_rows(part: &Path, rows: usize, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while std::fs::read_to_string(part)
-        .map(|s| s.lines().count().saturating_sub(1))
-        .unwrap_or(0)
-        < rows
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::Command;
 use image::{Rgb, RgbImage};
 use tempfile::TempDir;
 
-pub(crate) use crate::support::retouch::{Ran, Retouch, ran, report};
+pub(crate) use crate::support::retouch::{Ran, Retouch, all_at_once, ran, report, wait_for_rows};
 
 /// A project folder.
 pub(crate) struct Test {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{Retouch, Test, report};
+use crate::harness::{Retouch, Test, all_at_once, report, wait_for_rows};
 use crate::support::bedrock_double::BedrockDouble;
 
 const LOCAL: &str = r#"version: 1
@@ -30,29 +30,6 @@ fn catalogue(n: usize, manifest: &str) -> Test {
         t = t.image(&format!("photos/{}/{i:03}.png", ["a", "b"][i % 2]), w, h);
     }
     t
-}
-
-/// Starts every command at once, then waits for all; their exit codes.
-fn all_at_once(cmds: Vec<Command>) -> Vec<i32> {
-    let children: Vec<_> = cmds
-        .into_iter()
-        .map(|mut c| {
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("start retouch")
-        })
-        .collect();
-    children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            if !out.status.success() {
-                eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-            }
-            out.status.code().unwrap_or(-1)
-        })
-        .collect()
 }
 
 fn part(root: &Path, i: u32, n: u32) -> std::path::PathBuf {
@@ -263,23 +240,6 @@ aws: { region: us-east-1 }
     assert_eq!(double.requests(REMOVE_BG), requests);
 }
 
-/// Waits until the report part at `part` holds at least `rows` rows.
-fn wait_for_rows(part: &Path, rows: usize) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_to_string(part)
-        .map(|s| s.lines().count().saturating_sub(1))
-        .unwrap_or(0)
-        < rows
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no rows in {}",
-            part.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_stopped_or_killed_shard_is_named_and_its_rerun_completes_the_report() {
     let t = catalogue(500, &LOCAL.replace("concurrency: 2", "concurrency: 1"));
@@ -292,7 +252,7 @@ fn a_stopped_or_killed_shard_is_named_and_its_rerun_completes_the_report() {
     // the images in flight, writes its part and says it was interrupted.
     let child = rt.spawn(&["run", "pipelines/test.yaml", "--shard", &shard(0), "-q"]);
     let part0 = part(&root, 0, 2);
-    wait_for_rows(&part0, 10);
+    wait_for_rows(&part0, 10, std::time::Duration::from_secs(60));
     let signal = |sig: &str, pid: u32| {
         assert!(
             Command::new("kill")
@@ -324,7 +284,7 @@ fn a_stopped_or_killed_shard_is_named_and_its_rerun_completes_the_report() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    wait_for_rows(&part0, 25);
+    wait_for_rows(&part0, 25, std::time::Duration::from_secs(60));
     signal("-KILL", child.id());
     child.wait_with_output().unwrap();
     let killed = merge().code(1);

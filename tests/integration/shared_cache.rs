@@ -4,7 +4,7 @@
 //! paid result is published once, create-only; any other machine reuses it and calls nothing; a
 //! damaged blob is a miss, never a corrupt output; shards on separate machines rerun for free.
 
-use crate::harness::{Retouch, Test, report};
+use crate::harness::{Retouch, Test, all_at_once, report};
 use crate::support::bedrock_double::BedrockDouble;
 use crate::support::s3_server::S3Server;
 
@@ -127,29 +127,24 @@ fn shards_on_separate_machines_rerun_for_free_through_the_shared_cache() {
     let root = t.root().to_owned();
     let retouch = Retouch::at(&root).s3(&server).bedrock(&double);
     let all_shards = |attempt: &str| {
-        let children: Vec<_> = (0..4)
+        let shards = (0..4)
             .map(|i| {
                 let (shard, state) = (format!("{i}/4"), format!("{attempt}-machine-{i}"));
-                retouch
-                    .command(
-                        env!("CARGO_BIN_EXE_retouch"),
-                        &[
-                            "run",
-                            "pipelines/test.yaml",
-                            "-q",
-                            "--shard",
-                            &shard,
-                            "--state",
-                            &state,
-                        ],
-                    )
-                    .spawn()
-                    .unwrap()
+                retouch.command(
+                    env!("CARGO_BIN_EXE_retouch"),
+                    &[
+                        "run",
+                        "pipelines/test.yaml",
+                        "-q",
+                        "--shard",
+                        &shard,
+                        "--state",
+                        &state,
+                    ],
+                )
             })
             .collect();
-        for mut c in children {
-            assert!(c.wait().unwrap().success());
-        }
+        assert_eq!(all_at_once(shards), vec![0; 4]);
     };
     all_shards("first");
     assert_eq!(double.successes(REMOVE_BG), 24, "each image billed once");

@@ -232,6 +232,48 @@ pub(crate) fn ran(mut cmd: Command) -> Ran {
     }
 }
 
+/// Starts every command at once (stdout dropped, stderr kept), then waits for all: their exit
+/// codes, each failure's stderr shown.
+pub(crate) fn all_at_once(cmds: Vec<Command>) -> Vec<i32> {
+    let children: Vec<Child> = cmds
+        .into_iter()
+        .map(|mut c| {
+            c.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start retouch")
+        })
+        .collect();
+    children.into_iter().map(finish).collect()
+}
+
+/// Waits for a started run: its exit code, its stderr shown when it failed.
+pub(crate) fn finish(c: Child) -> i32 {
+    let out = c.wait_with_output().unwrap();
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out.status.code().unwrap_or(-1)
+}
+
+/// Waits until the report part at `part` holds at least `rows` rows; fails the test when
+/// `limit` passes first.
+pub(crate) fn wait_for_rows(part: &Path, rows: usize, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::fs::read_to_string(part)
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
+        < rows
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fewer than {rows} rows in {} after {limit:?}",
+            part.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Report rows as (image, model, reason, status, cost_usd, attempts).
 pub(crate) fn report(path: &Path) -> Vec<[String; 6]> {
     let mut rdr = csv::Reader::from_path(path).expect("report exists");
