@@ -180,15 +180,30 @@ pub fn any_within(w: usize, h: usize, mask: &[bool], value: bool, r: usize) -> V
                 *v |= since <= r;
             }
         });
+    // Down the columns the same way, a row at a time: rows since the last row with the pixel
+    // set, from above, then from below.
     let mut out = vec![false; w * h];
-    out.par_chunks_mut(w.max(1)).enumerate().for_each(|(y, o)| {
-        let (a, b) = (y.saturating_sub(r), (y + r + 1).min(h));
-        for row in across[a * w..b * w].chunks_exact(w) {
-            for (v, &s) in o.iter_mut().zip(row) {
-                *v |= s;
-            }
+    let mut since = vec![u32::MAX; w];
+    for (o, row) in out
+        .chunks_exact_mut(w.max(1))
+        .zip(across.chunks_exact(w.max(1)))
+    {
+        for ((v, s), &a) in o.iter_mut().zip(since.iter_mut()).zip(row) {
+            *s = if a { 0 } else { s.saturating_add(1) };
+            *v = *s as usize <= r;
         }
-    });
+    }
+    since.fill(u32::MAX);
+    for (o, row) in out
+        .chunks_exact_mut(w.max(1))
+        .zip(across.chunks_exact(w.max(1)))
+        .rev()
+    {
+        for ((v, s), &a) in o.iter_mut().zip(since.iter_mut()).zip(row) {
+            *s = if a { 0 } else { s.saturating_add(1) };
+            *v |= *s as usize <= r;
+        }
+    }
     out
 }
 

@@ -160,10 +160,77 @@ pub fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, 
 }
 
 /// [`components`]' labels with each component's size instead of its members (index 0 = other).
+///
+/// By runs instead of pixels: each row's runs of `value` are joined to the runs of the row
+/// above that they touch (union-find, the earliest run the root), then labelled in scan order
+/// of their roots, which is the order of each component's first pixel: the same labels as the
+/// breadth-first walk, written a run at a time.
 pub fn component_sizes(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<usize>) {
+    // Runs as [start, end) pixel indices, in scan order; `parent` links each to an earlier run
+    // of its component.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut parent: Vec<usize> = Vec::new();
+    let mut above = 0..0;
+    for y in 0..h {
+        let row = y * w;
+        let first = runs.len();
+        let mut next_above = above.start;
+        let mut x = 0;
+        while x < w {
+            if mask[row + x] != value {
+                x += 1;
+                continue;
+            }
+            let start = x;
+            while x < w && mask[row + x] == value {
+                x += 1;
+            }
+            let id = runs.len();
+            runs.push((row + start, row + x));
+            parent.push(id);
+            // Runs above ending at or before `start` touch no later run of this row.
+            while next_above < above.end && runs[next_above].1 - (row - w) <= start {
+                next_above += 1;
+            }
+            let mut k = next_above;
+            while k < above.end && runs[k].0 - (row - w) < x {
+                union(&mut parent, k, id);
+                k += 1;
+            }
+        }
+        above = first..runs.len();
+    }
+    let mut label = vec![0u32; w * h];
     let mut sizes = vec![0];
-    let label = label_components(w, h, mask, value, |members| sizes.push(members.len()));
+    let mut run_label = vec![0u32; runs.len()];
+    for (r, &(start, end)) in runs.iter().enumerate() {
+        // A root comes before the rest of its component: its label is set first.
+        let root = find(&mut parent, r);
+        if root == r {
+            run_label[r] = sizes.len() as u32;
+            sizes.push(0);
+        }
+        let l = run_label[root];
+        sizes[l as usize] += end - start;
+        label[start..end].fill(l);
+    }
     (label, sizes)
+}
+
+/// The root of run `r` (the earliest run of its component), halving the path on the way.
+fn find(parent: &mut [usize], mut r: usize) -> usize {
+    while parent[r] != r {
+        parent[r] = parent[parent[r]];
+        r = parent[r];
+    }
+    r
+}
+
+/// Joins the components of runs `a` and `b` under the earlier of their roots.
+fn union(parent: &mut [usize], a: usize, b: usize) {
+    let (ra, rb) = (find(parent, a), find(parent, b));
+    let (lo, hi) = (ra.min(rb), ra.max(rb));
+    parent[hi] = lo;
 }
 
 /// Labels components 1, 2, … in scan order of their first pixel and hands each one's members
@@ -261,7 +328,15 @@ mod tests {
             .flatten()
         };
         let mut state = 0x2545_f491_4f6c_dd1du64;
-        for (w, h) in [(1, 1), (1, 9), (9, 1), (37, 23), (64, 50)] {
+        for (w, h) in [
+            (1, 1),
+            (1, 9),
+            (9, 1),
+            (2, 2),
+            (37, 23),
+            (64, 50),
+            (300, 200),
+        ] {
             let mask: Vec<bool> = (0..w * h)
                 .map(|_| {
                     state ^= state << 13;
