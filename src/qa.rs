@@ -366,20 +366,12 @@ pub fn disagreement(
 /// The left-out pixels of `kept` (w×h) that the kept pixels enclose: not connected to the
 /// frame's edge through left-out pixels.
 fn enclosed(w: usize, h: usize, kept: &[bool]) -> Vec<bool> {
-    let (_, regions) = crate::ops::segment::components(w, h, kept, false);
-    let mut hole = vec![false; w * h];
-    for region in regions.iter().skip(1) {
-        let at_frame = region.iter().any(|&i| {
-            let (x, y) = (i % w, i / w);
-            x == 0 || y == 0 || x + 1 == w || y + 1 == h
-        });
-        if !at_frame {
-            for &i in region {
-                hole[i] = true;
-            }
-        }
-    }
-    hole
+    let regions = crate::ops::segment::Regions::of(w, h, kept, false);
+    regions
+        .label
+        .iter()
+        .map(|&l| l != 0 && !regions.at_frame[l as usize])
+        .collect()
 }
 
 /// [`Flag::Disagrees`] when `output` leaves out over a quarter of `reference`'s product or

@@ -93,38 +93,27 @@ pub fn fuse(
 /// regions, never single pixels: the backdrop model's stray misses inside a low-contrast
 /// product are small and do not look like the backdrop on average.
 fn carve_holes(w: usize, h: usize, mut net: Vec<bool>, b: &BackdropView<'_>) -> Vec<bool> {
-    let (_, regions) = segment::components(w, h, b.mask, false);
+    let regions = segment::Regions::of(w, h, b.mask, false);
     let net_area = net.iter().filter(|&&v| v).count();
     let min_area = (net_area / 400).max(16);
-    for region in regions.iter().skip(1) {
-        if region.len() < min_area {
-            continue;
-        }
-        let inside = region.iter().filter(|&&i| net[i]).count();
-        let at_frame = region.iter().any(|&i| {
-            let (x, y) = (i % w, i / w);
-            x == 0 || y == 0 || x + 1 == w || y + 1 == h
-        });
-        if at_frame || (inside as f32) < 0.9 * region.len() as f32 {
-            continue;
-        }
-        let n = region.len() as f32;
-        let score = region
-            .iter()
-            .map(|&i| b.evidence.score.data[i])
-            .sum::<f32>()
-            / n;
-        let off = region
-            .iter()
-            .map(|&i| (b.evidence.ratio.data[i] - 1.0).abs())
-            .sum::<f32>()
-            / n;
-        if score < segment::LIKE_SCORE && off < segment::LIKE_RATIO {
-            for &i in region {
-                net[i] = false;
-            }
-        }
+    let mut inside = vec![0usize; regions.size.len()];
+    for (&l, &n) in regions.label.iter().zip(&net) {
+        inside[l as usize] += usize::from(n);
     }
+    let score = regions.means(|i| b.evidence.score.data[i]);
+    let off = regions.means(|i| (b.evidence.ratio.data[i] - 1.0).abs());
+    let carve: Vec<bool> = (0..regions.size.len())
+        .map(|l| {
+            let n = regions.size[l];
+            l != 0
+                && n >= min_area
+                && !regions.at_frame[l]
+                && inside[l] as f32 >= 0.9 * n as f32
+                && score[l] < segment::LIKE_SCORE
+                && off[l] < segment::LIKE_RATIO
+        })
+        .collect();
+    regions.paint(&mut net, false, &carve);
     net
 }
 

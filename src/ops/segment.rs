@@ -150,15 +150,6 @@ fn neighbours(i: usize, x: usize, w: usize, len: usize) -> impl Iterator<Item = 
     .flatten()
 }
 
-/// Labels 4-connected components where `mask[i] == value`; returns (labels, members). Label 0 = other.
-pub fn components(w: usize, h: usize, mask: &[bool], value: bool) -> (Vec<u32>, Vec<Vec<usize>>) {
-    let mut comps: Vec<Vec<usize>> = vec![Vec::new()];
-    let label = label_components(w, h, mask, value, |members| {
-        comps.push(members.iter().map(|&(i, _)| i).collect());
-    });
-    (label, comps)
-}
-
 /// [`components`]' labels with each component's size instead of its members (index 0 = other).
 ///
 /// By runs instead of pixels: each row's runs of `value` are joined to the runs of the row
@@ -233,41 +224,60 @@ fn union(parent: &mut [usize], a: usize, b: usize) {
     parent[hi] = lo;
 }
 
-/// Labels components 1, 2, … in scan order of their first pixel and hands each one's members
-/// (pixel, column), breadth first in the order of [`neighbours`], to `component`. Columns ride
-/// along so no pixel costs a division.
-fn label_components(
-    w: usize,
-    h: usize,
-    mask: &[bool],
-    value: bool,
-    mut component: impl FnMut(&[(usize, usize)]),
-) -> Vec<u32> {
-    let mut label = vec![0u32; w * h];
-    let mut queue = Vec::new();
-    let mut id = 0;
-    for start in 0..w * h {
-        if mask[start] != value || label[start] != 0 {
-            continue;
+/// The 4-connected regions of one value of a mask: each pixel's label (1, 2, … in scan order
+/// of the region's first pixel; 0 = the other value), each region's size and whether it touches
+/// the frame. What the region tests (holes, enclosed backdrop) read, in linear passes.
+pub struct Regions {
+    pub label: Vec<u32>,
+    /// Pixels per label (index 0: none counted).
+    pub size: Vec<usize>,
+    /// Per label: some pixel on the frame's edge.
+    pub at_frame: Vec<bool>,
+}
+
+impl Regions {
+    pub fn of(w: usize, h: usize, mask: &[bool], value: bool) -> Regions {
+        let (label, size) = component_sizes(w, h, mask, value);
+        let mut at_frame = vec![false; size.len()];
+        if w > 0 && h > 0 {
+            let edges = (0..w)
+                .chain((h - 1) * w..h * w)
+                .chain((0..h).map(|y| y * w))
+                .chain((0..h).map(|y| y * w + w - 1));
+            for i in edges {
+                at_frame[label[i] as usize] = true;
+            }
+            at_frame[0] = false;
         }
-        id += 1;
-        label[start] = id;
-        queue.clear();
-        queue.push((start, start % w));
-        let mut k = 0;
-        while k < queue.len() {
-            let (i, x) = queue[k];
-            k += 1;
-            for (j, xj) in neighbours(i, x, w, w * h) {
-                if mask[j] == value && label[j] == 0 {
-                    label[j] = id;
-                    queue.push((j, xj));
-                }
+        Regions {
+            label,
+            size,
+            at_frame,
+        }
+    }
+
+    /// Per label, the mean of `f(i)` over its pixels `i` (summed in `f64`; index 0 unused).
+    pub fn means(&self, f: impl Fn(usize) -> f32) -> Vec<f32> {
+        let mut sums = vec![0.0f64; self.size.len()];
+        for (i, &l) in self.label.iter().enumerate() {
+            if l != 0 {
+                sums[l as usize] += f64::from(f(i));
             }
         }
-        component(&queue);
+        sums.iter()
+            .zip(&self.size)
+            .map(|(s, &n)| (s / n.max(1) as f64) as f32)
+            .collect()
     }
-    label
+
+    /// Sets `out[i] = value` for every pixel whose region `pick` chooses.
+    pub fn paint(&self, out: &mut [bool], value: bool, pick: &[bool]) {
+        for (o, &l) in out.iter_mut().zip(&self.label) {
+            if pick[l as usize] {
+                *o = value;
+            }
+        }
+    }
 }
 
 /// Flips every 4-connected region of `value` smaller than `min_area` pixels.
@@ -283,29 +293,16 @@ pub fn remove_small(w: usize, h: usize, mask: &mut [bool], value: bool, min_area
 /// Background regions that do not reach the border are product (a label, a reflection) unless
 /// they look like the backdrop (a mug handle's hole): mean evidence low and ratio near 1.
 fn fill_enclosed(w: usize, h: usize, mask: &mut [bool], ev: &Evidence) {
-    let (_, comps) = components(w, h, mask, false);
-    for c in comps.iter().skip(1) {
-        let touches_border = c.iter().any(|&i| {
-            let (x, y) = (i % w, i / w);
-            x == 0 || y == 0 || x + 1 == w || y + 1 == h
-        });
-        if touches_border {
-            continue;
-        }
-        let n = c.len() as f32;
-        let score = c.iter().map(|&i| ev.score.data[i]).sum::<f32>() / n;
-        let off = c
-            .iter()
-            .map(|&i| (ev.ratio.data[i] - 1.0).abs())
-            .sum::<f32>()
-            / n;
-        let looks_like_backdrop = score < 0.4 && off < 0.04 && n > 30.0;
-        if !looks_like_backdrop {
-            for &i in c {
-                mask[i] = true;
-            }
-        }
-    }
+    let regions = Regions::of(w, h, mask, false);
+    let score = regions.means(|i| ev.score.data[i]);
+    let off = regions.means(|i| (ev.ratio.data[i] - 1.0).abs());
+    let fill: Vec<bool> = (0..regions.size.len())
+        .map(|l| {
+            let looks_like_backdrop = score[l] < 0.4 && off[l] < 0.04 && regions.size[l] > 30;
+            l != 0 && !regions.at_frame[l] && !looks_like_backdrop
+        })
+        .collect();
+    regions.paint(mask, true, &fill);
 }
 
 #[cfg(test)]
@@ -368,8 +365,27 @@ mod tests {
                     comps.push(members);
                 }
                 let sizes: Vec<usize> = comps.iter().map(Vec::len).collect();
-                assert_eq!(component_sizes(w, h, &mask, value), (label.clone(), sizes));
-                assert_eq!(components(w, h, &mask, value), (label, comps), "{w}x{h}");
+                assert_eq!(
+                    component_sizes(w, h, &mask, value),
+                    (label.clone(), sizes.clone())
+                );
+                let at_frame: Vec<bool> = comps
+                    .iter()
+                    .enumerate()
+                    .map(|(l, c)| {
+                        l != 0
+                            && c.iter().any(|&i| {
+                                let (x, y) = (i % w, i / w);
+                                x == 0 || y == 0 || x + 1 == w || y + 1 == h
+                            })
+                    })
+                    .collect();
+                let regions = Regions::of(w, h, &mask, value);
+                assert_eq!(
+                    (regions.label, regions.size, regions.at_frame),
+                    (label, sizes, at_frame),
+                    "{w}x{h}"
+                );
             }
             let seeds: Vec<bool> = (0..w * h).map(|i| i % 7 == 0 && mask[i]).collect();
             let mut want = seeds.clone();
@@ -384,6 +400,24 @@ mod tests {
             }
             assert_eq!(flood(w, h, &seeds, &mask), want, "{w}x{h}");
         }
+    }
+
+    #[test]
+    fn region_means_and_paint_follow_the_labels() {
+        let (w, h) = (4, 3);
+        #[rustfmt::skip]
+        let mask = [
+            true, false, false, true,
+            true, false, false, false,
+            false, false, true, true,
+        ];
+        let r = Regions::of(w, h, &mask, true);
+        assert_eq!(r.size, [0, 2, 1, 2]);
+        assert_eq!(r.means(|i| i as f32)[1..], [2.0, 3.0, 10.5]);
+        let mut out = vec![false; w * h];
+        r.paint(&mut out, true, &[false, false, true, false]);
+        assert_eq!(out.iter().filter(|&&v| v).count(), 1);
+        assert!(out[3]);
     }
 
     #[test]
