@@ -100,17 +100,17 @@ fn carve_holes(w: usize, h: usize, mut net: Vec<bool>, b: &BackdropView<'_>) -> 
     for (&l, &n) in regions.label.iter().zip(&net) {
         inside[l as usize] += usize::from(n);
     }
-    let score = regions.means(|i| b.evidence.score.data[i]);
-    let off = regions.means(|i| (b.evidence.ratio.data[i] - 1.0).abs());
+    let ev = b.evidence;
+    let means = regions.means(|i| [ev.score.data[i], (ev.ratio.data[i] - 1.0).abs()]);
     let carve: Vec<bool> = (0..regions.size.len())
         .map(|l| {
-            let n = regions.size[l];
+            let (n, [score, off]) = (regions.size[l], means[l]);
             l != 0
                 && n >= min_area
                 && !regions.at_frame[l]
                 && inside[l] as f32 >= 0.9 * n as f32
-                && score[l] < segment::LIKE_SCORE
-                && off[l] < segment::LIKE_RATIO
+                && score < segment::LIKE_SCORE
+                && off < segment::LIKE_RATIO
         })
         .collect();
     regions.paint(&mut net, false, &carve);

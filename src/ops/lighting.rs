@@ -115,7 +115,8 @@ const GREY_SHARE: f32 = 0.5;
 /// a concrete floor) and the gains make their median neutral, the search narrowing three times
 /// around the estimate so far. Pixels near clipping or black (where noise decides the colour)
 /// are left out. Gains are luminance-neutral (exposure is not touched) and applied at
-/// [`GREY_SHARE`]; too few grey pixels (under 0.5 % of the photo) stops the search where it is.
+/// [`GREY_SHARE`]; too few grey pixels (under 0.5 % of the usable ones, or 50) stops the search
+/// where it is.
 fn neutral_balance(img: &RgbaImage) -> [f32; 3] {
     // Log-chroma of each usable pixel, computed once; the gains only shift it.
     let ln: [f32; 256] = std::array::from_fn(|v| decode(v as u8).ln());

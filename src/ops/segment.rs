@@ -150,7 +150,8 @@ fn neighbours(i: usize, x: usize, w: usize, len: usize) -> impl Iterator<Item = 
     .flatten()
 }
 
-/// [`components`]' labels with each component's size instead of its members (index 0 = other).
+/// Labels the 4-connected components where `mask[i] == value` 1, 2, … in scan order of their
+/// first pixel (0 = the other value) and counts each one's pixels (index 0: none counted).
 ///
 /// By runs instead of pixels: each row's runs of `value` are joined to the runs of the row
 /// above that they touch (union-find, the earliest run the root), then labelled in scan order
@@ -256,17 +257,21 @@ impl Regions {
         }
     }
 
-    /// Per label, the mean of `f(i)` over its pixels `i` (summed in `f64`; index 0 unused).
-    pub fn means(&self, f: impl Fn(usize) -> f32) -> Vec<f32> {
-        let mut sums = vec![0.0f64; self.size.len()];
+    /// Per label, the means of the `N` values `f(i)` over its pixels `i`, in one pass (summed in
+    /// `f64`; index 0 unused).
+    pub fn means<const N: usize>(&self, f: impl Fn(usize) -> [f32; N]) -> Vec<[f32; N]> {
+        let mut sums = vec![[0.0f64; N]; self.size.len()];
         for (i, &l) in self.label.iter().enumerate() {
             if l != 0 {
-                sums[l as usize] += f64::from(f(i));
+                let sum = &mut sums[l as usize];
+                for (s, v) in sum.iter_mut().zip(f(i)) {
+                    *s += f64::from(v);
+                }
             }
         }
         sums.iter()
             .zip(&self.size)
-            .map(|(s, &n)| (s / n.max(1) as f64) as f32)
+            .map(|(s, &n)| s.map(|s| (s / n.max(1) as f64) as f32))
             .collect()
     }
 
@@ -294,11 +299,11 @@ pub fn remove_small(w: usize, h: usize, mask: &mut [bool], value: bool, min_area
 /// they look like the backdrop (a mug handle's hole): mean evidence low and ratio near 1.
 fn fill_enclosed(w: usize, h: usize, mask: &mut [bool], ev: &Evidence) {
     let regions = Regions::of(w, h, mask, false);
-    let score = regions.means(|i| ev.score.data[i]);
-    let off = regions.means(|i| (ev.ratio.data[i] - 1.0).abs());
+    let means = regions.means(|i| [ev.score.data[i], (ev.ratio.data[i] - 1.0).abs()]);
     let fill: Vec<bool> = (0..regions.size.len())
         .map(|l| {
-            let looks_like_backdrop = score[l] < 0.4 && off[l] < 0.04 && regions.size[l] > 30;
+            let [score, off] = means[l];
+            let looks_like_backdrop = score < 0.4 && off < 0.04 && regions.size[l] > 30;
             l != 0 && !regions.at_frame[l] && !looks_like_backdrop
         })
         .collect();
@@ -413,7 +418,7 @@ mod tests {
         ];
         let r = Regions::of(w, h, &mask, true);
         assert_eq!(r.size, [0, 2, 1, 2]);
-        assert_eq!(r.means(|i| i as f32)[1..], [2.0, 3.0, 10.5]);
+        assert_eq!(r.means(|i| [i as f32])[1..], [[2.0], [3.0], [10.5]]);
         let mut out = vec![false; w * h];
         r.paint(&mut out, true, &[false, false, true, false]);
         assert_eq!(out.iter().filter(|&&v| v).count(), 1);
