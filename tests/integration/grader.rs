@@ -151,6 +151,35 @@ async fn a_budget_holds_while_many_results_are_graded_at_once() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_without_usage_is_charged_its_reserved_bound_not_nothing() {
+    // Bedrock bills every answer; one that leaves out `usage` (the SDK then reads its counts as
+    // zero) must not pass for free: it is charged the most the call could have cost.
+    let double = BedrockDouble::start().await;
+    double.omit_usage_next(NOVA_LITE, 2);
+    let dir = project("", 3, 0);
+    let rows = run(&dir, &double).await;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(double.successes(NOVA_LITE), 3);
+    let calls = double.token_calls(NOVA_LITE);
+    assert!(calls.iter().all(|&(i, o)| i > 0 && o > 0), "{calls:?}");
+    // Every answer was read (the verdict is in the text), so every result is graded ...
+    assert!(rows.iter().all(|r| grade(r) == Some(900)), "{rows:#?}");
+    // ... and every row paid at least what its answer was billed: two at their bound, above it.
+    let cheapest = calls.iter().map(|&(i, o)| PRICES.cost(i, o)).min().unwrap();
+    assert!(rows.iter().all(|r| r.cost >= cheapest), "{rows:#?}");
+    let total: Usd = rows.iter().map(|r| r.cost).sum();
+    assert!(total > billed(&double), "{total} for {calls:?}");
+    let bound = retouch::providers::grader::max_cost(PRICES);
+    assert!(total <= bound.times(2) + billed(&double), "{total}");
+    // Exactly one row was priced from its usage.
+    let exact = rows
+        .iter()
+        .filter(|r| calls.iter().any(|&(i, o)| PRICES.cost(i, o) == r.cost))
+        .count();
+    assert_eq!(exact, 1, "{rows:#?} {calls:?}");
+}
+
 #[test]
 fn only_models_that_can_grade_are_accepted() {
     let dir = project("", 1, 0);

@@ -141,6 +141,22 @@ async fn generate_asks_omni_in_words_and_a_refusal_is_billed_by_its_tokens() {
     }
     let total: Usd = rows.iter().map(|r| r.cost).sum();
     assert_eq!(total, want);
+
+    // A refusal without `usage` (the SDK reads its counts as zero) is charged the edit's price,
+    // never nothing.
+    let double = BedrockDouble::start().await;
+    double.set_filter(OMNI, Some(Filter::Output));
+    double.omit_usage_next(OMNI, 2);
+    let dir = project(
+        "\"../photos/*.png\"",
+        "  - op: fix-lighting\n    models: [nova-2-omni]\n    fallback: local\n",
+    );
+    let rows = run(&dir, &double, "no-usage").await;
+    assert_eq!(double.token_calls(OMNI).len(), 2);
+    for r in &rows {
+        assert_eq!(r.reason, Reason::FallbackContentFiltered, "{r:?}");
+        assert_eq!(r.cost, Usd::from_dollars(0.08).unwrap(), "{r:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -308,12 +308,17 @@ impl BedrockClient {
 }
 
 /// The input and output tokens a `Converse` answer was billed for: `None` for an answer
-/// without `usage` or with a negative count. Such an answer was still billed; reading its count
-/// as zero, or refusing it as an error (errors are not billed), would record a paid call as
-/// free, so callers charge the most the call could cost instead.
+/// without `usage`, or with a count that is missing, zero or negative. Such an answer was
+/// still billed; reading its count as zero, or refusing it as an error (errors are not billed),
+/// would record a paid call as free, so callers charge the most the call could cost instead.
+///
+/// Zero counts as missing because the SDK cannot tell them apart: it fills a required member
+/// the answer left out with its default (`usage` becomes a `TokenUsage` of zeros). No real
+/// answer reads zero tokens: every request sends an instruction, and every answer says at
+/// least a word or carries an image.
 fn billed_tokens(usage: Option<&aws_sdk_bedrockruntime::types::TokenUsage>) -> Option<(u64, u64)> {
     let usage = usage?;
-    let count = |n: i32| u64::try_from(n).ok();
+    let count = |n: i32| u64::try_from(n).ok().filter(|&n| n > 0);
     Some((count(usage.input_tokens())?, count(usage.output_tokens())?))
 }
 
@@ -355,7 +360,10 @@ mod tests {
     #[test]
     fn token_counts_are_read_only_when_the_answer_gives_them_whole() {
         assert_eq!(billed_tokens(Some(&usage(1234, 56))), Some((1234, 56)));
-        assert_eq!(billed_tokens(Some(&usage(0, 0))), Some((0, 0)));
+        // What the SDK makes of an answer without `usage`, or with a count left out.
+        assert_eq!(billed_tokens(Some(&usage(0, 0))), None);
+        assert_eq!(billed_tokens(Some(&usage(1234, 0))), None);
+        assert_eq!(billed_tokens(Some(&usage(0, 56))), None);
         assert_eq!(billed_tokens(Some(&usage(-1, 56))), None);
         assert_eq!(billed_tokens(Some(&usage(1234, -5))), None);
         assert_eq!(billed_tokens(None), None);

@@ -59,6 +59,8 @@ struct ModelState {
     replies: VecDeque<String>,
     /// Converse tokens billed per 200 answer: (input, output), in order.
     token_calls: Vec<(u64, u64)>,
+    /// How many of the next Converse answers leave out `usage` (still billed).
+    omit_usage: usize,
     /// The region each InvokeModel request was signed for, in order.
     regions: Vec<String>,
     /// Every JSON body received, in order.
@@ -159,6 +161,12 @@ impl BedrockDouble {
             m.fail_next
                 .extend((0..n).map(|_| (status, code.to_string())))
         });
+    }
+
+    /// The next `n` Converse answers of `model` leave out `usage` (Bedrock still bills their
+    /// tokens, and [`BedrockDouble::token_calls`] still counts them).
+    pub(crate) fn omit_usage_next(&self, model: &str, n: usize) {
+        self.with(model, |m| m.omit_usage += n);
     }
 
     /// Every call waits this long before answering.
@@ -449,10 +457,11 @@ async fn converse_call(
     let question = converse::validate(&json).map_err(|m| error(400, "ValidationException", &m))?;
     let reply =
         with_model(state, id, |m| m.replies.pop_front()).unwrap_or_else(|| own_verdict(&json));
-    let (answer, input, output) = converse::answer(&question, &reply);
+    let (mut answer, input, output) = converse::answer(&question, &reply);
     with_model(state, id, |m| {
         m.successes += 1;
         m.token_calls.push((input, output));
+        omit_usage(m, &mut answer);
     });
     Ok(respond(200, answer, None))
 }
@@ -501,14 +510,23 @@ async fn omni_call(
         img.write_to(&mut buf, image::ImageFormat::Png).unwrap();
         buf.into_inner()
     });
-    let (answer, input, output) = converse::image_answer(&edit, png.as_deref());
+    let (mut answer, input, output) = converse::image_answer(&edit, png.as_deref());
     with_model(state, id, |m| {
         if png.is_some() {
             m.successes += 1;
         }
         m.token_calls.push((input, output));
+        omit_usage(m, &mut answer);
     });
     Ok(respond(200, answer, None))
+}
+
+/// Takes `usage` out of a Converse answer when the model's next answers are to lack it.
+fn omit_usage(m: &mut ModelState, answer: &mut Value) {
+    if m.omit_usage > 0 {
+        m.omit_usage -= 1;
+        answer.as_object_mut().expect("an object").remove("usage");
+    }
 }
 
 /// The double's verdict on a picture of input | result: a result that is almost all
