@@ -16,6 +16,7 @@ pub mod health;
 mod image_task;
 mod outcome;
 pub mod rate_limit;
+mod refusals;
 mod remote;
 pub mod retry;
 mod rows;

@@ -21,6 +21,7 @@ use super::cache::{CallOf, Held, NotHeld, RunCache};
 use super::cpu;
 use super::health::{Admission, Health, HealthPermit, OpenReason};
 use super::rate_limit::RateLimits;
+use super::refusals::Refusals;
 use super::retry::RetryPolicy;
 use crate::catalog::Date;
 use crate::manifest::Step;
@@ -47,6 +48,9 @@ pub(super) struct Remote {
     warned_legacy: Mutex<HashSet<String>>,
     /// Where billed calls are recorded the moment they settle (for the daily budget).
     ledger: Option<Arc<RunCache>>,
+    /// The last hold the shared caps refused, so the calls behind it that would be refused
+    /// again do not each wait for a rate-limit slot first.
+    refusals: Refusals,
     /// The run's shutdown signal: every wait here (a probe slot, a rate-limit slot, a retry
     /// back-off) ends at once when it fires, and the step falls back as interrupted.
     cancel: CancellationToken,
@@ -124,6 +128,7 @@ impl Remote {
             retry,
             warned_legacy: Mutex::new(HashSet::new()),
             ledger,
+            refusals: Refusals::default(),
             cancel: CancellationToken::new(),
         }
     }
@@ -164,7 +169,10 @@ impl Remote {
     async fn billed(&self, call: CallOf<'_>, cost: Usd, hold: Option<Held>) {
         let Some(ledger) = &self.ledger else { return };
         match hold {
-            Some(hold) => ledger.settle_hold(hold, call, cost).await,
+            Some(hold) => {
+                ledger.settle_hold(hold, call, cost).await;
+                self.refusals.forget();
+            }
             None if cost > Usd::ZERO => ledger.record_spend(call, cost),
             None => {}
         }
@@ -313,6 +321,12 @@ impl Remote {
         A: std::future::Future<Output = Result<T, RemoteError>>,
     {
         let model = paid.model;
+        // A hold the shared caps refused a moment ago would be refused again: fall back without
+        // waiting for a slot (see `refusals.rs`).
+        if let Some(e) = self.refusals.would_refuse(price) {
+            drop(reservation); // nothing called
+            return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
+        }
         // Held only once the first attempt has its rate-limit slot, so a hold lasts as long as
         // the call itself: a run killed while waiting for a slot has nothing possibly billed
         // (holds of runs that died stop counting against the day after `HOLD_EXPIRES_SECS`).
@@ -324,8 +338,14 @@ impl Remote {
             return interrupted(failure);
         }
         let hold = match self.hold(paid, price).await {
-            Ok(hold) => hold,
+            Ok(hold) => {
+                if hold.is_some() {
+                    self.refusals.forget();
+                }
+                hold
+            }
             Err(e) => {
+                self.refusals.saw(&e);
                 drop(reservation); // nothing called
                 return failure.set(Reason::FallbackBudget, e.to_string(), Next::Stop);
             }

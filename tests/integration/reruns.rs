@@ -426,6 +426,63 @@ async fn runs_started_together_share_the_daily_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_shared_cap_is_spent_falls_back_without_waiting_for_rate_slots() {
+    // Two runs share the day's $0.04; an upscale costs $0.03, so only one is made, and it is in
+    // flight for a while. At 2 requests a minute every slot after the first takes 30 s: the run
+    // whose hold was refused must not wait for a slot per image only to be refused again.
+    let double = BedrockDouble::start().await;
+    double.set_latency(STAB_FAST, Duration::from_millis(1500));
+    let manifest = |name: &str| {
+        format!(
+            r#"
+version: 1
+name: {name}
+inputs: ["../photos-{name}/*.png"]
+output: {{ dir: ../out-{name}, format: png }}
+steps:
+  - op: upscale
+    models: [stability-fast-upscale]
+    factor: 2
+limits: {{ concurrency: 1, rpm: {{ stability-fast-upscale: 2 }} }}
+budget: {{ daily_max_usd: 0.04 }}
+"#
+        )
+    };
+    let mut test = Test::new()
+        .file("pipelines/a.yaml", manifest("a").as_bytes())
+        .file("pipelines/b.yaml", manifest("b").as_bytes());
+    for i in 0..4 {
+        test = test
+            .image(&format!("photos-a/p{i}.png"), 64 + 8 * i, 64)
+            .image(&format!("photos-b/p{i}.png"), 64 + 8 * i, 72);
+    }
+    let root = test.root();
+    let retouch = Retouch::at(root).bedrock(&double);
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        retouch.run_async(&["run", "pipelines/a.yaml", "-q"]),
+        retouch.run_async(&["run", "pipelines/b.yaml", "-q"]),
+    );
+    let took = started.elapsed();
+    a.success();
+    b.success();
+    assert_eq!(
+        double.successes(STAB_FAST),
+        1,
+        "the day's cap buys one upscale"
+    );
+    let rows: Vec<_> = ["a", "b"]
+        .iter()
+        .flat_map(|n| report(&root.join(format!("out-{n}/report.csv"))))
+        .collect();
+    assert_eq!(rows.len(), 8);
+    let budget = rows.iter().filter(|r| r[2] == "fallback-budget").count();
+    assert_eq!(budget, 7, "{rows:?}");
+    // Waiting for a slot per refused image would take 30 s or more (three slots at 2 a minute).
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_a_price_change_since_the_last_run() {
     let double = BedrockDouble::start().await;
     let test = project(1);
