@@ -10,7 +10,11 @@ session is made once and warmed on the first image first. Threads come from OMP_
 
 The model file must already be in $U2NET_HOME (the script never lets rembg download it).
 
-usage: rembg_run.py DIR MODEL
+With --cutout the timed work is rembg's cut-out as `rembg i -m MODEL` writes it (the RGBA
+image, alpha from the mask, saved as PNG to DIR/<case>/cutout_MODEL.png), the job retouch's
+remove-bg does; the mask (the cut-out's alpha, the same values) is then saved untimed.
+
+usage: rembg_run.py DIR MODEL [--cutout]
 """
 import csv
 import os
@@ -20,6 +24,9 @@ import time
 
 def main():
     root, model = sys.argv[1], sys.argv[2]
+    cutout = sys.argv[3:] == ["--cutout"]
+    if sys.argv[3:] and not cutout:
+        sys.exit(f"rembg_run: unknown arguments {sys.argv[3:]} (only --cutout)")
     home = os.environ.get("U2NET_HOME")
     if not home or not os.path.isfile(os.path.join(home, f"{model}.onnx")):
         sys.exit(f"rembg_run: {model}.onnx is not in U2NET_HOME ({home}); refusing to download")
@@ -32,14 +39,22 @@ def main():
         sys.exit(f"rembg_run: no cases in {root}")
     session = new_session(model)
     remove(Image.open(os.path.join(root, names[0], "degraded.png")), session=session, only_mask=True)
-    with open(os.path.join(root, f"times_{model}.csv"), "w") as out:
+    times = f"times_{model}{'_cutout' if cutout else ''}.csv"
+    with open(os.path.join(root, times), "w") as out:
         out.write("name,seconds\n")
         for name in names:
             start = time.perf_counter()
             img = Image.open(os.path.join(root, name, "degraded.png"))
-            mask = remove(img, session=session, only_mask=True)
-            mask.save(os.path.join(root, name, f"alpha_{model}.png"))
-            out.write(f"{name},{time.perf_counter() - start:.4f}\n")
+            if cutout:
+                cut = remove(img, session=session)
+                cut.save(os.path.join(root, name, f"cutout_{model}.png"))
+                seconds = time.perf_counter() - start
+                cut.getchannel("A").save(os.path.join(root, name, f"alpha_{model}.png"))
+            else:
+                mask = remove(img, session=session, only_mask=True)
+                mask.save(os.path.join(root, name, f"alpha_{model}.png"))
+                seconds = time.perf_counter() - start
+            out.write(f"{name},{seconds:.4f}\n")
     print(f"rembg {model}: {len(names)} images", file=sys.stderr)
 
 

@@ -13,7 +13,9 @@
 # U2NET_HOME, so rembg never downloads from GitHub.
 #
 # Usage: bench/segmentation.sh [OUT_DIR] [COUNT] [SEED]
-# Env: THREADS (2), MODELS ("u2netp u2net"), PEERS (bench/.segmentation), CARGO_TARGET_DIR.
+# Env: THREADS (2), MODELS ("u2netp u2net"), PEERS (bench/.segmentation), CARGO_TARGET_DIR;
+# FEATURES=onnxruntime runs the networks on ONNX Runtime (RETOUCH_ONNXRUNTIME names its library,
+# `bash .ci/fetch-onnxruntime.sh` fetches it) instead of tract.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/retouch-seg}
@@ -66,7 +68,8 @@ PY=$PEERS/venv/bin/python
 "$PY" -c 'import rembg, onnxruntime' 2>/dev/null || "$PY" -m pip install --quiet "$REMBG" onnxruntime
 for m in $MODELS; do install_model "$m"; done
 
-cargo build --release --quiet --example testset --example remove_bg_dir --example score_mattes --bin retouch
+cargo build --release --quiet --example testset --example remove_bg_dir --example score_mattes --bin retouch \
+  ${FEATURES:+--features "$FEATURES"}
 BIN=$CARGO_TARGET_DIR/release/examples
 RETOUCH=$CARGO_TARGET_DIR/release/retouch
 rm -rf "$OUT"
@@ -96,8 +99,11 @@ YAML
 start=$(date +%s.%N)
 RETOUCH_MODEL_DIR=$NETS RAYON_NUM_THREADS=$THREADS "$RETOUCH" run "$NETS/seg.yaml" -q
 RUN_SECONDS=$(echo "$(date +%s.%N) - $start" | bc -l)
+# rembg twice per model: the mask alone (its figures in the table), then the cut-out as
+# `rembg i` writes it (RGBA PNG), the same job as retouch's remove-bg and `retouch run` above.
 for m in $MODELS; do
   OMP_NUM_THREADS=$THREADS U2NET_HOME=$PEERS/u2net "$PY" bench/rembg_run.py "$OUT" "$m"
+  OMP_NUM_THREADS=$THREADS U2NET_HOME=$PEERS/u2net "$PY" bench/rembg_run.py "$OUT" "$m" --cutout
 done
 
 {
@@ -111,6 +117,10 @@ done
   echo
   printf 'retouch run, local_model: u2netp, concurrency %s: %s images in %.1f s = %.2f s/image\n' \
     "$THREADS" "$COUNT" "$RUN_SECONDS" "$(echo "$RUN_SECONDS / $COUNT" | bc -l)"
+  for m in $MODELS; do
+    awk -F, -v m="$m" 'NR > 1 { s += $2; n++ } END { printf "rembg %s cut-out (RGBA PNG, as `rembg i` writes it): %.3f s/image\n", m, s / n }' \
+      "$OUT/times_${m}_cutout.csv"
+  done
   echo
   # What a `qa < 0.8` filter catches: of the cut-outs with IoU < 0.8, how many it flags (recall),
   # and of those with IoU >= 0.95, how many it flags needlessly.
