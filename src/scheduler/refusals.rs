@@ -29,8 +29,6 @@ pub(super) struct Refusals {
 
 struct Seen {
     refusal: BudgetExceeded,
-    /// What a call may cost and still have been held: cap minus committed.
-    room: Usd,
     at: Instant,
 }
 
@@ -40,7 +38,6 @@ impl Refusals {
         let NotHeld::Cap(e) = refusal else { return };
         *self.lock() = Some(Seen {
             refusal: e.clone(),
-            room: (e.cap - e.committed).max(Usd::ZERO),
             at: Instant::now(),
         });
     }
@@ -60,7 +57,9 @@ impl Refusals {
     fn would_refuse_at(&self, price: Usd, now: Instant) -> Option<BudgetExceeded> {
         let last = self.lock();
         let seen = last.as_ref()?;
-        if price.is_zero() || price <= seen.room || now.duration_since(seen.at) >= FRESH {
+        // What a call may cost and still have been held when the refusal was seen.
+        let room = seen.refusal.cap - seen.refusal.committed;
+        if price.is_zero() || price <= room || now.duration_since(seen.at) >= FRESH {
             return None;
         }
         Some(BudgetExceeded {

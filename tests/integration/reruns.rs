@@ -373,6 +373,39 @@ async fn the_daily_budget_holds_across_runs() {
     assert!(budget.iter().all(|r| r[1] == "local" && r[4] == "0.000000"));
 }
 
+/// Runs `manifest("a")` and `manifest("b")` at the same time (each reads `photos-<name>/`,
+/// writes `out-<name>/`), over `photos` images each; both must succeed. Returns both reports'
+/// rows and how long the two took together.
+async fn two_runs_at_once(
+    double: &BedrockDouble,
+    manifest: impl Fn(&str) -> String,
+    photos: u32,
+) -> (Vec<[String; 6]>, Duration) {
+    let mut test = Test::new()
+        .file("pipelines/a.yaml", manifest("a").as_bytes())
+        .file("pipelines/b.yaml", manifest("b").as_bytes());
+    for i in 0..photos {
+        test = test
+            .image(&format!("photos-a/p{i}.png"), 64 + 8 * i, 64)
+            .image(&format!("photos-b/p{i}.png"), 64 + 8 * i, 72);
+    }
+    let root = test.root();
+    let retouch = Retouch::at(root).bedrock(double);
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        retouch.run_async(&["run", "pipelines/a.yaml", "-q"]),
+        retouch.run_async(&["run", "pipelines/b.yaml", "-q"]),
+    );
+    let took = started.elapsed();
+    a.success();
+    b.success();
+    let rows = ["a", "b"]
+        .iter()
+        .flat_map(|n| report(&root.join(format!("out-{n}/report.csv"))))
+        .collect();
+    (rows, took)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_started_together_share_the_daily_budget() {
     let double = BedrockDouble::start().await;
@@ -387,22 +420,7 @@ async fn runs_started_together_share_the_daily_budget() {
             .replace("dir: ../out", &format!("dir: ../out-{name}"))
             .replace("limits: {", "limits: { concurrency: 4,")
     };
-    let mut test = Test::new()
-        .file("pipelines/a.yaml", capped("a").as_bytes())
-        .file("pipelines/b.yaml", capped("b").as_bytes());
-    for i in 0..6 {
-        test = test
-            .image(&format!("photos-a/p{i}.png"), 64 + 8 * i, 64)
-            .image(&format!("photos-b/p{i}.png"), 64 + 8 * i, 72);
-    }
-    let root = test.root();
-    let retouch = Retouch::at(root).bedrock(&double);
-    let (a, b) = tokio::join!(
-        retouch.run_async(&["run", "pipelines/a.yaml", "-q"]),
-        retouch.run_async(&["run", "pipelines/b.yaml", "-q"]),
-    );
-    a.success();
-    b.success();
+    let (rows, _) = two_runs_at_once(&double, capped, 6).await;
     let (fast, bg) = calls(&double);
     let billed_micros = fast * 30_000 + bg * 70_000;
     assert!(
@@ -413,10 +431,6 @@ async fn runs_started_together_share_the_daily_budget() {
         billed_micros >= 430_000,
         "the cap was not used: {billed_micros} micro-USD"
     );
-    let rows: Vec<_> = ["a", "b"]
-        .iter()
-        .flat_map(|n| report(&root.join(format!("out-{n}/report.csv"))))
-        .collect();
     let reported: f64 = rows.iter().map(|r| r[4].parse::<f64>().unwrap()).sum();
     assert!(
         (reported * 1e6 - billed_micros as f64).abs() < 0.5,
@@ -448,33 +462,12 @@ budget: {{ daily_max_usd: 0.04 }}
 "#
         )
     };
-    let mut test = Test::new()
-        .file("pipelines/a.yaml", manifest("a").as_bytes())
-        .file("pipelines/b.yaml", manifest("b").as_bytes());
-    for i in 0..4 {
-        test = test
-            .image(&format!("photos-a/p{i}.png"), 64 + 8 * i, 64)
-            .image(&format!("photos-b/p{i}.png"), 64 + 8 * i, 72);
-    }
-    let root = test.root();
-    let retouch = Retouch::at(root).bedrock(&double);
-    let started = Instant::now();
-    let (a, b) = tokio::join!(
-        retouch.run_async(&["run", "pipelines/a.yaml", "-q"]),
-        retouch.run_async(&["run", "pipelines/b.yaml", "-q"]),
-    );
-    let took = started.elapsed();
-    a.success();
-    b.success();
+    let (rows, took) = two_runs_at_once(&double, manifest, 4).await;
     assert_eq!(
         double.successes(STAB_FAST),
         1,
         "the day's cap buys one upscale"
     );
-    let rows: Vec<_> = ["a", "b"]
-        .iter()
-        .flat_map(|n| report(&root.join(format!("out-{n}/report.csv"))))
-        .collect();
     assert_eq!(rows.len(), 8);
     let budget = rows.iter().filter(|r| r[2] == "fallback-budget").count();
     assert_eq!(budget, 7, "{rows:?}");

@@ -176,8 +176,8 @@ pub struct ConverseRequest {
 pub struct ConverseAnswer {
     pub text: String,
     /// Input and output tokens from the answer's `usage`; `None` when it has none or an
-    /// unreadable one (a negative count): the call was still billed, so the caller charges the
-    /// most it could have cost.
+    /// unreadable one (see `billed_tokens`): the call was still billed, so the caller charges
+    /// the most it could have cost.
     pub tokens: Option<(u64, u64)>,
 }
 
